@@ -1,0 +1,1 @@
+"""Real components on loopback for `make run`, the tests and the benchmarks."""

@@ -1,0 +1,149 @@
+"""Settings for every service: environment variables with a per-service prefix, an optional YAML
+file, and `<NAME>_FILE` variables that read any value (secrets above all) from a mounted file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+S = TypeVar("S", bound="ServiceSettings")
+
+
+class _FileVariables(PydanticBaseSettingsSource):
+    """`PREFIX_FIELD_FILE=/path` sets FIELD to the file's content (trailing newline removed)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        prefix = self.config.get("env_prefix", "")
+        variable = f"{prefix}{field_name}_FILE".upper()
+        path = os.environ.get(variable)
+        if not path:
+            return None, field_name, False
+        try:
+            return Path(path).read_text().rstrip("\r\n"), field_name, False
+        except OSError as exc:
+            raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+class _YamlFile(PydanticBaseSettingsSource):
+    """The file named by `PREFIX_CONFIG_FILE`, if any: a mapping of field names to values."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = self.config.get("env_prefix", "")
+        variable = f"{prefix}CONFIG_FILE".upper()
+        path = os.environ.get(variable)
+        if not path:
+            return {}
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{variable}: cannot load {path}: {exc}") from exc
+        if loaded is None:
+            return {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{variable}: {path} must hold a mapping")
+        return {str(key).replace("-", "_"): value for key, value in loaded.items()}
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: where the homeserver is, who the bot is, where its data lives."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_nested_delimiter="__")
+
+    homeserver: str = Field(description="Homeserver base URL, or a server name to discover")
+    user_id: str = Field(pattern=r"^@[^:]+:.+$", description="The bot's full Matrix user id")
+    access_token: SecretStr | None = None
+    password: SecretStr | None = None
+    device_name: str = "matrix-stack"
+    data_dir: Path = Path("data")
+    outbox_path: Path | None = Field(default=None, description="Default: <data_dir>/outbox.sqlite3")
+    invite_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Users or servers whose invites are accepted (comma-separated)"
+    )
+    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    port: int = Field(default=8080, ge=1, le=65535)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    log_json: bool = True
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    shutdown_drain_seconds: float = Field(default=10.0, ge=0)
+    backoff_max_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("invite_allowlist", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ServiceSettings:
+        if self.access_token is None and self.password is None:
+            raise ValueError("set ACCESS_TOKEN (or ACCESS_TOKEN_FILE), or PASSWORD (or PASSWORD_FILE)")
+        return self
+
+    @property
+    def outbox_file(self) -> Path:
+        return self.outbox_path or self.data_dir / "outbox.sqlite3"
+
+    @property
+    def session_file(self) -> Path:
+        return self.data_dir / "session.json"
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for log redaction."""
+        return [
+            value.get_secret_value()
+            for value in (getattr(self, name) for name in type(self).model_fields)
+            if isinstance(value, SecretStr) and value.get_secret_value()
+        ]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _FileVariables(settings_cls), _YamlFile(settings_cls)
+
+
+def describe_error(settings_cls: type[BaseSettings], error: ValidationError) -> str:
+    """One line naming the variable at fault."""
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    first = error.errors()[0]
+    location = "_".join(str(part) for part in first["loc"]).upper()
+    message = first["msg"].removeprefix("Value error, ")
+    if not location:
+        return f"config error: {message}"
+    return f"config error: {prefix}{location}: {message}"
+
+
+def load_or_exit(settings_cls: type[S], **overrides: Any) -> S:
+    """Build settings, or print one line naming the bad variable and exit with status 2."""
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        print(describe_error(settings_cls, exc), file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValueError as exc:  # from a file source: already names its variable
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
