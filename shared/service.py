@@ -264,3 +264,16 @@ async def serve(service: Service, app: Starlette, **uvicorn_options: Any) -> int
     finally:
         await service.stop()
     return 0
+
+
+def main_for(settings_cls: type[ServiceSettings], routes: Any) -> None:
+    """Entry point of a service: settings (exit 2 on a bad one), logs, start, serve."""
+    import sys
+
+    from shared.settings import load_or_exit
+
+    settings = load_or_exit(settings_cls)
+    logs.configure(settings.log_level, json_lines=settings.log_json, secrets=settings.secrets())
+    service = Service.from_settings(settings)
+    app = create_app(service, routes(settings))
+    sys.exit(asyncio.run(serve(service, app)))

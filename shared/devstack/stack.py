@@ -1,0 +1,191 @@
+"""`matrix-stack run`: a real Synapse on SQLite with every service wired to it, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared.devstack.ports import free_port, port_open
+from shared.devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
+
+DEMO_ALIAS = "#demo:localhost"
+
+
+@dataclass
+class LocalService:
+    """A service process started from its console module with its environment."""
+
+    name: str
+    module: str
+    env_prefix: str
+    port: int
+    env: dict[str, str]
+    data_dir: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self, homeserver: str, user_id: str, password: str) -> dict[str, str]:
+        p = self.env_prefix
+        return {
+            **os.environ,
+            f"{p}HOMESERVER": homeserver,
+            f"{p}USER_ID": user_id,
+            f"{p}PASSWORD": password,
+            f"{p}DATA_DIR": str(self.data_dir),
+            f"{p}HOST": "127.0.0.1",
+            f"{p}PORT": str(self.port),
+            f"{p}LOG_JSON": "false",
+            **{f"{p}{k}": v for k, v in self.env.items()},
+        }
+
+    def start(self, homeserver: str, user_id: str, password: str, log_dir: Path) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with (log_dir / f"{self.name}.log").open("ab") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module], stdout=output, stderr=subprocess.STDOUT,
+                env=self.environment(homeserver, user_id, password),
+            )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready on {self.url} after {timeout}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _pick_port(preferred: int) -> int:
+    return preferred if not port_open(preferred) else free_port()
+
+
+def _credentials(path: Path) -> dict[str, str]:
+    """Passwords and tokens made on the first run and kept for the next ones."""
+    if path.exists():
+        saved: dict[str, str] = json.loads(path.read_text())
+        return saved
+    made = {name: secrets.token_urlsafe(12) for name in ("admin", "bot", "demo")}
+    made["notify_token"] = secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(made, indent=2))
+    path.chmod(0o600)
+    return made
+
+
+async def _demo_room(demo: Account, bot: Account) -> str:
+    try:
+        room_id = await demo.join(DEMO_ALIAS)
+    except MatrixApiError:
+        room_id = await demo.create_room(name="matrix-stack demo", alias="demo", invite=[bot.user_id])
+    if room_id not in await bot.joined_rooms():
+        with contextlib.suppress(MatrixApiError):
+            await demo.invite(room_id, bot.user_id)
+        await bot.join(room_id)
+    return room_id
+
+
+async def prepare(synapse: LocalSynapse, creds: dict[str, str]) -> tuple[Account, Account, str]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        admin = await register(synapse, http, "admin", creds["admin"], admin=True)
+        bot = await register(synapse, http, "bot", creds["bot"])
+        demo = await register(synapse, http, "demo", creds["demo"])
+        await lift_rate_limit(admin, bot.user_id)
+        room_id = await _demo_room(demo, bot)
+        return bot, demo, room_id
+
+
+def run(data_dir: Path, synapse_port: int = 8008) -> int:
+    data_dir = data_dir.resolve()
+    creds = _credentials(data_dir / "credentials.json")
+    synapse = LocalSynapse(data_dir / "synapse", _pick_port(synapse_port))
+    services = [
+        LocalService("notify", "services.notify", "NOTIFY_", _pick_port(8081),
+                     {"TOKEN": creds["notify_token"], "DEFAULT_ROOM": DEMO_ALIAS},
+                     data_dir / "notify"),
+    ]
+    print(f"starting Synapse on {synapse.url} (data in {synapse.directory})", flush=True)
+    try:
+        synapse.start()
+        bot, demo, room_id = asyncio.run(prepare(synapse, creds))
+        for service in services:
+            service.start(synapse.url, bot.user_id, creds["bot"], data_dir / "logs")
+        for service in services:
+            service.wait_ready()
+        _print_summary(synapse, creds, demo, room_id, services, data_dir)
+        _wait_for_interrupt(synapse, services)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping...", flush=True)
+        for service in services:
+            service.stop()
+        synapse.stop()
+    return 0
+
+
+def _print_summary(synapse: LocalSynapse, creds: dict[str, str], demo: Account, room_id: str,
+                   services: list[LocalService], data_dir: Path) -> None:
+    notify = services[0]
+    print(f"""
+matrix-stack is running. Ctrl-C stops everything; the next run reuses {data_dir}.
+
+Synapse    {synapse.url}   (server name localhost, SQLite)
+  demo user  @demo:localhost  password {creds['demo']}
+  bot user   @bot:localhost   password {creds['bot']}
+  demo room  {DEMO_ALIAS}  ({room_id})
+
+notify     {notify.url}   (logs: {data_dir / 'logs' / 'notify.log'})
+  curl -sS -X POST {notify.url}/notify -H 'Authorization: Bearer {creds['notify_token']}' \\
+       -H 'Content-Type: application/json' -d '{{"text": "Hello from notify", "html": "<b>Hello</b> from notify"}}'
+
+Read the demo room:
+  curl -sS '{synapse.url}/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5' \\
+       -H 'Authorization: Bearer {demo.access_token}'
+""", flush=True)
+
+
+def _wait_for_interrupt(synapse: LocalSynapse, services: list[LocalService]) -> None:
+    stop = False
+
+    def handle(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, handle)
+    try:
+        while not stop:
+            if not synapse.running():
+                raise RuntimeError("synapse stopped; see its logs")
+            for service in services:
+                if service.process is not None and service.process.poll() is not None:
+                    raise RuntimeError(f"{service.name} stopped; see its log")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass

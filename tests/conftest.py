@@ -1,0 +1,126 @@
+"""Real components for the whole suite: Synapse on SQLite, PostgreSQL and Redis, on loopback."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.devstack.ports import free_port
+from shared.devstack.postgres import LocalPostgres
+from shared.devstack.redis import LocalRedis
+from shared.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+from shared.matrix import MatrixClient
+from shared.outbox import Outbox
+from shared.service import Metrics
+
+PASSWORD = "correct horse battery staple"
+# Low on purpose: tests that need speed lift it per user; the rate-limit test meets it.
+RC_MESSAGE = {"per_second": 2, "burst_count": 3}
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSynapse]:
+    server = LocalSynapse(tmp_path_factory.mktemp("synapse"), free_port(), rc_message=RC_MESSAGE)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def admin(synapse: LocalSynapse, http: httpx.AsyncClient) -> Account:
+    return await register(synapse, http, "admin", PASSWORD, admin=True)
+
+
+@pytest.fixture(scope="session")
+async def bot(synapse: LocalSynapse, http: httpx.AsyncClient, admin: Account) -> Account:
+    """The account services send as, without Synapse's message rate limit."""
+    account = await register(synapse, http, "bot", PASSWORD)
+    await lift_rate_limit(admin, account.user_id)
+    return account
+
+
+@pytest.fixture(scope="session")
+async def reader(synapse: LocalSynapse, http: httpx.AsyncClient) -> Account:
+    """A person in every test room: creates rooms, invites the bot, reads what arrived."""
+    return await register(synapse, http, "reader", PASSWORD)
+
+
+_room_names = itertools.count()
+
+
+@pytest.fixture
+async def new_room(reader: Account, bot: Account) -> Callable[..., Awaitable[str]]:
+    """A fresh private room made by the reader with the bot invited (not joined)."""
+
+    async def make(*, alias: str | None = None, invite: list[str] | None = None) -> str:
+        return await reader.create_room(name=f"test room {next(_room_names)}", alias=alias,
+                                        invite=invite if invite is not None else [bot.user_id])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    server = LocalPostgres(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[LocalRedis]:
+    server = LocalRedis(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def make_client(synapse: LocalSynapse) -> AsyncIterator[Callable[..., Awaitable[MatrixClient]]]:
+    """Started MatrixClients for an account; closed after the test."""
+    made: list[MatrixClient] = []
+
+    async def make(account: Account, **options: object) -> MatrixClient:
+        client = MatrixClient(synapse.url, account.user_id, access_token=account.access_token,
+                              **options)  # type: ignore[arg-type]
+        await client.start()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+@pytest.fixture
+async def make_outbox(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Outbox]]]:
+    """Running outboxes in the test's directory, with a short backoff ceiling; stopped after."""
+    made: list[Outbox] = []
+
+    async def make(client: MatrixClient, *, name: str = "outbox", **options: object) -> Outbox:
+        options.setdefault("max_backoff", 1.0)
+        options.setdefault("base_backoff", 0.1)
+        outbox = Outbox(tmp_path / f"{name}.sqlite3", client, Metrics().outbox, **options)  # type: ignore[arg-type]
+        await outbox.open()
+        outbox.start()
+        made.append(outbox)
+        return outbox
+
+    yield make
+    for outbox in made:
+        await outbox.stop(drain_timeout=5)
