@@ -14,7 +14,10 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and goes into the JSON.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "color_message"}
+    "message",
+    "asctime",
+    "color_message",
+}
 _TOKEN_PATTERNS = [
     re.compile(r"(access_token=)[^&\s\"']+"),
     re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE),

@@ -22,8 +22,9 @@ TRANSIENT_ERRCODES = frozenset({"M_LIMIT_EXCEEDED", "M_UNKNOWN_TOKEN", "M_CONSEN
 class MatrixError(Exception):
     """The homeserver answered with an error."""
 
-    def __init__(self, errcode: str | None, message: str, status: int | None,
-                 retry_after_ms: int | None = None) -> None:
+    def __init__(
+        self, errcode: str | None, message: str, status: int | None, retry_after_ms: int | None = None
+    ) -> None:
         super().__init__(f"{errcode or 'error'} ({status}): {message}")
         self.errcode = errcode
         self.message = message
@@ -183,9 +184,10 @@ class MatrixClient:
         if session is None:
             return False
         try:
-            async with session.get(f"{self.homeserver}/_matrix/client/versions",
-                                   timeout=aiohttp.ClientTimeout(total=5)) as http:
-                return http.status == 200
+            async with session.get(
+                f"{self.homeserver}/_matrix/client/versions", timeout=aiohttp.ClientTimeout(total=5)
+            ) as http:
+                return bool(http.status == 200)
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 
@@ -225,8 +227,9 @@ class MatrixClient:
             if room_id not in self._joined:
                 await self.join(room_id)
 
-    async def send(self, room: str, content: dict[str, Any], *, txn_id: str,
-                   event_type: str = "m.room.message") -> str:
+    async def send(
+        self, room: str, content: dict[str, Any], *, txn_id: str, event_type: str = "m.room.message"
+    ) -> str:
         """Send one event and return its id. The same `txn_id` never posts twice.
 
         Joins when the bot is not in the room yet, and once more when the homeserver says it is not.
@@ -253,8 +256,11 @@ class MatrixClient:
     async def handle_invites(self, invites: dict[str, nio.InviteInfo]) -> None:
         for room_id, info in invites.items():
             inviter = next(
-                (event.sender for event in info.invite_state
-                 if isinstance(event, nio.InviteMemberEvent) and event.state_key == self.user_id),
+                (
+                    event.sender
+                    for event in info.invite_state
+                    if isinstance(event, nio.InviteMemberEvent) and event.state_key == self.user_id
+                ),
                 None,
             )
             if inviter is not None and invite_allowed(inviter, self.invite_allowlist):
@@ -272,8 +278,12 @@ class MatrixClient:
         sync_filter = {
             "presence": {"types": []},
             "account_data": {"types": []},
-            "room": {"timeline": {"limit": 0}, "state": {"types": []}, "ephemeral": {"types": []},
-                     "account_data": {"types": []}},
+            "room": {
+                "timeline": {"limit": 0},
+                "state": {"types": []},
+                "ephemeral": {"types": []},
+                "account_data": {"types": []},
+            },
         }
         since: str | None = None
         delay = 1.0

@@ -13,6 +13,7 @@ together with the next one (group commit), so concurrent enqueues share an fsync
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -199,8 +201,10 @@ class _Database:
         connection.close()
 
     @staticmethod
-    def _execute(connection: sqlite3.Connection,
-                 batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]) -> None:
+    def _execute(
+        connection: sqlite3.Connection,
+        batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
+    ) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -296,8 +300,15 @@ class Outbox:
 
     # -- producers --------------------------------------------------------------------------------
 
-    async def enqueue(self, room: str, content: Content, *, event_type: str = "m.room.message",
-                      delivery_id: str | None = None, relation: Relation | None = None) -> str:
+    async def enqueue(
+        self,
+        room: str,
+        content: Content,
+        *,
+        event_type: str = "m.room.message",
+        delivery_id: str | None = None,
+        relation: Relation | None = None,
+    ) -> str:
         """Store one message durably and return its delivery id.
 
         A `delivery_id` the outbox has seen before is not stored again (idempotent producers).
@@ -311,16 +322,18 @@ class Outbox:
         rows = []
         for item in items:
             relation = item.relation
-            rows.append((
-                item.delivery_id or uuid.uuid4().hex,
-                item.room,
-                item.event_type,
-                json.dumps(item.content, ensure_ascii=False, separators=(",", ":")),
-                relation.kind if relation else None,
-                relation.delivery_id if relation else None,
-                relation.event_id if relation else None,
-                now,
-            ))
+            rows.append(
+                (
+                    item.delivery_id or uuid.uuid4().hex,
+                    item.room,
+                    item.event_type,
+                    json.dumps(item.content, ensure_ascii=False, separators=(",", ":")),
+                    relation.kind if relation else None,
+                    relation.delivery_id if relation else None,
+                    relation.event_id if relation else None,
+                    now,
+                )
+            )
 
         def insert(connection: sqlite3.Connection) -> int:
             before = connection.total_changes
@@ -362,8 +375,15 @@ class Outbox:
             if not waiting:
                 self._waiters.pop(delivery_id, None)
 
-    async def send(self, room: str, content: Content, *, event_type: str = "m.room.message",
-                   relation: Relation | None = None, timeout: float = 30.0) -> str:
+    async def send(
+        self,
+        room: str,
+        content: Content,
+        *,
+        event_type: str = "m.room.message",
+        relation: Relation | None = None,
+        timeout: float = 30.0,
+    ) -> str:
         """Durable and synchronous: store, wait for delivery, return the event id (for later edits)."""
         delivery_id = await self.enqueue(room, content, event_type=event_type, relation=relation)
         result = await self.wait(delivery_id, timeout)
@@ -405,14 +425,10 @@ class Outbox:
                     self._active[room] = asyncio.create_task(self._drain(room), name=f"outbox:{room}")
             if now - self._last_prune > 3600:
                 self._last_prune = now
-                cutoff = now - self.retention
-                await self._db.run(lambda c: c.execute(
-                    "DELETE FROM deliveries WHERE state = 'sent' AND finished < ?", (cutoff,)))
+                await self._db.run(partial(_prune, cutoff=now - self.retention))
             timeout = 300.0 if next_due is None else max(next_due - time.time(), 0.0)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def _drain(self, room: str) -> None:
         """Send a room's queue in order until it is empty or the head must wait."""
@@ -452,8 +468,10 @@ class Outbox:
                 return None
             target = related.event_id if related is not None else None
         if target is None:
-            log.warning("related message was never delivered; sending without relation",
-                        extra={"delivery_id": row.id, "related": row.rel_delivery})
+            log.warning(
+                "related message was never delivered; sending without relation",
+                extra={"delivery_id": row.id, "related": row.rel_delivery},
+            )
             return content
         kind: RelationKind = row.rel_kind  # type: ignore[assignment]
         return relate(content, kind, target)
@@ -465,8 +483,9 @@ class Outbox:
             await self._retry(row, 1.0, "waiting for the related message", count=False)
             return False
         try:
-            event_id = await self.sender.send(row.room, content, txn_id=txn_id_for(row.id),
-                                              event_type=row.event_type)
+            event_id = await self.sender.send(
+                row.room, content, txn_id=txn_id_for(row.id), event_type=row.event_type
+            )
         except HomeserverUnavailable as exc:
             await self._retry(row, self._backoff(row.attempts), f"homeserver unavailable: {exc}")
             return False
@@ -488,7 +507,7 @@ class Outbox:
         return True
 
     def _backoff(self, attempts: int) -> float:
-        ceiling = min(self.max_backoff, self.base_backoff * 2 ** min(attempts, 30))
+        ceiling = min(self.max_backoff, self.base_backoff * 2.0 ** min(attempts, 30))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     async def _retry(self, row: _Row, delay: float, reason: str, *, count: bool = True) -> None:
@@ -497,13 +516,20 @@ class Outbox:
             row.attempts += 1
         if self.metrics:
             self.metrics.deliveries.labels(outcome="retry").inc()
-        log.info("delivery will be retried", extra={"delivery_id": row.id, "room": row.room,
-                                                    "retry_in_s": round(delay, 3), "reason": reason})
-        await self._db.run(lambda c: c.execute(
-            "UPDATE deliveries SET attempts = ?, next_attempt = ?, error = ? WHERE seq = ?",
-            (row.attempts, row.next_attempt, reason, row.seq)))
+        log.info(
+            "delivery will be retried",
+            extra={"delivery_id": row.id, "room": row.room, "retry_in_s": round(delay, 3), "reason": reason},
+        )
+        await self._db.run(
+            lambda c: c.execute(
+                "UPDATE deliveries SET attempts = ?, next_attempt = ?, error = ? WHERE seq = ?",
+                (row.attempts, row.next_attempt, reason, row.seq),
+            )
+        )
 
-    def _finish(self, row: _Row, state: State, event_id: str | None, error: str | None) -> asyncio.Future[None]:
+    def _finish(
+        self, row: _Row, state: State, event_id: str | None, error: str | None
+    ) -> asyncio.Future[None]:
         finished = time.time()
         attempts = row.attempts + 1
         self._depth -= 1
@@ -513,14 +539,18 @@ class Outbox:
             if state == "sent":
                 self.metrics.latency.observe(finished - row.created)
         if state == "dead":
-            log.error("delivery failed permanently", extra={"delivery_id": row.id, "room": row.room,
-                                                            "reason": error})
+            log.error(
+                "delivery failed permanently",
+                extra={"delivery_id": row.id, "room": row.room, "reason": error},
+            )
         status = DeliveryStatus(row.id, row.room, state, attempts, event_id, error, row.created, finished)
 
         def update(connection: sqlite3.Connection) -> None:
             connection.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, event_id = ?, error = ?, finished = ?"
-                " WHERE seq = ?", (state, attempts, event_id, error, finished, row.seq))
+                " WHERE seq = ?",
+                (state, attempts, event_id, error, finished, row.seq),
+            )
 
         committed = self._db.submit(update)
 
@@ -531,6 +561,10 @@ class Outbox:
 
         committed.add_done_callback(notify)
         return committed
+
+
+def _prune(connection: sqlite3.Connection, cutoff: float) -> None:
+    connection.execute("DELETE FROM deliveries WHERE state = 'sent' AND finished < ?", (cutoff,))
 
 
 def _pending_heads(connection: sqlite3.Connection) -> list[tuple[str, float]]:

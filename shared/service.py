@@ -7,14 +7,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -35,19 +43,42 @@ class Metrics:
 
     def __init__(self, namespace: str = "matrix_stack") -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("http_requests", "HTTP requests by route and status",
-                                ["route", "method", "status"], namespace=namespace, registry=self.registry)
-        self.request_seconds = Histogram("http_request_duration_seconds", "HTTP request duration",
-                                         ["route"], namespace=namespace, registry=self.registry,
-                                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            namespace=namespace,
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request duration",
+            ["route"],
+            namespace=namespace,
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+        )
         self.outbox = OutboxMetrics(
-            deliveries=Counter("outbox_deliveries", "Delivery attempts by outcome (sent, retry, dead)",
-                               ["outcome"], namespace=namespace, registry=self.registry),
-            depth=Gauge("outbox_queue_depth", "Deliveries waiting to be sent",
-                        namespace=namespace, registry=self.registry),
-            latency=Histogram("outbox_delivery_latency_seconds", "From enqueue to the homeserver's answer",
-                              namespace=namespace, registry=self.registry,
-                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)),
+            deliveries=Counter(
+                "outbox_deliveries",
+                "Delivery attempts by outcome (sent, retry, dead)",
+                ["outcome"],
+                namespace=namespace,
+                registry=self.registry,
+            ),
+            depth=Gauge(
+                "outbox_queue_depth",
+                "Deliveries waiting to be sent",
+                namespace=namespace,
+                registry=self.registry,
+            ),
+            latency=Histogram(
+                "outbox_delivery_latency_seconds",
+                "From enqueue to the homeserver's answer",
+                namespace=namespace,
+                registry=self.registry,
+                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            ),
         )
 
 
@@ -75,14 +106,20 @@ class Service:
             device_name=settings.device_name,
             invite_allowlist=settings.invite_allowlist,
         )
-        outbox = Outbox(settings.outbox_file, client, metrics.outbox, max_backoff=settings.backoff_max_seconds)
+        outbox = Outbox(
+            settings.outbox_file, client, metrics.outbox, max_backoff=settings.backoff_max_seconds
+        )
         return cls(settings, client, outbox, metrics)
 
     async def start(self) -> None:
         """Check the credentials, open the outbox and start delivering. Raises StartupError."""
         if self._started:
             return
-        await self.client.start()
+        try:
+            await self.client.start()
+        except StartupError:
+            await self.client.close()
+            raise
         try:
             await self.outbox.open()
         except Exception as exc:
@@ -193,15 +230,27 @@ class Observe:
             self.metrics.requests.labels(label, scope["method"], str(status)).inc()
             self.metrics.request_seconds.labels(label).observe(elapsed)
             if label not in ("/healthz", "/readyz", "/metrics"):
-                access_log.info("request", extra={"method": scope["method"], "route": label,
-                                                  "status": status, "ms": round(elapsed * 1000, 2)})
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": label,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                    },
+                )
             logs.request_id.reset(token)
 
 
 async def _send_too_large(send: Send, limit: int) -> None:
     body = json.dumps({"error": "payload_too_large", "detail": f"request body over {limit} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -239,6 +288,22 @@ def plain(status: int, text: str) -> PlainTextResponse:
     return PlainTextResponse(text, status_code=status)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after a graceful shutdown, so the process ends "killed".
+    A drained, orderly stop should exit 0: handle the signals on the loop instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.handle_exit, signum, None)
+        try:
+            yield
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+
 async def serve(service: Service, app: Starlette, **uvicorn_options: Any) -> int:
     """Start the service (failing with one line), then serve HTTP until SIGTERM/SIGINT."""
     settings = service.settings
@@ -258,7 +323,7 @@ async def serve(service: Service, app: Starlette, **uvicorn_options: Any) -> int
         timeout_graceful_shutdown=int(settings.shutdown_drain_seconds) or None,
         **uvicorn_options,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     try:
         await server.serve()
     finally:

@@ -25,6 +25,8 @@ class _FileVariables(PydanticBaseSettingsSource):
         path = os.environ.get(variable)
         if not path:
             return None, field_name, False
+        if os.environ.get(variable.removesuffix("_FILE")) is not None:
+            raise ValueError(f"{variable}: set {variable.removesuffix('_FILE')} or {variable}, not both")
         try:
             return Path(path).read_text().rstrip("\r\n"), field_name, False
         except OSError as exc:
@@ -77,7 +79,7 @@ class ServiceSettings(BaseSettings):
     invite_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Users or servers whose invites are accepted (comma-separated)"
     )
-    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_json: bool = True

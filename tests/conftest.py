@@ -63,8 +63,11 @@ async def new_room(reader: Account, bot: Account) -> Callable[..., Awaitable[str
     """A fresh private room made by the reader with the bot invited (not joined)."""
 
     async def make(*, alias: str | None = None, invite: list[str] | None = None) -> str:
-        return await reader.create_room(name=f"test room {next(_room_names)}", alias=alias,
-                                        invite=invite if invite is not None else [bot.user_id])
+        return await reader.create_room(
+            name=f"test room {next(_room_names)}",
+            alias=alias,
+            invite=invite if invite is not None else [bot.user_id],
+        )
 
     return make
 
@@ -96,8 +99,7 @@ async def make_client(synapse: LocalSynapse) -> AsyncIterator[Callable[..., Awai
     made: list[MatrixClient] = []
 
     async def make(account: Account, **options: object) -> MatrixClient:
-        client = MatrixClient(synapse.url, account.user_id, access_token=account.access_token,
-                              **options)  # type: ignore[arg-type]
+        client = MatrixClient(synapse.url, account.user_id, access_token=account.access_token, **options)  # type: ignore[arg-type]
         await client.start()
         made.append(client)
         return client

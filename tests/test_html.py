@@ -16,16 +16,25 @@ from shared.html import html_to_text, sanitize
         ('<a href="javascript:alert(1)">x</a>', "<a>x</a>"),
         ('<a href="JaVaScRiPt:alert(1)">x</a>', "<a>x</a>"),
         ('<a href="data:text/html,hi">x</a>', "<a>x</a>"),
-        ('<a href="https://matrix.to/#/@a:b" onclick="x()" rel="nofollow">u</a>',
-         '<a href="https://matrix.to/#/@a:b">u</a>'),
+        (
+            '<a href="https://matrix.to/#/@a:b" onclick="x()" rel="nofollow">u</a>',
+            '<a href="https://matrix.to/#/@a:b">u</a>',
+        ),
         ('<a href="mailto:a@example.org">m</a>', '<a href="mailto:a@example.org">m</a>'),
         ('<a href="mxc://server/media">m</a>', "<a>m</a>"),
         ('<img src="http://evil.example/x.png" alt="x">', '<img alt="x">'),
-        ('<img src="mxc://server/abc" width="20" height="x" alt="a">',
-         '<img src="mxc://server/abc" width="20" alt="a">'),
-        ('<span data-mx-color="#ff0000" style="color:red" data-mx-spoiler="why">s</span>',
-         '<span data-mx-color="#ff0000" data-mx-spoiler="why">s</span>'),
-        ('<font color="red" data-mx-bg-color="#00ff00">f</font>', '<font data-mx-bg-color="#00ff00">f</font>'),
+        (
+            '<img src="mxc://server/abc" width="20" height="x" alt="a">',
+            '<img src="mxc://server/abc" width="20" alt="a">',
+        ),
+        (
+            '<span data-mx-color="#ff0000" style="color:red" data-mx-spoiler="why">s</span>',
+            '<span data-mx-color="#ff0000" data-mx-spoiler="why">s</span>',
+        ),
+        (
+            '<font color="red" data-mx-bg-color="#00ff00">f</font>',
+            '<font data-mx-bg-color="#00ff00">f</font>',
+        ),
         ('<code class="language-python">x</code>', '<code class="language-python">x</code>'),
         ('<code class="evil">x</code>', "<code>x</code>"),
         ('<div onmouseover="x">d</div><iframe src="https://x"></iframe>', "<div>d</div>"),
@@ -39,9 +48,11 @@ def test_sanitize(dirty: str, clean: str) -> None:
 
 
 def test_html_to_text_is_readable() -> None:
-    text = html_to_text("<h1>Alert</h1><p>Disk <b>full</b> on<br>node-1 &amp; node-2</p>"
-                        "<ul><li>one</li><li>two</li></ul><ol start='3'><li>three</li></ol>"
-                        "<script>alert(1)</script>")
+    text = html_to_text(
+        "<h1>Alert</h1><p>Disk <b>full</b> on<br>node-1 &amp; node-2</p>"
+        "<ul><li>one</li><li>two</li></ul><ol start='3'><li>three</li></ol>"
+        "<script>alert(1)</script>"
+    )
     assert text == "Alert\nDisk full on\nnode-1 & node-2\n• one\n• two\n3. three"
     assert "<" not in text
 
@@ -55,8 +66,11 @@ def test_message_content() -> None:
         "formatted_body": "<b>rich</b>",
         "m.mentions": {"user_ids": ["@a:b"]},
     }
-    assert message("only text", msgtype="m.text") == {"msgtype": "m.text", "body": "only text",
-                                                        "m.mentions": {}}
+    assert message("only text", msgtype="m.text") == {
+        "msgtype": "m.text",
+        "body": "only text",
+        "m.mentions": {},
+    }
     assert message(html="<p>a &lt;b&gt;</p>")["body"] == "a <b>"
     with pytest.raises(ValueError, match="body or html"):
         message()
@@ -71,5 +85,9 @@ def test_relations() -> None:
     assert edited["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$orig"}
     assert reply(new, "$e")["m.relates_to"] == {"m.in_reply_to": {"event_id": "$e"}}
     threaded = thread_reply(new, "$root", latest_event_id="$last")
-    assert threaded["m.relates_to"] == {"rel_type": "m.thread", "event_id": "$root", "is_falling_back": True,
-                                        "m.in_reply_to": {"event_id": "$last"}}
+    assert threaded["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$root",
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": "$last"},
+    }

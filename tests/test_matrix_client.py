@@ -20,13 +20,16 @@ MakeClient = Callable[..., Awaitable[MatrixClient]]
 NewRoom = Callable[..., Awaitable[str]]
 
 
-async def test_send_and_read_back_exact(make_client: MakeClient, new_room: NewRoom, bot: Account,
-                                        reader: Account) -> None:
+async def test_send_and_read_back_exact(
+    make_client: MakeClient, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
     room_id = await new_room()
     client = await make_client(bot)
-    sent = content.message("Disk full on node-1 <not html>",
-                           '<b>Disk full</b> on <code>node-1</code><script>alert(1)</script>'
-                           '<a href="javascript:x">bad</a><img src="https://x/y.png">')
+    sent = content.message(
+        "Disk full on node-1 <not html>",
+        "<b>Disk full</b> on <code>node-1</code><script>alert(1)</script>"
+        '<a href="javascript:x">bad</a><img src="https://x/y.png">',
+    )
     event_id = await client.send(room_id, sent, txn_id="t1")
     [event] = await reader.wait_for_messages(room_id, 1)
     assert event["event_id"] == event_id
@@ -40,8 +43,9 @@ async def test_send_and_read_back_exact(make_client: MakeClient, new_room: NewRo
     }
 
 
-async def test_same_txn_id_posts_once(make_client: MakeClient, new_room: NewRoom, bot: Account,
-                                      reader: Account) -> None:
+async def test_same_txn_id_posts_once(
+    make_client: MakeClient, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
     room_id = await new_room()
     client = await make_client(bot)
     first = await client.send(room_id, content.message("once"), txn_id="same")
@@ -51,9 +55,14 @@ async def test_same_txn_id_posts_once(make_client: MakeClient, new_room: NewRoom
     assert [e["content"]["body"] for e in await reader.messages(room_id)] == ["once"]
 
 
-async def test_alias_resolution_is_cached(make_client: MakeClient, new_room: NewRoom, bot: Account,
-                                          reader: Account, synapse: LocalSynapse,
-                                          http: httpx.AsyncClient) -> None:
+async def test_alias_resolution_is_cached(
+    make_client: MakeClient,
+    new_room: NewRoom,
+    bot: Account,
+    reader: Account,
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+) -> None:
     room_id = await new_room(alias="alias-test")
     client = await make_client(bot)
     assert await client.resolve("#alias-test:localhost") == room_id
@@ -69,19 +78,26 @@ async def test_alias_resolution_is_cached(make_client: MakeClient, new_room: New
     assert not missing.value.transient
 
 
-async def test_joins_once_not_per_send(make_client: MakeClient, new_room: NewRoom, bot: Account,
-                                       reader: Account) -> None:
+async def test_joins_once_not_per_send(
+    make_client: MakeClient, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
     room_id = await new_room()
     client = await make_client(bot)
     await asyncio.gather(*(client.send(room_id, content.message(f"m{i}"), txn_id=f"j{i}") for i in range(5)))
     events = await reader.api("GET", f"/rooms/{quote(room_id)}/messages", dir="f", limit=100)
-    joins = [e for e in events["chunk"] if e["type"] == "m.room.member" and e["state_key"] == bot.user_id
-             and e["content"]["membership"] == "join"]
+    joins = [
+        e
+        for e in events["chunk"]
+        if e["type"] == "m.room.member"
+        and e["state_key"] == bot.user_id
+        and e["content"]["membership"] == "join"
+    ]
     assert len(joins) == 1
 
 
-async def test_invites_from_allowlist_only(make_client: MakeClient, synapse: LocalSynapse,
-                                           http: httpx.AsyncClient, bot: Account, reader: Account) -> None:
+async def test_invites_from_allowlist_only(
+    make_client: MakeClient, synapse: LocalSynapse, http: httpx.AsyncClient, bot: Account, reader: Account
+) -> None:
     stranger = await register(synapse, http, "stranger", PASSWORD)
     client = await make_client(bot, invite_allowlist=[reader.user_id])
     loop = asyncio.create_task(client.run_invite_loop(poll_timeout_ms=500))
@@ -94,8 +110,7 @@ async def test_invites_from_allowlist_only(make_client: MakeClient, synapse: Loc
             return str(state["membership"])
 
         for _ in range(100):
-            if (await membership(reader, allowed) == "join"
-                    and await membership(stranger, refused) == "leave"):
+            if await membership(reader, allowed) == "join" and await membership(stranger, refused) == "leave":
                 break
             await asyncio.sleep(0.1)
         assert await membership(reader, allowed) == "join"
@@ -122,8 +137,9 @@ async def test_server_allowlist_entry(make_client: MakeClient, bot: Account, rea
             await loop
 
 
-async def test_edit_reply_thread(make_client: MakeClient, new_room: NewRoom, bot: Account,
-                                 reader: Account) -> None:
+async def test_edit_reply_thread(
+    make_client: MakeClient, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
     room_id = await new_room()
     client = await make_client(bot)
     root = await client.send(room_id, content.message("firing"), txn_id="r0")
@@ -157,8 +173,9 @@ async def test_startup_fails_fast_with_one_line(synapse: LocalSynapse, bot: Acco
     await closed.close()
 
 
-async def test_password_login_reuses_its_token(synapse: LocalSynapse, tmp_path: object,
-                                               bot: Account, reader: Account) -> None:
+async def test_password_login_reuses_its_token(
+    synapse: LocalSynapse, tmp_path: object, bot: Account, reader: Account
+) -> None:
     from pathlib import Path
 
     session = Path(str(tmp_path)) / "session.json"

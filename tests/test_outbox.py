@@ -30,8 +30,9 @@ def sample(outbox: Outbox, name: str, **labels: str) -> float:
     return float((metric.labels(**labels) if labels else metric)._value.get())
 
 
-async def test_delivers_in_order(make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom,
-                                 bot: Account, reader: Account) -> None:
+async def test_delivers_in_order(
+    make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
     room_id = await new_room()
     outbox = await make_outbox(await make_client(bot))
     ids = [await outbox.enqueue(room_id, content.message(f"m{i}")) for i in range(30)]
@@ -43,8 +44,14 @@ async def test_delivers_in_order(make_client: MakeClient, make_outbox: MakeOutbo
     assert outbox.depth == 0
 
 
-async def test_outage_loses_nothing(synapse: LocalSynapse, make_client: MakeClient, make_outbox: MakeOutbox,
-                                    new_room: NewRoom, bot: Account, reader: Account) -> None:
+async def test_outage_loses_nothing(
+    synapse: LocalSynapse,
+    make_client: MakeClient,
+    make_outbox: MakeOutbox,
+    new_room: NewRoom,
+    bot: Account,
+    reader: Account,
+) -> None:
     rooms = [await new_room(), await new_room()]
     client = await make_client(bot)
     for room_id in rooms:  # join before the outage; joining is tested elsewhere
@@ -64,14 +71,18 @@ async def test_outage_loses_nothing(synapse: LocalSynapse, make_client: MakeClie
         events = await reader.wait_for_messages(room_id, 100, timeout=60)
         assert bodies(events) == [f"room{r}-{i:03d}" for i in range(100)]
     await asyncio.sleep(1)
-    for r, room_id in enumerate(rooms):  # and nothing arrives twice later
+    for room_id in rooms:  # and nothing arrives twice later
         assert len(await reader.messages(room_id)) == 100
     assert sample(outbox, "deliveries", outcome="sent") == 200
 
 
 async def test_rate_limited_sender_still_delivers_everything(
-    synapse: LocalSynapse, http: httpx.AsyncClient, make_client: MakeClient, make_outbox: MakeOutbox,
-    new_room: NewRoom, reader: Account,
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    make_client: MakeClient,
+    make_outbox: MakeOutbox,
+    new_room: NewRoom,
+    reader: Account,
 ) -> None:
     slow = await register(synapse, http, "slowbot", PASSWORD)  # keeps the homeserver's low rc_message
     room_id = await new_room(invite=[slow.user_id])
@@ -83,8 +94,9 @@ async def test_rate_limited_sender_still_delivers_everything(
     assert sample(outbox, "deliveries", outcome="dead") == 0
 
 
-async def test_permanent_failures_go_to_dead_letters(make_client: MakeClient, make_outbox: MakeOutbox,
-                                                     new_room: NewRoom, bot: Account, reader: Account) -> None:
+async def test_permanent_failures_go_to_dead_letters(
+    make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
     good = await new_room()
     not_invited = await reader.create_room(name="no bot here")
     outbox = await make_outbox(await make_client(bot))
@@ -102,8 +114,9 @@ async def test_permanent_failures_go_to_dead_letters(make_client: MakeClient, ma
     assert {row[0] for row in dead} == {unknown, forbidden, too_large}
 
 
-async def test_idempotent_delivery_ids(make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom,
-                                       bot: Account, reader: Account) -> None:
+async def test_idempotent_delivery_ids(
+    make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
     room_id = await new_room()
     outbox = await make_outbox(await make_client(bot))
     first = await outbox.enqueue(room_id, content.message("once"), delivery_id="sentry-request-1")
@@ -114,14 +127,18 @@ async def test_idempotent_delivery_ids(make_client: MakeClient, make_outbox: Mak
     assert bodies(await reader.messages(room_id)) == ["once"]
 
 
-async def test_relations_to_earlier_deliveries(make_client: MakeClient, make_outbox: MakeOutbox,
-                                               new_room: NewRoom, bot: Account, reader: Account) -> None:
+async def test_relations_to_earlier_deliveries(
+    make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
     room_id = await new_room()
     outbox = await make_outbox(await make_client(bot))
     firing = await outbox.enqueue(room_id, content.message("FIRING"))
-    await outbox.enqueue(room_id, content.message("RESOLVED"), relation=Relation("replace", delivery_id=firing))
-    await outbox.enqueue(room_id, content.message("resolved at 12:00"),
-                         relation=Relation("thread", delivery_id=firing))
+    await outbox.enqueue(
+        room_id, content.message("RESOLVED"), relation=Relation("replace", delivery_id=firing)
+    )
+    await outbox.enqueue(
+        room_id, content.message("resolved at 12:00"), relation=Relation("thread", delivery_id=firing)
+    )
     events = await reader.wait_for_messages(room_id, 3)
     root = events[0]["event_id"]
     assert events[1]["content"]["m.relates_to"] == {"rel_type": "m.replace", "event_id": root}
@@ -130,8 +147,9 @@ async def test_relations_to_earlier_deliveries(make_client: MakeClient, make_out
     assert events[2]["content"]["m.relates_to"]["rel_type"] == "m.thread"
 
 
-async def test_direct_send_returns_event_id(make_client: MakeClient, make_outbox: MakeOutbox,
-                                            new_room: NewRoom, bot: Account, reader: Account) -> None:
+async def test_direct_send_returns_event_id(
+    make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
     room_id = await new_room()
     outbox = await make_outbox(await make_client(bot))
     event_id = await outbox.send(room_id, content.message("sync"))
@@ -141,9 +159,14 @@ async def test_direct_send_returns_event_id(make_client: MakeClient, make_outbox
         await outbox.send("#missing:localhost", content.message("x"), timeout=10)
 
 
-async def test_survives_restart_of_the_outbox(tmp_path: object, make_client: MakeClient,
-                                              new_room: NewRoom, bot: Account, reader: Account,
-                                              synapse: LocalSynapse) -> None:
+async def test_survives_restart_of_the_outbox(
+    tmp_path: object,
+    make_client: MakeClient,
+    new_room: NewRoom,
+    bot: Account,
+    reader: Account,
+    synapse: LocalSynapse,
+) -> None:
     """Deliveries stored while the homeserver is down are sent by the next process that opens the file."""
     from pathlib import Path
 
@@ -172,8 +195,9 @@ async def test_survives_restart_of_the_outbox(tmp_path: object, make_client: Mak
         await second.stop()
 
 
-async def test_rooms_do_not_block_each_other(make_client: MakeClient, make_outbox: MakeOutbox,
-                                             new_room: NewRoom, bot: Account, reader: Account) -> None:
+async def test_rooms_do_not_block_each_other(
+    make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
     room_id = await new_room()
     outbox = await make_outbox(await make_client(bot))
     # A room whose head waits (unknown alias keeps failing permanently, then the next is sent).

@@ -84,8 +84,16 @@ def routes(settings: NotifySettings) -> list[BaseRoute]:
         status = await get_service(request).outbox.status(request.path_params["delivery_id"])
         if status is None:
             return error(404, "unknown_delivery", "no such delivery")
-        return JSONResponse({"id": status.id, "room": status.room, "state": status.state,
-                             "attempts": status.attempts, "event_id": status.event_id, "error": status.error})
+        return JSONResponse(
+            {
+                "id": status.id,
+                "room": status.room,
+                "state": status.state,
+                "attempts": status.attempts,
+                "event_id": status.event_id,
+                "error": status.error,
+            }
+        )
 
     return [
         Route("/notify", notify, methods=["POST"]),

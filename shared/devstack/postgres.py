@@ -30,8 +30,11 @@ def _system_user() -> str | None:
     try:
         pwd.getpwnam(PG_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+            check=True,
+            capture_output=True,
+        )
     return PG_USER
 
 
@@ -51,20 +54,46 @@ class LocalPostgres:
         if user is not None:
             shutil.chown(self.directory, user)
         if not data.exists():
-            self._run(_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                      "--encoding=UTF8", "--locale=C")
+            self._run(
+                _bin("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            )
         log = (self.directory / "postgres.log").open("ab")
         self.process = subprocess.Popen(
-            [_bin("postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.directory),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
-            stdout=log, stderr=subprocess.STDOUT, user=user,
+            [
+                _bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.directory),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            user=user,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"postgres exited: {(self.directory / 'postgres.log').read_text()[-2000:]}")
-            ready = subprocess.run([_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                                   capture_output=True)
+                raise RuntimeError(
+                    f"postgres exited: {(self.directory / 'postgres.log').read_text()[-2000:]}"
+                )
+            ready = subprocess.run(
+                [_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+            )
             if ready.returncode == 0:
                 return
             time.sleep(0.2)
@@ -72,8 +101,19 @@ class LocalPostgres:
 
     def create_database(self, name: str) -> str:
         """A database with the C collation Synapse requires; returns its DSN."""
-        self._run(_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                  "--encoding=UTF8", "--locale=C", "--template=template0", name)
+        self._run(
+            _bin("createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--template=template0",
+            name,
+        )
         return self.dsn(name)
 
     def dsn(self, database: str = "postgres") -> str:

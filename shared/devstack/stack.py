@@ -56,7 +56,9 @@ class LocalService:
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / f"{self.name}.log").open("ab") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module], stdout=output, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", self.module],
+                stdout=output,
+                stderr=subprocess.STDOUT,
                 env=self.environment(homeserver, user_id, password),
             )
 
@@ -125,9 +127,14 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     creds = _credentials(data_dir / "credentials.json")
     synapse = LocalSynapse(data_dir / "synapse", _pick_port(synapse_port))
     services = [
-        LocalService("notify", "services.notify", "NOTIFY_", _pick_port(8081),
-                     {"TOKEN": creds["notify_token"], "DEFAULT_ROOM": DEMO_ALIAS},
-                     data_dir / "notify"),
+        LocalService(
+            "notify",
+            "services.notify",
+            "NOTIFY_",
+            _pick_port(8081),
+            {"TOKEN": creds["notify_token"], "DEFAULT_ROOM": DEMO_ALIAS},
+            data_dir / "notify",
+        ),
     ]
     print(f"starting Synapse on {synapse.url} (data in {synapse.directory})", flush=True)
     try:
@@ -150,25 +157,36 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     return 0
 
 
-def _print_summary(synapse: LocalSynapse, creds: dict[str, str], demo: Account, room_id: str,
-                   services: list[LocalService], data_dir: Path) -> None:
+def _print_summary(
+    synapse: LocalSynapse,
+    creds: dict[str, str],
+    demo: Account,
+    room_id: str,
+    services: list[LocalService],
+    data_dir: Path,
+) -> None:
     notify = services[0]
-    print(f"""
-matrix-stack is running. Ctrl-C stops everything; the next run reuses {data_dir}.
+    print(
+        f"""
+matrix-stack is running; the next run reuses {data_dir}.
 
 Synapse    {synapse.url}   (server name localhost, SQLite)
-  demo user  @demo:localhost  password {creds['demo']}
-  bot user   @bot:localhost   password {creds['bot']}
+  demo user  @demo:localhost  password {creds["demo"]}
+  bot user   @bot:localhost   password {creds["bot"]}
   demo room  {DEMO_ALIAS}  ({room_id})
 
-notify     {notify.url}   (logs: {data_dir / 'logs' / 'notify.log'})
-  curl -sS -X POST {notify.url}/notify -H 'Authorization: Bearer {creds['notify_token']}' \\
-       -H 'Content-Type: application/json' -d '{{"text": "Hello from notify", "html": "<b>Hello</b> from notify"}}'
+notify     {notify.url}   (logs: {data_dir / "logs" / "notify.log"})
+  curl -sS -X POST {notify.url}/notify -H 'Authorization: Bearer {creds["notify_token"]}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"text": "Hello from notify", "html": "<b>Hello</b> from notify"}}'
 
 Read the demo room:
   curl -sS '{synapse.url}/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5' \\
        -H 'Authorization: Bearer {demo.access_token}'
-""", flush=True)
+
+Press Ctrl-C to stop everything.""",
+        flush=True,
+    )
 
 
 def _wait_for_interrupt(synapse: LocalSynapse, services: list[LocalService]) -> None:

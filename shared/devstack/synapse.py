@@ -90,10 +90,16 @@ class LocalSynapse:
             "server_name": SERVER_NAME,
             "public_baseurl": f"{self.url}/",
             "pid_file": str(self.directory / "homeserver.pid"),
-            "listeners": [{
-                "port": self.port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
-                "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}],
-            }],
+            "listeners": [
+                {
+                    "port": self.port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": False,
+                    "x_forwarded": False,
+                    "resources": [{"names": ["client"], "compress": False}],
+                }
+            ],
             "database": {"name": "sqlite3", "args": {"database": str(self.directory / "homeserver.db")}},
             "log_config": str(log_config),
             "media_store_path": str(self.directory / "media"),
@@ -125,7 +131,9 @@ class LocalSynapse:
         with log_path.open("ab") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
-                stdout=output, stderr=subprocess.STDOUT, cwd=self.directory,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
                 env={**os.environ, "SYNAPSE_ASYNC_IO_REACTOR": "0"},
             )
         deadline = time.monotonic() + timeout
@@ -169,15 +177,24 @@ class Account:
 
     async def api(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         response = await self.http.request(
-            method, f"{self.base_url}/_matrix/client/v3{path}", json=body, params=params or None,
+            method,
+            f"{self.base_url}/_matrix/client/v3{path}",
+            json=body,
+            params=params or None,
             headers={"Authorization": f"Bearer {self.access_token}"},
         )
         if response.status_code >= 400:
             raise MatrixApiError(response.status_code, response.text)
         return response.json()
 
-    async def create_room(self, *, name: str | None = None, alias: str | None = None,
-                          invite: list[str] | None = None, preset: str = "private_chat") -> str:
+    async def create_room(
+        self,
+        *,
+        name: str | None = None,
+        alias: str | None = None,
+        invite: list[str] | None = None,
+        preset: str = "private_chat",
+    ) -> str:
         body: dict[str, Any] = {"preset": preset, "invite": invite or []}
         if name:
             body["name"] = name
@@ -208,7 +225,9 @@ class Account:
             if not token or not page.get("chunk"):
                 return events
 
-    async def wait_for_messages(self, room_id: str, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    async def wait_for_messages(
+        self, room_id: str, count: int, timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
         """Poll until the room holds at least `count` messages; return them all."""
         deadline = time.monotonic() + timeout
         while True:
@@ -225,13 +244,19 @@ class MatrixApiError(Exception):
         self.body = body
 
 
-async def register(synapse: LocalSynapse, http: httpx.AsyncClient, username: str, password: str, *,
-                   admin: bool = False) -> Account:
+async def register(
+    synapse: LocalSynapse, http: httpx.AsyncClient, username: str, password: str, *, admin: bool = False
+) -> Account:
     """Create a user with the shared-secret admin API, or log in if it exists already."""
     endpoint = f"{synapse.url}/_synapse/admin/v1/register"
     nonce = (await http.get(endpoint)).json()["nonce"]
-    body = {"nonce": nonce, "username": username, "password": password, "admin": admin,
-            "mac": _register_mac(synapse.shared_secret, nonce, username, password, admin)}
+    body = {
+        "nonce": nonce,
+        "username": username,
+        "password": password,
+        "admin": admin,
+        "mac": _register_mac(synapse.shared_secret, nonce, username, password, admin),
+    }
     response = await http.post(endpoint, json=body)
     if response.status_code == 200:
         data = response.json()
@@ -251,8 +276,11 @@ def _register_mac(secret: str, nonce: str, username: str, password: str, admin: 
 async def login(synapse: LocalSynapse, http: httpx.AsyncClient, username: str, password: str) -> Account:
     response = await http.post(
         f"{synapse.url}/_matrix/client/v3/login",
-        json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": username},
-              "password": password},
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": username},
+            "password": password,
+        },
     )
     if response.status_code != 200:
         raise MatrixApiError(response.status_code, response.text)

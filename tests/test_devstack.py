@@ -1,0 +1,91 @@
+"""The local components the later Synapse-worker tests stand on, and `matrix-stack run` itself."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg2
+
+from shared.devstack.ports import free_port
+from shared.devstack.postgres import LocalPostgres
+from shared.devstack.redis import LocalRedis, ping
+
+
+def test_postgres_has_a_c_collated_database(postgres: LocalPostgres) -> None:
+    dsn = postgres.create_database("synapse_fixture_check")
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT datcollate, pg_encoding_to_char(encoding) FROM pg_database WHERE datname = %s",
+            ("synapse_fixture_check",),
+        )
+        assert cursor.fetchone() == ("C", "UTF8")
+
+
+def test_redis_answers(redis: LocalRedis) -> None:
+    assert ping(redis.port)
+
+
+def _read_until(process: subprocess.Popen[str], marker: str, timeout: float = 120) -> str:
+    assert process.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError("".join(seen))
+
+
+def _commands(summary: str) -> list[str]:
+    """The ready-to-paste curl commands, joined across their continuation lines."""
+    joined = summary.replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if line.strip().startswith("curl ")]
+
+
+def test_make_run_stack(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "shared.cli",
+        "run",
+        "--data-dir",
+        str(tmp_path / "local"),
+        "--synapse-port",
+        str(free_port()),
+    ]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        summary = _read_until(first, "Press Ctrl-C to stop")
+        notify_curl, read_curl = _commands(summary)
+        posted = subprocess.run(["bash", "-c", notify_curl], capture_output=True, text=True, check=True)
+        assert "delivery_id" in json.loads(posted.stdout)
+        for _ in range(50):
+            chunk = json.loads(
+                subprocess.run(["bash", "-c", read_curl], capture_output=True, text=True, check=True).stdout
+            )["chunk"]
+            bodies = [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"]
+            if "Hello from notify" in bodies:
+                break
+            time.sleep(0.1)
+        assert "Hello from notify" in bodies
+        room_id = re.search(r"demo room\s+#demo:localhost\s+\((![^)]+)\)", summary)
+        assert room_id
+    finally:
+        first.send_signal(signal.SIGINT)
+        assert first.wait(30) == 0
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        again = _read_until(second, "Press Ctrl-C to stop")
+        assert room_id.group(1) in again  # the second run reuses the data
+    finally:
+        second.send_signal(signal.SIGINT)
+        assert second.wait(30) == 0
