@@ -1,0 +1,22 @@
+"""Run every benchmark, or the ones named: `python -m bench [outbox]`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from bench import outbox_bench
+
+BENCHMARKS = {"outbox": outbox_bench.main}
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(BENCHMARKS)
+    for name in names:
+        if name not in BENCHMARKS:
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+        asyncio.run(BENCHMARKS[name]())
+
+
+if __name__ == "__main__":
+    main()

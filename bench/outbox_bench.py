@@ -1,0 +1,254 @@
+"""The outbox: durable enqueue rate, and end-to-end delivery to a real Synapse against a bare
+matrix-nio send loop on the same homeserver in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nio
+import psutil
+
+from shared import content
+from shared.devstack.ports import free_port
+from shared.devstack.stack import LocalService
+from shared.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+from shared.matrix import MatrixClient
+from shared.outbox import Outbox, Outgoing
+from shared.service import Metrics
+
+PASSWORD = "bench-password-123"
+ENQUEUE_COUNT = 20_000
+PRODUCERS = 64
+DELIVERY_COUNT = 400
+ROUNDS = 3
+
+
+class _NullSender:
+    async def send(self, room: str, content: dict[str, Any], *, txn_id: str, event_type: str) -> str:
+        raise AssertionError("not started")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def enqueue_rate(directory: Path) -> None:
+    # The target is per core: pin this process (and its database thread) to one CPU while measuring.
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        await _enqueue_rate(directory)
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
+async def _enqueue_rate(directory: Path) -> None:
+    message = content.message(
+        "CPU usage over 90% on node-17", "<b>CPU usage</b> over 90% on <code>node-17</code>"
+    )
+
+    # Comparison: one committed INSERT per message, the obvious durable design.
+    naive = sqlite3.connect(directory / "naive.sqlite3", isolation_level=None)
+    naive.execute("PRAGMA journal_mode=WAL")
+    naive.execute("PRAGMA synchronous=FULL")
+    naive.execute("CREATE TABLE q (id TEXT PRIMARY KEY, room TEXT, content TEXT)")
+    body = json.dumps(message)
+    count = 2000
+    started = time.perf_counter()
+    for _ in range(count):
+        naive.execute("INSERT INTO q VALUES (?, ?, ?)", (uuid.uuid4().hex, "!room:localhost", body))
+    naive_rate = count / (time.perf_counter() - started)
+    naive.close()
+
+    outbox = Outbox(directory / "outbox.sqlite3", _NullSender())
+    await outbox.open()
+    started = time.perf_counter()
+    for _ in range(count):
+        await outbox.enqueue("!room:localhost", message)
+    sequential = count / (time.perf_counter() - started)
+
+    per_producer = ENQUEUE_COUNT // PRODUCERS
+
+    async def producer() -> None:
+        for _ in range(per_producer):
+            await outbox.enqueue("!room:localhost", message)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(producer() for _ in range(PRODUCERS)))
+    concurrent = per_producer * PRODUCERS / (time.perf_counter() - started)
+    await outbox.stop()
+    print("outbox enqueue on one core (durable: committed with synchronous=FULL before returning)")
+    print(f"  naive one-commit-per-insert loop : {naive_rate:9.0f} msg/s")
+    print(
+        f"  outbox, 1 producer               : {sequential:9.0f} msg/s  ({sequential / naive_rate:.2f}x naive)"
+    )
+    print(
+        f"  outbox, {PRODUCERS} concurrent producers  : {concurrent:9.0f} msg/s  "
+        f"({concurrent / naive_rate:.2f}x naive; target >= 2000)"
+    )
+
+
+class Watcher:
+    """A reader syncing the room and noting when each message body arrives."""
+
+    def __init__(self, account: Account, room_id: str) -> None:
+        self.account = account
+        self.room_id = room_id
+        self.seen: dict[str, float] = {}
+        self._since: str | None = None
+
+    async def prime(self) -> None:
+        response = await self.account.api("GET", "/sync", timeout=0)
+        self._since = response["next_batch"]
+
+    async def run(self, expected: set[str]) -> None:
+        sync_filter = json.dumps({"room": {"rooms": [self.room_id], "timeline": {"limit": 1000}}})
+        while not expected <= self.seen.keys():
+            response = await self.account.api(
+                "GET", "/sync", since=self._since, timeout=10000, filter=sync_filter
+            )
+            now = time.perf_counter()
+            self._since = response["next_batch"]
+            room = response.get("rooms", {}).get("join", {}).get(self.room_id, {})
+            timeline = room.get("timeline", {})
+            for event in timeline.get("events", []):
+                if event.get("type") == "m.room.message":
+                    self.seen.setdefault(event["content"]["body"], now)
+            if timeline.get("limited"):
+                await self._backfill(timeline["prev_batch"], now)
+
+    async def _backfill(self, token: str, now: float) -> None:
+        """A limited timeline skipped events: page back until reaching ones already seen."""
+        while True:
+            page = await self.account.api(
+                "GET", f"/rooms/{self.room_id}/messages", dir="b", limit=100, **{"from": token}
+            )
+            bodies = [e["content"]["body"] for e in page["chunk"] if e.get("type") == "m.room.message"]
+            fresh = [b for b in bodies if b not in self.seen]
+            for body in fresh:
+                self.seen[body] = now
+            if not page.get("end") or not page["chunk"] or len(fresh) < len(bodies):
+                return
+            token = page["end"]
+
+
+async def _timed(watcher: Watcher, bodies: list[str], send: Any) -> tuple[float, list[float]]:
+    await watcher.prime()
+    watch = asyncio.create_task(watcher.run(set(bodies)))
+    started = time.perf_counter()
+    starts = await send()
+    try:
+        await asyncio.wait_for(watch, 120)
+    except TimeoutError:
+        missing = sorted(set(bodies) - watcher.seen.keys())
+        raise RuntimeError(f"{len(missing)} messages never seen, e.g. {missing[:3]}") from None
+    elapsed = max(watcher.seen[b] for b in bodies) - started
+    latencies = [watcher.seen[b] - starts[b] for b in bodies]
+    return len(bodies) / elapsed, latencies
+
+
+async def delivery(directory: Path) -> None:
+    synapse = LocalSynapse(
+        directory / "synapse", free_port(), rc_message={"per_second": 1000, "burst_count": 1000}
+    )
+    synapse.start()
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            admin = await register(synapse, http, "admin", PASSWORD, admin=True)
+            bot = await register(synapse, http, "bot", PASSWORD)
+            reader = await register(synapse, http, "reader", PASSWORD)
+            await lift_rate_limit(admin, bot.user_id)
+            room_id = await reader.create_room(name="bench", invite=[bot.user_id])
+            await bot.join(room_id)
+            results: dict[str, list[tuple[float, list[float]]]] = {"bare": [], "outbox": []}
+
+            bare = nio.AsyncClient(synapse.url, bot.user_id)
+            bare.access_token, bare.user_id = bot.access_token, bot.user_id
+
+            client = MatrixClient(synapse.url, bot.user_id, access_token=bot.access_token)
+            await client.start()
+            outbox = Outbox(directory / "delivery.sqlite3", client, Metrics().outbox)
+            await outbox.open()
+            outbox.start()
+
+            for round_number in range(ROUNDS):
+                bare_bodies = [f"bare {round_number} {i}" for i in range(DELIVERY_COUNT)]
+
+                async def bare_loop(bodies: list[str] = bare_bodies) -> dict[str, float]:
+                    starts = {b: time.perf_counter() for b in bodies}
+                    for body in bodies:
+                        response = await bare.room_send(room_id, "m.room.message", content.message(body))
+                        assert isinstance(response, nio.RoomSendResponse), response
+                    return starts
+
+                results["bare"].append(await _timed(Watcher(reader, room_id), bare_bodies, bare_loop))
+
+                outbox_bodies = [f"outbox {round_number} {i}" for i in range(DELIVERY_COUNT)]
+
+                async def outbox_run(bodies: list[str] = outbox_bodies) -> dict[str, float]:
+                    starts = {b: time.perf_counter() for b in bodies}
+                    await outbox.enqueue_many([Outgoing(room_id, content.message(b)) for b in bodies])
+                    return starts
+
+                results["outbox"].append(await _timed(Watcher(reader, room_id), outbox_bodies, outbox_run))
+
+            await outbox.stop()
+            await client.close()
+            await bare.close()
+            messages = await reader.messages(room_id)
+            assert len(messages) == 2 * ROUNDS * DELIVERY_COUNT, "every message exactly once"
+    finally:
+        synapse.stop()
+
+    print(f"end-to-end delivery to a real Synapse ({DELIVERY_COUNT} messages to one room, best of {ROUNDS})")
+    best: dict[str, float] = {}
+    for name, runs in results.items():
+        rate, latencies = max(runs, key=lambda run: run[0])
+        best[name] = rate
+        print(
+            f"  {name:7}: {rate:7.1f} msg/s   p50 {statistics.median(latencies) * 1000:7.1f} ms"
+            f"   p99 {_percentile(latencies, 0.99) * 1000:7.1f} ms (from enqueue/send call to seen by reader)"
+        )
+    print(f"  ratio outbox/bare: {best['outbox'] / best['bare']:.2f}x (target >= 0.9)")
+
+
+async def idle_rss(directory: Path) -> None:
+    synapse = LocalSynapse(directory / "synapse-rss", free_port())
+    synapse.start()
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            bot = await register(synapse, http, "bot", PASSWORD)
+        service = LocalService(
+            "notify", "services.notify", "NOTIFY_", free_port(), {"TOKEN": "x" * 24}, directory / "notify"
+        )
+        service.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
+        try:
+            service.wait_ready()
+            await asyncio.sleep(3)
+            assert service.process is not None
+            rss = psutil.Process(service.process.pid).memory_info().rss / 2**20
+        finally:
+            service.stop()
+    finally:
+        synapse.stop()
+    print(f"idle RSS of a service process (notify): {rss:.1f} MiB (target < 80)")
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-outbox-") as name:
+        directory = Path(name)
+        print(f"cores: {os.cpu_count()}")
+        await enqueue_rate(directory)
+        await delivery(directory)
+        await idle_rss(directory)
