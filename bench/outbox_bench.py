@@ -91,7 +91,8 @@ async def _enqueue_rate(directory: Path) -> None:
     print("outbox enqueue on one core (durable: committed with synchronous=FULL before returning)")
     print(f"  naive one-commit-per-insert loop : {naive_rate:9.0f} msg/s")
     print(
-        f"  outbox, 1 producer               : {sequential:9.0f} msg/s  ({sequential / naive_rate:.2f}x naive)"
+        f"  outbox, 1 producer               : {sequential:9.0f} msg/s"
+        f"  ({sequential / naive_rate:.2f}x naive)"
     )
     print(
         f"  outbox, {PRODUCERS} concurrent producers  : {concurrent:9.0f} msg/s  "

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import nio
+
+from shared.discovery import DiscoveryError, discover_homeserver
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,8 @@ class MatrixClient:
     async def start(self) -> None:
         """Authenticate and learn the joined rooms; raise StartupError with one clear line if that fails."""
         try:
+            if "://" not in self.homeserver:
+                await self._discover()
             if self._access_token:
                 self._use_token(self._access_token, None)
                 await self._check_token()
@@ -116,6 +121,16 @@ class MatrixClient:
             raise StartupError(f"homeserver {self.homeserver} is unreachable: {exc}") from exc
         except MatrixError as exc:
             raise StartupError(f"homeserver {self.homeserver} refused {self.user_id}: {exc}") from exc
+
+    async def _discover(self) -> None:
+        """A server name instead of a URL: find the client API through its well-known document."""
+        server_name = self.homeserver
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                self.homeserver = await discover_homeserver(server_name, http=http)
+        except DiscoveryError as exc:
+            raise StartupError(f"cannot find the homeserver of {server_name}: {exc}") from exc
+        self.nio.homeserver = self.homeserver
 
     def _use_token(self, token: str, device_id: str | None) -> None:
         self.nio.access_token = token

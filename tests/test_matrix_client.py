@@ -171,6 +171,11 @@ async def test_startup_fails_fast_with_one_line(synapse: LocalSynapse, bot: Acco
     with pytest.raises(StartupError, match="unreachable"):
         await closed.start()
     await closed.close()
+    # A server name is looked up through its well-known document (https only, as the spec says).
+    nameless = MatrixClient("127.0.0.1:9", bot.user_id, access_token=bot.access_token)
+    with pytest.raises(StartupError, match=r"cannot find the homeserver of 127\.0\.0\.1:9"):
+        await nameless.start()
+    await nameless.close()
 
 
 async def test_password_login_reuses_its_token(
