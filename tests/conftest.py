@@ -50,9 +50,11 @@ async def bot(synapse: LocalSynapse, http: httpx.AsyncClient, admin: Account) ->
 
 
 @pytest.fixture(scope="session")
-async def reader(synapse: LocalSynapse, http: httpx.AsyncClient) -> Account:
+async def reader(synapse: LocalSynapse, http: httpx.AsyncClient, admin: Account) -> Account:
     """A person in every test room: creates rooms, invites the bot, reads what arrived."""
-    return await register(synapse, http, "reader", PASSWORD)
+    account = await register(synapse, http, "reader", PASSWORD)
+    await lift_rate_limit(admin, account.user_id)
+    return account
 
 
 _room_names = itertools.count()

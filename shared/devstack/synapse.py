@@ -176,13 +176,18 @@ class Account:
     http: httpx.AsyncClient = field(repr=False)
 
     async def api(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        response = await self.http.request(
-            method,
-            f"{self.base_url}/_matrix/client/v3{path}",
-            json=body,
-            params=params or None,
-            headers={"Authorization": f"Bearer {self.access_token}"},
-        )
+        """One client-server API call; waits out rate limiting (a helper, not the code under test)."""
+        for _ in range(50):
+            response = await self.http.request(
+                method,
+                f"{self.base_url}/_matrix/client/v3{path}",
+                json=body,
+                params=params or None,
+                headers={"Authorization": f"Bearer {self.access_token}"},
+            )
+            if response.status_code != 429:
+                break
+            await asyncio.sleep(response.json().get("retry_after_ms", 500) / 1000)
         if response.status_code >= 400:
             raise MatrixApiError(response.status_code, response.text)
         return response.json()

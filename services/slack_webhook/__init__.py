@@ -1,0 +1,1 @@
+"""slack-webhook: Slack-compatible incoming webhooks into Matrix rooms."""
