@@ -28,9 +28,15 @@ class _FileVariables(PydanticBaseSettingsSource):
         if os.environ.get(variable.removesuffix("_FILE")) is not None:
             raise ValueError(f"{variable}: set {variable.removesuffix('_FILE')} or {variable}, not both")
         try:
-            return Path(path).read_text().rstrip("\r\n"), field_name, False
+            text = Path(path).read_text().rstrip("\r\n")
         except OSError as exc:
             raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+        if self.field_is_complex(field):
+            try:  # structured values (lists of hooks, maps): YAML, which includes JSON
+                return yaml.safe_load(text), field_name, False
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{variable}: {path} is not valid YAML/JSON: {exc}") from exc
+        return text, field_name, False
 
     def __call__(self) -> dict[str, Any]:
         values: dict[str, Any] = {}

@@ -65,18 +65,24 @@ def test_make_run_stack(tmp_path: Path) -> None:
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         summary = _read_until(first, "Press Ctrl-C to stop")
-        notify_curl, read_curl = _commands(summary)
+        notify_curl, slack_curl, read_curl = _commands(summary)
         posted = subprocess.run(["bash", "-c", notify_curl], capture_output=True, text=True, check=True)
         assert "delivery_id" in json.loads(posted.stdout)
+        posted = subprocess.run(["bash", "-c", slack_curl], capture_output=True, text=True, check=True)
+        assert posted.stdout == "ok"
         for _ in range(50):
             chunk = json.loads(
                 subprocess.run(["bash", "-c", read_curl], capture_output=True, text=True, check=True).stdout
             )["chunk"]
             bodies = [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"]
-            if "Hello from notify" in bodies:
+            if (
+                "Hello from notify" in bodies
+                and "Deploy of `api` finished 🚀 run 42 (https://example.org/run/42)" in bodies
+            ):
                 break
             time.sleep(0.1)
         assert "Hello from notify" in bodies
+        assert "Deploy of `api` finished 🚀 run 42 (https://example.org/run/42)" in bodies
         room_id = re.search(r"demo room\s+#demo:localhost\s+\((![^)]+)\)", summary)
         assert room_id
     finally:

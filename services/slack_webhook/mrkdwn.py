@@ -174,7 +174,7 @@ def inline(source: str, options: Options, *, formatting: bool = True) -> Rendere
     shadow = emojize(unescape_slack(shadow))
     if formatting:
         for marker, pattern in _EMPHASIS.items():
-            shadow = pattern.sub(lambda m, k=marker: f"{_OPEN[k]}{m.group(1)}{_CLOSE[k]}", shadow)
+            shadow = pattern.sub(f"{_OPEN[marker]}\\1{_CLOSE[marker]}", shadow)
     out = Rendered("", "")
     run: list[str] = []
 

@@ -94,6 +94,7 @@ def _credentials(path: Path) -> dict[str, str]:
         return saved
     made = {name: secrets.token_urlsafe(12) for name in ("admin", "bot", "demo")}
     made["notify_token"] = secrets.token_urlsafe(24)
+    made["slack_hook"] = secrets.token_urlsafe(24)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(made, indent=2))
     path.chmod(0o600)
@@ -126,6 +127,8 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     data_dir = data_dir.resolve()
     creds = _credentials(data_dir / "credentials.json")
     synapse = LocalSynapse(data_dir / "synapse", _pick_port(synapse_port))
+    creds.setdefault("slack_hook", secrets.token_urlsafe(24))  # data from an older run
+    hooks = [{"id": creds["slack_hook"], "room": DEMO_ALIAS, "name": "demo"}]
     services = [
         LocalService(
             "notify",
@@ -134,6 +137,14 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
             _pick_port(8081),
             {"TOKEN": creds["notify_token"], "DEFAULT_ROOM": DEMO_ALIAS},
             data_dir / "notify",
+        ),
+        LocalService(
+            "slack-webhook",
+            "services.slack_webhook",
+            "SLACK_WEBHOOK_",
+            _pick_port(8082),
+            {"HOOKS": json.dumps(hooks)},
+            data_dir / "slack-webhook",
         ),
     ]
     print(f"starting Synapse on {synapse.url} (data in {synapse.directory})", flush=True)
@@ -165,7 +176,7 @@ def _print_summary(
     services: list[LocalService],
     data_dir: Path,
 ) -> None:
-    notify = services[0]
+    notify, slack = services[0], services[1]
     print(
         f"""
 matrix-stack is running; the next run reuses {data_dir}.
@@ -179,6 +190,10 @@ notify     {notify.url}   (logs: {data_dir / "logs" / "notify.log"})
   curl -sS -X POST {notify.url}/notify -H 'Authorization: Bearer {creds["notify_token"]}' \\
        -H 'Content-Type: application/json' \\
        -d '{{"text": "Hello from notify", "html": "<b>Hello</b> from notify"}}'
+
+slack-webhook  {slack.url}   (logs: {data_dir / "logs" / "slack-webhook.log"})
+  curl -sS -X POST {slack.url}/hooks/{creds["slack_hook"]} -H 'Content-Type: application/json' \\
+       -d '{{"text": "*Deploy* of `api` finished :rocket: <https://example.org/run/42|run 42>"}}'
 
 Read the demo room:
   curl -sS '{synapse.url}/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5' \\
