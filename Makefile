@@ -25,6 +25,7 @@ run: $(STAMP)
 
 ## Install what the tests need and run them all.
 test: $(STAMP) $(HELM)
+	./scripts/ensure-system-packages.sh
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
