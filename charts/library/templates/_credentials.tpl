@@ -1,0 +1,59 @@
+{{/*
+A credential is {value: "..."} (stored in the chart's Secret) or {secret: NAME, secretKey: KEY}
+(an existing Secret). Every credential reaches the container as a file under /secrets.
+*/}}
+{{- define "msl.credential.set" -}}
+{{- if and . (or .value .secret) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "msl.credential.path" -}}
+{{- $c := .credential -}}
+{{- if and $c.value $c.secret -}}
+{{- fail (printf "credential %s: set value or secret, not both" .key) -}}
+{{- end -}}
+{{- if $c.secret -}}
+{{- printf "/secrets/%s/%s" (tpl $c.secret .root) (required (printf "credential %s: secretKey is required with secret" .key) $c.secretKey) -}}
+{{- else -}}
+{{- printf "/secrets/chart/%s" .key -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The chart-managed credentials of a chart: a dict key -> credential, from the chart's "msl.credentials". */}}
+{{- define "msl.chartSecret.data" -}}
+{{- $data := dict -}}
+{{- range $key, $credential := (include "msl.credentials" . | fromYaml) -}}
+{{- if and $credential (kindIs "map" $credential) $credential.value -}}
+{{- $_ := set $data $key ($credential.value | b64enc) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $data -}}
+{{- end -}}
+
+{{- define "msl.chartSecret.needed" -}}
+{{- if ne (include "msl.chartSecret.data" . | trim) "{}" -}}true{{- end -}}
+{{- end -}}
+
+{{- define "msl.existingSecrets" -}}
+{{- $names := list -}}
+{{- range $key, $credential := (include "msl.credentials" . | fromYaml) -}}
+{{- if and $credential (kindIs "map" $credential) $credential.secret -}}
+{{- $names = append $names (tpl $credential.secret $) -}}
+{{- end -}}
+{{- end -}}
+{{- $names | uniq | sortAlpha | toJson -}}
+{{- end -}}
+
+{{/* The Secret holding credentials given as values; its hash rolls the pods when it changes. */}}
+{{- define "msl.chartSecret" -}}
+{{- if include "msl.chartSecret.needed" . }}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ include "msl.fullname" . }}
+  labels:
+    {{- include "msl.labels" . | nindent 4 }}
+type: Opaque
+data:
+  {{- include "msl.chartSecret.data" . | nindent 2 }}
+{{- end }}
+{{- end -}}

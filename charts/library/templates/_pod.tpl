@@ -1,0 +1,147 @@
+{{/* The image reference: a digest wins over a tag; the tag defaults to the chart's appVersion. */}}
+{{- define "msl.image" -}}
+{{- $image := .Values.image -}}
+{{- $repository := ternary (printf "%s/%s" $image.registry $image.repository) $image.repository (ne (toString $image.registry) "") -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Everything of a pod spec that is not the containers: service account, security, scheduling.
+*/}}
+{{- define "msl.podSpecCommon" -}}
+serviceAccountName: {{ include "msl.serviceAccountName" . }}
+automountServiceAccountToken: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+{{- end -}}
+
+{{/* Container security, resources and HTTP probes on the named port `http`. */}}
+{{- define "msl.containerCommon" -}}
+image: {{ include "msl.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+securityContext:
+  {{- toYaml .Values.containerSecurityContext | nindent 2 }}
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+startupProbe:
+  httpGet: {path: /healthz, port: http}
+  {{- toYaml .Values.probes.startup | nindent 2 }}
+livenessProbe:
+  httpGet: {path: /healthz, port: http}
+  {{- toYaml .Values.probes.liveness | nindent 2 }}
+readinessProbe:
+  httpGet: {path: /readyz, port: http}
+  {{- toYaml .Values.probes.readiness | nindent 2 }}
+{{- end -}}
+
+{{/*
+Environment for the core settings every service shares. Context: dict "root" $ "prefix" "SLACK_WEBHOOK_".
+Secrets are passed as files (`*_FILE`), never as plain environment values.
+*/}}
+{{- define "msl.coreEnv" -}}
+{{- $root := .root -}}
+{{- $p := .prefix -}}
+{{- $m := $root.Values.matrix -}}
+- name: {{ $p }}HOMESERVER
+  value: {{ required "matrix.homeserver is required (https://matrix.example.org)" $m.homeserver | quote }}
+- name: {{ $p }}USER_ID
+  value: {{ required "matrix.userId is required (@bot:example.org)" $m.userId | quote }}
+{{- if include "msl.credential.set" $m.accessToken }}
+- name: {{ $p }}ACCESS_TOKEN_FILE
+  value: {{ include "msl.credential.path" (dict "root" $root "credential" $m.accessToken "key" "access-token") }}
+{{- else if include "msl.credential.set" $m.password }}
+- name: {{ $p }}PASSWORD_FILE
+  value: {{ include "msl.credential.path" (dict "root" $root "credential" $m.password "key" "password") }}
+{{- else }}
+{{- fail "set matrix.accessToken or matrix.password (each as {value: ...} or {secret: NAME, secretKey: KEY})" }}
+{{- end }}
+{{- with $m.inviteAllowlist }}
+- name: {{ $p }}INVITE_ALLOWLIST
+  value: {{ join "," . | quote }}
+{{- end }}
+- name: {{ $p }}DATA_DIR
+  value: /var/lib/matrix-stack
+- name: {{ $p }}PORT
+  value: "8080"
+- name: {{ $p }}LOG_LEVEL
+  value: {{ $root.Values.logLevel | quote }}
+{{- with $root.Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes every service pod has: writable data and /tmp, the chart Secret, existing Secrets. */}}
+{{- define "msl.coreVolumes" -}}
+- name: data
+{{- if .Values.persistence.enabled }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.persistence.existingClaim | default (printf "%s-data" (include "msl.fullname" .)) }}
+{{- else }}
+  emptyDir: {}
+{{- end }}
+- name: tmp
+  emptyDir:
+    medium: Memory
+    sizeLimit: 16Mi
+{{- if include "msl.chartSecret.needed" . }}
+- name: chart-secret
+  secret:
+    secretName: {{ include "msl.fullname" . }}
+{{- end }}
+{{- range $name := include "msl.existingSecrets" . | fromJsonArray }}
+- name: {{ printf "secret-%s" ($name | sha256sum | trunc 12) }}
+  secret:
+    secretName: {{ $name }}
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "msl.coreVolumeMounts" -}}
+- name: data
+  mountPath: /var/lib/matrix-stack
+- name: tmp
+  mountPath: /tmp
+{{- if include "msl.chartSecret.needed" . }}
+- name: chart-secret
+  mountPath: /secrets/chart
+  readOnly: true
+{{- end }}
+{{- range $name := include "msl.existingSecrets" . | fromJsonArray }}
+- name: {{ printf "secret-%s" ($name | sha256sum | trunc 12) }}
+  mountPath: {{ printf "/secrets/%s" $name }}
+  readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,161 @@
+{{/*
+The Deployment of a service chart. Context: dict
+  "root" $            the chart's root context
+  "prefix" "X_"       the service's environment prefix
+  "command" list      the container command (the image's console script)
+  "env" string        extra env entries (YAML list), chart specific
+  "checksum" string   anything whose change must roll the pods (rendered config)
+*/}}
+{{- define "msl.deployment" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- if and $v.persistence.enabled (or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled) -}}
+{{- fail "persistence.enabled keeps the outbox on one ReadWriteOnce volume: use replicaCount: 1 and autoscaling.enabled: false" -}}
+{{- end -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "msl.fullname" $root }}
+  labels:
+    {{- include "msl.labels" $root | nindent 4 }}
+spec:
+  {{- if not $v.autoscaling.enabled }}
+  replicas: {{ $v.replicaCount }}
+  {{- end }}
+  revisionHistoryLimit: 3
+  strategy:
+    {{- if $v.persistence.enabled }}
+    type: Recreate
+    {{- else }}
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
+    {{- end }}
+  selector:
+    matchLabels:
+      {{- include "msl.selectorLabels" $root | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "msl.labels" $root | nindent 8 }}
+        {{- with $v.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        checksum/config: {{ printf "%s|%s" .checksum (include "msl.chartSecret" $root) | sha256sum }}
+        {{- with $v.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      {{- include "msl.podSpecCommon" $root | nindent 6 }}
+      containers:
+        - name: {{ include "msl.name" $root }}
+          {{- include "msl.containerCommon" $root | nindent 10 }}
+          command:
+            {{- toYaml .command | nindent 12 }}
+          ports:
+            - name: http
+              containerPort: 8080
+              protocol: TCP
+          env:
+            {{- include "msl.coreEnv" (dict "root" $root "prefix" .prefix) | nindent 12 }}
+            {{- with .env }}
+            {{- . | nindent 12 }}
+            {{- end }}
+          volumeMounts:
+            {{- include "msl.coreVolumeMounts" $root | nindent 12 }}
+      volumes:
+        {{- include "msl.coreVolumes" $root | nindent 8 }}
+{{- end -}}
+
+{{- define "msl.serviceAccount" -}}
+{{- if .Values.serviceAccount.create }}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "msl.serviceAccountName" . }}
+  labels:
+    {{- include "msl.labels" . | nindent 4 }}
+  {{- with .Values.serviceAccount.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+automountServiceAccountToken: false
+{{- end }}
+{{- end -}}
+
+{{- define "msl.pvc" -}}
+{{- if and .Values.persistence.enabled (not .Values.persistence.existingClaim) }}
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: {{ include "msl.fullname" . }}-data
+  labels:
+    {{- include "msl.labels" . | nindent 4 }}
+  annotations:
+    helm.sh/resource-policy: keep
+spec:
+  accessModes: [ReadWriteOnce]
+  {{- with .Values.persistence.storageClass }}
+  storageClassName: {{ . | quote }}
+  {{- end }}
+  resources:
+    requests:
+      storage: {{ .Values.persistence.size }}
+{{- end }}
+{{- end -}}
+
+{{- define "msl.pdb" -}}
+{{- if .Values.podDisruptionBudget.enabled }}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- if and (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) -}}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" -}}
+{{- end }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "msl.fullname" . }}
+  labels:
+    {{- include "msl.labels" . | nindent 4 }}
+spec:
+  {{- if not (kindIs "invalid" $pdb.minAvailable) }}
+  minAvailable: {{ $pdb.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ $pdb.maxUnavailable | default 1 }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "msl.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{- define "msl.hpa" -}}
+{{- if .Values.autoscaling.enabled }}
+{{- $a := .Values.autoscaling -}}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "msl.fullname" . }}
+  labels:
+    {{- include "msl.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "msl.fullname" . }}
+  minReplicas: {{ $a.minReplicas }}
+  maxReplicas: {{ $a.maxReplicas }}
+  metrics:
+    {{- with $a.targetCPUUtilizationPercentage }}
+    - type: Resource
+      resource:
+        name: cpu
+        target: {type: Utilization, averageUtilization: {{ . }}}
+    {{- end }}
+    {{- with $a.targetMemoryUtilizationPercentage }}
+    - type: Resource
+      resource:
+        name: memory
+        target: {type: Utilization, averageUtilization: {{ . }}}
+    {{- end }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,243 @@
+"""Write (or, with --check, verify) every chart's values.schema.json.
+
+The parts every service chart shares are defined once here; each chart adds its own. Every object
+gets `additionalProperties: false`, so a typo in values fails `helm lint`/`install` at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+CHARTS = Path(__file__).resolve().parent.parent / "charts"
+
+Schema = dict[str, Any]
+
+
+def obj(properties: dict[str, Schema], required: list[str] | None = None, **extra: Any) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False, **extra}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def string(**extra: Any) -> Schema:
+    return {"type": "string", **extra}
+
+
+def free_map() -> Schema:
+    """A map passed through to Kubernetes as is (labels, annotations, affinity...)."""
+    return {"type": "object"}
+
+
+def string_map() -> Schema:
+    return {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+def array(items: Schema | None = None) -> Schema:
+    return {"type": "array", "items": items or {}}
+
+
+BOOL: Schema = {"type": "boolean"}
+INT: Schema = {"type": "integer"}
+NULLABLE_INT_OR_PERCENT: Schema = {"type": ["integer", "string", "null"]}
+
+CREDENTIAL: Schema = {
+    "description": "{value: ...} stored in the chart's Secret, or {secret: NAME, secretKey: KEY}",
+    "type": "object",
+    "properties": {
+        "value": string(minLength=1),
+        "secret": string(minLength=1),
+        "secretKey": string(minLength=1),
+    },
+    "additionalProperties": False,
+    "oneOf": [
+        {"required": ["value"], "not": {"anyOf": [{"required": ["secret"]}, {"required": ["secretKey"]}]}},
+        {"required": ["secret", "secretKey"], "not": {"required": ["value"]}},
+        {"maxProperties": 0},
+    ],
+}
+
+PROBE_FIELDS = (
+    "initialDelaySeconds",
+    "periodSeconds",
+    "timeoutSeconds",
+    "failureThreshold",
+    "successThreshold",
+)
+PROBE = obj({field: {"type": "integer", "minimum": 0} for field in PROBE_FIELDS})
+
+
+def service_chart(specific: dict[str, Schema]) -> Schema:
+    """Values every service chart has (the library's contract), plus the chart's own."""
+    common: dict[str, Schema] = {
+        "nameOverride": string(),
+        "fullnameOverride": string(),
+        "commonLabels": string_map(),
+        "component": string(),
+        "image": obj(
+            {
+                "registry": string(),
+                "repository": string(minLength=1),
+                "tag": string(),
+                "digest": string(pattern=r"^(sha256:[a-f0-9]{64})?$"),
+                "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
+            },
+            ["repository"],
+        ),
+        "imagePullSecrets": array(obj({"name": string()})),
+        "matrix": obj(
+            {
+                "homeserver": string(pattern=r"^(https?://.+)?$"),
+                "userId": string(pattern=r"^(@[^:]+:.+)?$"),
+                "accessToken": CREDENTIAL,
+                "password": CREDENTIAL,
+                "inviteAllowlist": array(string()),
+            }
+        ),
+        "logLevel": string(enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+        "extraEnv": array(free_map()),
+        "replicaCount": {"type": "integer", "minimum": 0},
+        "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
+        "persistence": obj(
+            {
+                "enabled": BOOL,
+                "existingClaim": string(),
+                "storageClass": string(),
+                "size": string(pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"),
+            }
+        ),
+        "resources": free_map(),
+        "probes": obj({"startup": PROBE, "liveness": PROBE, "readiness": PROBE}),
+        "podSecurityContext": free_map(),
+        "containerSecurityContext": free_map(),
+        "serviceAccount": obj({"create": BOOL, "name": string(), "annotations": string_map()}),
+        "podAnnotations": string_map(),
+        "podLabels": string_map(),
+        "priorityClassName": string(),
+        "nodeSelector": string_map(),
+        "tolerations": array(free_map()),
+        "affinity": free_map(),
+        "topologySpreadConstraints": array(free_map()),
+        "extraVolumes": array(free_map()),
+        "extraVolumeMounts": array(free_map()),
+        "service": obj(
+            {
+                "type": string(enum=["ClusterIP", "NodePort", "LoadBalancer"]),
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "annotations": string_map(),
+            }
+        ),
+        "ingress": obj(
+            {
+                "enabled": BOOL,
+                "className": string(),
+                "annotations": string_map(),
+                "hosts": array(
+                    obj(
+                        {
+                            "host": string(),
+                            "paths": array(
+                                obj(
+                                    {
+                                        "path": string(pattern="^/"),
+                                        "pathType": string(
+                                            enum=["Prefix", "Exact", "ImplementationSpecific"]
+                                        ),
+                                    },
+                                    ["path"],
+                                )
+                            ),
+                        },
+                        ["host"],
+                    )
+                ),
+                "tls": array(obj({"secretName": string(), "hosts": array(string())})),
+            }
+        ),
+        "httpRoute": obj(
+            {
+                "enabled": BOOL,
+                "annotations": string_map(),
+                "parentRefs": array(free_map()),
+                "hostnames": array(string()),
+                "paths": array(string(pattern="^/")),
+            }
+        ),
+        "serviceMonitor": obj(
+            {"enabled": BOOL, "interval": string(), "scrapeTimeout": string(), "labels": string_map()}
+        ),
+        "podDisruptionBudget": obj(
+            {
+                "enabled": BOOL,
+                "minAvailable": NULLABLE_INT_OR_PERCENT,
+                "maxUnavailable": NULLABLE_INT_OR_PERCENT,
+            }
+        ),
+        "autoscaling": obj(
+            {
+                "enabled": BOOL,
+                "minReplicas": {"type": "integer", "minimum": 1},
+                "maxReplicas": {"type": "integer", "minimum": 1},
+                "targetCPUUtilizationPercentage": {"type": ["integer", "null"], "minimum": 1},
+                "targetMemoryUtilizationPercentage": {"type": ["integer", "null"], "minimum": 1},
+            }
+        ),
+        "global": free_map(),
+        "matrix-stack-lib": free_map(),
+    }
+    return {"$schema": "https://json-schema.org/draft-07/schema#", **obj({**common, **specific})}
+
+
+HOOK = obj(
+    {
+        "id": string(pattern=r"^[A-Za-z0-9_-]{22,128}$", description="secret; `slack-webhook new-hook-id`"),
+        "room": string(pattern=r"^[!#].+"),
+        "name": string(),
+        "msgtype": string(enum=["m.notice", "m.text"]),
+        "displayName": string(),
+        "bearerToken": string(),
+        "rateLimit": {"type": "number", "exclusiveMinimum": 0},
+        "burst": {"type": "integer", "minimum": 1},
+        "roomMentions": BOOL,
+        "users": string_map(),
+    },
+    ["id", "room"],
+)
+
+SCHEMAS: dict[str, Schema] = {
+    "webhook": service_chart(
+        {
+            "hooks": array(HOOK),
+            "hooksSecret": obj({"secret": string(minLength=1), "secretKey": string(minLength=1)}),
+            "users": string_map(),
+        }
+    ),
+}
+
+
+def render(schema: Schema) -> str:
+    return json.dumps(schema, indent=2) + "\n"
+
+
+def main() -> int:
+    check = "--check" in sys.argv[1:]
+    stale = []
+    for chart, schema in SCHEMAS.items():
+        path = CHARTS / chart / "values.schema.json"
+        text = render(schema)
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            path.write_text(text)
+    if stale:
+        print("stale (run python scripts/chart_schemas.py):", *stale, sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

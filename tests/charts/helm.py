@@ -1,0 +1,77 @@
+"""Render charts with the real helm binary and check the output against Kubernetes' schemas."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHARTS = ROOT / "charts"
+KUBERNETES_VERSION = "1.33.0"
+CORE_API_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1", "batch/v1")
+CRD_KINDS = {"monitoring.coreos.com/v1": {"ServiceMonitor", "PodMonitor"},
+             "gateway.networking.k8s.io/v1": {"HTTPRoute"}}  # fmt: skip
+
+
+def helm() -> str:
+    local = ROOT / ".tools" / "bin" / "helm"
+    found = str(local) if local.exists() else shutil.which("helm")
+    if not found:
+        raise RuntimeError("helm not found: run `make helm`")
+    return found
+
+
+def build_dependencies(chart: str) -> None:
+    subprocess.run([helm(), "dependency", "build", str(CHARTS / chart)], check=True, capture_output=True)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm(), *args], capture_output=True, text=True)
+
+
+def template(
+    chart: str,
+    *values_files: Path,
+    values: dict[str, Any] | None = None,
+    api_versions: tuple[str, ...] = (),
+    release: str = "t",
+) -> list[dict[str, Any]]:
+    """The rendered objects; raises RenderError with helm's message on failure."""
+    args = ["template", release, str(CHARTS / chart), "--namespace", "ns"]
+    for path in values_files:
+        args += ["-f", str(path)]
+    for version in api_versions:
+        args += ["--api-versions", version]
+    result = subprocess.run(
+        [helm(), *args, "-f", "-"], input=yaml.safe_dump(values or {}), capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RenderError(result.stderr.strip())
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+class RenderError(Exception):
+    pass
+
+
+def validate(document: dict[str, Any]) -> None:
+    """Core kinds against the Kubernetes JSON schemas (strict: unknown fields fail); CRD kinds by shape."""
+    api = document["apiVersion"]
+    if api in CRD_KINDS:
+        assert document["kind"] in CRD_KINDS[api], document["kind"]
+        assert isinstance(document.get("spec"), dict)
+        return
+    assert api in CORE_API_GROUPS, f"unexpected apiVersion {api}"
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def pod_spec(document: dict[str, Any]) -> dict[str, Any] | None:
+    if document["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        spec: dict[str, Any] = document["spec"]["template"]["spec"]
+        return spec
+    return None

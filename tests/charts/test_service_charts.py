@@ -1,0 +1,197 @@
+"""Properties every service chart must have, checked on the rendered output of real helm."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.charts import helm
+
+SERVICE_CHARTS = ["webhook"]
+MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor",)
+
+
+def ci_values(chart: str) -> list[Path]:
+    return sorted((helm.CHARTS / chart / "ci").glob("*.yaml"))
+
+
+CASES = [(chart, path) for chart in SERVICE_CHARTS for path in ci_values(chart)]
+IDS = [f"{chart}:{path.stem}" for chart, path in CASES]
+
+
+def secret_strings(values_file: Path) -> set[str]:
+    """Every credential value the values file holds (must only ever appear base64 in a Secret)."""
+    found: set[str] = set()
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("value", "id", "bearerToken") and isinstance(v, str):
+                    found.add(v)
+                walk(v, k)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, key)
+
+    walk(yaml.safe_load(values_file.read_text()))
+    return found
+
+
+def test_schemas_are_generated_and_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(helm.ROOT / "scripts" / "chart_schemas.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(("chart", "values_file"), CASES, ids=IDS)
+def test_lint_strict(chart: str, values_file: Path) -> None:
+    result = helm.run("lint", "--strict", str(helm.CHARTS / chart), "-f", str(values_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout
+    assert "[ERROR]" not in result.stdout
+
+
+@pytest.mark.parametrize(("chart", "values_file"), CASES, ids=IDS)
+def test_rendered_objects(chart: str, values_file: Path) -> None:
+    documents = helm.template(chart, values_file, api_versions=MONITORING)
+    assert documents
+    secrets = secret_strings(values_file)
+    for document in documents:
+        helm.validate(document)
+        labels = document["metadata"]["labels"]
+        for key in ("name", "instance", "version", "managed-by", "part-of", "component"):
+            assert f"app.kubernetes.io/{key}" in labels, (document["kind"], key)
+        assert all(len(value) <= 63 for value in labels.values())
+        assert len(document["metadata"]["name"]) <= 63
+        if document["kind"] != "Secret":
+            text = yaml.safe_dump(document)
+            leaked = [s for s in secrets if s in text]
+            assert not leaked, f"{document['kind']} holds a secret value"
+        spec = helm.pod_spec(document)
+        if spec is None:
+            continue
+        selector = document["spec"]["selector"]["matchLabels"]
+        pod_labels = document["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= pod_labels.items()
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["automountServiceAccountToken"] is False
+        for container in spec["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+            assert security["seccompProfile"]["type"] == "RuntimeDefault"
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert container["resources"]["requests"]
+            assert container["resources"]["limits"]["memory"]
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            for variable in container["env"]:
+                if variable["name"].endswith("_FILE"):
+                    assert any(variable["value"].startswith(m + "/") for m in mounts), variable
+            assert {"/var/lib/matrix-stack", "/tmp"} <= mounts  # the only writable paths
+
+
+def kinds(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["kind"]: d for d in documents}
+
+
+MINIMAL = helm.CHARTS / "webhook" / "ci" / "minimal-values.yaml"
+
+
+def test_webhook_hooks_secret_loads_in_the_service() -> None:
+    """The hooks document the chart writes is read by the real service settings model."""
+    from services.slack_webhook.config import SlackWebhookSettings
+
+    full = helm.CHARTS / "webhook" / "ci" / "full-values.yaml"
+    rendered = kinds(helm.template("webhook", full))
+    document = base64.b64decode(rendered["Secret"]["data"]["hooks.yaml"]).decode()
+    settings = SlackWebhookSettings(
+        homeserver="https://hs", user_id="@a:hs", access_token="t", hooks=yaml.safe_load(document)
+    )
+    first = settings.hooks[0]
+    assert first.display_name == "Grafana"
+    assert first.bearer_token is not None
+    assert first.bearer_token.get_secret_value() == "bearer-secret-0123456789"
+    assert (first.rate_limit, first.burst, first.room_mentions) == (2, 20, True)
+    assert first.users == {"U012AB3CD": "@alice:example.org"}
+    assert settings.hooks[1].msgtype == "m.text"
+
+
+def test_webhook_existing_secrets_keep_values_out_of_the_chart() -> None:
+    existing = helm.CHARTS / "webhook" / "ci" / "existing-secrets-values.yaml"
+    rendered = kinds(helm.template("webhook", existing, release="prod"))
+    assert "Secret" not in rendered
+    container = rendered["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["SLACK_WEBHOOK_ACCESS_TOKEN_FILE"] == "/secrets/matrix-bot/access-token"
+    assert env["SLACK_WEBHOOK_HOOKS_FILE"] == "/secrets/prod-hooks/hooks.yaml"  # secret name is tpl'd
+    volumes = rendered["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    assert {v["secret"]["secretName"] for v in volumes if "secret" in v} == {"matrix-bot", "prod-hooks"}
+
+
+def test_webhook_invalid_values_fail_with_a_clear_message() -> None:
+    cases = [
+        ({"replicaCount": 2, "persistence": {"enabled": True}}, "persistence.enabled keeps the outbox"),
+        ({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, "not both"),
+        ({"matrix": {"accessToken": {"value": "x", "secret": "s", "secretKey": "k"}}}, "accessToken"),
+        ({"hooks": [{"id": "short", "room": "#a:b"}]}, "hooks/0/id"),
+        ({"replicas": 3}, "replicas"),  # a typo: additionalProperties false
+        ({"matrix": {"homeserver": "matrix.example.org"}}, "homeserver"),
+    ]
+    for values, message in cases:
+        with pytest.raises(helm.RenderError, match=message.replace(".", r"\.")):
+            helm.template("webhook", MINIMAL, values=values)
+    with pytest.raises(helm.RenderError, match="no webhooks"):
+        helm.template("webhook", MINIMAL, values={"hooks": []})
+
+
+def test_webhook_options() -> None:
+    plain = kinds(helm.template("webhook", MINIMAL))
+    assert "ServiceMonitor" not in plain
+    assert "Ingress" not in plain
+    assert "HTTPRoute" not in plain
+    assert "HorizontalPodAutoscaler" not in plain
+    assert plain["Deployment"]["spec"]["replicas"] == 2
+    assert plain["PodDisruptionBudget"]["spec"] == {
+        "maxUnavailable": 1,
+        "selector": plain["PodDisruptionBudget"]["spec"]["selector"],
+    }
+    full = helm.CHARTS / "webhook" / "ci" / "full-values.yaml"
+    without_crd = kinds(helm.template("webhook", full))
+    assert "ServiceMonitor" not in without_crd  # the CRD is not installed: nothing to apply
+    rendered = kinds(helm.template("webhook", full, api_versions=MONITORING))
+    assert rendered["ServiceMonitor"]["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert rendered["ServiceMonitor"]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert "replicas" not in rendered["Deployment"]["spec"]  # the HPA owns it
+    assert rendered["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == 5
+    assert rendered["HTTPRoute"]["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
+    assert [p["path"] for p in rendered["Ingress"]["spec"]["rules"][0]["http"]["paths"]] == [
+        "/hooks",
+        "/services",
+    ]
+    assert rendered["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    persistent = kinds(helm.template("webhook", helm.CHARTS / "webhook" / "ci" / "persistence-values.yaml"))
+    assert persistent["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert persistent["Deployment"]["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_webhook_pods_roll_when_config_changes() -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        deployment = kinds(helm.template("webhook", MINIMAL, values=values))["Deployment"]
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    base = checksum({})
+    assert checksum({}) == base  # rendering is deterministic
+    assert checksum({"hooks": [{"id": "AbCdEfGhIjKlMnOpQrStUvWxYz999999", "room": "#b:example.org"}]}) != base
+    assert checksum({"matrix": {"accessToken": {"value": "another"}}}) != base
+    assert checksum({"users": {"U1": "@u:example.org"}}) != base
