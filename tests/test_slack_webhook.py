@@ -493,3 +493,40 @@ async def test_oversized_message_is_truncated_not_rejected(
     assert content["formatted_body"].endswith("<br><em>… (message truncated)</em>")
     assert len(json.dumps(content, ensure_ascii=False).encode()) < 64 * 1024
     assert_inert(content["formatted_body"])
+
+
+def test_new_hook_id_and_config_errors(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    made = subprocess.run(
+        [sys.executable, "-m", "services.slack_webhook", "new-hook-id"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert len(made) == 32
+    assert made.replace("-", "").replace("_", "").isalnum()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_WEBHOOK_")}
+    env = {
+        **clean,
+        "SLACK_WEBHOOK_HOMESERVER": "http://x",
+        "SLACK_WEBHOOK_USER_ID": "@a:x",
+        "SLACK_WEBHOOK_ACCESS_TOKEN": "t",
+        "SLACK_WEBHOOK_HOOKS": json.dumps([{"id": "short", "room": "#a:x"}]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services.slack_webhook"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("config error: SLACK_WEBHOOK_HOOKS_0: a hook id needs 22-128 characters")
+    hooks_file = tmp_path / "hooks.yaml"
+    hooks_file.write_text(f"- id: {made}\n  room: '#a:x'\n  bogus: 1\n")
+    env = {**env, "SLACK_WEBHOOK_HOOKS_FILE": str(hooks_file)}
+    del env["SLACK_WEBHOOK_HOOKS"]
+    result = subprocess.run(
+        [sys.executable, "-m", "services.slack_webhook"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr == "config error: SLACK_WEBHOOK_HOOKS_0_BOGUS: Extra inputs are not permitted\n"

@@ -1,0 +1,126 @@
+"""slack-webhook `POST /hooks/{id}` against the widely used matrix-webhook (PyPI, its generic
+endpoint), both posting to the same real Synapse in the same run.
+
+matrix-webhook pins matrix-nio < 0.25, so it is installed into its own virtualenv under .tools/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.loadgen import closed_loop, open_loop
+from shared.devstack.ports import free_port
+from shared.devstack.stack import LocalService
+from shared.devstack.synapse import LocalSynapse, lift_rate_limit, register
+
+ROOT = Path(__file__).resolve().parent.parent
+MATRIX_WEBHOOK = "matrix-webhook==3.9.1"
+PASSWORD = "bench-password-123"
+HOOK = "bench-hook-0123456789abcdefghij"
+API_KEY = "bench-api-key"
+CLOSED_REQUESTS = 3000
+CONNECTIONS = 32
+RATE = 200.0
+SECONDS = 10.0
+
+
+def matrix_webhook_python() -> Path:
+    venv = ROOT / ".tools" / "matrix-webhook-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", MATRIX_WEBHOOK], check=True)
+    return python
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def start_matrix_webhook(python: Path, homeserver: str, user_id: str, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(python), "-m", "matrix_webhook"],
+        env={**os.environ, "MATRIX_URL": homeserver, "MATRIX_ID": user_id, "MATRIX_PW": PASSWORD,
+             "API_KEY": API_KEY, "HOST": "127.0.0.1", "PORT": str(port)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def main() -> None:
+    python = matrix_webhook_python()
+    with tempfile.TemporaryDirectory(prefix="bench-slack-") as name:
+        directory = Path(name)
+        synapse = LocalSynapse(
+            directory / "synapse", free_port(), rc_message={"per_second": 1000, "burst_count": 1000}
+        )
+        synapse.start()
+        ours: LocalService | None = None
+        theirs: subprocess.Popen[bytes] | None = None
+        try:
+            async with httpx.AsyncClient(timeout=60) as http:
+                admin = await register(synapse, http, "admin", PASSWORD, admin=True)
+                bot = await register(synapse, http, "bot", PASSWORD)
+                await lift_rate_limit(admin, bot.user_id)
+                room_ours = await admin.create_room(name="ours", invite=[bot.user_id])
+                room_theirs = await admin.create_room(name="theirs", invite=[bot.user_id])
+                await bot.join(room_ours)
+                await bot.join(room_theirs)
+            ours = LocalService(
+                "slack-webhook", "services.slack_webhook", "SLACK_WEBHOOK_", free_port(),
+                {"HOOKS": json.dumps([{"id": HOOK, "room": room_ours}]), "LOG_LEVEL": "WARNING"},
+                directory / "ours",
+            )  # fmt: skip
+            ours.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
+            ours.wait_ready()
+            port = free_port()
+            theirs = start_matrix_webhook(python, synapse.url, bot.user_id, port)
+            wait_http(f"http://127.0.0.1:{port}/health")
+            ours_url = f"{ours.url}/hooks/{HOOK}"
+            theirs_url = f"http://127.0.0.1:{port}/{room_theirs}"
+            ours_body = json.dumps(
+                {"text": "*CPU* over 90% on `node-17` <https://grafana.local/d/1|dashboard>"}
+            ).encode()
+            theirs_body = json.dumps({"body": "**CPU** over 90% on `node-17` [dashboard](https://grafana.local/d/1)",
+                                      "key": API_KEY}).encode()  # fmt: skip
+            # Warm both up (connections, joins, caches).
+            await closed_loop(ours_url, ours_body, requests=50, connections=4)
+            await closed_loop(theirs_url, theirs_body, requests=20, connections=4)
+
+            print(f"slack-webhook vs matrix-webhook 3.9.1, same Synapse, {os.cpu_count()} cores")
+            print(f"max throughput, {CONNECTIONS} keep-alive connections:")
+            ours_max = await closed_loop(
+                ours_url, ours_body, requests=CLOSED_REQUESTS, connections=CONNECTIONS
+            )
+            print(f"  slack-webhook  : {ours_max.summary()}")
+            theirs_max = await closed_loop(
+                theirs_url, theirs_body, requests=CLOSED_REQUESTS // 10, connections=CONNECTIONS
+            )
+            print(f"  matrix-webhook : {theirs_max.summary()}")
+            print(f"  ratio: {ours_max.rate / theirs_max.rate:.1f}x (target >= 5)")
+            print(f"fixed rate {RATE:.0f} req/s for {SECONDS:.0f} s (latency from the scheduled send time):")
+            ours_fixed = await open_loop(ours_url, ours_body, rate=RATE, seconds=SECONDS)
+            print(f"  slack-webhook  : {ours_fixed.summary()}  (target p99 < 50 ms)")
+            theirs_fixed = await open_loop(theirs_url, theirs_body, rate=RATE, seconds=SECONDS / 2)
+            print(f"  matrix-webhook : {theirs_fixed.summary()}  ({SECONDS / 2:.0f} s)")
+        finally:
+            if theirs is not None:
+                theirs.terminate()
+                theirs.wait(10)
+            if ours is not None:
+                ours.stop()
+            synapse.stop()
