@@ -19,7 +19,7 @@ import nio
 import psutil
 
 from shared import content
-from shared.devstack.ports import free_port
+from shared.devstack.processes import free_port
 from shared.devstack.stack import LocalService
 from shared.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
 from shared.matrix import MatrixClient

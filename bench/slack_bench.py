@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from bench.loadgen import closed_loop, open_loop
-from shared.devstack.ports import free_port
+from shared.devstack.processes import free_port
 from shared.devstack.stack import LocalService
 from shared.devstack.synapse import LocalSynapse, lift_rate_limit, register
 

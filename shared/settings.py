@@ -9,11 +9,21 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 S = TypeVar("S", bound="ServiceSettings")
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+# A list that environment variables give comma-separated ("a,b"); files and YAML give real lists.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
 
 class _FileVariables(PydanticBaseSettingsSource):
@@ -82,7 +92,7 @@ class ServiceSettings(BaseSettings):
     device_name: str = "matrix-stack"
     data_dir: Path = Path("data")
     outbox_path: Path | None = Field(default=None, description="Default: <data_dir>/outbox.sqlite3")
-    invite_allowlist: Annotated[list[str], NoDecode] = Field(
+    invite_allowlist: CommaList = Field(
         default_factory=list, description="Users or servers whose invites are accepted (comma-separated)"
     )
     host: str = "0.0.0.0"
@@ -92,13 +102,6 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     shutdown_drain_seconds: float = Field(default=10.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, gt=0)
-
-    @field_validator("invite_allowlist", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     @model_validator(mode="after")
     def _credentials(self) -> ServiceSettings:

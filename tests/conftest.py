@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.devstack.ports import free_port
 from shared.devstack.postgres import LocalPostgres
+from shared.devstack.processes import free_port
 from shared.devstack.redis import LocalRedis
 from shared.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
 from shared.matrix import MatrixClient

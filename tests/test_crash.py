@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.devstack.ports import free_port
+from shared.devstack.processes import free_port
 from shared.devstack.stack import LocalService
 from shared.devstack.synapse import Account, LocalSynapse, register
 from tests.conftest import PASSWORD

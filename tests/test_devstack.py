@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psycopg2
 
-from shared.devstack.ports import free_port
 from shared.devstack.postgres import LocalPostgres
+from shared.devstack.processes import free_port
 from shared.devstack.redis import LocalRedis, ping
 
 

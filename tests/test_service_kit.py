@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.devstack.ports import free_port
+from shared.devstack.processes import free_port
 from shared.devstack.stack import LocalService
 from shared.devstack.synapse import Account, LocalSynapse
 from shared.logs import Redactor
@@ -181,7 +181,7 @@ async def test_bad_requests_get_clear_errors(
     start_notify: StartNotify, new_room: NewRoom, http: httpx.AsyncClient
 ) -> None:
     room_id = await new_room()
-    service = start_notify(MAX_BODY_BYTES="2048")
+    service = start_notify(MAX_BODY_BYTES="2048", ROOMS=f" {room_id}, !other:localhost")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     url = f"{service.url}/notify/{room_id}"
     cases = [
@@ -202,6 +202,11 @@ async def test_bad_requests_get_clear_errors(
             "unsupported_media_type",
         ),
         (await http.post(f"{service.url}/notify", content="x", headers=auth), 404, "no_room"),
+        (
+            await http.post(f"{service.url}/notify/!elsewhere:localhost", content="x", headers=auth),
+            403,
+            "room_not_allowed",
+        ),
     ]
     for response, status, code in cases:
         assert (response.status_code, response.json()["error"]) == (status, code), response.text

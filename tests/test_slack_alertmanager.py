@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.devstack.alertmanager import LocalAlertmanager
-from shared.devstack.ports import free_port
+from shared.devstack.processes import free_port
 from shared.devstack.stack import LocalService
 from shared.devstack.synapse import Account, LocalSynapse
 from tests.conftest import PASSWORD

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.devstack.ports import free_port
+from shared.devstack.processes import free_port
 from shared.devstack.stack import LocalService
 from shared.devstack.synapse import Account, LocalSynapse
 from shared.html import ALLOWED_ATTRIBUTES, ALLOWED_TAGS

@@ -5,13 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+
+from shared.devstack.processes import http_ok, stop, wait_ready
 
 BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
 
@@ -44,19 +45,13 @@ class LocalAlertmanager:
              f"--web.external-url={self.url}"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"alertmanager exited: {(self.directory / 'alertmanager.log').read_text()[-2000:]}"
-                )
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("alertmanager did not become ready")
+        wait_ready(
+            "alertmanager",
+            self.process,
+            http_ok(f"{self.url}/-/ready"),
+            timeout=timeout,
+            log=self.directory / "alertmanager.log",
+        )
 
     def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         httpx.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=10).raise_for_status()
@@ -72,8 +67,6 @@ class LocalAlertmanager:
         return total
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop(self.process)
         self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)

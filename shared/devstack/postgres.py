@@ -8,10 +8,11 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from shared.devstack.processes import stop, wait_ready
 
 PG_USER = "matrixstack-pg"  # postgres refuses to run as root
 
@@ -85,19 +86,18 @@ class LocalPostgres:
             stderr=subprocess.STDOUT,
             user=user,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"postgres exited: {(self.directory / 'postgres.log').read_text()[-2000:]}"
-                )
-            ready = subprocess.run(
-                [_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
-            )
-            if ready.returncode == 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError("postgres did not become ready")
+        wait_ready(
+            "postgres",
+            self.process,
+            self._accepting,
+            timeout=timeout,
+            log=self.directory / "postgres.log",
+            interval=0.2,
+        )
+
+    def _accepting(self) -> bool:
+        command = [_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)]
+        return subprocess.run(command, capture_output=True).returncode == 0
 
     def create_database(self, name: str) -> str:
         """A database with the C collation Synapse requires; returns its DSN."""
@@ -120,12 +120,6 @@ class LocalPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
         self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)

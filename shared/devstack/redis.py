@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from shared.devstack.processes import stop, wait_ready
 
 
 def _server_binary() -> str:
@@ -47,17 +48,9 @@ class LocalRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if ping(self.port):
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            time.sleep(0.05)
-        raise RuntimeError("redis did not answer PING")
+        port = self.port
+        wait_ready("redis-server", self.process, lambda: ping(port), timeout=timeout, interval=0.05)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop(self.process)
         self.process = None

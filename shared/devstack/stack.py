@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.devstack.ports import free_port, port_open
+from shared.devstack.processes import free_port, http_ok, port_open, stop, wait_ready
 from shared.devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
 
 DEMO_ALIAS = "#demo:localhost"
@@ -63,24 +63,11 @@ class LocalService:
             )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} not ready on {self.url} after {timeout}s")
+        assert self.process is not None
+        wait_ready(self.name, self.process, http_ok(f"{self.url}/readyz"), timeout=timeout, interval=0.2)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, timeout=15)
 
 
 def _pick_port(preferred: int) -> int:
@@ -160,6 +147,8 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C at any moment, also while starting: stop cleanly
+        pass
     finally:
         print("stopping...", flush=True)
         for service in services:

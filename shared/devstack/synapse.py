@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from urllib.parse import quote
 
 import httpx
 import yaml
+
+from shared.devstack.processes import http_ok, stop, wait_ready
 
 SERVER_NAME = "localhost"
 
@@ -136,30 +137,21 @@ class LocalSynapse:
                 cwd=self.directory,
                 env={**os.environ, "SYNAPSE_ASYNC_IO_REACTOR": "0"},
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"synapse exited with {self.process.returncode}:\n{tail}")
-            try:
-                if httpx.get(f"{self.url}/_matrix/client/versions", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"synapse did not answer on {self.url} within {timeout}s")
+        try:
+            wait_ready(
+                "synapse",
+                self.process,
+                http_ok(f"{self.url}/_matrix/client/versions"),
+                timeout=timeout,
+                log=log_path,
+                interval=0.2,
+            )
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
         self.process = None
 
     def running(self) -> bool:
