@@ -1,0 +1,1 @@
+"""sentry-webhook: Sentry alerts and issue events into Matrix rooms."""

@@ -1,0 +1,317 @@
+"""sentry-webhook over HTTP with Sentry's real signing, read back from a real Synapse room."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.sentry_webhook.app import choose_room, filtered_out
+from services.sentry_webhook.config import SentryWebhookSettings
+from services.sentry_webhook.format import Notice
+from shared.devstack.processes import free_port
+from shared.devstack.stack import LocalService
+from shared.devstack.synapse import Account, LocalSynapse
+from tests.conftest import PASSWORD
+from tests.test_slack_webhook import assert_inert
+
+DATA = Path(__file__).parent / "data" / "sentry"
+SECRET = "sentry-client-secret-0123456789abcdef"
+LEGACY = "legacy-secret-0123456789"
+
+
+def sign(raw: bytes, secret: str = SECRET) -> str:
+    """Exactly what Sentry does: hex HMAC-SHA256 of the body it sends."""
+    return hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Sentry:
+    url: str
+    rooms: dict[str, str]
+    reader: Account
+    seen: dict[str, int] = field(default_factory=dict)
+
+    async def post(
+        self,
+        resource: str,
+        raw: bytes,
+        *,
+        signature: str | None = None,
+        request_id: str | None = None,
+        header: str = "Sentry-Hook-Signature",
+        http: httpx.AsyncClient,
+    ) -> httpx.Response:
+        headers = {
+            "Content-Type": "application/json",
+            "Sentry-Hook-Resource": resource,
+            "Request-ID": request_id or uuid.uuid4().hex,
+            "Sentry-Hook-Timestamp": "1662377141",
+            header: signature if signature is not None else sign(raw),
+        }
+        return await http.post(f"{self.url}/sentry", content=raw, headers=headers)
+
+    async def new_messages(self, room: str, count: int = 1) -> list[dict[str, Any]]:
+        room_id = self.rooms[room]
+        before = self.seen.get(room_id, 0)
+        events = await self.reader.wait_for_messages(room_id, before + count)
+        self.seen[room_id] = len(events)
+        assert len(events) == before + count
+        return events[before:]
+
+    async def nothing_new(self, room: str) -> None:
+        await asyncio.sleep(1.0)
+        room_id = self.rooms[room]
+        assert len(await self.reader.messages(room_id)) == self.seen.get(room_id, 0)
+
+
+@pytest.fixture(scope="module")
+async def sentry(
+    synapse: LocalSynapse, bot: Account, reader: Account, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Sentry]:
+    rooms = {
+        name: await reader.create_room(name=f"sentry {name}", invite=[bot.user_id])
+        for name in ("default", "front-end", "metrics")
+    }
+    directory = tmp_path_factory.mktemp("sentry")
+    service = LocalService(
+        "sentry-webhook", "services.sentry_webhook", "SENTRY_WEBHOOK_", free_port(),
+        {"CLIENT_SECRET": SECRET, "LEGACY_SECRET": LEGACY, "DEFAULT_ROOM": rooms["default"],
+         "PROJECT_ROOMS": json.dumps({"front-end": rooms["front-end"]}),
+         "METRIC_ALERT_ROOMS": json.dumps({"Too many errors": rooms["metrics"]}), "LOG_JSON": "true"},
+        directory / "data",
+    )  # fmt: skip
+    service.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
+    service.wait_ready()
+    yield Sentry(service.url, rooms, reader)
+    service.stop()
+
+
+# sample -> (resource, room, body, formatted_body)
+SAMPLES: dict[str, tuple[str, str, str, str]] = {
+    "sentry_event_alert_triggered.json": (
+        "event_alert",
+        "front-end",
+        "🔴 [ERROR] Alert: ReferenceError: heck is not defined\n?(<anonymous>)\nat <anonymous>:3\nproject: front-end\n"
+        "handled: no · mechanism: onerror · browser: Chrome 75.0.3770 · os: Mac OS X 10.14.0 · url: https://null.jsbin.com/runner · user: ip:162.217.75.90\n"
+        "rule: Very Important Alert Rule!\nhttps://sentry.io/organizations/test-org/issues/1117540176/events/e4874d664c3540c1a32eab185f12c5ab/",
+        '🔴 <strong>[ERROR] Alert</strong>: <a href="https://sentry.io/organizations/test-org/issues/1117540176/events/e4874d664c3540c1a32eab185f12c5ab/">'
+        "ReferenceError: heck is not defined</a><br><code>?(&lt;anonymous&gt;)</code><br>at <code>&lt;anonymous&gt;:3</code><br>"
+        "<strong>project</strong>: front-end<br><strong>handled</strong>: no · <strong>mechanism</strong>: onerror · <strong>browser</strong>: Chrome 75.0.3770 · "
+        "<strong>os</strong>: Mac OS X 10.14.0 · <strong>url</strong>: https://null.jsbin.com/runner · <strong>user</strong>: ip:162.217.75.90<br>"
+        "<strong>rule</strong>: Very Important Alert Rule!",
+    ),
+    "sentry_issue_created.json": (
+        "issue",
+        "front-end",
+        "🆕 [ERROR] New issue FRONT-END-9: ReferenceError: blooopy is not defined\n?(runner)\nproject: front-end · events: 1 · users: 1\n"
+        "https://sentry.io/issues/1170820242/",
+        '🆕 <strong>[ERROR] New issue FRONT-END-9</strong>: <a href="https://sentry.io/issues/1170820242/">ReferenceError: blooopy is not defined</a>'
+        "<br><code>?(runner)</code><br><strong>project</strong>: front-end · <strong>events</strong>: 1 · <strong>users</strong>: 1",
+    ),
+    "sentry_error_created.json": (
+        "error",
+        "front-end",
+        "🔴 [ERROR] Error: ReferenceError: blooopy is not defined\n?(runner)\nat /runner:3\nproject: front-end\n"
+        "handled: no · mechanism: onerror · browser: Chrome 75.0.3770 · os: Mac OS X 10.14.0 · url: https://null.jsbin.com/runner · user: ip:162.217.75.90\n"
+        "https://sentry.io/organizations/test-org/issues/1170820242/events/bb78c1407cea4519aa397afc059c793d/",
+        '🔴 <strong>[ERROR] Error</strong>: <a href="https://sentry.io/organizations/test-org/issues/1170820242/events/bb78c1407cea4519aa397afc059c793d/">'
+        "ReferenceError: blooopy is not defined</a><br><code>?(runner)</code><br>at <code>/runner:3</code><br><strong>project</strong>: front-end<br>"
+        "<strong>handled</strong>: no · <strong>mechanism</strong>: onerror · <strong>browser</strong>: Chrome 75.0.3770 · <strong>os</strong>: Mac OS X 10.14.0 · "
+        "<strong>url</strong>: https://null.jsbin.com/runner · <strong>user</strong>: ip:162.217.75.90",
+    ),
+    "sentry_issue_assigned_user.json": (
+        "issue",
+        "default",
+        "👤 Assigned ZULIP-INTEGRATION-TESTING-G: A test message event from golang.\n"
+        "project: zulip-integration-testing · assignee: Hemanth V. Alluri · by: Hemanth V. Alluri\nhttps://sentry.io/issues/1638844654/",
+        '👤 <strong>Assigned ZULIP-INTEGRATION-TESTING-G</strong>: <a href="https://sentry.io/issues/1638844654/">A test message event from golang.</a>'
+        "<br><strong>project</strong>: zulip-integration-testing · <strong>assignee</strong>: Hemanth V. Alluri · <strong>by</strong>: Hemanth V. Alluri",
+    ),
+    "sentry_issue_resolved.json": (
+        "issue",
+        "default",
+        "✅ Resolved ZULIP-INTEGRATION-TESTING-E: Exception: program has entered an invalid state.\n__main__ in <module>\n"
+        "project: zulip-integration-testing · resolution: now · by: Hemanth V. Alluri\nhttps://sentry.io/issues/1638821441/",
+        '✅ <strong>Resolved ZULIP-INTEGRATION-TESTING-E</strong>: <a href="https://sentry.io/issues/1638821441/">Exception: program has entered an invalid state.</a>'
+        "<br><code>__main__ in &lt;module&gt;</code><br><strong>project</strong>: zulip-integration-testing · <strong>resolution</strong>: now · "
+        "<strong>by</strong>: Hemanth V. Alluri",
+    ),
+    "sentry_metric_alert_resolved.json": (
+        "metric_alert",
+        "metrics",
+        "✅ Metric alert resolved: Resolved: Too many errors\n1000 events in the last 10 minutes\nFilter: level:error\n"
+        "rule: Too many errors · projects: bar\nhttps://sentry.io/organizations/baz/alerts/1/",
+        '✅ <strong>Metric alert resolved</strong>: <a href="https://sentry.io/organizations/baz/alerts/1/">Resolved: Too many errors</a>'
+        "<br>1000 events in the last 10 minutes<br>Filter: level:error<br><strong>rule</strong>: Too many errors · <strong>projects</strong>: bar",
+    ),
+    "sentry_comment_created.json": (
+        "comment",
+        "default",
+        "💬 colleen commented on issue 100\nadding a comment",
+        '💬 <strong>colleen</strong> commented on <a href="https://sentry.io/issues/100/">issue 100</a><br><blockquote>adding a comment</blockquote>',
+    ),
+}
+
+
+@pytest.mark.parametrize("sample", list(SAMPLES))
+async def test_samples(sentry: Sentry, http: httpx.AsyncClient, sample: str) -> None:
+    resource, room, body, formatted = SAMPLES[sample]
+    raw = (DATA / sample).read_bytes()
+    response = await sentry.post(resource, raw, http=http)
+    assert response.status_code == 200, response.text
+    assert response.json()["ok"] is True
+    [event] = await sentry.new_messages(room)
+    assert event["content"]["body"] == body
+    assert event["content"]["formatted_body"] == formatted
+    assert event["content"]["msgtype"] == "m.notice"
+    assert event["content"]["m.mentions"] == {}
+
+
+async def test_installation_is_acknowledged_only(sentry: Sentry, http: httpx.AsyncClient) -> None:
+    response = await sentry.post(
+        "installation", (DATA / "sentry_installation_created.json").read_bytes(), http=http
+    )
+    assert (response.status_code, response.json()["ignored"]) == (202, "installation.created")
+    await sentry.nothing_new("default")
+
+
+async def test_rejections_deliver_nothing(sentry: Sentry, http: httpx.AsyncClient) -> None:
+    raw = (DATA / "sentry_issue_resolved.json").read_bytes()
+    wrong = await sentry.post("issue", raw, signature=sign(raw, "another-secret"), http=http)
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_signature")
+    missing = await http.post(f"{sentry.url}/sentry", content=raw, headers={"Sentry-Hook-Resource": "issue"})
+    assert missing.status_code == 401
+    reserialised = json.dumps(json.loads(raw)).encode()  # what the reference image signed: not the bytes sent
+    assert reserialised != raw
+    assert (await sentry.post("issue", reserialised, signature=sign(raw), http=http)).status_code == 401
+    malformed = b'{"action": "created", '
+    bad_json = await sentry.post("issue", malformed, http=http)
+    assert (bad_json.status_code, bad_json.json()["error"]) == (400, "invalid_json")
+    no_action = await sentry.post("issue", b'{"data": {}}', http=http)
+    assert (no_action.status_code, no_action.json()["error"]) == (400, "invalid_payload")
+    big = b'{"action": "created", "data": {"x": "' + b"x" * (1024 * 1024) + b'"}}'
+    assert (await sentry.post("issue", big, http=http)).status_code == 413
+    unknown = await sentry.post("seer", b'{"action": "completed", "data": {}}', http=http)
+    assert (unknown.status_code, unknown.json()["ignored"]) == (202, "seer.completed")
+    odd_action = await sentry.post("issue", b'{"action": "bookmarked", "data": {}}', http=http)
+    assert odd_action.status_code == 202
+    empty = await sentry.post("issue", b"", http=http)
+    assert (empty.status_code, empty.json()["detail"]) == (200, "empty body")
+    await sentry.nothing_new("default")
+    await sentry.nothing_new("front-end")
+
+
+async def test_duplicates_are_dropped(sentry: Sentry, http: httpx.AsyncClient) -> None:
+    raw = (DATA / "sentry_issue_assigned_user.json").read_bytes().replace(b"1638844654", b"777000777")
+    request_id = uuid.uuid4().hex
+    first = await sentry.post("issue", raw, request_id=request_id, http=http)
+    assert first.status_code == 200
+    await sentry.new_messages("default")
+    again = await sentry.post("issue", raw, request_id=request_id, http=http, header="sentry-app-signature")
+    assert again.status_code == 200
+    assert again.json()["delivery_id"] == first.json()["delivery_id"]
+    # Sentry sending issue.ignored and issue.archived for one change: one message.
+    archived = json.loads(raw)
+    archived["action"] = "archived"
+    archived["data"]["issue"]["substatus"] = "archived_until_escalating"
+    archived_raw = json.dumps(archived).encode()
+    assert (await sentry.post("issue", archived_raw, http=http)).status_code == 200
+    ignored_raw = archived_raw.replace(b'"archived"', b'"ignored"')
+    duplicate = await sentry.post("issue", ignored_raw, http=http)
+    assert duplicate.json()["duplicate"]
+    [event] = await sentry.new_messages("default")
+    assert event["content"]["body"].startswith("💤 Archived ZULIP-INTEGRATION-TESTING-G")
+    assert "until: until escalating" in event["content"]["body"]
+    await sentry.nothing_new("default")
+
+
+async def test_issue_thread(sentry: Sentry, http: httpx.AsyncClient) -> None:
+    created = json.loads((DATA / "sentry_issue_created.json").read_bytes())
+    created["data"]["issue"]["id"] = "424242"
+    assert (await sentry.post("issue", json.dumps(created).encode(), http=http)).status_code == 200
+    [root] = await sentry.new_messages("front-end")
+    resolved = {**created, "action": "resolved", "data": {**created["data"], "resolution_type": "now"}}
+    assert (await sentry.post("issue", json.dumps(resolved).encode(), http=http)).status_code == 200
+    [reply] = await sentry.new_messages("front-end")
+    assert reply["content"]["body"].startswith("✅ Resolved FRONT-END-9")
+    assert reply["content"]["m.relates_to"]["rel_type"] == "m.thread"
+    assert reply["content"]["m.relates_to"]["event_id"] == root["event_id"]
+
+
+async def test_legacy_plugin(sentry: Sentry, http: httpx.AsyncClient) -> None:
+    event = json.loads((DATA / "sentry_event_alert_triggered.json").read_bytes())["data"]["event"]
+    payload = {
+        "id": "1117540176",
+        "project": "front-end",
+        "project_name": "Front End",
+        "project_slug": "front-end",
+        "logger": None,
+        "level": "warning",
+        "culprit": "?(<anonymous>)",
+        "message": "heck is not defined",
+        "url": "https://sentry.io/organizations/test-org/issues/1117540176/?referrer=webhooks_plugin",
+        "triggering_rules": ["Legacy rule"],
+        "event": {**event, "environment": "production"},
+    }
+    assert (await http.post(f"{sentry.url}/legacy/wrong-secret-00000", json=payload)).status_code == 401
+    assert (await http.post(f"{sentry.url}/legacy", json=payload)).status_code == 401
+    response = await http.post(f"{sentry.url}/legacy/{LEGACY}", json=payload)
+    assert response.status_code == 200
+    [message] = await sentry.new_messages("front-end")
+    assert message["content"]["body"].startswith("🟠 [WARNING] Sentry: ReferenceError: heck is not defined\n")
+    assert "project: front-end · environment: production" in message["content"]["body"]
+    assert "rule: Legacy rule" in message["content"]["body"]
+    response = await http.post(f"{sentry.url}/legacy?secret={LEGACY}", json=payload)
+    assert response.status_code == 200
+    await sentry.new_messages("front-end")
+
+
+async def test_injection_is_inert(sentry: Sentry, http: httpx.AsyncClient) -> None:
+    attack = '<img src=x onerror=alert(1)><script>alert(1)</script>"><a href="javascript:x">'
+    event = json.loads((DATA / "sentry_event_alert_triggered.json").read_bytes())
+    data = event["data"]["event"]
+    for key in ("title", "culprit", "release", "environment"):
+        data[key] = attack
+    data["web_url"] = "javascript:alert(1)"
+    data["tags"] = [["browser", attack], ["url", attack]]
+    event["data"]["triggered_rule"] = attack
+    response = await sentry.post("event_alert", json.dumps(event).encode(), http=http)
+    assert response.status_code == 200
+    [message] = await sentry.new_messages("front-end")
+    assert_inert(message["content"]["formatted_body"])
+    assert attack in message["content"]["body"]  # shown as text
+
+
+def test_routing_and_filters() -> None:
+    settings = SentryWebhookSettings(
+        homeserver="https://hs",
+        user_id="@a:hs",
+        access_token="t",
+        client_secret="s",
+        default_room="!d:hs",
+        project_rooms={"web": "!w:hs", "7": "!seven:hs"},
+        metric_alert_rooms={"Latency": "!m:hs"},
+        environments=["production"],
+        levels=["error", "fatal"],
+    )
+    assert choose_room(settings, Notice("", "", projects=["web", "7"])) == "!w:hs"
+    assert choose_room(settings, Notice("", "", projects=["other", "7"])) == "!seven:hs"
+    assert choose_room(settings, Notice("", "", projects=["web"], rule="Latency")) == "!m:hs"
+    assert choose_room(settings, Notice("", "", projects=["nope"])) == "!d:hs"
+    assert (
+        filtered_out(settings, Notice("", "", environment="staging", level="error")) == "environment staging"
+    )
+    assert (
+        filtered_out(settings, Notice("", "", environment="production", level="warning")) == "level warning"
+    )
+    assert filtered_out(settings, Notice("", "", environment=None, level="fatal")) is None
