@@ -207,7 +207,29 @@ HOOK = obj(
     ["id", "room"],
 )
 
+ROOM = string(pattern=r"^[!#].+")
+LEVELS = ["fatal", "error", "warning", "info", "debug", "sample"]
+
 SCHEMAS: dict[str, Schema] = {
+    "sentry-webhook": service_chart(
+        {
+            "sentry": obj(
+                {"clientSecret": CREDENTIAL, "legacySecret": CREDENTIAL, "url": string(pattern="^https?://")}
+            ),
+            "routing": obj(
+                {
+                    "defaultRoom": string(pattern=r"^([!#].+)?$"),
+                    "projectRooms": {"type": "object", "additionalProperties": ROOM},
+                    "metricAlertRooms": {"type": "object", "additionalProperties": ROOM},
+                }
+            ),
+            "filters": obj({"environments": array(string()), "levels": array(string(enum=LEVELS))}),
+            "tags": array(string()),
+            "msgtype": string(enum=["m.notice", "m.text"]),
+            "threads": BOOL,
+            "postErrors": BOOL,
+        }
+    ),
     "webhook": service_chart(
         {
             "hooks": array(HOOK),

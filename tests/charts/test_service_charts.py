@@ -13,7 +13,7 @@ import yaml
 
 from tests.charts import helm
 
-SERVICE_CHARTS = ["webhook"]
+SERVICE_CHARTS = ["webhook", "sentry-webhook"]
 MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor",)
 
 
@@ -32,7 +32,7 @@ def secret_strings(values_file: Path) -> set[str]:
     def walk(node: Any, key: str = "") -> None:
         if isinstance(node, dict):
             for k, v in node.items():
-                if k in ("value", "id", "bearerToken") and isinstance(v, str):
+                if k in ("value", "id", "bearerToken") and isinstance(v, str) and len(v) >= 12:
                     found.add(v)
                 walk(v, k)
         elif isinstance(node, list):
@@ -195,3 +195,54 @@ def test_webhook_pods_roll_when_config_changes() -> None:
     assert checksum({"hooks": [{"id": "AbCdEfGhIjKlMnOpQrStUvWxYz999999", "room": "#b:example.org"}]}) != base
     assert checksum({"matrix": {"accessToken": {"value": "another"}}}) != base
     assert checksum({"users": {"U1": "@u:example.org"}}) != base
+
+
+SENTRY_CI = helm.CHARTS / "sentry-webhook" / "ci"
+
+
+def test_sentry_chart_environment_loads_in_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Render, materialise the Secret's files where the env points, and build the real settings."""
+    from services.sentry_webhook.config import SentryWebhookSettings
+
+    rendered = kinds(helm.template("sentry-webhook", SENTRY_CI / "full-values.yaml"))
+    secret = {k: base64.b64decode(v).decode() for k, v in rendered["Secret"]["data"].items()}
+    env = rendered["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    for variable in env:
+        value = variable["value"]
+        if variable["name"].endswith("_FILE"):
+            path = tmp_path / Path(value).name
+            path.write_text(secret[Path(value).name])
+            value = str(path)
+        monkeypatch.setenv(variable["name"], value)
+    settings = SentryWebhookSettings()
+    assert settings.client_secret is not None
+    assert settings.client_secret.get_secret_value() == "0123456789abcdef0123456789abcdef"
+    assert settings.project_rooms == {"front-end": "#frontend:example.org"}
+    assert settings.metric_alert_rooms == {"Too many errors": "#oncall:example.org"}
+    assert (settings.environments, settings.levels, settings.tags) == (
+        ["production"],
+        ["error", "fatal"],
+        ["browser", "os", "url"],
+    )
+    assert (settings.msgtype, settings.threads, settings.post_errors) == ("m.text", True, False)
+    assert settings.sentry_url == "https://sentry.example.org"
+
+
+def test_sentry_chart_existing_secrets_and_errors() -> None:
+    rendered = kinds(helm.template("sentry-webhook", SENTRY_CI / "existing-secrets-values.yaml"))
+    assert "Secret" not in rendered
+    spec = rendered["Deployment"]["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert env["SENTRY_WEBHOOK_CLIENT_SECRET_FILE"] == "/secrets/sentry-integration/client-secret"
+    assert env["SENTRY_WEBHOOK_LEGACY_SECRET_FILE"] == "/secrets/sentry-integration/legacy-secret"
+    assert sorted(v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v) == [
+        "matrix-bot", "sentry-integration"]  # fmt: skip
+    minimal = SENTRY_CI / "minimal-values.yaml"
+    with pytest.raises(helm.RenderError, match=r"set sentry\.clientSecret"):
+        helm.template("sentry-webhook", minimal, values={"sentry": {"clientSecret": None}})
+    with pytest.raises(helm.RenderError, match="messages need a room"):
+        helm.template("sentry-webhook", minimal, values={"routing": {"defaultRoom": ""}})
+    with pytest.raises(helm.RenderError, match="levels"):
+        helm.template("sentry-webhook", minimal, values={"filters": {"levels": ["loud"]}})
