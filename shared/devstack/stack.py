@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -20,6 +22,23 @@ from shared.devstack.processes import free_port, http_ok, port_open, stop, wait_
 from shared.devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
 
 DEMO_ALIAS = "#demo:localhost"
+# An issue.created body as Sentry sends it; the printed curl carries its real signature.
+SENTRY_DEMO = {
+    "action": "created",
+    "actor": {"id": "sentry", "name": "Sentry", "type": "application"},
+    "data": {
+        "issue": {
+            "id": "1170820242",
+            "shortId": "DEMO-1",
+            "title": "ReferenceError: x is not defined",
+            "culprit": "?(runner)",
+            "level": "error",
+            "count": "1",
+            "userCount": 1,
+            "project": {"id": "1", "slug": "demo", "name": "Demo"},
+        }
+    },
+}
 
 
 @dataclass
@@ -115,6 +134,7 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     creds = _credentials(data_dir / "credentials.json")
     synapse = LocalSynapse(data_dir / "synapse", _pick_port(synapse_port))
     creds.setdefault("slack_hook", secrets.token_urlsafe(24))  # data from an older run
+    creds.setdefault("sentry_secret", secrets.token_hex(32))
     hooks = [{"id": creds["slack_hook"], "room": DEMO_ALIAS, "name": "demo"}]
     services = [
         LocalService(
@@ -132,6 +152,14 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
             _pick_port(8082),
             {"HOOKS": json.dumps(hooks)},
             data_dir / "slack-webhook",
+        ),
+        LocalService(
+            "sentry-webhook",
+            "services.sentry_webhook",
+            "SENTRY_WEBHOOK_",
+            _pick_port(8083),
+            {"CLIENT_SECRET": creds["sentry_secret"], "DEFAULT_ROOM": DEMO_ALIAS},
+            data_dir / "sentry-webhook",
         ),
     ]
     print(f"starting Synapse on {synapse.url} (data in {synapse.directory})", flush=True)
@@ -165,7 +193,9 @@ def _print_summary(
     services: list[LocalService],
     data_dir: Path,
 ) -> None:
-    notify, slack = services[0], services[1]
+    notify, slack, sentry = services
+    sentry_body = json.dumps(SENTRY_DEMO, separators=(",", ":"))
+    signature = hmac.new(creds["sentry_secret"].encode(), sentry_body.encode(), hashlib.sha256).hexdigest()
     print(
         f"""
 matrix-stack is running; the next run reuses {data_dir}.
@@ -183,6 +213,11 @@ notify     {notify.url}   (logs: {data_dir / "logs" / "notify.log"})
 slack-webhook  {slack.url}   (logs: {data_dir / "logs" / "slack-webhook.log"})
   curl -sS -X POST {slack.url}/hooks/{creds["slack_hook"]} -H 'Content-Type: application/json' \\
        -d '{{"text": "*Deploy* of `api` finished :rocket: <https://example.org/run/42|run 42>"}}'
+
+sentry-webhook  {sentry.url}   (logs: {data_dir / "logs" / "sentry-webhook.log"})
+  curl -sS -X POST {sentry.url}/sentry -H 'Content-Type: application/json' -H 'Sentry-Hook-Resource: issue' \\
+       -H 'Sentry-Hook-Signature: {signature}' \\
+       -d '{sentry_body}'
 
 Read the demo room:
   curl -sS '{synapse.url}/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5' \\
