@@ -80,6 +80,7 @@ def test_make_run_stack(tmp_path: Path) -> None:
             if (
                 "Hello from notify" in bodies
                 and "Deploy of `api` finished 🚀 run 42 (https://example.org/run/42)" in bodies
+                and any(b.startswith("🆕 [ERROR] New issue DEMO-1") for b in bodies)
             ):
                 break
             time.sleep(0.1)
