@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -32,15 +33,20 @@ class Result:
         )
 
 
+Headers = Callable[[], dict[str, str]]
+
+
 class Connection:
-    def __init__(self, url: str, body: bytes, content_type: str = "application/json") -> None:
+    def __init__(self, url: str, body: bytes, headers: Headers | None = None) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        self.request = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
+        self.head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+        )
+        self.body = body
+        self.headers = headers
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -48,7 +54,8 @@ class Connection:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
-        self.writer.write(self.request)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers().items()) if self.headers else ""
+        self.writer.write((self.head + extra + "\r\n").encode() + self.body)
         status_line = await self.reader.readline()
         status = int(status_line.split()[1])
         length = 0
@@ -64,13 +71,15 @@ class Connection:
             self.writer.close()
 
 
-async def closed_loop(url: str, body: bytes, *, requests: int, connections: int) -> Result:
+async def closed_loop(
+    url: str, body: bytes, *, requests: int, connections: int, headers: Headers | None = None
+) -> Result:
     result = Result()
     remaining = requests
 
     async def worker() -> None:
         nonlocal remaining
-        connection = Connection(url, body)
+        connection = Connection(url, body, headers)
         try:
             while remaining > 0:
                 remaining -= 1
@@ -88,13 +97,19 @@ async def closed_loop(url: str, body: bytes, *, requests: int, connections: int)
 
 
 async def open_loop(
-    url: str, body: bytes, *, rate: float, seconds: float, max_connections: int = 256
+    url: str,
+    body: bytes,
+    *,
+    rate: float,
+    seconds: float,
+    max_connections: int = 256,
+    headers: Headers | None = None,
 ) -> Result:
     """Send at `rate` requests/s; a request waiting for a free connection is still timed from its slot."""
     result = Result()
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(max_connections):
-        idle.put_nowait(Connection(url, body))
+        idle.put_nowait(Connection(url, body, headers))
     total = int(rate * seconds)
     start = time.perf_counter()
 
@@ -104,7 +119,7 @@ async def open_loop(
             status = await connection.post()
         except (ConnectionError, asyncio.IncompleteReadError):
             connection.close()
-            connection = Connection(url, body)
+            connection = Connection(url, body, headers)
             status = 599
         result.latencies.append(time.perf_counter() - slot)
         result.statuses[status] = result.statuses.get(status, 0) + 1

@@ -259,6 +259,10 @@ class Outbox:
     _db: _Database = field(init=False)
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _active: dict[str, asyncio.Task[None]] = field(init=False, default_factory=dict)
+    # Rooms with pending deliveries and when to look at them next: kept in memory so that
+    # dispatching never scans the table (a long outage can leave a large backlog).
+    _due: dict[str, float] = field(init=False, default_factory=dict)
+    _versions: dict[str, int] = field(init=False, default_factory=dict)  # enqueues per room
     _waiters: dict[str, list[asyncio.Future[DeliveryStatus]]] = field(init=False, default_factory=dict)
     _dispatcher: asyncio.Task[None] | None = field(init=False, default=None)
     _stopping: bool = field(init=False, default=False)
@@ -276,6 +280,7 @@ class Outbox:
         self._depth = await self._db.run(
             lambda c: c.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'").fetchone()[0]
         )
+        self._due = dict(await self._db.run(_pending_heads))
         self._set_depth()
 
     def start(self) -> None:
@@ -347,6 +352,10 @@ class Outbox:
         added = await self._db.run(insert)
         self._depth += added
         self._set_depth()
+        for row in rows:
+            room = row[1]
+            self._versions[room] = self._versions.get(room, 0) + 1
+            self._due.setdefault(room, now)  # a room backing off keeps its time: FIFO per room
         self._wake.set()
         return [row[0] for row in rows]
 
@@ -414,9 +423,8 @@ class Outbox:
         while not self._stopping:
             self._wake.clear()
             now = time.time()
-            heads = await self._db.run(_pending_heads)
             next_due: float | None = None
-            for room, due in heads:
+            for room, due in list(self._due.items()):
                 if room in self._active:
                     continue
                 if due > now:
@@ -435,14 +443,21 @@ class Outbox:
         commits: list[asyncio.Future[Any]] = []
         try:
             while not self._stopping:
+                version = self._versions.get(room, 0)
                 rows = await self._db.run(lambda c: _pending_rows(c, room))
                 if not rows:
+                    if self._versions.get(room, 0) == version:  # nothing enqueued since the read
+                        self._due.pop(room, None)
                     return
                 for row in rows:
-                    if self._stopping or row.next_attempt > time.time():
+                    if self._stopping:
+                        return
+                    if row.next_attempt > time.time():
+                        self._due[room] = row.next_attempt
                         return
                     done = await self._attempt(row, commits)
                     if not done:
+                        self._due[room] = row.next_attempt
                         return
                 # Sends only wait for their own homeserver round-trip; the state commits catch up
                 # here. A crash before they commit resends with the same txn id: no duplicate.
@@ -450,6 +465,7 @@ class Outbox:
                 commits.clear()
         except Exception:
             log.exception("outbox sender failed", extra={"room": room})
+            self._due[room] = time.time() + self.base_backoff
         finally:
             if commits:
                 await asyncio.gather(*commits, return_exceptions=True)

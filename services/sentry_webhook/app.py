@@ -103,7 +103,7 @@ def routes(settings: SentryWebhookSettings) -> list[BaseRoute]:
             return accepted(f"no room for project {', '.join(notice.projects) or '(unknown)'}")
         message = content.message(notice.body, notice.html, msgtype=settings.msgtype)
         relation = None
-        root = await threads.root(notice.issue_id, room) if settings.threads and notice.issue_id else None
+        root = threads.root(notice.issue_id, room) if settings.threads and notice.issue_id else None
         if root and not notice.starts_thread:
             relation = Relation("thread", delivery_id=root)
         try:

@@ -1,4 +1,7 @@
-"""Which outbox delivery started the thread of a Sentry issue, kept durably beside the outbox."""
+"""Which outbox delivery started the thread of a Sentry issue, kept durably beside the outbox.
+
+Read on every request, written once per issue: served from memory, written through to SQLite.
+"""
 
 from __future__ import annotations
 
@@ -8,35 +11,37 @@ from pathlib import Path
 
 
 class IssueThreads:
-    """issue id -> (room, delivery id of the thread root). Small: one row per issue ever posted."""
+    """(issue id, room) -> delivery id of the thread root."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._connection.execute("PRAGMA journal_mode=WAL")
+        # Losing the newest mapping in a power cut only means a new thread: no fsync per issue.
+        self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.execute(
             "CREATE TABLE IF NOT EXISTS issue_threads (issue_id TEXT, room TEXT, delivery_id TEXT NOT NULL,"
             " PRIMARY KEY (issue_id, room))"
         )
+        self._roots: dict[tuple[str, str], str] = {
+            (issue, room): delivery
+            for issue, room, delivery in self._connection.execute(
+                "SELECT issue_id, room, delivery_id FROM issue_threads"
+            )
+        }
         self._lock = asyncio.Lock()
 
-    async def root(self, issue_id: str, room: str) -> str | None:
-        async with self._lock:
-            row = await asyncio.to_thread(
-                lambda: self._connection.execute(
-                    "SELECT delivery_id FROM issue_threads WHERE issue_id = ? AND room = ?", (issue_id, room)
-                ).fetchone()
-            )
-        return str(row[0]) if row else None
+    def root(self, issue_id: str, room: str) -> str | None:
+        return self._roots.get((issue_id, room))
 
     async def remember(self, issue_id: str, room: str, delivery_id: str) -> None:
         """Keep the first root only: a repeated alert does not start a new thread."""
+        if (issue_id, room) in self._roots:
+            return
+        self._roots[(issue_id, room)] = delivery_id
         async with self._lock:
             await asyncio.to_thread(
                 self._connection.execute,
                 "INSERT OR IGNORE INTO issue_threads (issue_id, room, delivery_id) VALUES (?, ?, ?)",
                 (issue_id, room, delivery_id),
             )
-
-    def close(self) -> None:
-        self._connection.close()
