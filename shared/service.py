@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import signal
@@ -172,6 +173,15 @@ async def _metrics(request: Request) -> Response:
     return Response(generate_latest(get_service(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+# A random prefix per process and a counter: unique ids without reading the kernel's RNG per request.
+_REQUEST_ID_PREFIX = uuid.uuid4().hex[:16]
+_request_counter = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_request_counter):08x}"
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -191,7 +201,7 @@ class Observe:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        rid = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else _new_request_id()
         token = logs.request_id.set(rid)
         status = 500
         response_started = False

@@ -85,14 +85,15 @@ def _headline(lines: _Lines, glyph: str, what: str, title: str, url: str, level:
     lines.add(plain, html)
 
 
-def _tags(event: Mapping[str, Any], wanted: Iterable[str]) -> list[tuple[str, str]]:
+def _tags(event: Mapping[str, Any]) -> dict[str, str]:
+    """The event's tags, given as [key, value] pairs or {key, value} objects."""
     tags: dict[str, str] = {}
     for pair in event.get("tags") or []:
         if isinstance(pair, list | tuple) and len(pair) == 2:
             tags[text(pair[0])] = text(pair[1])
         elif isinstance(pair, dict):
             tags[text(pair.get("key"))] = text(pair.get("value"))
-    return [(name, tags[name]) for name in wanted if tags.get(name)]
+    return tags
 
 
 def _frame(event: Mapping[str, Any]) -> str:
@@ -122,8 +123,8 @@ def event_projects(event: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def _environment(event: Mapping[str, Any]) -> str:
-    return text(event.get("environment")) or dict(_tags(event, ["environment"])).get("environment", "")
+def _environment(event: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    return text(event.get("environment")) or tags.get("environment", "")
 
 
 def event_notice(
@@ -135,7 +136,8 @@ def event_notice(
 ) -> Notice:
     """event_alert.triggered, error.created and the legacy plugin's event."""
     level = text(event.get("level")) or "error"
-    environment = _environment(event)
+    event_tags = _tags(event)
+    environment = _environment(event, event_tags)
     projects = projects if projects is not None else event_projects(event)
     lines = _Lines()
     title = text(event.get("title")) or text(event.get("message")) or "(no title)"
@@ -153,7 +155,13 @@ def event_notice(
             ("release", text(event.get("release"))),
         ]
     )
-    lines.details([t for t in _tags(event, tags) if t[0] not in ("environment", "release")])
+    lines.details(
+        [
+            (name, event_tags[name])
+            for name in tags
+            if event_tags.get(name) and name not in ("environment", "release")
+        ]
+    )
     if rule:
         lines.details([("rule", rule)])
     url = text(event.get("web_url"))
