@@ -27,6 +27,14 @@ ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
 }
 LINK_SCHEMES = ("http://", "https://", "mailto:", "matrix:")
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+# Templates in the wild (metio's, Alertmanager users') write colour names; clients want #rrggbb.
+NAMED_COLOURS = {
+    "black": "#000000", "white": "#FFFFFF", "red": "#FF0000", "green": "#008000", "blue": "#0000FF",
+    "yellow": "#FFFF00", "orange": "#FFA500", "limegreen": "#32CD32", "lime": "#00FF00", "gold": "#FFD700",
+    "gray": "#808080", "grey": "#808080", "silver": "#C0C0C0", "maroon": "#800000", "purple": "#800080",
+    "fuchsia": "#FF00FF", "olive": "#808000", "navy": "#000080", "teal": "#008080", "aqua": "#00FFFF",
+    "darkred": "#8B0000", "darkorange": "#FF8C00", "crimson": "#DC143C", "orangered": "#FF4500",
+}  # fmt: skip
 _LANGUAGE_CLASS = re.compile(r"language-[A-Za-z0-9_+#.-]{1,40}")
 _DIMENSION = re.compile(r"[0-9]{1,5}")
 
@@ -41,6 +49,7 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     if tag == "img" and attribute in ("width", "height"):
         return value if _DIMENSION.fullmatch(value) else None
     if attribute in ("data-mx-color", "data-mx-bg-color", "color"):
+        value = NAMED_COLOURS.get(value.strip().lower(), value.strip())
         return value if _COLOUR.fullmatch(value) else None
     if tag == "code" and attribute == "class":
         return value if _LANGUAGE_CLASS.fullmatch(value) else None

@@ -19,9 +19,9 @@ from starlette.routing import BaseRoute, Route
 
 from services.sentry_webhook import format as fmt
 from services.sentry_webhook.config import SentryWebhookSettings
-from services.sentry_webhook.threads import IssueThreads
 from shared import content
 from shared.outbox import Relation
+from shared.roots import Roots
 from shared.service import error, get_service
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def notice_for(settings: SentryWebhookSettings, resource: str, envelope: Envelop
 
 
 def routes(settings: SentryWebhookSettings) -> list[BaseRoute]:
-    threads = IssueThreads(settings.data_dir / "sentry-threads.sqlite3")
+    threads = Roots(settings.data_dir / "sentry-threads.sqlite3")
     recent_archives: dict[str, float] = {}
 
     async def deliver(request: Request, notice: fmt.Notice, delivery_id: str | None) -> Response:
@@ -103,7 +103,7 @@ def routes(settings: SentryWebhookSettings) -> list[BaseRoute]:
             return accepted(f"no room for project {', '.join(notice.projects) or '(unknown)'}")
         message = content.message(notice.body, notice.html, msgtype=settings.msgtype)
         relation = None
-        root = threads.root(notice.issue_id, room) if settings.threads and notice.issue_id else None
+        root = threads.get(notice.issue_id, room) if settings.threads and notice.issue_id else None
         if root and not notice.starts_thread:
             relation = Relation("thread", delivery_id=root)
         try:

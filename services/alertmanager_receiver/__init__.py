@@ -1,0 +1,1 @@
+"""alertmanager-receiver: Prometheus Alertmanager webhooks into Matrix rooms, metio-config compatible."""

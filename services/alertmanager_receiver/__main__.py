@@ -1,0 +1,52 @@
+"""`alertmanager-receiver` console script: `alertmanager-receiver --config-path FILE` (metio's flag),
+or the file named by ALERTMANAGER_RECEIVER_CONFIG_PATH."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from services.alertmanager_receiver.app import routes
+from services.alertmanager_receiver.config import AlertmanagerReceiverSettings, settings_from_file
+from shared import logs
+from shared.service import Service, create_app, serve
+from shared.settings import describe_error
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="alertmanager-receiver")
+    parser.add_argument(
+        "--config-path", type=Path, default=os.environ.get("ALERTMANAGER_RECEIVER_CONFIG_PATH")
+    )
+    parser.add_argument("--log-level", choices=["error", "warn", "info", "debug"], default=None)
+    args = parser.parse_args()
+    if args.config_path is None:
+        print("config error: give --config-path or ALERTMANAGER_RECEIVER_CONFIG_PATH", file=sys.stderr)
+        sys.exit(2)
+    overrides = (
+        {"log_level": {"warn": "WARNING"}.get(args.log_level, args.log_level.upper())}
+        if args.log_level
+        else {}
+    )
+    try:
+        settings = settings_from_file(args.config_path, **overrides)
+        app_routes = routes(settings)
+    except ValidationError as exc:
+        print(describe_error(AlertmanagerReceiverSettings, exc).replace("ALERTMANAGER_RECEIVER_FILE_", ""),
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
+    except (OSError, ValueError) as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logs.configure(settings.log_level, json_lines=settings.log_json, secrets=settings.secrets())
+    service = Service.from_settings(settings)
+    sys.exit(asyncio.run(serve(service, create_app(service, app_routes))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""HTTP surface of `alertmanager-receiver`: `POST /alerts/{room}` (room id, alias or a name from
+room-mapping). 200 once every message of the notification is durable in the outbox; 503 when they
+cannot be stored, so Alertmanager retries; never a silent loss."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from services.alertmanager_receiver.config import AlertmanagerReceiverSettings
+from services.alertmanager_receiver.payload import Alert, Notification, alert_data, group_data
+from services.alertmanager_receiver.templates import Templates
+from shared import content
+from shared.html import escape
+from shared.outbox import Outgoing, Relation
+from shared.roots import Roots
+from shared.service import get_service
+
+log = logging.getLogger(__name__)
+PREFIX = "matrix_alertmanager_receiver"
+
+
+@dataclass
+class MetioMetrics:
+    """metio's counters, same names and labels, so its dashboards keep working."""
+
+    requests: Counter
+    unauthorized: Counter
+    invalid_payload: Counter
+    alerts: Counter
+    templating_success: Counter
+    templating_failure: Counter
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry) -> MetioMetrics:
+        def counter(name: str, help_text: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"{PREFIX}_{name}", help_text, labels, registry=registry)
+
+        return cls(
+            counter("http_requests", "The total number of HTTP requests"),
+            counter("unauthorized_http_requests", "The total number of unauthorized HTTP requests"),
+            counter("invalid_payload", "The total number of invalid payloads"),
+            counter("alerts", "The total number of alerts processed", ("room",)),
+            counter("templating_success", "The total number of successful template renderings"),
+            counter("templating_failure", "The total number of failed template renderings"),
+        )
+
+
+def _authorised(request: Request, username: str, password: str) -> bool:
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    try:
+        user, _, given = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        user, given = "", ""
+    same_user = hmac.compare_digest(user.encode(), username.encode())
+    same_password = hmac.compare_digest(given.encode(), password.encode())
+    return scheme.lower() == "basic" and same_user and same_password
+
+
+def _alert_key(alert: Alert) -> str:
+    fingerprint = (
+        alert.fingerprint
+        or hashlib.sha256(json.dumps(alert.labels, sort_keys=True).encode()).hexdigest()[:16]
+    )
+    return f"alert:{fingerprint}"
+
+
+def routes(settings: AlertmanagerReceiverSettings) -> list[BaseRoute]:
+    config = settings.file
+    templating, receiver = config.templating, config.receiver
+    templates = Templates(templating.firing_template, templating.resolved_template, templating.group_template)
+    roots = Roots(settings.data_dir / "alert-roots.sqlite3")
+    prefix = "/" + config.http.alerts_path_prefix.strip("/")
+    metrics: dict[int, MetioMetrics] = {}
+
+    def counters(request: Request) -> MetioMetrics:
+        registry = get_service(request).metrics.registry
+        if id(registry) not in metrics:
+            metrics[id(registry)] = MetioMetrics.on(registry)
+        return metrics[id(registry)]
+
+    def render(name: str, data: dict[str, Any], fallback: str, count: MetioMetrics) -> str:
+        try:
+            html = templates.render(name, data)
+        except Exception as exc:  # a template error must not lose the alert
+            count.templating_failure.inc()
+            log.warning(
+                "template failed; sending a plain fallback", extra={"template": name, "error": str(exc)}
+            )
+            return f"<p>{escape(fallback)}</p>"
+        count.templating_success.inc()
+        return html
+
+    def message(html: str, ping: bool) -> content.Content:
+        return content.message(html=html, msgtype=receiver.msgtype, mention_room=ping)
+
+    def related(key: str, room: str, body: content.Content, resolved: bool) -> tuple[list[Outgoing], bool]:
+        """The messages for one keyed notification, and whether it starts a new root."""
+        root = roots.get(key, room)
+        if root is None or receiver.on_resolve == "new":
+            return [Outgoing(room, body)], not resolved and receiver.on_resolve != "new"
+        out = []
+        if receiver.on_resolve in ("edit", "both"):
+            out.append(Outgoing(room, body, relation=Relation("replace", delivery_id=root)))
+        if receiver.on_resolve in ("thread", "both"):
+            out.append(Outgoing(room, body, relation=Relation("thread", delivery_id=root)))
+        return out, False
+
+    async def receive(request: Request) -> Response:
+        count = counters(request)
+        count.requests.inc()
+        password = config.http.basic_password
+        if password is not None and not _authorised(
+            request, config.http.basic_username, password.get_secret_value()
+        ):
+            count.unauthorized.inc()
+            return Response(status_code=401)
+        try:
+            notification = Notification.model_validate_json(await request.body())
+        except ValidationError as exc:
+            count.invalid_payload.inc()
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            return Response(
+                f"invalid payload: {where}: {first['msg']}\n", status_code=400, media_type="text/plain"
+            )
+        name = request.path_params["room"]
+        room = config.matrix.room_mapping.get(name, name)
+        if not room.startswith(("!", "#")):
+            return Response(f"unknown room {name!r}: not a room id, alias or room-mapping name\n",
+                            status_code=404, media_type="text/plain")  # fmt: skip
+        count.alerts.labels(room=name).inc(len(notification.alerts))
+        ping_levels = set(receiver.ping_room_severities)
+        outgoing: list[Outgoing] = []
+        new_roots: list[tuple[int, str]] = []  # (index in outgoing, key)
+        forget: list[str] = []
+        if receiver.message_mode == "group":
+            firing = [a for a in notification.alerts if a.status == "firing"]
+            ping = any(a.labels.get("severity") in ping_levels for a in firing)
+            alertnames = " ".join(notification.groupLabels.values())
+            html = render("group-template", group_data(notification, templating),
+                          f"{notification.status.upper()} {alertnames}", count)  # fmt: skip
+            key = f"group:{notification.groupKey or alertnames}"
+            resolved = notification.status == "resolved"
+            messages, starts = related(key, room, message(html, ping), resolved)
+            if starts:
+                new_roots.append((len(outgoing), key))
+            if resolved:
+                forget.append(key)
+            outgoing += messages
+        else:
+            for alert in notification.alerts:
+                resolved = alert.status == "resolved"
+                template = "resolved-template" if resolved else "firing-template"
+                fallback = f"{alert.status.upper()} {alert.labels.get('alertname', '')}"
+                html = render(template, alert_data(notification, alert, templating), fallback, count)
+                ping = not resolved and alert.labels.get("severity") in ping_levels
+                key = _alert_key(alert)
+                messages, starts = related(key, room, message(html, ping), resolved)
+                if starts:
+                    new_roots.append((len(outgoing), key))
+                if resolved:
+                    forget.append(key)
+                outgoing += messages
+        try:
+            ids = await get_service(request).outbox.enqueue_many(outgoing)
+            for index, key in new_roots:
+                await roots.remember(key, room, ids[index])
+            for key in forget:
+                await roots.forget(key, room)
+        except (sqlite3.Error, OSError):
+            log.exception("could not store the notification")
+            return Response("could not store the messages; retry\n", status_code=503, media_type="text/plain")
+        return Response(status_code=200)
+
+    async def redirect(request: Request) -> Response:
+        return RedirectResponse(prefix + "/", status_code=301)
+
+    return [
+        Route(prefix, redirect, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+        Route(prefix + "/{room:path}", receive, methods=["POST"]),
+    ]

@@ -1,0 +1,270 @@
+"""alertmanager-receiver: a metio config file, a real Alertmanager and a real Synapse room."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from services.alertmanager_receiver.config import ComputedValue
+from services.alertmanager_receiver.payload import Alert, computed_values, silence_url
+from shared.devstack.alertmanager import LocalAlertmanager
+from shared.devstack.processes import free_port
+from shared.devstack.stack import LocalService
+from shared.devstack.synapse import Account, LocalSynapse
+from shared.html import sanitize
+from tests.conftest import PASSWORD
+from tests.test_slack_webhook import assert_inert
+
+DATA = Path(__file__).parent / "data" / "alertmanager"
+BASIC = ("alertmanager", "basic-secret-123")
+
+
+def metio_config(
+    bot: Account,
+    synapse: LocalSynapse,
+    port: int,
+    rooms: dict[str, str],
+    receiver: dict[str, Any],
+    **templating: Any,
+) -> str:
+    """A config in metio's own format; the password comes through metio's ${ENV} substitution."""
+    config = {
+        "http": {"address": "127.0.0.1", "port": port, "basic-password": BASIC[1], "metrics-enabled": True},
+        "matrix": {"homeserver-url": synapse.url, "user-id": bot.user_id, "access-token": "${AM_TEST_TOKEN}",
+                   "room-mapping": rooms},
+        "templating": {"external-url-mapping": {"alertmanager:9093": "https://am.example.com"}, **templating},
+        "receiver": receiver,
+    }  # fmt: skip
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+@dataclass
+class Receiver:
+    url: str
+    rooms: dict[str, str]
+
+    def alerts_url(self, room: str) -> str:
+        return f"{self.url}/alerts/{room}"
+
+
+def start_receiver(
+    directory: Path, config: str, token: str, synapse: LocalSynapse, bot: Account
+) -> LocalService:
+    path = directory / "config.yaml"
+    path.write_text(config)
+    port = yaml.safe_load(config)["http"]["port"]
+    service = LocalService("alertmanager-receiver", "services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_",
+                           port, {"CONFIG_PATH": str(path)}, directory / "data")  # fmt: skip
+    os.environ["AM_TEST_TOKEN"] = token
+    service.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
+    service.wait_ready()
+    return service
+
+
+@pytest.fixture(scope="module")
+async def receivers(
+    synapse: LocalSynapse, bot: Account, reader: Account, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, Receiver]]:
+    started: list[LocalService] = []
+    made: dict[str, Receiver] = {}
+    for name, receiver in (("group", {"message-mode": "group", "on-resolve": "both", "ping-room-severities": ["page"]}),
+                           ("alert", {"message-mode": "alert", "on-resolve": "new"})):  # fmt: skip
+        rooms = {"ops": await reader.create_room(name=f"am {name}", invite=[bot.user_id])}
+        port = free_port()
+        directory = tmp_path_factory.mktemp(f"am-{name}")
+        service = start_receiver(directory, metio_config(bot, synapse, port, rooms, receiver), bot.access_token,
+                                 synapse, bot)  # fmt: skip
+        started.append(service)
+        made[name] = Receiver(service.url, rooms)
+    yield made
+    for service in started:
+        service.stop()
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(":".join(BASIC).encode()).decode()}
+
+
+# What metio writes for the metio sample alert (firing) with its README template, transcribed from
+# the Go template's semantics; both sides go through the same sanitiser before comparing.
+METIO_FIRING = (
+    '      <p> <strong><font color="orange">FIRING</font></strong>  instance_down  >>  WARNING:   instance example1 is down  >>  '
+    '<a href="https://wiki.example.com/doku.php?id=alerts:instancedown">Runbook</a> |   '
+    '<a href="https://grafana.example.com/d/some-folder/some-dashboard">Dashboard</a> |  '
+    '<a href="https://am.example.com/#/silences/new?filter=%7Balertname%3D%22instance_down%22%2C%20instance%3D%22example1%22%2C%20severity%3D%22warning%22%7D">Silence</a> </p>'
+)
+
+
+async def test_alert_mode_matches_metio(
+    receivers: dict[str, Receiver], reader: Account, http: httpx.AsyncClient
+) -> None:
+    receiver = receivers["alert"]
+    payload = json.loads((DATA / "am_metio_http_alerts_resolved.json").read_text())
+    payload["status"] = payload["alerts"][0]["status"] = "firing"
+    response = await http.post(receiver.alerts_url("ops"), json=payload, headers=auth())
+    assert (response.status_code, response.text) == (200, "")
+    [event] = await reader.wait_for_messages(receiver.rooms["ops"], 1)
+    assert event["content"]["formatted_body"] == sanitize(METIO_FIRING).strip()  # we trim surrounding space
+    assert event["content"]["body"] == ("FIRING  instance_down  >>  WARNING:   instance example1 is down  >>  "
+                                        "Runbook |   Dashboard |  Silence")  # fmt: skip
+    assert event["content"]["msgtype"] == "m.text"
+    # metio's behaviour for resolved alerts in this mode: a new message, green.
+    payload["status"] = payload["alerts"][0]["status"] = "resolved"
+    assert (await http.post(receiver.alerts_url("ops"), json=payload, headers=auth())).status_code == 200
+    events = await reader.wait_for_messages(receiver.rooms["ops"], 2)
+    assert events[1]["content"]["formatted_body"].startswith(
+        '<p> <strong><font color="#008000">RESOLVED</font>'
+    )
+    assert "m.relates_to" not in events[1]["content"]
+
+
+async def test_real_alertmanager_group_then_resolve_edits_and_threads(
+    receivers: dict[str, Receiver], reader: Account
+) -> None:
+    receiver = receivers["group"]
+    config = {
+        "route": {"receiver": "matrix", "group_by": ["alertname"], "group_wait": "1s", "group_interval": "1s",
+                  "repeat_interval": "1h"},
+        "receivers": [{"name": "matrix", "webhook_configs": [{
+            "url": receiver.alerts_url("ops"), "send_resolved": True,
+            "http_config": {"basic_auth": {"username": BASIC[0], "password": BASIC[1]}}}]}],
+    }  # fmt: skip
+    alertmanager = LocalAlertmanager(free_port(), config)
+    alertmanager.start()
+    try:
+        now = datetime.now(UTC)
+        alerts = [{"labels": {"alertname": "DiskFull", "instance": f"node-{i}", "severity": "page"},
+                   "annotations": {"summary": f"Disk full on node-{i}"}, "startsAt": now.isoformat()}
+                  for i in (1, 2)]  # fmt: skip
+        await asyncio.to_thread(alertmanager.post_alerts, alerts)
+        [firing] = await reader.wait_for_messages(receiver.rooms["ops"], 1, timeout=60)
+        assert firing["content"]["body"].startswith("FIRING:2 DiskFull (PAGE)")
+        assert "• 🔴 DiskFull on node-1: Disk full on node-1" in firing["content"]["body"]
+        assert firing["content"]["m.mentions"] == {"room": True}  # severity "page" pings the room
+        ended = (now + timedelta(seconds=1)).isoformat()
+        await asyncio.to_thread(alertmanager.post_alerts, [{**a, "endsAt": ended} for a in alerts])
+        events = await reader.wait_for_messages(receiver.rooms["ops"], 3, timeout=60)
+        edit, reply = events[1]["content"], events[2]["content"]
+        assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": firing["event_id"]}
+        assert edit["m.new_content"]["body"].startswith("RESOLVED DiskFull (PAGE)")
+        assert reply["m.relates_to"]["rel_type"] == "m.thread"
+        assert reply["m.relates_to"]["event_id"] == firing["event_id"]
+        assert alertmanager.metric("alertmanager_notifications_failed_total", integration="webhook") == 0
+    finally:
+        alertmanager.stop()
+
+
+async def test_errors(receivers: dict[str, Receiver], http: httpx.AsyncClient) -> None:
+    receiver = receivers["group"]
+    url = receiver.alerts_url("ops")
+    sample = json.loads((DATA / "am_docsrs_webhook_types_sample_v4_firing.json").read_text())
+    assert (await http.post(url, json=sample)).status_code == 401
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"alertmanager:nope").decode()}
+    assert (await http.post(url, json=sample, headers=wrong)).status_code == 401
+    bad = await http.post(url, content=b"{", headers=auth())
+    assert bad.status_code == 400
+    assert bad.text.startswith("invalid payload: ")
+    no_alerts = await http.post(url, json={**sample, "alerts": []}, headers=auth())
+    assert (no_alerts.status_code, no_alerts.text) == (
+        400,
+        "invalid payload: alerts: List should have at least 1 item after validation, not 0\n",
+    )
+    assert (await http.post(receiver.alerts_url("nowhere"), json=sample, headers=auth())).status_code == 404
+    redirect = await http.post(f"{receiver.url}/alerts", json=sample, headers=auth())
+    assert (redirect.status_code, redirect.headers["location"]) == (301, "/alerts/")
+    metrics = (await http.get(f"{receiver.url}/metrics")).text
+    assert "matrix_alertmanager_receiver_unauthorized_http_requests_total 2.0" in metrics
+    assert "matrix_alertmanager_receiver_invalid_payload_total 2.0" in metrics
+
+
+async def test_homeserver_down_loses_nothing(
+    receivers: dict[str, Receiver], synapse: LocalSynapse, reader: Account, http: httpx.AsyncClient
+) -> None:
+    receiver = receivers["alert"]
+    room = receiver.rooms["ops"]
+    before = len(await reader.messages(room))
+    sample = json.loads((DATA / "am_docsrs_webhook_types_sample_v4_firing.json").read_text())
+    synapse.stop()
+    try:
+        response = await http.post(receiver.alerts_url(room), json=sample, headers=auth())
+        assert response.status_code == 200  # durable in the outbox: Alertmanager need not retry
+    finally:
+        synapse.start()
+    events = await reader.wait_for_messages(room, before + len(sample["alerts"]), timeout=60)
+    assert len(events) == before + len(sample["alerts"])
+    assert (
+        "ProbeFailure" in events[-1]["content"]["body"] or "ProbeFailure" in events[before]["content"]["body"]
+    )
+
+
+async def test_injection_is_inert(
+    receivers: dict[str, Receiver], reader: Account, http: httpx.AsyncClient
+) -> None:
+    attack = '<img src=x onerror=alert(1)>"><script>alert(1)</script>'
+    payload = json.loads((DATA / "am_docsrs_webhook_types_sample_v4_firing.json").read_text())
+    payload["alerts"] = payload["alerts"][:1]
+    alert = payload["alerts"][0]
+    alert["labels"] = {"alertname": attack, "severity": attack, "instance": attack}
+    alert["annotations"] = {"description": attack, "runbook": "javascript:alert(1)", "dashboard": attack}
+    for name in ("group", "alert"):
+        receiver = receivers[name]
+        before = len(await reader.messages(receiver.rooms["ops"]))
+        payload["groupKey"] = f"injection-{name}"
+        assert (await http.post(receiver.alerts_url("ops"), json=payload, headers=auth())).status_code == 200
+        events = await reader.wait_for_messages(receiver.rooms["ops"], before + 1)
+        assert_inert(events[-1]["content"]["formatted_body"])
+
+
+def test_go_templates_are_refused_with_one_line(tmp_path: Path) -> None:
+    """metio's own sample config loads, except its Go template body, which must be rewritten."""
+    text = (
+        (DATA / "metio_config.sample.yaml")
+        .read_text()
+        .replace("!somewhere:example.com", '"!somewhere:example.com"')
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTMANAGER_RECEIVER_")}
+    result = subprocess.run([sys.executable, "-m", "services.alertmanager_receiver", "--config-path", str(path)],
+                            env=env, capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("config error: templating.firing-template: ")
+    assert len(result.stderr.splitlines()) == 1
+    config = yaml.safe_load(text)
+    del config["templating"]["firing-template"]  # our default stands in
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "services.alertmanager_receiver", "--config-path", str(path)],
+                            env={**env, "ALERTMANAGER_RECEIVER_DATA_DIR": str(tmp_path)}, capture_output=True,
+                            text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 1  # the config is fine; the example homeserver is not reachable
+    assert "matrix.example.com" in result.stderr
+
+
+def test_silence_url_and_computed_values() -> None:
+    assert silence_url("example.com/", {}) == "example.com/#/silences/new"
+    assert silence_url("example.com/", {"something": "value", "else": "other", "more": "labels"}) == (
+        "example.com/#/silences/new?filter=%7Belse%3D%22other%22%2C%20more%3D%22labels%22%2C%20something%3D%22value%22%7D"
+    )
+    assert silence_url("", {"a": "b"}) == ""
+    rules = [ComputedValue(values={"color": "white"}),
+             ComputedValue(values={"color": "orange"}, when_matching_labels={"severity": "warning"}),
+             ComputedValue(values={"color": "limegreen", "x": "y"}, when_matching_status="resolved"),
+             ComputedValue(values={}, when_matching_status="resolved")]  # fmt: skip
+    assert computed_values(rules, Alert(status="firing", labels={"severity": "warning"})) == {
+        "color": "orange"
+    }
+    assert computed_values(rules, Alert(status="resolved", labels={"severity": "warning"})) == {
+        "color": "limegreen", "x": "y"}  # fmt: skip
