@@ -211,6 +211,39 @@ ROOM = string(pattern=r"^[!#].+")
 LEVELS = ["fatal", "error", "warning", "info", "debug", "sample"]
 
 SCHEMAS: dict[str, Schema] = {
+    "matrix-alertmanager-receiver": service_chart(
+        {
+            "config": obj(
+                {
+                    "alertsPathPrefix": string(pattern="^/"),
+                    "basicUsername": string(),
+                    "roomMapping": {"type": "object", "additionalProperties": ROOM},
+                    "externalUrlMapping": string_map(),
+                    "generatorUrlMapping": string_map(),
+                    "computedValues": array(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "values": string_map(),
+                                "when-matching-labels": string_map(),
+                                "when-matching-annotations": string_map(),
+                                "when-matching-status": string(),
+                            },
+                            "additionalProperties": False,
+                        }
+                    ),
+                    "firingTemplate": string(),
+                    "resolvedTemplate": string(),
+                    "groupTemplate": string(),
+                    "messageMode": string(enum=["group", "alert"]),
+                    "onResolve": string(enum=["edit", "thread", "both", "new"]),
+                    "pingRoomSeverities": array(string()),
+                    "msgtype": string(enum=["m.notice", "m.text"]),
+                }
+            ),
+            "basicAuth": obj({"password": CREDENTIAL}),
+        }
+    ),
     "sentry-webhook": service_chart(
         {
             "sentry": obj(

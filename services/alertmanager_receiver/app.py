@@ -122,7 +122,7 @@ def routes(settings: AlertmanagerReceiverSettings) -> list[BaseRoute]:
     async def receive(request: Request) -> Response:
         count = counters(request)
         count.requests.inc()
-        password = config.http.basic_password
+        password = settings.effective_basic_password
         if password is not None and not _authorised(
             request, config.http.basic_username, password.get_secret_value()
         ):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.alertmanager_receiver import defaults
@@ -96,11 +96,6 @@ class FileConfig(_Kebab):
     templating: TemplatingConfig = Field(default_factory=TemplatingConfig)
     receiver: ReceiverConfig = Field(default_factory=ReceiverConfig)
 
-    @model_validator(mode="after")
-    def _credentials(self) -> FileConfig:
-        if self.matrix.access_token is None and self.matrix.password is None:
-            raise ValueError("matrix.access-token is required")
-        return self
 
 
 def substitute_environment(text: str) -> str:
@@ -122,6 +117,16 @@ class AlertmanagerReceiverSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ALERTMANAGER_RECEIVER_", extra="ignore")
 
     file: FileConfig
+    # Kubernetes keeps these out of the config file: ALERTMANAGER_RECEIVER_BASIC_PASSWORD_FILE.
+    basic_password: SecretStr | None = None
+
+    @property
+    def effective_basic_password(self) -> SecretStr | None:
+        return self.file.http.basic_password or self.basic_password
+
+    def secrets(self) -> list[str]:
+        extra = [self.file.http.basic_password.get_secret_value()] if self.file.http.basic_password else []
+        return super().secrets() + extra
 
 
 def settings_from_file(path: Path, **overrides: Any) -> AlertmanagerReceiverSettings:
@@ -130,10 +135,13 @@ def settings_from_file(path: Path, **overrides: Any) -> AlertmanagerReceiverSett
         "file": config,
         "homeserver": config.matrix.homeserver_url,
         "user_id": config.matrix.user_id,
-        "access_token": config.matrix.access_token,
-        "password": config.matrix.password,
         "host": config.http.address or "0.0.0.0",  # metio binds all interfaces by default
         "port": config.http.port,
     }
+    # Credentials in the file win; otherwise ALERTMANAGER_RECEIVER_ACCESS_TOKEN(_FILE) and friends.
+    for name in ("access_token", "password"):
+        value = getattr(config.matrix, name)
+        if value is not None:
+            values[name] = value
     values.update(overrides)
     return AlertmanagerReceiverSettings(**values)

@@ -13,7 +13,7 @@ import yaml
 
 from tests.charts import helm
 
-SERVICE_CHARTS = ["webhook", "sentry-webhook"]
+SERVICE_CHARTS = ["webhook", "sentry-webhook", "matrix-alertmanager-receiver"]
 MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor",)
 
 
@@ -246,3 +246,52 @@ def test_sentry_chart_existing_secrets_and_errors() -> None:
         helm.template("sentry-webhook", minimal, values={"routing": {"defaultRoom": ""}})
     with pytest.raises(helm.RenderError, match="levels"):
         helm.template("sentry-webhook", minimal, values={"filters": {"levels": ["loud"]}})
+
+
+AM_CI = helm.CHARTS / "matrix-alertmanager-receiver" / "ci"
+
+
+def test_alertmanager_chart_config_loads_in_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rendered ConfigMap, Secret files and environment make valid settings and templates."""
+    from services.alertmanager_receiver.app import routes
+    from services.alertmanager_receiver.config import settings_from_file
+
+    rendered = kinds(helm.template("matrix-alertmanager-receiver", AM_CI / "full-values.yaml"))
+    config = tmp_path / "config.yaml"
+    config.write_text(rendered["ConfigMap"]["data"]["config.yaml"])
+    assert "basic-auth-password-0123" not in config.read_text()  # credentials never in the ConfigMap
+    container = rendered["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["--config-path", "/etc/matrix-alertmanager-receiver/config.yaml"]
+    secret = {k: base64.b64decode(v).decode() for k, v in rendered["Secret"]["data"].items()}
+    for variable in container["env"]:
+        value = variable["value"]
+        if variable["name"].endswith("_FILE"):
+            path = tmp_path / Path(value).name
+            path.write_text(secret.get(Path(value).name, "token-from-an-existing-secret"))
+            value = str(path)
+        monkeypatch.setenv(variable["name"], value)
+    settings = settings_from_file(config, data_dir=tmp_path / "data")
+    assert settings.access_token is not None
+    assert settings.effective_basic_password is not None
+    assert settings.effective_basic_password.get_secret_value() == "basic-auth-password-0123"
+    assert settings.file.matrix.room_mapping == {"ops": "!ops:example.org", "pager": "#pager:example.org"}
+    assert settings.file.receiver.message_mode == "alert"
+    assert settings.file.receiver.on_resolve == "both"
+    assert len(routes(settings)) == 2  # templates compiled
+
+
+def test_alertmanager_chart_rolls_on_config_change() -> None:
+    minimal = AM_CI / "minimal-values.yaml"
+
+    def checksum(values: dict[str, Any]) -> str:
+        deployment = kinds(helm.template("matrix-alertmanager-receiver", minimal, values=values))[
+            "Deployment"
+        ]
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum({}) != checksum({"config": {"roomMapping": {"ops": "!o:example.org"}}})
+    assert checksum({}) != checksum({"config": {"firingTemplate": "{{ Alert.Status }}"}})
+    with pytest.raises(helm.RenderError, match="onResolve"):
+        helm.template("matrix-alertmanager-receiver", minimal, values={"config": {"onResolve": "delete"}})

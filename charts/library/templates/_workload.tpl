@@ -5,6 +5,8 @@ The Deployment of a service chart. Context: dict
   "command" list      the container command (the image's console script)
   "env" string        extra env entries (YAML list), chart specific
   "checksum" string   anything whose change must roll the pods (rendered config)
+  "args" list         optional container arguments
+  "volumes", "volumeMounts" string   optional extra entries (YAML lists), chart specific
 */}}
 {{- define "msl.deployment" -}}
 {{- $root := .root -}}
@@ -52,6 +54,10 @@ spec:
           {{- include "msl.containerCommon" $root | nindent 10 }}
           command:
             {{- toYaml .command | nindent 12 }}
+          {{- with .args }}
+          args:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
           ports:
             - name: http
               containerPort: 8080
@@ -63,8 +69,14 @@ spec:
             {{- end }}
           volumeMounts:
             {{- include "msl.coreVolumeMounts" $root | nindent 12 }}
+            {{- with .volumeMounts }}
+            {{- . | nindent 12 }}
+            {{- end }}
       volumes:
         {{- include "msl.coreVolumes" $root | nindent 8 }}
+        {{- with .volumes }}
+        {{- . | nindent 8 }}
+        {{- end }}
 {{- end -}}
 
 {{- define "msl.serviceAccount" -}}
