@@ -33,8 +33,9 @@ from shared.html import html_to_text, sanitize
         ),
         (
             '<font color="red" data-mx-bg-color="#00ff00">f</font>',
-            '<font data-mx-bg-color="#00ff00">f</font>',
+            '<font color="#FF0000" data-mx-bg-color="#00ff00">f</font>',
         ),
+        ('<font color="rgb(1,2,3)" data-mx-color="nope">f</font>', "<font>f</font>"),
         ('<code class="language-python">x</code>', '<code class="language-python">x</code>'),
         ('<code class="evil">x</code>', "<code>x</code>"),
         ('<div onmouseover="x">d</div><iframe src="https://x"></iframe>', "<div>d</div>"),
