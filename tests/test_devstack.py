@@ -65,13 +65,16 @@ def test_make_run_stack(tmp_path: Path) -> None:
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         summary = _read_until(first, "Press Ctrl-C to stop")
-        notify_curl, slack_curl, sentry_curl, read_curl = _commands(summary)
+        notify_curl, slack_curl, sentry_curl, alerts_curl, read_curl = _commands(summary)
         posted = subprocess.run(["bash", "-c", notify_curl], capture_output=True, text=True, check=True)
         assert "delivery_id" in json.loads(posted.stdout)
         posted = subprocess.run(["bash", "-c", slack_curl], capture_output=True, text=True, check=True)
         assert posted.stdout == "ok"
         posted = subprocess.run(["bash", "-c", sentry_curl], capture_output=True, text=True, check=True)
         assert json.loads(posted.stdout)["ok"] is True
+        posted = subprocess.run(["bash", "-c", alerts_curl + " -w '%{http_code}'"], capture_output=True, text=True,
+                                check=True)  # fmt: skip
+        assert posted.stdout == "200"
         for _ in range(50):
             chunk = json.loads(
                 subprocess.run(["bash", "-c", read_curl], capture_output=True, text=True, check=True).stdout
@@ -81,10 +84,12 @@ def test_make_run_stack(tmp_path: Path) -> None:
                 "Hello from notify" in bodies
                 and "Deploy of `api` finished 🚀 run 42 (https://example.org/run/42)" in bodies
                 and any(b.startswith("🆕 [ERROR] New issue DEMO-1") for b in bodies)
+                and any(b.startswith("FIRING:1 DiskFull (WARNING)") for b in bodies)
             ):
                 break
             time.sleep(0.1)
         assert "Hello from notify" in bodies
+        assert any(b.startswith("FIRING:1 DiskFull (WARNING)") for b in bodies)
         assert any(
             b.startswith("🆕 [ERROR] New issue DEMO-1: ReferenceError: x is not defined") for b in bodies
         )

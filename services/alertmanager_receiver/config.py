@@ -97,7 +97,6 @@ class FileConfig(_Kebab):
     receiver: ReceiverConfig = Field(default_factory=ReceiverConfig)
 
 
-
 def substitute_environment(text: str) -> str:
     """metio's `${NAME}`: replaced by the variable when it exists, left as it is otherwise."""
     return _ENV_REFERENCE.sub(lambda m: os.environ.get(m.group(1), m.group(0)), text)

@@ -22,6 +22,13 @@ from shared.devstack.processes import free_port, http_ok, port_open, stop, wait_
 from shared.devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
 
 DEMO_ALIAS = "#demo:localhost"
+ALERT_DEMO = {
+    "status": "firing", "receiver": "matrix", "groupKey": "demo", "externalURL": "http://127.0.0.1:9093",
+    "groupLabels": {"alertname": "DiskFull"},
+    "commonLabels": {"alertname": "DiskFull", "severity": "warning"},
+    "alerts": [{"status": "firing", "annotations": {"summary": "Disk 95% full"},
+                "labels": {"alertname": "DiskFull", "instance": "node-1", "severity": "warning"}}],
+}  # fmt: skip
 # An issue.created body as Sentry sends it; the printed curl carries its real signature.
 SENTRY_DEMO = {
     "action": "created",
@@ -135,6 +142,28 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     synapse = LocalSynapse(data_dir / "synapse", _pick_port(synapse_port))
     creds.setdefault("slack_hook", secrets.token_urlsafe(24))  # data from an older run
     creds.setdefault("sentry_secret", secrets.token_hex(32))
+    creds.setdefault("alerts_password", secrets.token_urlsafe(16))
+    alerts_port = _pick_port(8084)
+    alerts_config = data_dir / "alertmanager-receiver" / "config.yaml"
+    alerts_config.parent.mkdir(parents=True, exist_ok=True)
+    alerts_config.write_text(
+        json.dumps(
+            {  # JSON is YAML; metio's format, credentials come from the env
+                "http": {
+                    "address": "127.0.0.1",
+                    "port": alerts_port,
+                    "basic-password": creds["alerts_password"],
+                },
+                "matrix": {
+                    "homeserver-url": synapse.url,
+                    "user-id": "@bot:localhost",
+                    "room-mapping": {"demo": DEMO_ALIAS},
+                },
+                "receiver": {"message-mode": "group", "on-resolve": "edit"},
+            },
+            indent=2,
+        )
+    )
     hooks = [{"id": creds["slack_hook"], "room": DEMO_ALIAS, "name": "demo"}]
     services = [
         LocalService(
@@ -160,6 +189,14 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
             _pick_port(8083),
             {"CLIENT_SECRET": creds["sentry_secret"], "DEFAULT_ROOM": DEMO_ALIAS},
             data_dir / "sentry-webhook",
+        ),
+        LocalService(
+            "alertmanager-receiver",
+            "services.alertmanager_receiver",
+            "ALERTMANAGER_RECEIVER_",
+            alerts_port,
+            {"CONFIG_PATH": str(alerts_config)},
+            data_dir / "alertmanager-receiver",
         ),
     ]
     print(f"starting Synapse on {synapse.url} (data in {synapse.directory})", flush=True)
@@ -193,7 +230,7 @@ def _print_summary(
     services: list[LocalService],
     data_dir: Path,
 ) -> None:
-    notify, slack, sentry = services
+    notify, slack, sentry, alerts = services
     sentry_body = json.dumps(SENTRY_DEMO, separators=(",", ":"))
     signature = hmac.new(creds["sentry_secret"].encode(), sentry_body.encode(), hashlib.sha256).hexdigest()
     print(
@@ -218,6 +255,10 @@ sentry-webhook  {sentry.url}   (logs: {data_dir / "logs" / "sentry-webhook.log"}
   curl -sS -X POST {sentry.url}/sentry -H 'Content-Type: application/json' -H 'Sentry-Hook-Resource: issue' \\
        -H 'Sentry-Hook-Signature: {signature}' \\
        -d '{sentry_body}'
+
+alertmanager-receiver  {alerts.url}   (config: {data_dir / "alertmanager-receiver" / "config.yaml"})
+  curl -sS -X POST {alerts.url}/alerts/demo -u 'alertmanager:{creds["alerts_password"]}' \\
+       -d '{json.dumps(ALERT_DEMO, separators=(",", ":"))}'
 
 Read the demo room:
   curl -sS '{synapse.url}/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5' \\
