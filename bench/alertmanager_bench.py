@@ -10,16 +10,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import httpx
 import yaml
 
+from bench.homeserver import PASSWORD, homeserver
 from bench.loadgen import closed_loop, open_loop
 from bench.sentry_bench import start_bare
 from shared.devstack.processes import free_port, stop
 from shared.devstack.stack import LocalService
-from shared.devstack.synapse import LocalSynapse, lift_rate_limit, register
 
-PASSWORD = "bench-password-123"
 REQUESTS = 2000
 CONNECTIONS = 32
 RATE = 100.0
@@ -45,60 +43,53 @@ async def main() -> None:
     body = group()
     with tempfile.TemporaryDirectory(prefix="bench-am-") as name:
         directory = Path(name)
-        synapse = LocalSynapse(
-            directory / "synapse", free_port(), rc_message={"per_second": 1000, "burst_count": 1000}
-        )
-        synapse.start()
-        bare = None
-        ours = None
-        try:
-            async with httpx.AsyncClient(timeout=60) as http:
-                admin = await register(synapse, http, "admin", PASSWORD, admin=True)
-                bot = await register(synapse, http, "bot", PASSWORD)
-                await lift_rate_limit(admin, bot.user_id)
-                room = await admin.create_room(name="alerts", invite=[bot.user_id])
-                await bot.join(room)
-            port = free_port()
-            config = {"http": {"address": "127.0.0.1", "port": port, "basic-password": "bench-basic"},
-                      "matrix": {"homeserver-url": synapse.url, "user-id": bot.user_id,
-                                 "access-token": bot.access_token, "room-mapping": {"ops": room}},
-                      "receiver": {"message-mode": "group", "on-resolve": "new"}}  # fmt: skip
-            (directory / "config.yaml").write_text(yaml.safe_dump(config))
-            ours = LocalService(
-                "alertmanager-receiver", "services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_", port,
-                {"CONFIG_PATH": str(directory / "config.yaml"), "LOG_LEVEL": "WARNING"}, directory / "ours",
-            )  # fmt: skip
-            ours.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
-            ours.wait_ready()
-            bare_port = free_port()
-            bare = start_bare(bare_port)
-            auth = "Basic " + base64.b64encode(b"alertmanager:bench-basic").decode()
+        async with homeserver(directory, rooms=1) as hs:
+            synapse, bot, room = hs.synapse, hs.bot, hs.rooms[0]
+            bare = None
+            ours = None
+            try:
+                port = free_port()
+                config = {"http": {"address": "127.0.0.1", "port": port, "basic-password": "bench-basic"},
+                          "matrix": {"homeserver-url": synapse.url, "user-id": bot.user_id,
+                                     "access-token": bot.access_token, "room-mapping": {"ops": room}},
+                          "receiver": {"message-mode": "group", "on-resolve": "new"}}  # fmt: skip
+                (directory / "config.yaml").write_text(yaml.safe_dump(config))
+                ours = LocalService(
+                    "alertmanager-receiver", "services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_", port,
+                    {"CONFIG_PATH": str(directory / "config.yaml"), "LOG_LEVEL": "WARNING"}, directory / "ours",
+                )  # fmt: skip
+                ours.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
+                ours.wait_ready()
+                bare_port = free_port()
+                bare = start_bare(bare_port)
+                auth = "Basic " + base64.b64encode(b"alertmanager:bench-basic").decode()
 
-            def headers() -> dict[str, str]:
-                # A new group key per request: every notification starts its own message.
-                return {"Authorization": auth, "X-Request-Id": uuid.uuid4().hex}
+                def headers() -> dict[str, str]:
+                    # A new group key per request: every notification starts its own message.
+                    return {"Authorization": auth, "X-Request-Id": uuid.uuid4().hex}
 
-            targets = {"alertmanager-receiver": f"{ours.url}/alerts/ops",
-                       "bare starlette": f"http://127.0.0.1:{bare_port}/alerts/ops"}  # fmt: skip
-            for url in targets.values():
-                await closed_loop(url, body, requests=50, connections=4, headers=headers)
-            print(f"alertmanager-receiver vs a bare starlette 200 endpoint, {len(body)}-byte 20-alert group, "
-                  f"{os.cpu_count()} cores")  # fmt: skip
-            print(f"max notifications/s ({CONNECTIONS} connections):")
-            best = {}
-            for label, url in targets.items():
-                result = await closed_loop(
-                    url, body, requests=REQUESTS, connections=CONNECTIONS, headers=headers
+                targets = {"alertmanager-receiver": f"{ours.url}/alerts/ops",
+                           "bare starlette": f"http://127.0.0.1:{bare_port}/alerts/ops"}  # fmt: skip
+                for url in targets.values():
+                    await closed_loop(url, body, requests=50, connections=4, headers=headers)
+                print(f"alertmanager-receiver vs a bare starlette 200 endpoint, {len(body)}-byte 20-alert group, "
+                      f"{os.cpu_count()} cores")  # fmt: skip
+                print(f"max notifications/s ({CONNECTIONS} connections):")
+                best = {}
+                for label, url in targets.items():
+                    result = await closed_loop(
+                        url, body, requests=REQUESTS, connections=CONNECTIONS, headers=headers
+                    )
+                    best[label] = result.rate
+                    print(f"  {label:22}: {result.summary()}")
+                print(
+                    f"  ratio: {best['alertmanager-receiver'] / best['bare starlette']:.2f}x (target >= 0.3)"
                 )
-                best[label] = result.rate
-                print(f"  {label:22}: {result.summary()}")
-            print(f"  ratio: {best['alertmanager-receiver'] / best['bare starlette']:.2f}x (target >= 0.3)")
-            print(f"acknowledge latency at {RATE:.0f} notifications/s for {SECONDS:.0f} s:")
-            for label, url in targets.items():
-                result = await open_loop(url, body, rate=RATE, seconds=SECONDS, headers=headers)
-                print(f"  {label:22}: {result.summary()}")
-        finally:
-            stop(bare)
-            if ours is not None:
-                ours.stop()
-            synapse.stop()
+                print(f"acknowledge latency at {RATE:.0f} notifications/s for {SECONDS:.0f} s:")
+                for label, url in targets.items():
+                    result = await open_loop(url, body, rate=RATE, seconds=SECONDS, headers=headers)
+                    print(f"  {label:22}: {result.summary()}")
+            finally:
+                stop(bare)
+                if ours is not None:
+                    ours.stop()

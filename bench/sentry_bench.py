@@ -14,16 +14,15 @@ from pathlib import Path
 
 import httpx
 
+from bench.homeserver import PASSWORD, homeserver
 from bench.loadgen import closed_loop, open_loop
 from shared.devstack.processes import free_port, stop, wait_ready
 from shared.devstack.stack import LocalService
-from shared.devstack.synapse import LocalSynapse, lift_rate_limit, register
 
 SAMPLE = (
     Path(__file__).resolve().parent.parent / "tests" / "data" / "sentry" / "sentry_event_alert_triggered.json"
 )
 SECRET = "bench-client-secret-0123456789abcdef"
-PASSWORD = "bench-password-123"
 REQUESTS = 4000
 CONNECTIONS = 32
 RATE = 200.0
@@ -58,52 +57,43 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-sentry-") as name:
         directory = Path(name)
-        synapse = LocalSynapse(
-            directory / "synapse", free_port(), rc_message={"per_second": 1000, "burst_count": 1000}
-        )
-        synapse.start()
-        bare = None
-        ours = None
-        try:
-            async with httpx.AsyncClient(timeout=60) as http:
-                admin = await register(synapse, http, "admin", PASSWORD, admin=True)
-                bot = await register(synapse, http, "bot", PASSWORD)
-                await lift_rate_limit(admin, bot.user_id)
-                room = await admin.create_room(name="sentry", invite=[bot.user_id])
-                await bot.join(room)
-            ours = LocalService(
-                "sentry-webhook", "services.sentry_webhook", "SENTRY_WEBHOOK_", free_port(),
-                {"CLIENT_SECRET": SECRET, "DEFAULT_ROOM": room, "LOG_LEVEL": "WARNING"}, directory / "ours",
-            )  # fmt: skip
-            ours.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
-            ours.wait_ready()
-            bare_port = free_port()
-            bare = start_bare(bare_port)
-            targets = {
-                "sentry-webhook": f"{ours.url}/sentry",
-                "bare starlette": f"http://127.0.0.1:{bare_port}/sentry",
-            }
-            for url in targets.values():  # warm up
-                await closed_loop(url, raw, requests=100, connections=4, headers=headers)
-            print(
-                f"sentry-webhook vs a bare starlette 200 endpoint, same uvicorn setup, {os.cpu_count()} cores"
-            )
-            print(f"max signed requests/s ({len(raw)}-byte event_alert, {CONNECTIONS} connections):")
-            best = {}
-            for label, url in targets.items():
-                result = await closed_loop(
-                    url, raw, requests=REQUESTS, connections=CONNECTIONS, headers=headers
+        async with homeserver(directory, rooms=1) as hs:
+            synapse, bot, room = hs.synapse, hs.bot, hs.rooms[0]
+            bare = None
+            ours = None
+            try:
+                ours = LocalService(
+                    "sentry-webhook", "services.sentry_webhook", "SENTRY_WEBHOOK_", free_port(),
+                    {"CLIENT_SECRET": SECRET, "DEFAULT_ROOM": room, "LOG_LEVEL": "WARNING"}, directory / "ours",
+                )  # fmt: skip
+                ours.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
+                ours.wait_ready()
+                bare_port = free_port()
+                bare = start_bare(bare_port)
+                targets = {
+                    "sentry-webhook": f"{ours.url}/sentry",
+                    "bare starlette": f"http://127.0.0.1:{bare_port}/sentry",
+                }
+                for url in targets.values():  # warm up
+                    await closed_loop(url, raw, requests=100, connections=4, headers=headers)
+                print(
+                    f"sentry-webhook vs a bare starlette 200 endpoint, same uvicorn setup, {os.cpu_count()} cores"
                 )
-                best[label] = result.rate
-                print(f"  {label:15}: {result.summary()}")
-            print(f"  ratio: {best['sentry-webhook'] / best['bare starlette']:.2f}x (target >= 0.5)")
-            print(f"acknowledge latency at {RATE:.0f} req/s for {SECONDS:.0f} s:")
-            for label, url in targets.items():
-                result = await open_loop(url, raw, rate=RATE, seconds=SECONDS, headers=headers)
-                note = "  (target p99 < 20 ms)" if label == "sentry-webhook" else ""
-                print(f"  {label:15}: {result.summary()}{note}")
-        finally:
-            stop(bare)
-            if ours is not None:
-                ours.stop()
-            synapse.stop()
+                print(f"max signed requests/s ({len(raw)}-byte event_alert, {CONNECTIONS} connections):")
+                best = {}
+                for label, url in targets.items():
+                    result = await closed_loop(
+                        url, raw, requests=REQUESTS, connections=CONNECTIONS, headers=headers
+                    )
+                    best[label] = result.rate
+                    print(f"  {label:15}: {result.summary()}")
+                print(f"  ratio: {best['sentry-webhook'] / best['bare starlette']:.2f}x (target >= 0.5)")
+                print(f"acknowledge latency at {RATE:.0f} req/s for {SECONDS:.0f} s:")
+                for label, url in targets.items():
+                    result = await open_loop(url, raw, rate=RATE, seconds=SECONDS, headers=headers)
+                    note = "  (target p99 < 20 ms)" if label == "sentry-webhook" else ""
+                    print(f"  {label:15}: {result.summary()}{note}")
+            finally:
+                stop(bare)
+                if ours is not None:
+                    ours.stop()

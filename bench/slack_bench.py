@@ -16,14 +16,13 @@ from pathlib import Path
 
 import httpx
 
+from bench.homeserver import PASSWORD, homeserver
 from bench.loadgen import closed_loop, open_loop
 from shared.devstack.processes import free_port
 from shared.devstack.stack import LocalService
-from shared.devstack.synapse import LocalSynapse, lift_rate_limit, register
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX_WEBHOOK = "matrix-webhook==3.9.1"
-PASSWORD = "bench-password-123"
 HOOK = "bench-hook-0123456789abcdefghij"
 API_KEY = "bench-api-key"
 CLOSED_REQUESTS = 3000
@@ -65,62 +64,54 @@ async def main() -> None:
     python = matrix_webhook_python()
     with tempfile.TemporaryDirectory(prefix="bench-slack-") as name:
         directory = Path(name)
-        synapse = LocalSynapse(
-            directory / "synapse", free_port(), rc_message={"per_second": 1000, "burst_count": 1000}
-        )
-        synapse.start()
-        ours: LocalService | None = None
-        theirs: subprocess.Popen[bytes] | None = None
-        try:
-            async with httpx.AsyncClient(timeout=60) as http:
-                admin = await register(synapse, http, "admin", PASSWORD, admin=True)
-                bot = await register(synapse, http, "bot", PASSWORD)
-                await lift_rate_limit(admin, bot.user_id)
-                room_ours = await admin.create_room(name="ours", invite=[bot.user_id])
-                room_theirs = await admin.create_room(name="theirs", invite=[bot.user_id])
-                await bot.join(room_ours)
-                await bot.join(room_theirs)
-            ours = LocalService(
-                "slack-webhook", "services.slack_webhook", "SLACK_WEBHOOK_", free_port(),
-                {"HOOKS": json.dumps([{"id": HOOK, "room": room_ours}]), "LOG_LEVEL": "WARNING"},
-                directory / "ours",
-            )  # fmt: skip
-            ours.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
-            ours.wait_ready()
-            port = free_port()
-            theirs = start_matrix_webhook(python, synapse.url, bot.user_id, port)
-            wait_http(f"http://127.0.0.1:{port}/health")
-            ours_url = f"{ours.url}/hooks/{HOOK}"
-            theirs_url = f"http://127.0.0.1:{port}/{room_theirs}"
-            ours_body = json.dumps(
-                {"text": "*CPU* over 90% on `node-17` <https://grafana.local/d/1|dashboard>"}
-            ).encode()
-            theirs_body = json.dumps({"body": "**CPU** over 90% on `node-17` [dashboard](https://grafana.local/d/1)",
-                                      "key": API_KEY}).encode()  # fmt: skip
-            # Warm both up (connections, joins, caches).
-            await closed_loop(ours_url, ours_body, requests=50, connections=4)
-            await closed_loop(theirs_url, theirs_body, requests=20, connections=4)
+        async with homeserver(directory, rooms=2) as hs:
+            synapse, bot = hs.synapse, hs.bot
+            room_ours, room_theirs = hs.rooms
+            ours: LocalService | None = None
+            theirs: subprocess.Popen[bytes] | None = None
+            try:
+                ours = LocalService(
+                    "slack-webhook", "services.slack_webhook", "SLACK_WEBHOOK_", free_port(),
+                    {"HOOKS": json.dumps([{"id": HOOK, "room": room_ours}]), "LOG_LEVEL": "WARNING"},
+                    directory / "ours",
+                )  # fmt: skip
+                ours.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
+                ours.wait_ready()
+                port = free_port()
+                theirs = start_matrix_webhook(python, synapse.url, bot.user_id, port)
+                wait_http(f"http://127.0.0.1:{port}/health")
+                ours_url = f"{ours.url}/hooks/{HOOK}"
+                theirs_url = f"http://127.0.0.1:{port}/{room_theirs}"
+                ours_body = json.dumps(
+                    {"text": "*CPU* over 90% on `node-17` <https://grafana.local/d/1|dashboard>"}
+                ).encode()
+                theirs_body = json.dumps({"body": "**CPU** over 90% on `node-17` [dashboard](https://grafana.local/d/1)",
+                                          "key": API_KEY}).encode()  # fmt: skip
+                # Warm both up (connections, joins, caches).
+                await closed_loop(ours_url, ours_body, requests=50, connections=4)
+                await closed_loop(theirs_url, theirs_body, requests=20, connections=4)
 
-            print(f"slack-webhook vs matrix-webhook 3.9.1, same Synapse, {os.cpu_count()} cores")
-            print(f"max throughput, {CONNECTIONS} keep-alive connections:")
-            ours_max = await closed_loop(
-                ours_url, ours_body, requests=CLOSED_REQUESTS, connections=CONNECTIONS
-            )
-            print(f"  slack-webhook  : {ours_max.summary()}")
-            theirs_max = await closed_loop(
-                theirs_url, theirs_body, requests=CLOSED_REQUESTS // 10, connections=CONNECTIONS
-            )
-            print(f"  matrix-webhook : {theirs_max.summary()}")
-            print(f"  ratio: {ours_max.rate / theirs_max.rate:.1f}x (target >= 5)")
-            print(f"fixed rate {RATE:.0f} req/s for {SECONDS:.0f} s (latency from the scheduled send time):")
-            ours_fixed = await open_loop(ours_url, ours_body, rate=RATE, seconds=SECONDS)
-            print(f"  slack-webhook  : {ours_fixed.summary()}  (target p99 < 50 ms)")
-            theirs_fixed = await open_loop(theirs_url, theirs_body, rate=RATE, seconds=SECONDS / 2)
-            print(f"  matrix-webhook : {theirs_fixed.summary()}  ({SECONDS / 2:.0f} s)")
-        finally:
-            if theirs is not None:
-                theirs.terminate()
-                theirs.wait(10)
-            if ours is not None:
-                ours.stop()
-            synapse.stop()
+                print(f"slack-webhook vs matrix-webhook 3.9.1, same Synapse, {os.cpu_count()} cores")
+                print(f"max throughput, {CONNECTIONS} keep-alive connections:")
+                ours_max = await closed_loop(
+                    ours_url, ours_body, requests=CLOSED_REQUESTS, connections=CONNECTIONS
+                )
+                print(f"  slack-webhook  : {ours_max.summary()}")
+                theirs_max = await closed_loop(
+                    theirs_url, theirs_body, requests=CLOSED_REQUESTS // 10, connections=CONNECTIONS
+                )
+                print(f"  matrix-webhook : {theirs_max.summary()}")
+                print(f"  ratio: {ours_max.rate / theirs_max.rate:.1f}x (target >= 5)")
+                print(
+                    f"fixed rate {RATE:.0f} req/s for {SECONDS:.0f} s (latency from the scheduled send time):"
+                )
+                ours_fixed = await open_loop(ours_url, ours_body, rate=RATE, seconds=SECONDS)
+                print(f"  slack-webhook  : {ours_fixed.summary()}  (target p99 < 50 ms)")
+                theirs_fixed = await open_loop(theirs_url, theirs_body, rate=RATE, seconds=SECONDS / 2)
+                print(f"  matrix-webhook : {theirs_fixed.summary()}  ({SECONDS / 2:.0f} s)")
+            finally:
+                if theirs is not None:
+                    theirs.terminate()
+                    theirs.wait(10)
+                if ours is not None:
+                    ours.stop()

@@ -147,34 +147,38 @@ def routes(settings: AlertmanagerReceiverSettings) -> list[BaseRoute]:
         outgoing: list[Outgoing] = []
         new_roots: list[tuple[int, str]] = []  # (index in outgoing, key)
         forget: list[str] = []
-        if receiver.message_mode == "group":
-            firing = [a for a in notification.alerts if a.status == "firing"]
-            ping = any(a.labels.get("severity") in ping_levels for a in firing)
-            alertnames = " ".join(notification.groupLabels.values())
-            html = render("group-template", group_data(notification, templating),
-                          f"{notification.status.upper()} {alertnames}", count)  # fmt: skip
-            key = f"group:{notification.groupKey or alertnames}"
-            resolved = notification.status == "resolved"
+
+        def add(key: str, html: str, ping: bool, resolved: bool) -> None:
             messages, starts = related(key, room, message(html, ping), resolved)
             if starts:
                 new_roots.append((len(outgoing), key))
             if resolved:
                 forget.append(key)
-            outgoing += messages
+            outgoing.extend(messages)
+
+        if receiver.message_mode == "group":
+            firing = [a for a in notification.alerts if a.status == "firing"]
+            alertnames = " ".join(notification.groupLabels.values())
+            html = render("group-template", group_data(notification, templating),
+                          f"{notification.status.upper()} {alertnames}", count)  # fmt: skip
+            add(
+                f"group:{notification.groupKey or alertnames}",
+                html,
+                any(a.labels.get("severity") in ping_levels for a in firing),
+                notification.status == "resolved",
+            )
         else:
             for alert in notification.alerts:
                 resolved = alert.status == "resolved"
                 template = "resolved-template" if resolved else "firing-template"
                 fallback = f"{alert.status.upper()} {alert.labels.get('alertname', '')}"
                 html = render(template, alert_data(notification, alert, templating), fallback, count)
-                ping = not resolved and alert.labels.get("severity") in ping_levels
-                key = _alert_key(alert)
-                messages, starts = related(key, room, message(html, ping), resolved)
-                if starts:
-                    new_roots.append((len(outgoing), key))
-                if resolved:
-                    forget.append(key)
-                outgoing += messages
+                add(
+                    _alert_key(alert),
+                    html,
+                    not resolved and alert.labels.get("severity") in ping_levels,
+                    resolved,
+                )
         try:
             ids = await get_service(request).outbox.enqueue_many(outgoing)
             for index, key in new_roots:
