@@ -348,9 +348,6 @@ def main_for(settings_cls: type[ServiceSettings], routes: Any) -> None:
     from shared.settings import load_or_exit
 
     settings = load_or_exit(settings_cls)
-    # Every accepted request waits for the outbox thread's commit; with CPython's default 5 ms GIL
-    # switch interval that thread waits behind the busy event loop and bounds request latency.
-    sys.setswitchinterval(0.0005)
     logs.configure(settings.log_level, json_lines=settings.log_json, secrets=settings.secrets())
     service = Service.from_settings(settings)
     app = create_app(service, routes(settings))
