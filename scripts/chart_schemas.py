@@ -210,7 +210,82 @@ HOOK = obj(
 ROOM = string(pattern=r"^[!#].+")
 LEVELS = ["fatal", "error", "warning", "info", "debug", "sample"]
 
+POOL_KINDS = [
+    "main",
+    "typing",
+    "to_device",
+    "account_data",
+    "presence",
+    "push_rules",
+    "receipts",
+    "device_lists",
+    "thread_subscriptions",
+    "quarantined_media",
+    "event_persister",
+    "media_repository",
+    "media_background",
+    "room",
+    "sync",
+    "federation_reader",
+    "client_reader",
+    "user_dir",
+    "background",
+    "pusher",
+    "federation_sender",
+]
+
+SYNAPSE: Schema = {
+    "$schema": "https://json-schema.org/draft-07/schema#",
+    **obj(
+        {
+            "nameOverride": string(),
+            "fullnameOverride": string(),
+            "commonLabels": string_map(),
+            "component": string(),
+            "image": obj(
+                {
+                    "registry": string(),
+                    "repository": string(minLength=1),
+                    "tag": string(),
+                    "digest": string(pattern=r"^(sha256:[a-f0-9]{64})?$"),
+                    "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
+                }
+            ),
+            "serverName": string(),
+            "publicBaseurl": string(pattern=r"^(https?://.+/)?$", description="with a trailing slash"),
+            "redis": obj({"host": string(), "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
+            "postgres": obj(
+                {
+                    "host": string(),
+                    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                    "database": string(),
+                    "user": string(),
+                    "sslmode": string(
+                        enum=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+                    ),
+                }
+            ),
+            "pools": {
+                "type": "object",
+                "additionalProperties": obj(
+                    {
+                        "kind": string(enum=POOL_KINDS),
+                        "enabled": BOOL,
+                        "replicas": {"type": "integer", "minimum": 1},
+                    },
+                    ["kind"],
+                ),
+            },
+            "experimental": obj({"msc4306": BOOL}),
+            "extraConfig": free_map(),
+            "global": free_map(),
+            "matrix-stack-lib": free_map(),
+        }
+    ),
+}
+
 SCHEMAS: dict[str, Schema] = {
+    "synapse": SYNAPSE,
     "matrix-alertmanager-receiver": service_chart(
         {
             "config": obj(

@@ -1,0 +1,170 @@
+"""The synapse chart, part 1: configuration derived from pools, invalid topologies refused, and a
+real worker cluster booted from the rendered ConfigMap."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from shared.devstack.postgres import LocalPostgres
+from shared.devstack.redis import LocalRedis
+from shared.devstack.synapse import _register_mac
+from shared.devstack.synapse_cluster import Cluster, boot
+from tests.charts import helm
+
+CI = helm.CHARTS / "synapse" / "ci"
+ONE_EACH = {"pools": {name: {"replicas": 1} for name in ("event_persister", "room", "sync", "client_reader")}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dependencies() -> None:
+    helm.build_dependencies("synapse")
+
+
+def configmap(*files: Path, values: dict[str, Any] | None = None) -> dict[str, str]:
+    documents = helm.template("synapse", *files, values=values)
+    data: dict[str, str] = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+    return data
+
+
+def homeserver(*files: Path, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(configmap(*files, values=values)["homeserver.yaml"])
+    return loaded
+
+
+@pytest.mark.parametrize("values_file", sorted(CI.glob("*.yaml")), ids=lambda p: p.stem)
+def test_lint_and_kubernetes_schemas(values_file: Path) -> None:
+    result = helm.run("lint", "--strict", str(helm.CHARTS / "synapse"), "-f", str(values_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for document in helm.template("synapse", values_file):
+        helm.validate(document)
+
+
+def test_monolith_has_no_worker_configuration() -> None:
+    config = homeserver(CI / "monolith-values.yaml")
+    for key in ("instance_map", "stream_writers", "redis", "pusher_instances", "run_background_tasks_on"):
+        assert key not in config
+    assert config["enable_media_repo"] is True
+    assert list(configmap(CI / "monolith-values.yaml")) == ["homeserver.yaml", "process-main.yaml"]
+
+
+def test_configuration_is_derived_from_pools() -> None:
+    config = homeserver(CI / "default-values.yaml")
+    writers = config["stream_writers"]
+    prefix = "t-synapse-"
+    assert writers["events"] == [f"{prefix}event-persister-0", f"{prefix}event-persister-1"]
+    for stream in ("typing", "to_device", "account_data", "presence", "push_rules", "receipts", "device_lists",
+                   "thread_subscriptions"):  # fmt: skip
+        assert writers[stream] == [f"{prefix}{stream.replace('_', '-')}-0"], stream
+    # The main process is "master" here, and it must write quarantine changes (its background update does).
+    assert writers["quarantined_media_changes"] == ["master", f"{prefix}quarantined-media-0"]
+    everyone = {name for names in writers.values() for name in names} - {"master"}
+    assert everyone <= set(config["instance_map"])
+    assert config["instance_map"]["main"]["port"] == 9093
+    assert config["enable_media_repo"] is False
+    assert config["media_instance_running_background_jobs"] == f"{prefix}media-background-0"
+    assert config["run_background_tasks_on"] == f"{prefix}background-0"
+    assert config["update_user_directory_from_worker"] == f"{prefix}user-dir-0"
+    assert config["pusher_instances"] == [f"{prefix}pusher-0"]
+    processes = configmap(CI / "default-values.yaml")
+    quarantine = yaml.safe_load(processes["process-quarantined_media.yaml"])
+    names = {
+        n
+        for listener in quarantine["worker_listeners"]
+        for r in listener.get("resources", [])
+        for n in r["names"]
+    }
+    assert {"media", "replication"} <= names  # media-capable and addressable: it can write quarantine changes
+    assert quarantine["enable_media_repo"] is True
+    # Disabled writer pools fall back to master.
+    fewer = homeserver(CI / "default-values.yaml", values={"pools": {"typing": {"enabled": False}}})
+    assert fewer["stream_writers"]["typing"] == ["master"]
+
+
+def test_invalid_topologies_fail_with_what_to_change() -> None:
+    cases = [
+        ({"pools": {"typing": {"replicas": 2}}}, "a typing pool runs exactly one instance"),
+        ({"redis": {"host": ""}}, "workers replicate through Redis"),
+        ({"pools": {"media_background": {"enabled": False}}}, "need a media_background pool"),
+        ({"pools": {"main": {"enabled": False}}}, "exactly one enabled pool of kind main"),
+        (
+            {"pools": {"second_main": {"kind": "main"}}},
+            "exactly one enabled pool of kind main is needed, found 2",
+        ),
+        ({"pools": {"x": {"kind": "media"}}}, "kind"),
+        ({"pools": {"Bad-Name": {"kind": "room"}}}, "pool name"),
+    ]
+    for values, message in cases:
+        with pytest.raises(helm.RenderError, match=message):
+            configmap(CI / "default-values.yaml", values=values)
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres, redis: LocalRedis
+) -> Iterator[Cluster]:
+    data = configmap(CI / "default-values.yaml", values=ONE_EACH)
+    config = yaml.safe_load(data["homeserver.yaml"])
+    instances = sorted(
+        (set(config["instance_map"]) - {"main"})
+        | set(config["pusher_instances"]) | set(config["federation_sender_instances"])
+        | {config["run_background_tasks_on"], config["update_user_directory_from_worker"],
+           config["media_instance_running_background_jobs"]}
+    )  # fmt: skip
+    database = postgres.create_database("synapse_cluster")
+    started = boot(data, instances, directory=tmp_path_factory.mktemp("cluster"), postgres_port=postgres.port,
+                   database=database.rsplit("/", 1)[1], redis_port=redis.port)  # fmt: skip
+    yield started
+    started.stop()
+
+
+def redis_clients(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"CLIENT LIST\r\n")
+        reply = b""
+        while not reply.endswith(b"\r\n") or reply.count(b"\n") < 2:
+            reply += sock.recv(65536)
+        return reply.count(b"id=")
+
+
+def test_real_worker_cluster_boots_and_replicates(cluster: Cluster, redis: LocalRedis) -> None:
+    assert len(cluster.processes) == 21  # main + one process of every pool
+    for process in cluster.processes:
+        assert process.process is not None, process.name
+        assert process.process.poll() is None, process.name
+        log = process.log.read_text() if process.log else ""
+        assert "ConfigError" not in log, process.name
+    # Every process holds a Redis connection (publisher and subscriber) for replication.
+    assert redis_clients(redis.port) >= 2 * len(cluster.processes)
+
+
+def test_strict_stream_writers_answer_on_their_own_ports(cluster: Cluster) -> None:
+    main = cluster.by_pool("main")
+    base = f"http://127.0.0.1:{main.port(8008)}"
+    with httpx.Client(timeout=30) as http:
+        nonce = http.get(f"{base}/_synapse/admin/v1/register").json()["nonce"]
+        registered = http.post(f"{base}/_synapse/admin/v1/register", json={
+            "nonce": nonce, "username": "alice", "password": "pw-alice-123", "admin": False,
+            "mac": _register_mac("cluster-test-shared-secret", nonce, "alice", "pw-alice-123", False)}).json()  # fmt: skip
+        auth = {"Authorization": f"Bearer {registered['access_token']}"}
+        user = registered["user_id"]
+        room = http.post(f"{base}/_matrix/client/v3/createRoom", json={}, headers=auth).json()["room_id"]
+        typing = cluster.by_pool("typing")
+        answer = http.put(f"http://127.0.0.1:{typing.port(8008)}/_matrix/client/v3/rooms/{room}/typing/{user}",
+                          json={"typing": True, "timeout": 30000}, headers=auth)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        push = cluster.by_pool("push_rules")
+        answer = http.put(f"http://127.0.0.1:{push.port(8008)}/_matrix/client/v3/pushrules/global/content/tagsale",
+                          json={"pattern": "sale", "actions": ["notify"]}, headers=auth)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        # The same write on a process that is not the writer fails: the config really decides.
+        reader = cluster.by_pool("client_reader")
+        wrong = http.put(f"http://127.0.0.1:{reader.port(8008)}/_matrix/client/v3/rooms/{room}/typing/{user}",
+                         json={"typing": True, "timeout": 30000}, headers=auth)  # fmt: skip
+        assert wrong.status_code == 500
