@@ -254,6 +254,28 @@ SYNAPSE: Schema = {
             "serverName": string(),
             "publicBaseurl": string(pattern=r"^(https?://.+/)?$", description="with a trailing slash"),
             "redis": obj({"host": string(), "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
+            "secrets": obj(
+                {key: CREDENTIAL for key in ("macaroon", "form", "registrationSharedSecret", "signingKey")}
+            ),
+            "resources": free_map(),
+            "podSecurityContext": free_map(),
+            "containerSecurityContext": free_map(),
+            "nodeSelector": string_map(),
+            "tolerations": array(free_map()),
+            "affinity": free_map(),
+            "media": obj(
+                {
+                    "persistence": obj(
+                        {
+                            "enabled": BOOL,
+                            "existingClaim": string(),
+                            "storageClass": string(),
+                            "accessMode": string(enum=["ReadWriteOnce", "ReadWriteMany"]),
+                            "size": string(),
+                        }
+                    )
+                }
+            ),
             "postgres": obj(
                 {
                     "host": string(),
@@ -263,6 +285,7 @@ SYNAPSE: Schema = {
                     "sslmode": string(
                         enum=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
                     ),
+                    "password": CREDENTIAL,
                 }
             ),
             "pools": {

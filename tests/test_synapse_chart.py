@@ -15,7 +15,7 @@ import yaml
 from shared.devstack.postgres import LocalPostgres
 from shared.devstack.redis import LocalRedis
 from shared.devstack.synapse import _register_mac
-from shared.devstack.synapse_cluster import Cluster, boot
+from shared.devstack.synapse_cluster import SHARED_SECRET, Cluster, boot
 from tests.charts import helm
 
 CI = helm.CHARTS / "synapse" / "ci"
@@ -51,7 +51,11 @@ def test_monolith_has_no_worker_configuration() -> None:
     for key in ("instance_map", "stream_writers", "redis", "pusher_instances", "run_background_tasks_on"):
         assert key not in config
     assert config["enable_media_repo"] is True
-    assert list(configmap(CI / "monolith-values.yaml")) == ["homeserver.yaml", "process-main.yaml"]
+    assert sorted(configmap(CI / "monolith-values.yaml")) == [
+        "homeserver.yaml",
+        "log.yaml",
+        "process-main.yaml",
+    ]
 
 
 def test_configuration_is_derived_from_pools() -> None:
@@ -151,7 +155,7 @@ def test_strict_stream_writers_answer_on_their_own_ports(cluster: Cluster) -> No
         nonce = http.get(f"{base}/_synapse/admin/v1/register").json()["nonce"]
         registered = http.post(f"{base}/_synapse/admin/v1/register", json={
             "nonce": nonce, "username": "alice", "password": "pw-alice-123", "admin": False,
-            "mac": _register_mac("cluster-test-shared-secret", nonce, "alice", "pw-alice-123", False)}).json()  # fmt: skip
+            "mac": _register_mac(SHARED_SECRET, nonce, "alice", "pw-alice-123", False)}).json()  # fmt: skip
         auth = {"Authorization": f"Bearer {registered['access_token']}"}
         user = registered["user_id"]
         room = http.post(f"{base}/_matrix/client/v3/createRoom", json={}, headers=auth).json()["room_id"]
@@ -168,3 +172,38 @@ def test_strict_stream_writers_answer_on_their_own_ports(cluster: Cluster) -> No
         wrong = http.put(f"http://127.0.0.1:{reader.port(8008)}/_matrix/client/v3/rooms/{room}/typing/{user}",
                          json={"typing": True, "timeout": 30000}, headers=auth)  # fmt: skip
         assert wrong.status_code == 500
+
+
+def test_generated_signing_key_is_what_synapse_reads(tmp_path: Path) -> None:
+    import base64
+
+    from signedjson.key import read_signing_keys
+
+    secret = next(d for d in helm.template("synapse", CI / "default-values.yaml") if d["kind"] == "Secret")
+    key_text = base64.b64decode(secret["data"]["signing.key"]).decode()
+    [key] = read_signing_keys(key_text.splitlines())
+    assert key.alg == "ed25519"
+    assert key.version.startswith("a_")
+    assert len(bytes(key)) == 32
+
+
+def test_workloads() -> None:
+    documents = helm.template("synapse", CI / "default-values.yaml")
+    workloads = {d["metadata"]["name"]: d for d in documents if d["kind"] in ("StatefulSet", "Deployment")}
+    assert workloads["t-synapse-typing"]["kind"] == "StatefulSet"  # named in config: stable pod names
+    assert workloads["t-synapse-sync"]["kind"] == "Deployment"  # stateless reader
+    assert workloads["t-synapse-event-persister"]["spec"]["replicas"] == 2
+    typing = workloads["t-synapse-typing"]["spec"]["template"]["spec"]
+    [container] = typing["containers"]
+    assert "synapse.app.generic_worker" in container["command"][2]
+    assert "s/@HOSTNAME@/$HOSTNAME/" in container["command"][2]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert typing["securityContext"]["runAsNonRoot"] is True
+    services = {d["metadata"]["name"] for d in documents if d["kind"] == "Service"}
+    assert {name for name in workloads} == services  # one headless Service per pool
+    main = workloads["t-synapse-main"]["spec"]["template"]["spec"]["containers"][0]
+    assert "synapse.app.homeserver" in main["command"][2]
+    mounts = {m["mountPath"] for m in main["volumeMounts"]}
+    assert "/media" not in mounts  # media pools exist: main serves no media
+    media = workloads["t-synapse-media-repository"]["spec"]["template"]["spec"]["containers"][0]
+    assert "/media" in {m["mountPath"] for m in media["volumeMounts"]}

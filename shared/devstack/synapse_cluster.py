@@ -25,6 +25,9 @@ disable_existing_loggers: false
 """
 
 
+SHARED_SECRET = "cluster-test-shared-secret"
+
+
 @dataclass
 class Process:
     name: str  # worker_name, or "main"
@@ -84,6 +87,7 @@ def boot(
     homeserver = yaml.safe_load(configmap["homeserver.yaml"])
     pools = {name.removeprefix("process-").removesuffix(".yaml"): yaml.safe_load(text)
              for name, text in configmap.items() if name.startswith("process-")}  # fmt: skip
+    (directory / "chart-log.yaml").write_text(configmap["log.yaml"])  # kept for reference; ours is quieter
     cluster = Cluster(directory)
     main_pool = next(name for name, config in pools.items() if "worker_app" not in config)
     main = Process(
@@ -115,11 +119,16 @@ def boot(
     if "redis" in homeserver:
         homeserver["redis"].update({"host": "127.0.0.1", "port": redis_port})
     homeserver["media_store_path"] = str(directory / "media")
-    homeserver["signing_key_path"] = str(directory / "signing.key")
     homeserver["log_config"] = str(directory / "log.yaml")
     homeserver["public_baseurl"] = f"http://127.0.0.1:{main.port(8008)}/"
-    homeserver["registration_shared_secret"] = "cluster-test-shared-secret"
     homeserver["trusted_key_servers"] = []
+    # The chart mounts its secrets as files; here the same files are written locally.
+    for key, value in (("macaroon_secret_key_path", "cluster-macaroon"), ("form_secret_path", "cluster-form"),
+                       ("registration_shared_secret_path", SHARED_SECRET)):  # fmt: skip
+        path = directory / key
+        path.write_text(value)
+        homeserver[key] = str(path)
+    homeserver["signing_key_path"] = str(directory / "signing.key")
     (directory / "homeserver.yaml").write_text(yaml.safe_dump(homeserver))
     from signedjson.key import generate_signing_key, write_signing_keys
 

@@ -130,7 +130,11 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
   "report_stats" false
   "enable_metrics" true
   "media_store_path" "/media"
-  "signing_key_path" "/secrets/signing.key"
+  "signing_key_path" (include "synapse.secretFile" (dict "root" . "credential" .Values.secrets.signingKey "key" "signing.key"))
+  "macaroon_secret_key_path" (include "synapse.secretFile" (dict "root" . "credential" .Values.secrets.macaroon "key" "macaroon"))
+  "form_secret_path" (include "synapse.secretFile" (dict "root" . "credential" .Values.secrets.form "key" "form"))
+  "registration_shared_secret_path" (include "synapse.secretFile" (dict "root" . "credential" .Values.secrets.registrationSharedSecret "key" "registration-shared-secret"))
+  "log_config" "/conf/log.yaml"
   "enable_media_repo" (not $t.media)
   "database" (dict "name" "psycopg2" "args" (dict "host" .Values.postgres.host "port" .Values.postgres.port "dbname" .Values.postgres.database "user" .Values.postgres.user "sslmode" .Values.postgres.sslmode "cp_min" 5 "cp_max" 10)) -}}
 {{- if $t.workers -}}
@@ -167,4 +171,22 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- if $pool.media }}{{ $_ := set $config "enable_media_repo" true }}{{ end -}}
 {{- toYaml $config -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Where a Synapse secret is mounted: the chart's Secret, or the operator's. */}}
+{{- define "synapse.secretFile" -}}
+{{- $credential := .credential -}}
+{{- if $credential.secret -}}
+{{- printf "/secrets/%s/%s" (tpl $credential.secret .root) $credential.secretKey -}}
+{{- else -}}
+{{- printf "/secrets/synapse/%s" .key -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "synapse.secretVolumes" -}}
+{{- $names := list (printf "%s-secrets" (include "msl.fullname" .)) -}}
+{{- range $credential := list .Values.secrets.macaroon .Values.secrets.form .Values.secrets.registrationSharedSecret .Values.secrets.signingKey -}}
+{{- if $credential.secret }}{{ $names = append $names (tpl $credential.secret $) }}{{ end -}}
+{{- end -}}
+{{- toJson ($names | uniq) -}}
 {{- end -}}
