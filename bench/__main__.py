@@ -1,17 +1,18 @@
-"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager]`."""
+"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster]`."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 
-from bench import alertmanager_bench, outbox_bench, sentry_bench, slack_bench
+from bench import alertmanager_bench, cluster_bench, outbox_bench, sentry_bench, slack_bench
 
 BENCHMARKS = {
     "outbox": outbox_bench.main,
     "slack": slack_bench.main,
     "sentry": sentry_bench.main,
     "alertmanager": alertmanager_bench.main,
+    "synapse-cluster": cluster_bench.main,
 }
 
 

@@ -4,6 +4,7 @@ real worker cluster booted from the rendered ConfigMap."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,29 +149,87 @@ def test_real_worker_cluster_boots_and_replicates(cluster: Cluster, redis: Local
     assert redis_clients(redis.port) >= 2 * len(cluster.processes)
 
 
-def test_strict_stream_writers_answer_on_their_own_ports(cluster: Cluster) -> None:
-    main = cluster.by_pool("main")
-    base = f"http://127.0.0.1:{main.port(8008)}"
+def _register(http: httpx.Client, base: str, name: str, admin: bool = False) -> tuple[str, dict[str, str]]:
+    nonce = http.get(f"{base}/_synapse/admin/v1/register").json()["nonce"]
+    password = f"pw-{name}-123"
+    body = {"nonce": nonce, "username": name, "password": password, "admin": admin,
+            "mac": _register_mac(SHARED_SECRET, nonce, name, password, admin)}  # fmt: skip
+    registered = http.post(f"{base}/_synapse/admin/v1/register", json=body).json()
+    return registered["user_id"], {"Authorization": f"Bearer {registered['access_token']}"}
+
+
+def test_every_stream_writer_through_its_own_port(cluster: Cluster) -> None:
+    """Each write goes to its writer's HTTP port; the effects reach a sync worker over replication."""
+
+    def url(pool: str, path: str) -> str:
+        return f"http://127.0.0.1:{cluster.by_pool(pool).port(8008)}{path}"
+
     with httpx.Client(timeout=30) as http:
-        nonce = http.get(f"{base}/_synapse/admin/v1/register").json()["nonce"]
-        registered = http.post(f"{base}/_synapse/admin/v1/register", json={
-            "nonce": nonce, "username": "alice", "password": "pw-alice-123", "admin": False,
-            "mac": _register_mac(SHARED_SECRET, nonce, "alice", "pw-alice-123", False)}).json()  # fmt: skip
-        auth = {"Authorization": f"Bearer {registered['access_token']}"}
-        user = registered["user_id"]
-        room = http.post(f"{base}/_matrix/client/v3/createRoom", json={}, headers=auth).json()["room_id"]
-        typing = cluster.by_pool("typing")
-        answer = http.put(f"http://127.0.0.1:{typing.port(8008)}/_matrix/client/v3/rooms/{room}/typing/{user}",
-                          json={"typing": True, "timeout": 30000}, headers=auth)  # fmt: skip
-        assert answer.status_code == 200, answer.text
-        push = cluster.by_pool("push_rules")
-        answer = http.put(f"http://127.0.0.1:{push.port(8008)}/_matrix/client/v3/pushrules/global/content/tagsale",
-                          json={"pattern": "sale", "actions": ["notify"]}, headers=auth)  # fmt: skip
-        assert answer.status_code == 200, answer.text
-        # The same write on a process that is not the writer fails: the config really decides.
-        reader = cluster.by_pool("client_reader")
-        wrong = http.put(f"http://127.0.0.1:{reader.port(8008)}/_matrix/client/v3/rooms/{room}/typing/{user}",
-                         json={"typing": True, "timeout": 30000}, headers=auth)  # fmt: skip
+        base = url("main", "")
+        alice, alice_auth = _register(http, base, "alice", admin=True)
+        bob, bob_auth = _register(http, base, "bob")
+        room = http.post(
+            f"{base}/_matrix/client/v3/createRoom", json={"invite": [bob]}, headers=alice_auth
+        ).json()["room_id"]
+        assert (
+            http.post(f"{base}/_matrix/client/v3/join/{room}", json={}, headers=bob_auth).status_code == 200
+        )
+        bob_device = http.get(f"{base}/_matrix/client/v3/account/whoami", headers=bob_auth).json()[
+            "device_id"
+        ]
+
+        def ok(response: httpx.Response) -> dict[str, Any]:
+            assert response.status_code == 200, (response.request.url, response.text)
+            body: dict[str, Any] = response.json()
+            return body
+
+        # events: created on a room worker, persisted by the event persister
+        event_id = ok(http.put(url("room", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/t1"),
+                               json={"msgtype": "m.text", "body": "through the workers"}, headers=alice_auth))["event_id"]  # fmt: skip
+        ok(http.put(url("typing", f"/_matrix/client/v3/rooms/{room}/typing/{alice}"),
+                    json={"typing": True, "timeout": 30000}, headers=alice_auth))  # fmt: skip
+        ok(http.put(url("to_device", "/_matrix/client/v3/sendToDevice/m.test/t1"),
+                    json={"messages": {bob: {bob_device: {"hello": "bob"}}}}, headers=alice_auth))  # fmt: skip
+        ok(http.post(url("receipts", f"/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}"), json={},
+                     headers=bob_auth))  # fmt: skip
+        ok(http.put(url("push_rules", "/_matrix/client/v3/pushrules/global/content/tagsale"),
+                    json={"pattern": "sale", "actions": ["notify"]}, headers=bob_auth))  # fmt: skip
+        ok(http.put(url("account_data", f"/_matrix/client/v3/user/{bob}/account_data/m.test"),
+                    json={"set": "on the writer"}, headers=bob_auth))  # fmt: skip
+        ok(http.put(url("presence", f"/_matrix/client/v3/presence/{bob}/status"), json={"presence": "online"},
+                    headers=bob_auth))  # fmt: skip
+        keys = ok(http.post(url("device_lists", "/_matrix/client/v3/keys/upload"),
+                            json={"one_time_keys": {"signed_curve25519:AAAAAQ": {"key": "k", "signatures": {}}}},
+                            headers=bob_auth))  # fmt: skip
+        assert keys["one_time_key_counts"]["signed_curve25519"] == 1
+        media = ok(http.post(url("media_repository", "/_matrix/media/v3/upload?filename=a.txt"), content=b"quarantine me",
+                             headers={**alice_auth, "Content-Type": "text/plain"}))["content_uri"]  # fmt: skip
+        server, media_id = media.removeprefix("mxc://").split("/")
+        ok(http.post(url("quarantined_media", f"/_synapse/admin/v1/media/quarantine/{server}/{media_id}"), json={},
+                     headers=alice_auth))  # fmt: skip
+
+        # Everything reaches bob's sync on the sync worker.
+        seen: dict[str, bool] = {}
+        for _ in range(60):
+            sync = ok(
+                http.get(url("sync", "/_matrix/client/v3/sync"), params={"timeout": 0}, headers=bob_auth)
+            )
+            joined = sync["rooms"]["join"].get(room, {})
+            seen = {
+                "event": any(e.get("event_id") == event_id for e in joined.get("timeline", {}).get("events", [])),
+                "typing": any(e["type"] == "m.typing" and alice in e["content"]["user_ids"]
+                              for e in joined.get("ephemeral", {}).get("events", [])),
+                "receipt": any(e["type"] == "m.receipt" for e in joined.get("ephemeral", {}).get("events", [])),
+                "to_device": any(e["type"] == "m.test" for e in sync.get("to_device", {}).get("events", [])),
+                "account_data": any(e["type"] == "m.test" for e in sync.get("account_data", {}).get("events", [])),
+            }  # fmt: skip
+            if all(seen.values()):
+                break
+            time.sleep(0.5)
+        assert all(seen.values()), seen
+        # The strict writers refuse writes elsewhere: the configuration really decides.
+        wrong = http.put(url("client_reader", f"/_matrix/client/v3/rooms/{room}/typing/{alice}"),
+                         json={"typing": True, "timeout": 30000}, headers=alice_auth)  # fmt: skip
         assert wrong.status_code == 500
 
 
