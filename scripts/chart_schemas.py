@@ -295,11 +295,30 @@ SYNAPSE: Schema = {
                         "kind": string(enum=POOL_KINDS),
                         "enabled": BOOL,
                         "replicas": {"type": "integer", "minimum": 1},
+                        "resources": free_map(),
+                        "autoscaling": obj(
+                            {
+                                "enabled": BOOL,
+                                "minReplicas": {"type": "integer", "minimum": 1},
+                                "maxReplicas": {"type": "integer", "minimum": 1},
+                                "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1},
+                            }
+                        ),
                     },
                     ["kind"],
                 ),
             },
             "experimental": obj({"msc4306": BOOL}),
+            "wellKnown": obj(
+                {
+                    "enabled": BOOL,
+                    "server": BOOL,
+                    "rtcFoci": array(free_map()),
+                    "extraClientContent": free_map(),
+                }
+            ),
+            "podDisruptionBudget": obj({"enabled": BOOL}),
+            "podMonitor": obj({"enabled": BOOL, "interval": string(), "labels": string_map()}),
             "extraConfig": free_map(),
             "global": free_map(),
             "matrix-stack-lib": free_map(),

@@ -20,7 +20,10 @@ from shared.devstack.synapse_cluster import SHARED_SECRET, Cluster, boot
 from tests.charts import helm
 
 CI = helm.CHARTS / "synapse" / "ci"
-ONE_EACH = {"pools": {name: {"replicas": 1} for name in ("event_persister", "room", "sync", "client_reader")}}
+ONE_EACH = {
+    "pools": {name: {"replicas": 1} for name in ("event_persister", "room", "sync", "client_reader")},
+    "wellKnown": {"rtcFoci": [{"type": "livekit", "livekit_service_url": "https://rtc.example.org/jwt"}]},
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -231,6 +234,61 @@ def test_every_stream_writer_through_its_own_port(cluster: Cluster) -> None:
         wrong = http.put(url("client_reader", f"/_matrix/client/v3/rooms/{room}/typing/{alice}"),
                          json={"typing": True, "timeout": 30000}, headers=alice_auth)  # fmt: skip
         assert wrong.status_code == 500
+
+
+def test_well_known_served_by_the_cluster(cluster: Cluster) -> None:
+    base = f"http://127.0.0.1:{cluster.by_pool('main').port(8008)}"
+    client = httpx.get(f"{base}/.well-known/matrix/client").json()
+    assert client["org.matrix.msc4143.rtc_foci"] == [
+        {"type": "livekit", "livekit_service_url": "https://rtc.example.org/jwt"}
+    ]
+    assert httpx.get(f"{base}/.well-known/matrix/server").json() == {"m.server": "example.org:443"}
+
+
+def test_large_topology() -> None:
+    documents = helm.template(
+        "synapse", CI / "large-values.yaml", api_versions=("monitoring.coreos.com/v1/PodMonitor",)
+    )
+    for document in documents:
+        helm.validate(document)
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for document in documents:
+        kinds.setdefault(document["kind"], []).append(document)
+    config = yaml.safe_load(next(iter(kinds["ConfigMap"]))["data"]["homeserver.yaml"])
+    assert len(config["stream_writers"]["events"]) == 4
+    assert config["stream_writers"]["quarantined_media_changes"] == [
+        "master", "t-synapse-quarantined-media-0", "t-synapse-quarantined-media-1"]  # fmt: skip
+    assert config["experimental_features"] == {"msc4306_enabled": True}
+    assert len(config["federation_sender_instances"]) == 3
+    [hpa] = kinds["HorizontalPodAutoscaler"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (4, 12)
+    sync = next(d for d in kinds["Deployment"] if d["metadata"]["name"] == "t-synapse-sync")
+    assert "replicas" not in sync["spec"]  # the HPA owns it
+    assert any(
+        d["metadata"]["name"] == "t-synapse-sync-initial" for d in kinds["Deployment"]
+    )  # an extra pool
+    pdbs = {d["metadata"]["name"] for d in kinds["PodDisruptionBudget"]}
+    assert "t-synapse-event-persister" in pdbs
+    assert "t-synapse-typing" not in pdbs  # one replica: a PDB would block every drain
+    assert len(kinds["PodMonitor"]) == 1
+    secret_names = {
+        v["secret"]["secretName"]
+        for d in kinds["StatefulSet"]
+        for v in d["spec"]["template"]["spec"]["volumes"]
+        if "secret" in v
+    }
+    assert secret_names == {"t-synapse-secrets", "synapse-keys"}
+    assert config["signing_key_path"] == "/secrets/synapse-keys/signing.key"
+    env = next(iter(kinds["StatefulSet"]))["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [
+        {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "synapse-db", "key": "password"}}}
+    ]
+    with pytest.raises(helm.RenderError, match="cannot autoscale"):
+        helm.template(
+            "synapse",
+            CI / "large-values.yaml",
+            values={"pools": {"typing": {"autoscaling": {"enabled": True, "maxReplicas": 2}}}},
+        )
 
 
 def test_generated_signing_key_is_what_synapse_reads(tmp_path: Path) -> None:

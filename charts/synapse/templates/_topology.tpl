@@ -147,6 +147,13 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- with $t.user_dir }}{{ $_ := set $config "update_user_directory_from_worker" (first .) }}{{ end -}}
 {{- with $t.media_background }}{{ $_ := set $config "media_instance_running_background_jobs" . }}{{ end -}}
 {{- end -}}
+{{- if .Values.wellKnown.enabled -}}
+{{- $_ := set $config "serve_client_wellknown" true -}}
+{{- $client := deepCopy .Values.wellKnown.extraClientContent -}}
+{{- with .Values.wellKnown.rtcFoci }}{{ $_ := set $client "org.matrix.msc4143.rtc_foci" . }}{{ end -}}
+{{- with $client }}{{ $_ := set $config "extra_well_known_client_content" . }}{{ end -}}
+{{- if .Values.wellKnown.server }}{{ $_ := set $config "serve_server_wellknown" true }}{{ end -}}
+{{- end -}}
 {{- if .Values.experimental.msc4306 -}}
 {{- $_ := set $config "experimental_features" (dict "msc4306_enabled" true) -}}
 {{- end -}}
