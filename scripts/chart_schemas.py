@@ -318,6 +318,26 @@ SYNAPSE: Schema = {
                 }
             ),
             "podDisruptionBudget": obj({"enabled": BOOL}),
+            "pgbouncer": obj(
+                {
+                    "enabled": BOOL,
+                    "image": obj(
+                        {
+                            "registry": string(),
+                            "repository": string(minLength=1),
+                            "tag": string(),
+                            "digest": string(pattern=r"^(sha256:[a-f0-9]{64})?$"),
+                            "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
+                        }
+                    ),
+                    "replicas": {"type": "integer", "minimum": 1},
+                    "poolMode": string(enum=["session", "transaction"]),
+                    "maxClientConn": {"type": "integer", "minimum": 1},
+                    "defaultPoolSize": {"type": "integer", "minimum": 1},
+                    "bypassKinds": array(string(enum=POOL_KINDS)),
+                    "resources": free_map(),
+                }
+            ),
             "podMonitor": obj({"enabled": BOOL, "interval": string(), "labels": string_map()}),
             "extraConfig": free_map(),
             "global": free_map(),

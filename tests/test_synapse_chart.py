@@ -324,3 +324,29 @@ def test_workloads() -> None:
     assert "/media" not in mounts  # media pools exist: main serves no media
     media = workloads["t-synapse-media-repository"]["spec"]["template"]["spec"]["containers"][0]
     assert "/media" in {m["mountPath"] for m in media["volumeMounts"]}
+
+
+def test_pgbouncer_with_writers_bypassing_it() -> None:
+    values = {"pgbouncer": {"enabled": True}}
+    documents = helm.template("synapse", CI / "large-values.yaml", values=values)
+    for document in documents:
+        helm.validate(document)
+    data = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+
+    def database_host(pool: str) -> str:
+        process = yaml.safe_load(data[f"process-{pool}.yaml"])
+        host: str = process.get("database", yaml.safe_load(data["homeserver.yaml"])["database"])["args"][
+            "host"
+        ]
+        return host
+
+    assert database_host("sync") == "t-synapse-pgbouncer"
+    assert database_host("client_reader") == "t-synapse-pgbouncer"
+    for pool in ("main", "event_persister", "background"):  # the heavy writers connect directly
+        assert database_host(pool) == "postgres.example.svc"
+    pgbouncer = next(
+        d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "t-synapse-pgbouncer"
+    )
+    env = {e["name"]: e for e in pgbouncer["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "synapse-db", "key": "password"}
+    assert env["DB_HOST"]["value"] == "postgres.example.svc"

@@ -170,13 +170,21 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- if $pool.named -}}
 {{- $http = append $http (dict "type" "http" "port" 9093 "bind_addresses" (list "0.0.0.0") "resources" (list (dict "names" (list "replication")))) -}}
 {{- end -}}
+{{- $root := .root -}}
+{{- $override := dict -}}
+{{- if and $root.Values.pgbouncer.enabled (not (has $pool.kind $root.Values.pgbouncer.bypassKinds)) -}}
+{{- $database := include "synapse.homeserver" $root | fromYaml | dig "database" dict -}}
+{{- $_ := set $database.args "host" (printf "%s-pgbouncer" (include "msl.fullname" $root)) -}}
+{{- $_ := set $database.args "port" 5432 -}}
+{{- $_ := set $override "database" $database -}}
+{{- end -}}
 {{- if eq $pool.kind "main" -}}
-{{- toYaml (dict "listeners" $http) -}}
+{{- toYaml (merge (dict "listeners" $http) $override) -}}
 {{- else -}}
 {{- $config := dict "worker_app" "synapse.app.generic_worker" "worker_listeners" $http "worker_log_config" "/conf/log.yaml" -}}
 {{- if $pool.named }}{{ $_ := set $config "worker_name" "@HOSTNAME@" }}{{ end -}}
 {{- if $pool.media }}{{ $_ := set $config "enable_media_repo" true }}{{ end -}}
-{{- toYaml $config -}}
+{{- toYaml (merge $config $override) -}}
 {{- end -}}
 {{- end -}}
 
