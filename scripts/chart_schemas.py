@@ -69,24 +69,33 @@ PROBE_FIELDS = (
 )
 PROBE = obj({field: {"type": "integer", "minimum": 0} for field in PROBE_FIELDS})
 
+IMAGE = obj(
+    {
+        "registry": string(),
+        "repository": string(minLength=1),
+        "tag": string(),
+        "digest": string(pattern=r"^(sha256:[a-f0-9]{64})?$"),
+        "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
+    },
+    ["repository"],
+)
+
+# What every chart's templates read for names and labels (the library's helpers).
+NAMING: dict[str, Schema] = {
+    "nameOverride": string(),
+    "fullnameOverride": string(),
+    "commonLabels": string_map(),
+    "component": string(),
+    "global": free_map(),
+    "matrix-stack-lib": free_map(),
+}
+
 
 def service_chart(specific: dict[str, Schema]) -> Schema:
     """Values every service chart has (the library's contract), plus the chart's own."""
     common: dict[str, Schema] = {
-        "nameOverride": string(),
-        "fullnameOverride": string(),
-        "commonLabels": string_map(),
-        "component": string(),
-        "image": obj(
-            {
-                "registry": string(),
-                "repository": string(minLength=1),
-                "tag": string(),
-                "digest": string(pattern=r"^(sha256:[a-f0-9]{64})?$"),
-                "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
-            },
-            ["repository"],
-        ),
+        **NAMING,
+        "image": IMAGE,
         "imagePullSecrets": array(obj({"name": string()})),
         "matrix": obj(
             {
@@ -185,8 +194,6 @@ def service_chart(specific: dict[str, Schema]) -> Schema:
                 "targetMemoryUtilizationPercentage": {"type": ["integer", "null"], "minimum": 1},
             }
         ),
-        "global": free_map(),
-        "matrix-stack-lib": free_map(),
     }
     return {"$schema": "https://json-schema.org/draft-07/schema#", **obj({**common, **specific})}
 
@@ -238,19 +245,8 @@ SYNAPSE: Schema = {
     "$schema": "https://json-schema.org/draft-07/schema#",
     **obj(
         {
-            "nameOverride": string(),
-            "fullnameOverride": string(),
-            "commonLabels": string_map(),
-            "component": string(),
-            "image": obj(
-                {
-                    "registry": string(),
-                    "repository": string(minLength=1),
-                    "tag": string(),
-                    "digest": string(pattern=r"^(sha256:[a-f0-9]{64})?$"),
-                    "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
-                }
-            ),
+            **NAMING,
+            "image": IMAGE,
             "serverName": string(),
             "publicBaseurl": string(pattern=r"^(https?://.+/)?$", description="with a trailing slash"),
             "redis": obj({"host": string(), "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
@@ -321,15 +317,7 @@ SYNAPSE: Schema = {
             "pgbouncer": obj(
                 {
                     "enabled": BOOL,
-                    "image": obj(
-                        {
-                            "registry": string(),
-                            "repository": string(minLength=1),
-                            "tag": string(),
-                            "digest": string(pattern=r"^(sha256:[a-f0-9]{64})?$"),
-                            "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
-                        }
-                    ),
+                    "image": IMAGE,
                     "replicas": {"type": "integer", "minimum": 1},
                     "poolMode": string(enum=["session", "transaction"]),
                     "maxClientConn": {"type": "integer", "minimum": 1},
@@ -340,8 +328,6 @@ SYNAPSE: Schema = {
             ),
             "podMonitor": obj({"enabled": BOOL, "interval": string(), "labels": string_map()}),
             "extraConfig": free_map(),
-            "global": free_map(),
-            "matrix-stack-lib": free_map(),
         }
     ),
 }
