@@ -13,7 +13,9 @@ import httpx
 import pytest
 import yaml
 
+from shared.devstack.pgbouncer import LocalPgbouncer
 from shared.devstack.postgres import LocalPostgres
+from shared.devstack.processes import free_port
 from shared.devstack.redis import LocalRedis
 from shared.devstack.synapse import _register_mac
 from shared.devstack.synapse_cluster import SHARED_SECRET, Cluster, boot
@@ -22,6 +24,7 @@ from tests.charts import helm
 CI = helm.CHARTS / "synapse" / "ci"
 ONE_EACH = {
     "pools": {name: {"replicas": 1} for name in ("event_persister", "room", "sync", "client_reader")},
+    "pgbouncer": {"enabled": True},  # readers through a real pgbouncer, the heavy writers direct
     "wellKnown": {"rtcFoci": [{"type": "livekit", "livekit_service_url": "https://rtc.example.org/jwt"}]},
 }
 
@@ -126,10 +129,13 @@ def cluster(
            config["media_instance_running_background_jobs"]}
     )  # fmt: skip
     database = postgres.create_database("synapse_cluster")
+    pgbouncer = LocalPgbouncer(free_port(), postgres.port)
+    pgbouncer.start()
     started = boot(data, instances, directory=tmp_path_factory.mktemp("cluster"), postgres_port=postgres.port,
-                   database=database.rsplit("/", 1)[1], redis_port=redis.port)  # fmt: skip
+                   database=database.rsplit("/", 1)[1], redis_port=redis.port, pgbouncer_port=pgbouncer.port)  # fmt: skip
     yield started
     started.stop()
+    pgbouncer.stop()
 
 
 def redis_clients(port: int) -> int:

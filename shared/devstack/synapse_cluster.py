@@ -79,6 +79,7 @@ def boot(
     postgres_port: int,
     database: str,
     redis_port: int,
+    pgbouncer_port: int | None = None,
     timeout: float = 180.0,
 ) -> Cluster:
     """Start main and one process per instance named in the config (plus one per unnamed pool)."""
@@ -147,6 +148,12 @@ def boot(
             config["worker_name"] = process.name  # the pod name the chart's @HOSTNAME@ stands for
         if "worker_log_config" in config:
             config["worker_log_config"] = str(directory / "log.yaml")
+        if "database" in config:  # the chart points this process at pgbouncer
+            if pgbouncer_port is None:
+                raise ValueError(f"{process.name} connects through pgbouncer: give pgbouncer_port")
+            config["database"] = {**config["database"], "args": {
+                **config["database"]["args"], "host": "127.0.0.1", "port": pgbouncer_port, "dbname": database,
+                "user": "postgres"}}  # fmt: skip
         process.config.write_text(yaml.safe_dump(config))
     cluster.processes = processes
     try:

@@ -1,0 +1,56 @@
+"""A real PgBouncer (Debian's `pgbouncer`) in front of the local PostgreSQL, on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.devstack.postgres import _system_user
+from shared.devstack.processes import stop, wait_ready
+
+
+def _accepting(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class LocalPgbouncer:
+    port: int
+    postgres_port: int
+    pool_mode: str = "session"
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="matrix-stack-pgbouncer-")))
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        (self.directory / "userlist.txt").write_text('"postgres" ""\n')
+        (self.directory / "pgbouncer.ini").write_text(
+            f"[databases]\n* = host=127.0.0.1 port={self.postgres_port}\n\n[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.directory / 'userlist.txt'}\n"
+            f"pool_mode = {self.pool_mode}\n"
+            "max_client_conn = 1000\ndefault_pool_size = 150\n"
+            f"logfile = {self.directory / 'pgbouncer.log'}\npidfile = {self.directory / 'pgbouncer.pid'}\n"
+        )
+        user = _system_user()  # pgbouncer refuses to run as root
+        self.directory.chmod(0o755)
+        if user is not None:
+            for path in (self.directory, *self.directory.iterdir()):
+                shutil.chown(path, user)
+        self.process = subprocess.Popen([binary, str(self.directory / "pgbouncer.ini")], user=user,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+        wait_ready("pgbouncer", self.process, lambda: _accepting(self.port), timeout=timeout,
+                   log=self.directory / "pgbouncer.log")  # fmt: skip
+
+    def stop(self) -> None:
+        stop(self.process)
+        self.process = None
+        shutil.rmtree(self.directory, ignore_errors=True)
