@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from bench.homeserver import PASSWORD, homeserver
-from bench.loadgen import closed_loop, open_loop
+from bench.loadgen import Comparison, against_bare
 from bench.sentry_bench import start_bare
 from shared.devstack.processes import free_port, stop
 from shared.devstack.stack import LocalService
@@ -70,25 +70,11 @@ async def main() -> None:
 
                 targets = {"alertmanager-receiver": f"{ours.url}/alerts/ops",
                            "bare starlette": f"http://127.0.0.1:{bare_port}/alerts/ops"}  # fmt: skip
-                for url in targets.values():
-                    await closed_loop(url, body, requests=50, connections=4, headers=headers)
                 print(f"alertmanager-receiver vs a bare starlette 200 endpoint, {len(body)}-byte 20-alert group, "
                       f"{os.cpu_count()} cores")  # fmt: skip
-                print(f"max notifications/s ({CONNECTIONS} connections):")
-                best = {}
-                for label, url in targets.items():
-                    result = await closed_loop(
-                        url, body, requests=REQUESTS, connections=CONNECTIONS, headers=headers
-                    )
-                    best[label] = result.rate
-                    print(f"  {label:22}: {result.summary()}")
-                print(
-                    f"  ratio: {best['alertmanager-receiver'] / best['bare starlette']:.2f}x (target >= 0.3)"
-                )
-                print(f"acknowledge latency at {RATE:.0f} notifications/s for {SECONDS:.0f} s:")
-                for label, url in targets.items():
-                    result = await open_loop(url, body, rate=RATE, seconds=SECONDS, headers=headers)
-                    print(f"  {label:22}: {result.summary()}")
+                await against_bare(Comparison("alertmanager-receiver", "notifications/s", 0.3), targets, body,
+                                   requests=REQUESTS, connections=CONNECTIONS, rate=RATE, seconds=SECONDS,
+                                   headers=headers)  # fmt: skip
             finally:
                 stop(bare)
                 if ours is not None:

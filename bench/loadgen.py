@@ -137,3 +137,43 @@ async def open_loop(
     while not idle.empty():
         idle.get_nowait().close()
     return result
+
+
+@dataclass
+class Comparison:
+    """One service against the bare endpoint: maximum rate, then latency at a fixed rate."""
+
+    ours: str  # label of the service under test
+    unit: str  # "req/s", "notifications/s"
+    ratio_target: float
+    latency_note: str = ""
+
+
+async def against_bare(
+    comparison: Comparison,
+    targets: dict[str, str],
+    body: bytes,
+    *,
+    requests: int,
+    connections: int,
+    rate: float,
+    seconds: float,
+    headers: Headers | None = None,
+) -> None:
+    """Warm up, then print the maximum rate of each target, the ratio, and latency at `rate`."""
+    width = max(len(label) for label in targets)
+    for url in targets.values():
+        await closed_loop(url, body, requests=50, connections=4, headers=headers)
+    print(f"max {comparison.unit} ({connections} keep-alive connections):")
+    best = {}
+    for label, url in targets.items():
+        result = await closed_loop(url, body, requests=requests, connections=connections, headers=headers)
+        best[label] = result.rate
+        print(f"  {label:{width}}: {result.summary()}")
+    bare = next(label for label in targets if label != comparison.ours)
+    print(f"  ratio: {best[comparison.ours] / best[bare]:.2f}x (target >= {comparison.ratio_target})")
+    print(f"latency at {rate:.0f} {comparison.unit} for {seconds:.0f} s (from the scheduled send time):")
+    for label, url in targets.items():
+        result = await open_loop(url, body, rate=rate, seconds=seconds, headers=headers)
+        note = f"  {comparison.latency_note}" if label == comparison.ours and comparison.latency_note else ""
+        print(f"  {label:{width}}: {result.summary()}{note}")

@@ -18,15 +18,15 @@ import httpx
 import nio
 import psutil
 
+from bench.homeserver import PASSWORD, homeserver
 from shared import content
 from shared.devstack.processes import free_port
 from shared.devstack.stack import LocalService
-from shared.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+from shared.devstack.synapse import Account, LocalSynapse, register
 from shared.matrix import MatrixClient
 from shared.outbox import Outbox, Outgoing
 from shared.service import Metrics
 
-PASSWORD = "bench-password-123"
 ENQUEUE_COUNT = 20_000
 PRODUCERS = 64
 DELIVERY_COUNT = 400
@@ -160,57 +160,48 @@ async def _timed(watcher: Watcher, bodies: list[str], send: Any) -> tuple[float,
 
 
 async def delivery(directory: Path) -> None:
-    synapse = LocalSynapse(
-        directory / "synapse", free_port(), rc_message={"per_second": 1000, "burst_count": 1000}
-    )
-    synapse.start()
-    try:
-        async with httpx.AsyncClient(timeout=60) as http:
-            admin = await register(synapse, http, "admin", PASSWORD, admin=True)
-            bot = await register(synapse, http, "bot", PASSWORD)
-            reader = await register(synapse, http, "reader", PASSWORD)
-            await lift_rate_limit(admin, bot.user_id)
-            room_id = await reader.create_room(name="bench", invite=[bot.user_id])
-            await bot.join(room_id)
-            results: dict[str, list[tuple[float, list[float]]]] = {"bare": [], "outbox": []}
+    async with homeserver(directory) as hs, httpx.AsyncClient(timeout=60) as http:
+        synapse, bot, room_id = hs.synapse, hs.bot, hs.rooms[0]
+        reader = await register(synapse, http, "reader", PASSWORD)  # watches the room
+        await hs.admin.invite(room_id, reader.user_id)
+        await reader.join(room_id)
+        results: dict[str, list[tuple[float, list[float]]]] = {"bare": [], "outbox": []}
 
-            bare = nio.AsyncClient(synapse.url, bot.user_id)
-            bare.access_token, bare.user_id = bot.access_token, bot.user_id
+        bare = nio.AsyncClient(synapse.url, bot.user_id)
+        bare.access_token, bare.user_id = bot.access_token, bot.user_id
 
-            client = MatrixClient(synapse.url, bot.user_id, access_token=bot.access_token)
-            await client.start()
-            outbox = Outbox(directory / "delivery.sqlite3", client, Metrics().outbox)
-            await outbox.open()
-            outbox.start()
+        client = MatrixClient(synapse.url, bot.user_id, access_token=bot.access_token)
+        await client.start()
+        outbox = Outbox(directory / "delivery.sqlite3", client, Metrics().outbox)
+        await outbox.open()
+        outbox.start()
 
-            for round_number in range(ROUNDS):
-                bare_bodies = [f"bare {round_number} {i}" for i in range(DELIVERY_COUNT)]
+        for round_number in range(ROUNDS):
+            bare_bodies = [f"bare {round_number} {i}" for i in range(DELIVERY_COUNT)]
 
-                async def bare_loop(bodies: list[str] = bare_bodies) -> dict[str, float]:
-                    starts = {b: time.perf_counter() for b in bodies}
-                    for body in bodies:
-                        response = await bare.room_send(room_id, "m.room.message", content.message(body))
-                        assert isinstance(response, nio.RoomSendResponse), response
-                    return starts
+            async def bare_loop(bodies: list[str] = bare_bodies) -> dict[str, float]:
+                starts = {b: time.perf_counter() for b in bodies}
+                for body in bodies:
+                    response = await bare.room_send(room_id, "m.room.message", content.message(body))
+                    assert isinstance(response, nio.RoomSendResponse), response
+                return starts
 
-                results["bare"].append(await _timed(Watcher(reader, room_id), bare_bodies, bare_loop))
+            results["bare"].append(await _timed(Watcher(reader, room_id), bare_bodies, bare_loop))
 
-                outbox_bodies = [f"outbox {round_number} {i}" for i in range(DELIVERY_COUNT)]
+            outbox_bodies = [f"outbox {round_number} {i}" for i in range(DELIVERY_COUNT)]
 
-                async def outbox_run(bodies: list[str] = outbox_bodies) -> dict[str, float]:
-                    starts = {b: time.perf_counter() for b in bodies}
-                    await outbox.enqueue_many([Outgoing(room_id, content.message(b)) for b in bodies])
-                    return starts
+            async def outbox_run(bodies: list[str] = outbox_bodies) -> dict[str, float]:
+                starts = {b: time.perf_counter() for b in bodies}
+                await outbox.enqueue_many([Outgoing(room_id, content.message(b)) for b in bodies])
+                return starts
 
-                results["outbox"].append(await _timed(Watcher(reader, room_id), outbox_bodies, outbox_run))
+            results["outbox"].append(await _timed(Watcher(reader, room_id), outbox_bodies, outbox_run))
 
-            await outbox.stop()
-            await client.close()
-            await bare.close()
-            messages = await reader.messages(room_id)
-            assert len(messages) == 2 * ROUNDS * DELIVERY_COUNT, "every message exactly once"
-    finally:
-        synapse.stop()
+        await outbox.stop()
+        await client.close()
+        await bare.close()
+        messages = await reader.messages(room_id)
+        assert len(messages) == 2 * ROUNDS * DELIVERY_COUNT, "every message exactly once"
 
     print(f"end-to-end delivery to a real Synapse ({DELIVERY_COUNT} messages to one room, best of {ROUNDS})")
     best: dict[str, float] = {}

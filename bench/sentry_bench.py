@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from bench.homeserver import PASSWORD, homeserver
-from bench.loadgen import closed_loop, open_loop
+from bench.loadgen import Comparison, against_bare
 from shared.devstack.processes import free_port, stop, wait_ready
 from shared.devstack.stack import LocalService
 
@@ -74,25 +74,11 @@ async def main() -> None:
                     "sentry-webhook": f"{ours.url}/sentry",
                     "bare starlette": f"http://127.0.0.1:{bare_port}/sentry",
                 }
-                for url in targets.values():  # warm up
-                    await closed_loop(url, raw, requests=100, connections=4, headers=headers)
-                print(
-                    f"sentry-webhook vs a bare starlette 200 endpoint, same uvicorn setup, {os.cpu_count()} cores"
-                )
-                print(f"max signed requests/s ({len(raw)}-byte event_alert, {CONNECTIONS} connections):")
-                best = {}
-                for label, url in targets.items():
-                    result = await closed_loop(
-                        url, raw, requests=REQUESTS, connections=CONNECTIONS, headers=headers
-                    )
-                    best[label] = result.rate
-                    print(f"  {label:15}: {result.summary()}")
-                print(f"  ratio: {best['sentry-webhook'] / best['bare starlette']:.2f}x (target >= 0.5)")
-                print(f"acknowledge latency at {RATE:.0f} req/s for {SECONDS:.0f} s:")
-                for label, url in targets.items():
-                    result = await open_loop(url, raw, rate=RATE, seconds=SECONDS, headers=headers)
-                    note = "  (target p99 < 20 ms)" if label == "sentry-webhook" else ""
-                    print(f"  {label:15}: {result.summary()}{note}")
+                print(f"sentry-webhook vs a bare starlette 200 endpoint, same uvicorn setup, {len(raw)}-byte signed "
+                      f"event_alert, {os.cpu_count()} cores")  # fmt: skip
+                await against_bare(Comparison("sentry-webhook", "req/s", 0.5, "(target p99 < 20 ms)"), targets, raw,
+                                   requests=REQUESTS, connections=CONNECTIONS, rate=RATE, seconds=SECONDS,
+                                   headers=headers)  # fmt: skip
             finally:
                 stop(bare)
                 if ours is not None:
