@@ -12,10 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from bench.homeserver import PASSWORD, homeserver
+from bench.homeserver import homeserver, serving
 from bench.loadgen import Comparison, against_bare
-from bench.sentry_bench import start_bare
-from shared.devstack.processes import free_port, stop
+from shared.devstack.processes import free_port
 from shared.devstack.stack import LocalService
 
 REQUESTS = 2000
@@ -44,38 +43,28 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-am-") as name:
         directory = Path(name)
         async with homeserver(directory, rooms=1) as hs:
-            synapse, bot, room = hs.synapse, hs.bot, hs.rooms[0]
-            bare = None
-            ours = None
-            try:
-                port = free_port()
-                config = {"http": {"address": "127.0.0.1", "port": port, "basic-password": "bench-basic"},
-                          "matrix": {"homeserver-url": synapse.url, "user-id": bot.user_id,
-                                     "access-token": bot.access_token, "room-mapping": {"ops": room}},
-                          "receiver": {"message-mode": "group", "on-resolve": "new"}}  # fmt: skip
-                (directory / "config.yaml").write_text(yaml.safe_dump(config))
-                ours = LocalService(
-                    "alertmanager-receiver", "services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_", port,
-                    {"CONFIG_PATH": str(directory / "config.yaml"), "LOG_LEVEL": "WARNING"}, directory / "ours",
-                )  # fmt: skip
-                ours.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
-                ours.wait_ready()
-                bare_port = free_port()
-                bare = start_bare(bare_port)
-                auth = "Basic " + base64.b64encode(b"alertmanager:bench-basic").decode()
+            port = free_port()
+            config = {"http": {"address": "127.0.0.1", "port": port, "basic-password": "bench-basic"},
+                      "matrix": {"homeserver-url": hs.synapse.url, "user-id": hs.bot.user_id,
+                                 "access-token": hs.bot.access_token, "room-mapping": {"ops": hs.rooms[0]}},
+                      "receiver": {"message-mode": "group", "on-resolve": "new"}}  # fmt: skip
+            (directory / "config.yaml").write_text(yaml.safe_dump(config))
+            ours = LocalService(
+                "alertmanager-receiver", "services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_", port,
+                {"CONFIG_PATH": str(directory / "config.yaml"), "LOG_LEVEL": "WARNING"}, directory / "ours",
+            )  # fmt: skip
+            auth = "Basic " + base64.b64encode(b"alertmanager:bench-basic").decode()
 
-                def headers() -> dict[str, str]:
-                    # A new group key per request: every notification starts its own message.
-                    return {"Authorization": auth, "X-Request-Id": uuid.uuid4().hex}
+            def headers() -> dict[str, str]:
+                return {"Authorization": auth, "X-Request-Id": uuid.uuid4().hex}
 
-                targets = {"alertmanager-receiver": f"{ours.url}/alerts/ops",
-                           "bare starlette": f"http://127.0.0.1:{bare_port}/alerts/ops"}  # fmt: skip
+            with serving(hs, ours, directory) as bare:
+                targets = {
+                    "alertmanager-receiver": f"{ours.url}/alerts/ops",
+                    "bare starlette": f"{bare}/alerts/ops",
+                }
                 print(f"alertmanager-receiver vs a bare starlette 200 endpoint, {len(body)}-byte 20-alert group, "
                       f"{os.cpu_count()} cores")  # fmt: skip
                 await against_bare(Comparison("alertmanager-receiver", "notifications/s", 0.3), targets, body,
                                    requests=REQUESTS, connections=CONNECTIONS, rate=RATE, seconds=SECONDS,
                                    headers=headers)  # fmt: skip
-            finally:
-                stop(bare)
-                if ours is not None:
-                    ours.stop()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from shared.devstack.processes import free_port
+from shared.devstack.processes import free_port, stop, wait_ready
+from shared.devstack.stack import LocalService
 from shared.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
 
 PASSWORD = "bench-password-123"
@@ -42,3 +45,36 @@ async def homeserver(directory: Path, rooms: int = 1) -> AsyncIterator[Homeserve
             yield Homeserver(synapse, admin, bot, made)
     finally:
         synapse.stop()
+
+
+def start_bare(port: int) -> subprocess.Popen[bytes]:
+    """The comparison endpoint (`bench.bare_app`), served by uvicorn as the services are."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log", "--log-level", "warning", "--no-server-header"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_ready("bare", process, lambda: _answers(port), timeout=30)
+    return process
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.post(f"http://127.0.0.1:{port}/sentry", content=b"{}", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def serving(hs: Homeserver, service: LocalService, directory: Path) -> Iterator[str]:
+    """The service under test (as the bot) and the bare endpoint, both running; yields the bare URL."""
+    bare = None
+    service.start(hs.synapse.url, hs.bot.user_id, PASSWORD, directory / "logs")
+    try:
+        service.wait_ready()
+        port = free_port()
+        bare = start_bare(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(bare)
+        service.stop()

@@ -55,13 +55,8 @@ class Cluster:
             stop(process.process, timeout=15)
 
 
-_PORTS: list[int] = []
-
-
-def _listener_ports(listeners: list[dict[str, Any]]) -> dict[int, int]:
-    if len(_PORTS) < len(listeners):
-        _PORTS.extend(free_ports(64))
-    return {int(listener["port"]): _PORTS.pop() for listener in listeners}
+def _listener_ports(listeners: list[dict[str, Any]], ports: list[int]) -> dict[int, int]:
+    return {int(listener["port"]): ports.pop() for listener in listeners}
 
 
 def _pool_of(instance: str, pools: dict[str, Any]) -> str:
@@ -88,7 +83,8 @@ def boot(
     homeserver = yaml.safe_load(configmap["homeserver.yaml"])
     pools = {name.removeprefix("process-").removesuffix(".yaml"): yaml.safe_load(text)
              for name, text in configmap.items() if name.startswith("process-")}  # fmt: skip
-    (directory / "chart-log.yaml").write_text(configmap["log.yaml"])  # kept for reference; ours is quieter
+    # Ports for every listener of every process, chosen together for this cluster (at most 3 each).
+    ports = free_ports(3 * (len(topology_instances) + len(pools)))
     cluster = Cluster(directory)
     main_pool = next(name for name, config in pools.items() if "worker_app" not in config)
     main = Process(
@@ -96,7 +92,7 @@ def boot(
         main_pool,
         "main",
         directory / "process-main.yaml",
-        _listener_ports(pools[main_pool]["listeners"]),
+        _listener_ports(pools[main_pool]["listeners"], ports),
     )
     processes = [main]
     for pool, config in sorted(pools.items()):
@@ -106,10 +102,10 @@ def boot(
             for instance in topology_instances:
                 if _pool_of(instance, pools) == pool:
                     processes.append(Process(instance, pool, pool, directory / f"process-{instance}.yaml",
-                                             _listener_ports(config["worker_listeners"])))  # fmt: skip
+                                             _listener_ports(config["worker_listeners"], ports)))  # fmt: skip
         else:
             processes.append(Process(f"{pool}-unnamed", pool, pool, directory / f"process-{pool}.yaml",
-                                     _listener_ports(config["worker_listeners"])))  # fmt: skip
+                                     _listener_ports(config["worker_listeners"], ports)))  # fmt: skip
     replication = {p.name: p.port(9093) for p in processes if 9093 in p.ports}
     # The mapping: addresses only.
     for name, entry in homeserver.get("instance_map", {}).items():
