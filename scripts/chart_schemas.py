@@ -241,6 +241,16 @@ POOL_KINDS = [
     "federation_sender",
 ]
 
+# Pod scheduling fields, chart-wide and per pool (a pool's own replace the chart-wide ones).
+SCHEDULING: dict[str, Schema] = {
+    "nodeSelector": string_map(),
+    "tolerations": array(free_map()),
+    "affinity": free_map(),
+    "topologySpreadConstraints": array(free_map()),
+    "priorityClassName": string(),
+    "podAnnotations": string_map(),
+}
+
 SYNAPSE: Schema = {
     "$schema": "https://json-schema.org/draft-07/schema#",
     **obj(
@@ -256,9 +266,7 @@ SYNAPSE: Schema = {
             "resources": free_map(),
             "podSecurityContext": free_map(),
             "containerSecurityContext": free_map(),
-            "nodeSelector": string_map(),
-            "tolerations": array(free_map()),
-            "affinity": free_map(),
+            **SCHEDULING,
             "media": obj(
                 {
                     "persistence": obj(
@@ -269,7 +277,8 @@ SYNAPSE: Schema = {
                             "accessMode": string(enum=["ReadWriteOnce", "ReadWriteMany"]),
                             "size": string(),
                         }
-                    )
+                    ),
+                    "storageProviders": array(free_map()),
                 }
             ),
             "postgres": obj(
@@ -292,12 +301,31 @@ SYNAPSE: Schema = {
                         "enabled": BOOL,
                         "replicas": {"type": "integer", "minimum": 1},
                         "resources": free_map(),
+                        **SCHEDULING,
                         "autoscaling": obj(
                             {
                                 "enabled": BOOL,
                                 "minReplicas": {"type": "integer", "minimum": 1},
                                 "maxReplicas": {"type": "integer", "minimum": 1},
                                 "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1},
+                            }
+                        ),
+                        "keda": obj(
+                            {
+                                "enabled": BOOL,
+                                "minReplicas": {"type": "integer", "minimum": 0},
+                                "maxReplicas": {"type": "integer", "minimum": 1},
+                                "timezone": string(),
+                                "schedules": array(
+                                    obj(
+                                        {
+                                            "start": string(description="cron, e.g. 0 7 * * 1-5"),
+                                            "end": string(description="cron, e.g. 0 19 * * 1-5"),
+                                            "desiredReplicas": {"type": "integer", "minimum": 1},
+                                        },
+                                        ["start", "end", "desiredReplicas"],
+                                    )
+                                ),
                             }
                         ),
                     },
@@ -328,6 +356,65 @@ SYNAPSE: Schema = {
             ),
             "podMonitor": obj({"enabled": BOOL, "interval": string(), "labels": string_map()}),
             "extraConfig": free_map(),
+            "mas": obj(
+                {
+                    "enabled": BOOL,
+                    "image": IMAGE,
+                    "publicBaseurl": string(
+                        pattern=r"^(https?://.+/)?$", description="with a trailing slash"
+                    ),
+                    "replicas": {"type": "integer", "minimum": 1},
+                    "resources": free_map(),
+                    "database": obj(
+                        {
+                            "host": string(),
+                            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                            "database": string(),
+                            "user": string(),
+                            "sslmode": string(
+                                enum=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+                            ),
+                            "password": CREDENTIAL,
+                        }
+                    ),
+                    "secrets": obj(
+                        {key: CREDENTIAL for key in ("encryption", "signingKey", "synapseShared")}
+                    ),
+                    "passwords": BOOL,
+                    "extraConfig": free_map(),
+                    "podAnnotations": string_map(),
+                    "nodeSelector": string_map(),
+                    "tolerations": array(free_map()),
+                    "affinity": free_map(),
+                }
+            ),
+            "adminUi": obj(
+                {
+                    "enabled": BOOL,
+                    "image": IMAGE,
+                    "replicas": {"type": "integer", "minimum": 1},
+                    "resources": free_map(),
+                }
+            ),
+            "ingress": obj(
+                {
+                    "enabled": BOOL,
+                    "className": string(),
+                    "annotations": string_map(),
+                    "wellKnownHost": string(),
+                    "adminUiHost": string(),
+                    "tls": array(obj({"secretName": string(), "hosts": array(string())})),
+                }
+            ),
+            "httpRoute": obj(
+                {
+                    "enabled": BOOL,
+                    "annotations": string_map(),
+                    "parentRefs": array(free_map()),
+                    "wellKnownHost": string(),
+                    "adminUiHost": string(),
+                }
+            ),
         }
     ),
 }

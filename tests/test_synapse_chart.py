@@ -3,6 +3,7 @@ real worker cluster booted from the rendered ConfigMap."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -13,12 +14,12 @@ import httpx
 import pytest
 import yaml
 
+from shared.devstack.mas import MasStandIn
 from shared.devstack.pgbouncer import LocalPgbouncer
 from shared.devstack.postgres import LocalPostgres
 from shared.devstack.processes import free_port
 from shared.devstack.redis import LocalRedis
-from shared.devstack.synapse import _register_mac
-from shared.devstack.synapse_cluster import SHARED_SECRET, Cluster, boot
+from shared.devstack.synapse_cluster import MAS_SECRET, Cluster, boot
 from tests.charts import helm
 
 CI = helm.CHARTS / "synapse" / "ci"
@@ -36,8 +37,12 @@ def dependencies() -> None:
 
 def configmap(*files: Path, values: dict[str, Any] | None = None) -> dict[str, str]:
     documents = helm.template("synapse", *files, values=values)
-    data: dict[str, str] = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+    data: dict[str, str] = by_name(documents, "ConfigMap", "t-synapse")["data"]
     return data
+
+
+def by_name(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name)
 
 
 def homeserver(*files: Path, values: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -117,8 +122,17 @@ def test_invalid_topologies_fail_with_what_to_change() -> None:
 
 
 @pytest.fixture(scope="module")
+def mas() -> Iterator[MasStandIn]:
+    """MAS as Synapse sees it (the chart enables MAS by default; MAS itself cannot be installed here)."""
+    stand_in = MasStandIn(free_port(), synapse="", shared_secret=MAS_SECRET)
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture(scope="module")
 def cluster(
-    tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres, redis: LocalRedis
+    tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres, redis: LocalRedis, mas: MasStandIn
 ) -> Iterator[Cluster]:
     data = configmap(CI / "default-values.yaml", values=ONE_EACH)
     config = yaml.safe_load(data["homeserver.yaml"])
@@ -132,7 +146,9 @@ def cluster(
     pgbouncer = LocalPgbouncer(free_port(), postgres.port)
     pgbouncer.start()
     started = boot(data, instances, directory=tmp_path_factory.mktemp("cluster"), postgres_port=postgres.port,
-                   database=database.rsplit("/", 1)[1], redis_port=redis.port, pgbouncer_port=pgbouncer.port)  # fmt: skip
+                   database=database.rsplit("/", 1)[1], redis_port=redis.port, pgbouncer_port=pgbouncer.port,
+                   mas_endpoint=mas.url)  # fmt: skip
+    mas.synapse = f"http://127.0.0.1:{started.by_pool('main').port(8008)}"
     yield started
     started.stop()
     pgbouncer.stop()
@@ -158,16 +174,19 @@ def test_real_worker_cluster_boots_and_replicates(cluster: Cluster, redis: Local
     assert redis_clients(redis.port) >= 2 * len(cluster.processes)
 
 
-def _register(http: httpx.Client, base: str, name: str, admin: bool = False) -> tuple[str, dict[str, str]]:
-    nonce = http.get(f"{base}/_synapse/admin/v1/register").json()["nonce"]
-    password = f"pw-{name}-123"
-    body = {"nonce": nonce, "username": name, "password": password, "admin": admin,
-            "mac": _register_mac(SHARED_SECRET, nonce, name, password, admin)}  # fmt: skip
-    registered = http.post(f"{base}/_synapse/admin/v1/register", json=body).json()
-    return registered["user_id"], {"Authorization": f"Bearer {registered['access_token']}"}
+def _login(http: httpx.Client, mas: MasStandIn, name: str, admin: bool = False) -> tuple[str, dict[str, str]]:
+    """A user logs in through MAS's compatibility login, which provisions them in Synapse."""
+    mas.passwords[name] = f"pw-{name}-123"
+    if admin:
+        mas.admins.add(name)
+    body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": name},
+            "password": mas.passwords[name]}  # fmt: skip
+    reply = http.post(f"{mas.url}_matrix/client/v3/login", json=body)
+    assert reply.status_code == 200, reply.text
+    return reply.json()["user_id"], {"Authorization": f"Bearer {reply.json()['access_token']}"}
 
 
-def test_every_stream_writer_through_its_own_port(cluster: Cluster) -> None:
+def test_every_stream_writer_through_its_own_port(cluster: Cluster, mas: MasStandIn) -> None:
     """Each write goes to its writer's HTTP port; the effects reach a sync worker over replication."""
 
     def url(pool: str, path: str) -> str:
@@ -175,8 +194,8 @@ def test_every_stream_writer_through_its_own_port(cluster: Cluster) -> None:
 
     with httpx.Client(timeout=30) as http:
         base = url("main", "")
-        alice, alice_auth = _register(http, base, "alice", admin=True)
-        bob, bob_auth = _register(http, base, "bob")
+        alice, alice_auth = _login(http, mas, "alice", admin=True)
+        bob, bob_auth = _login(http, mas, "bob")
         room = http.post(
             f"{base}/_matrix/client/v3/createRoom", json={"invite": [bob]}, headers=alice_auth
         ).json()["room_id"]
@@ -242,6 +261,29 @@ def test_every_stream_writer_through_its_own_port(cluster: Cluster) -> None:
         assert wrong.status_code == 500
 
 
+def test_authentication_is_delegated_to_mas(cluster: Cluster, mas: MasStandIn) -> None:
+    """The chart's Synapse side of MAS: tokens introspected with the shared secret from the chart's
+    Secret file, on main and on workers; login belongs to MAS; the MAS API refuses anyone else."""
+    main = f"http://127.0.0.1:{cluster.by_pool('main').port(8008)}"
+    sync = f"http://127.0.0.1:{cluster.by_pool('sync').port(8008)}"
+    with httpx.Client(timeout=30) as http:
+        carol, auth = _login(http, mas, "carol")
+        for base in (main, sync):
+            whoami = http.get(f"{base}/_matrix/client/v3/account/whoami", headers=auth)
+            assert whoami.status_code == 200, (base, whoami.text)
+            assert whoami.json()["user_id"] == carol
+        # Synapse registers no login or logout servlets under MAS: those requests must reach MAS.
+        assert http.get(f"{main}/_matrix/client/v3/login").status_code == 404
+        assert http.post(f"{main}/_matrix/client/v3/logout/all", headers=auth).status_code == 404
+        # Synapse's API for MAS accepts only the shared secret.
+        wrong = http.post(f"{main}/_synapse/mas/provision_user", json={"localpart": "mallory"},
+                          headers={"Authorization": "Bearer not-the-secret"})  # fmt: skip
+        assert wrong.status_code == 403
+        # Logging out at MAS deletes the device in Synapse: the token stops working there.
+        assert http.post(f"{mas.url}_matrix/client/v3/logout", headers=auth).status_code == 200
+        assert http.get(f"{main}/_matrix/client/v3/account/whoami", headers=auth).status_code == 401
+
+
 def test_well_known_served_by_the_cluster(cluster: Cluster) -> None:
     base = f"http://127.0.0.1:{cluster.by_pool('main').port(8008)}"
     client = httpx.get(f"{base}/.well-known/matrix/client").json()
@@ -260,7 +302,7 @@ def test_large_topology() -> None:
     kinds: dict[str, list[dict[str, Any]]] = {}
     for document in documents:
         kinds.setdefault(document["kind"], []).append(document)
-    config = yaml.safe_load(next(iter(kinds["ConfigMap"]))["data"]["homeserver.yaml"])
+    config = yaml.safe_load(by_name(documents, "ConfigMap", "t-synapse")["data"]["homeserver.yaml"])
     assert len(config["stream_writers"]["events"]) == 4
     assert config["stream_writers"]["quarantined_media_changes"] == [
         "master", "t-synapse-quarantined-media-0", "t-synapse-quarantined-media-1"]  # fmt: skip
@@ -283,7 +325,11 @@ def test_large_topology() -> None:
         for v in d["spec"]["template"]["spec"]["volumes"]
         if "secret" in v
     }
-    assert secret_names == {"t-synapse-secrets", "synapse-keys"}
+    assert secret_names == {
+        "t-synapse-secrets",
+        "synapse-keys",
+        "mas-synapse",
+    }  # the operator's, MAS's shared one
     assert config["signing_key_path"] == "/secrets/synapse-keys/signing.key"
     env = next(iter(kinds["StatefulSet"]))["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env == [
@@ -302,7 +348,7 @@ def test_generated_signing_key_is_what_synapse_reads(tmp_path: Path) -> None:
 
     from signedjson.key import read_signing_keys
 
-    secret = next(d for d in helm.template("synapse", CI / "default-values.yaml") if d["kind"] == "Secret")
+    secret = by_name(helm.template("synapse", CI / "default-values.yaml"), "Secret", "t-synapse-secrets")
     key_text = base64.b64decode(secret["data"]["signing.key"]).decode()
     [key] = read_signing_keys(key_text.splitlines())
     assert key.alg == "ed25519"
@@ -337,7 +383,7 @@ def test_pgbouncer_with_writers_bypassing_it() -> None:
     documents = helm.template("synapse", CI / "large-values.yaml", values=values)
     for document in documents:
         helm.validate(document)
-    data = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+    data = by_name(documents, "ConfigMap", "t-synapse")["data"]
 
     def database_host(pool: str) -> str:
         process = yaml.safe_load(data[f"process-{pool}.yaml"])
@@ -356,3 +402,159 @@ def test_pgbouncer_with_writers_bypassing_it() -> None:
     env = {e["name"]: e for e in pgbouncer["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "synapse-db", "key": "password"}
     assert env["DB_HOST"]["value"] == "postgres.example.svc"
+
+
+def _mounted_files(pod: dict[str, Any], container: dict[str, Any]) -> set[str]:
+    """Every file path the pod's Secret volumes provide to the container (projected items included)."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    files = set()
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "projected" in volume:
+            for source in volume["projected"]["sources"]:
+                files |= {f"{mount['mountPath']}/{item['path']}" for item in source["secret"]["items"]}
+        elif "secret" in volume:
+            files.add(f"{mount['mountPath']}/*")
+    return files
+
+
+def _provided(path: str, files: set[str]) -> bool:
+    return path in files or f"{path.rsplit('/', 1)[0]}/*" in files
+
+
+def test_mas_objects_and_every_secret_file_is_mounted() -> None:
+    documents = helm.template("synapse", CI / "large-values.yaml")
+    config = yaml.safe_load(by_name(documents, "ConfigMap", "t-synapse-mas")["data"]["config.yaml"])
+    assert config["matrix"]["homeserver"] == "example.org"
+    assert config["matrix"]["endpoint"] == "http://t-synapse-main.ns.svc.cluster.local:8008/"
+    assert config["http"]["public_base"] == "https://auth.example.org/"
+    assert config["database"]["password_file"] == "/secrets/mas/database-password"
+    deployment = by_name(documents, "Deployment", "t-synapse-mas")
+    pod = deployment["spec"]["template"]["spec"]
+    [server] = pod["containers"]
+    assert server["args"][:2] == ["server", "--no-migrate"]  # the Job migrates
+    # Every *_file MAS reads is provided by exactly the Secret key it should come from.
+    files = _mounted_files(pod, server)
+    paths = [config["secrets"]["encryption_file"], config["secrets"]["keys"][0]["key_file"],
+             config["matrix"]["secret_file"], config["database"]["password_file"]]  # fmt: skip
+    assert all(_provided(path, files) for path in paths), (paths, files)
+    sources = {item["path"]: (s["secret"]["name"], item["key"])
+               for s in pod["volumes"][1]["projected"]["sources"] for item in s["secret"]["items"]}  # fmt: skip
+    assert sources["signing-key"] == ("mas-keys", "rsa.pem")
+    assert sources["synapse-shared"] == ("mas-synapse", "shared")
+    assert sources["database-password"] == ("mas-db", "password")
+    assert sources["encryption"] == ("t-synapse-mas", "encryption")  # generated by the chart
+    [job] = [d for d in documents if d["kind"] == "Job"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["database", "migrate"]
+    upgraded = helm.template(
+        "synapse", CI / "large-values.yaml", values={"mas": {"image": {"tag": "1.24.0"}}}
+    )
+    [new_job] = [d for d in upgraded if d["kind"] == "Job"]
+    assert new_job["metadata"]["name"] != job["metadata"]["name"]  # a new version migrates again
+    # Synapse's side reads the same shared secret, mounted from the same place.
+    synapse_config = yaml.safe_load(by_name(documents, "ConfigMap", "t-synapse")["data"]["homeserver.yaml"])
+    mas_section = synapse_config["matrix_authentication_service"]
+    assert mas_section["endpoint"] == "http://t-synapse-mas.ns.svc.cluster.local:8080/"
+    assert mas_section["secret_path"] == "/secrets/mas-synapse/shared"
+    main = by_name(documents, "StatefulSet", "t-synapse-main")["spec"]["template"]["spec"]
+    assert _provided(mas_section["secret_path"], _mounted_files(main, main["containers"][0]))
+
+
+def test_mas_generated_secrets() -> None:
+    import base64
+
+    documents = helm.template("synapse", CI / "default-values.yaml")
+    secret = by_name(documents, "Secret", "t-synapse-mas")["data"]
+    assert set(secret) == {"encryption", "signing-key"}
+    encryption = base64.b64decode(secret["encryption"]).decode()
+    assert len(encryption) == 64
+    assert int(encryption, 16) >= 0
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    key = load_pem_private_key(base64.b64decode(secret["signing-key"]), password=None)
+    assert key.key_size == 256  # an EC P-256 key MAS signs with (ES256)
+    assert "mas-shared-secret" in by_name(documents, "Secret", "t-synapse-secrets")["data"]
+
+
+def test_mas_off() -> None:
+    documents = helm.template("synapse", CI / "mas-off-values.yaml", values={"ingress": {"enabled": True}})
+    assert not [d for d in documents if "mas" in d["metadata"]["name"]]
+    config = yaml.safe_load(by_name(documents, "ConfigMap", "t-synapse")["data"]["homeserver.yaml"])
+    assert "matrix_authentication_service" not in config
+    assert "mas-shared-secret" not in by_name(documents, "Secret", "t-synapse-secrets")["data"]
+    [ingress] = [d for d in documents if d["kind"] == "Ingress"]
+    backends = {p["path"]: p["backend"]["service"]["name"] for r in ingress["spec"]["rules"]
+                for p in r["http"]["paths"]}  # fmt: skip
+    assert backends == {"/_matrix": "t-synapse-main", "/_synapse/client": "t-synapse-main",
+                        "/.well-known/matrix": "t-synapse-main"}  # fmt: skip
+
+
+def test_ingress_and_http_routes_cover_every_host() -> None:
+    documents = helm.template("synapse", CI / "large-values.yaml")
+    for document in documents:
+        helm.validate(document)
+    [ingress] = [d for d in documents if d["kind"] == "Ingress"]
+    rules = {r["host"]: {p["path"]: p["backend"]["service"]["name"] for p in r["http"]["paths"]}
+             for r in ingress["spec"]["rules"]}  # fmt: skip
+    assert set(rules) == {"matrix.example.org", "auth.example.org", "example.org", "admin.example.org"}
+    synapse = rules["matrix.example.org"]
+    # MAS takes login, logout and refresh in every version, as prefixes (logout/all, login/sso/redirect/...).
+    for version in ("api/v1", "r0", "v3", "unstable"):
+        for endpoint in ("login", "logout", "refresh"):
+            assert synapse[f"/_matrix/client/{version}/{endpoint}"] == "t-synapse-mas"
+    assert synapse["/_matrix"] == "t-synapse-main"
+    assert synapse["/_synapse/admin"] == "t-synapse-main"  # the admin UI needs the admin API
+    assert rules["auth.example.org"] == {"/": "t-synapse-mas"}
+    assert rules["example.org"] == {"/.well-known/matrix": "t-synapse-main"}
+    assert rules["admin.example.org"] == {"/": "t-synapse-admin-ui"}
+    routes = [d for d in documents if d["kind"] == "HTTPRoute"]
+    from_routes = {}
+    for route in routes:
+        [host] = route["spec"]["hostnames"]
+        assert len(route["spec"]["rules"]) <= 16  # the Gateway API's limit
+        from_routes[host] = {m["path"]["value"]: rule["backendRefs"][0]["name"]
+                             for rule in route["spec"]["rules"] for m in rule["matches"]}  # fmt: skip
+    assert from_routes == rules  # the same hosts and paths as the Ingress
+    ui = by_name(documents, "Deployment", "t-synapse-admin-ui")["spec"]["template"]["spec"]
+    assert ui["securityContext"]["runAsNonRoot"] is True
+    assert ui["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    ui_config = by_name(documents, "ConfigMap", "t-synapse-admin-ui")["data"]["config.json"]
+    assert json.loads(ui_config) == {"restrictBaseUrl": "https://matrix.example.org"}
+
+
+def test_pool_scheduling_and_keda_cron() -> None:
+    values = {
+        "tolerations": [{"key": "matrix", "operator": "Exists"}],
+        "pools": {
+            "room": {"nodeSelector": {"pool": "room"}, "priorityClassName": "high", "tolerations": [],
+                     "podAnnotations": {"team": "rooms"},
+                     "keda": {"enabled": True, "maxReplicas": 8, "timezone": "Europe/Berlin",
+                              "schedules": [{"start": "0 7 * * 1-5", "end": "0 19 * * 1-5", "desiredReplicas": 6}]}},
+        },
+    }  # fmt: skip
+    documents = helm.template("synapse", CI / "default-values.yaml", values=values)
+    room = by_name(documents, "Deployment", "t-synapse-room")
+    pod = room["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "room"}
+    assert pod["priorityClassName"] == "high"
+    assert "tolerations" not in pod  # the pool's own (empty) list replaces the chart-wide one
+    assert room["spec"]["template"]["metadata"]["annotations"]["team"] == "rooms"
+    assert "replicas" not in room["spec"]  # KEDA owns it
+    sync = by_name(documents, "Deployment", "t-synapse-sync")["spec"]["template"]["spec"]
+    assert sync["tolerations"] == [{"key": "matrix", "operator": "Exists"}]
+    assert "nodeSelector" not in sync
+    scaled = by_name(documents, "ScaledObject", "t-synapse-room")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "t-synapse-room"
+    assert scaled["spec"]["triggers"] == [{"type": "cron", "metadata": {
+        "timezone": "Europe/Berlin", "start": "0 7 * * 1-5", "end": "0 19 * * 1-5", "desiredReplicas": "6"}}]  # fmt: skip
+    for bad, message in (
+        (
+            {"pools": {"typing": {"keda": {"enabled": True, "maxReplicas": 2, "schedules": []}}}},
+            "cannot autoscale",
+        ),
+        ({"pools": {"room": {"autoscaling": {"enabled": True, "maxReplicas": 4}}}}, "not both"),
+    ):
+        merged = {**values, "pools": {**values["pools"], **{k: {**values["pools"].get(k, {}), **v}
+                                                           for k, v in bad["pools"].items()}}}  # fmt: skip
+        with pytest.raises(helm.RenderError, match=message):
+            helm.template("synapse", CI / "default-values.yaml", values=merged)

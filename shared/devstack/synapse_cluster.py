@@ -26,6 +26,7 @@ disable_existing_loggers: false
 
 
 SHARED_SECRET = "cluster-test-shared-secret"
+MAS_SECRET = "cluster-test-mas-secret"
 
 
 @dataclass
@@ -75,6 +76,7 @@ def boot(
     database: str,
     redis_port: int,
     pgbouncer_port: int | None = None,
+    mas_endpoint: str | None = None,
     timeout: float = 180.0,
 ) -> Cluster:
     """Start main and one process per instance named in the config (plus one per unnamed pool)."""
@@ -125,6 +127,14 @@ def boot(
         path = directory / key
         path.write_text(value)
         homeserver[key] = str(path)
+    if "matrix_authentication_service" in homeserver:
+        if mas_endpoint is None:
+            raise ValueError("the chart delegates authentication to MAS: give mas_endpoint")
+        path = directory / "mas-shared-secret"
+        path.write_text(MAS_SECRET)
+        homeserver["matrix_authentication_service"].update(
+            {"endpoint": mas_endpoint, "secret_path": str(path)}
+        )
     homeserver["signing_key_path"] = str(directory / "signing.key")
     (directory / "homeserver.yaml").write_text(yaml.safe_dump(homeserver))
     from signedjson.key import generate_signing_key, write_signing_keys

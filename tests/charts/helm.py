@@ -15,7 +15,8 @@ CHARTS = ROOT / "charts"
 KUBERNETES_VERSION = "1.33.0"
 CORE_API_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1", "batch/v1")
 CRD_KINDS = {"monitoring.coreos.com/v1": {"ServiceMonitor", "PodMonitor"},
-             "gateway.networking.k8s.io/v1": {"HTTPRoute"}}  # fmt: skip
+             "gateway.networking.k8s.io/v1": {"HTTPRoute"},
+             "keda.sh/v1alpha1": {"ScaledObject"}}  # fmt: skip
 
 
 def helm() -> str:

@@ -157,6 +157,13 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- if .Values.experimental.msc4306 -}}
 {{- $_ := set $config "experimental_features" (dict "msc4306_enabled" true) -}}
 {{- end -}}
+{{- if .Values.mas.enabled -}}
+{{- $_ := set $config "matrix_authentication_service" (dict
+  "enabled" true
+  "endpoint" (include "synapse.mas.endpoint" .)
+  "secret_path" (include "synapse.secretFile" (dict "root" . "credential" .Values.mas.secrets.synapseShared "key" "mas-shared-secret"))) -}}
+{{- end -}}
+{{- with .Values.media.storageProviders }}{{ $_ := set $config "media_storage_providers" . }}{{ end -}}
 {{- toYaml (mergeOverwrite $config (deepCopy .Values.extraConfig)) -}}
 {{- end -}}
 
@@ -200,7 +207,7 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 
 {{- define "synapse.secretVolumes" -}}
 {{- $names := list (printf "%s-secrets" (include "msl.fullname" .)) -}}
-{{- range $credential := list .Values.secrets.macaroon .Values.secrets.form .Values.secrets.registrationSharedSecret .Values.secrets.signingKey -}}
+{{- range $credential := list .Values.secrets.macaroon .Values.secrets.form .Values.secrets.registrationSharedSecret .Values.secrets.signingKey (ternary .Values.mas.secrets.synapseShared dict .Values.mas.enabled) -}}
 {{- if $credential.secret }}{{ $names = append $names (tpl $credential.secret $) }}{{ end -}}
 {{- end -}}
 {{- toJson ($names | uniq) -}}

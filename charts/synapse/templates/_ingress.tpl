@@ -1,0 +1,50 @@
+{{/* Where public Synapse traffic enters: the main process's Service (the router, once enabled). */}}
+{{- define "synapse.entryService" -}}
+{{- $t := include "synapse.topology" . | fromYaml -}}
+{{- toYaml (dict "name" (include "synapse.poolName" (dict "root" . "pool" $t.mainPool)) "port" 8008) -}}
+{{- end -}}
+
+{{- define "synapse.hostOf" -}}
+{{- (urlParse .).host | splitList ":" | first -}}
+{{- end -}}
+
+{{/*
+The public hosts and their routes, shared by the Ingress and the HTTPRoutes: a list of
+{host, routes: [{path, service, port}]}, every path a prefix (matched by path segment).
+*/}}
+{{- define "synapse.publicRoutes" -}}
+{{- $config := .config -}}
+{{- $root := .root -}}
+{{- $entry := include "synapse.entryService" $root | fromYaml -}}
+{{- $synapseHost := include "synapse.hostOf" (required "publicBaseurl is required" $root.Values.publicBaseurl) -}}
+{{- $routes := list -}}
+{{- if $root.Values.mas.enabled -}}
+{{- /* MAS owns the compatibility endpoints; as prefixes they cover logout/all and login/sso/redirect/... */ -}}
+{{- $mas := dict "name" (include "synapse.mas.name" $root) "port" 8080 -}}
+{{- range $version := list "api/v1" "r0" "v3" "unstable" -}}
+{{- range $endpoint := list "login" "logout" "refresh" -}}
+{{- $routes = append $routes (merge (dict "path" (printf "/_matrix/client/%s/%s" $version $endpoint)) $mas) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $path := list "/_matrix" "/_synapse/client" "/.well-known/matrix" -}}
+{{- $routes = append $routes (merge (dict "path" $path) $entry) -}}
+{{- end -}}
+{{- if $root.Values.adminUi.enabled -}}
+{{- $routes = append $routes (merge (dict "path" "/_synapse/admin") $entry) -}}
+{{- end -}}
+{{- $hosts := list (dict "host" $synapseHost "routes" $routes) -}}
+{{- if $root.Values.mas.enabled -}}
+{{- $hosts = append $hosts (dict "host" (include "synapse.hostOf" $root.Values.mas.publicBaseurl) "routes" (list (dict "path" "/" "name" (include "synapse.mas.name" $root) "port" 8080))) -}}
+{{- end -}}
+{{- $wellKnownHost := $config.wellKnownHost | default $root.Values.serverName -}}
+{{- if and $root.Values.wellKnown.enabled (ne $wellKnownHost $synapseHost) -}}
+{{- $hosts = append $hosts (dict "host" $wellKnownHost "routes" (list (merge (dict "path" "/.well-known/matrix") $entry))) -}}
+{{- end -}}
+{{- if $root.Values.adminUi.enabled -}}
+{{- $hosts = append $hosts (dict "host" (required "adminUiHost is required with adminUi.enabled" $config.adminUiHost) "routes" (list (dict "path" "/" "name" (include "synapse.adminUi.name" $root) "port" 8080))) -}}
+{{- end -}}
+{{- toYaml $hosts -}}
+{{- end -}}
+
+{{- define "synapse.adminUi.name" -}}{{ printf "%s-admin-ui" (include "msl.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end -}}
