@@ -388,6 +388,44 @@ SYNAPSE: Schema = {
                     "affinity": free_map(),
                 }
             ),
+            "router": obj(
+                {
+                    "enabled": BOOL,
+                    "image": IMAGE,
+                    "replicas": {"type": "integer", "minimum": 1},
+                    "resources": free_map(),
+                    "trustedHops": {"type": "integer", "minimum": 0},
+                    "whoamiCacheSeconds": {"type": "integer", "minimum": 0},
+                    "whoamiCacheEntries": {"type": "integer", "minimum": 1},
+                    "maxUploadBytes": {"type": "integer", "minimum": 1},
+                    "maxRequestBytes": {"type": "integer", "minimum": 1},
+                    "timeouts": obj(
+                        {key: string(pattern=r"^[0-9]+s$") for key in ("default", "media", "longPoll")}
+                    ),
+                    "overload": obj(
+                        {
+                            "maxHeapBytes": {"type": "integer", "minimum": 1048576},
+                            "maxConnections": {"type": "integer", "minimum": 1},
+                        }
+                    ),
+                    "accessLog": BOOL,
+                    "debugHeader": BOOL,
+                    "service": obj(
+                        {
+                            "type": string(enum=["ClusterIP", "NodePort", "LoadBalancer"]),
+                            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        }
+                    ),
+                    "autoscaling": obj(
+                        {
+                            "enabled": BOOL,
+                            "minReplicas": {"type": "integer", "minimum": 1},
+                            "maxReplicas": {"type": "integer", "minimum": 1},
+                            "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1},
+                        }
+                    ),
+                }
+            ),
             "adminUi": obj(
                 {
                     "enabled": BOOL,

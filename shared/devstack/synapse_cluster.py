@@ -77,16 +77,19 @@ def boot(
     redis_port: int,
     pgbouncer_port: int | None = None,
     mas_endpoint: str | None = None,
+    replicas: dict[str, int] | None = None,
     timeout: float = 180.0,
 ) -> Cluster:
-    """Start main and one process per instance named in the config (plus one per unnamed pool)."""
+    """Start main and one process per instance named in the config, plus `replicas[pool]` (default
+    1) processes of each unnamed pool."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "log.yaml").write_text(LOG_CONFIG)
     homeserver = yaml.safe_load(configmap["homeserver.yaml"])
     pools = {name.removeprefix("process-").removesuffix(".yaml"): yaml.safe_load(text)
              for name, text in configmap.items() if name.startswith("process-")}  # fmt: skip
     # Ports for every listener of every process, chosen together for this cluster (at most 3 each).
-    ports = free_ports(3 * (len(topology_instances) + len(pools)))
+    extra = sum(max(0, count - 1) for count in (replicas or {}).values())
+    ports = free_ports(3 * (len(topology_instances) + len(pools) + extra))
     cluster = Cluster(directory)
     main_pool = next(name for name, config in pools.items() if "worker_app" not in config)
     main = Process(
@@ -106,8 +109,10 @@ def boot(
                     processes.append(Process(instance, pool, pool, directory / f"process-{instance}.yaml",
                                              _listener_ports(config["worker_listeners"], ports)))  # fmt: skip
         else:
-            processes.append(Process(f"{pool}-unnamed", pool, pool, directory / f"process-{pool}.yaml",
-                                     _listener_ports(config["worker_listeners"], ports)))  # fmt: skip
+            for n in range((replicas or {}).get(pool, 1)):
+                name = f"{pool}-unnamed-{n}"
+                processes.append(Process(name, pool, pool, directory / f"process-{name}.yaml",
+                                         _listener_ports(config["worker_listeners"], ports)))  # fmt: skip
     replication = {p.name: p.port(9093) for p in processes if 9093 in p.ports}
     # The mapping: addresses only.
     for name, entry in homeserver.get("instance_map", {}).items():

@@ -1,7 +1,11 @@
-{{/* Where public Synapse traffic enters: the main process's Service (the router, once enabled). */}}
+{{/* Where public Synapse traffic enters: the router, or (router disabled) the main process. */}}
 {{- define "synapse.entryService" -}}
+{{- if .Values.router.enabled -}}
+{{- toYaml (dict "name" (include "synapse.router.name" .) "port" (int .Values.router.service.port)) -}}
+{{- else -}}
 {{- $t := include "synapse.topology" . | fromYaml -}}
 {{- toYaml (dict "name" (include "synapse.poolName" (dict "root" . "pool" $t.mainPool)) "port" 8008) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "synapse.hostOf" -}}
@@ -18,7 +22,7 @@ The public hosts and their routes, shared by the Ingress and the HTTPRoutes: a l
 {{- $entry := include "synapse.entryService" $root | fromYaml -}}
 {{- $synapseHost := include "synapse.hostOf" (required "publicBaseurl is required" $root.Values.publicBaseurl) -}}
 {{- $routes := list -}}
-{{- if $root.Values.mas.enabled -}}
+{{- if and $root.Values.mas.enabled (not $root.Values.router.enabled) -}}
 {{- /* MAS owns the compatibility endpoints; as prefixes they cover logout/all and login/sso/redirect/... */ -}}
 {{- $mas := dict "name" (include "synapse.mas.name" $root) "port" 8080 -}}
 {{- range $version := list "api/v1" "r0" "v3" "unstable" -}}

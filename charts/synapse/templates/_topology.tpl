@@ -110,6 +110,9 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- if and $media (not $backgroundMedia) -}}
 {{- fail (printf "media pools (%s) need a media_background pool: the one media instance that runs background jobs" (join ", " $media)) -}}
 {{- end -}}
+{{- if and $media (not (get $writers "quarantined_media_changes")) -}}
+{{- fail (printf "media pools (%s) need a quarantined_media pool: with media off on main, quarantine writes need a media-capable stream writer" (join ", " $media)) -}}
+{{- end -}}
 {{- $topology := dict
   "pools" $pools "mainPool" $mainPool "instances" $instances "workers" $workers
   "stream_writers" $streamWriters "instance_map" $instanceMap "media" (gt (len $media) 0)

@@ -1,0 +1,129 @@
+-- matrix-stack router: sets the hash key the route's ring hash uses, from the route's metadata
+-- ("hash": room | user | origin), and refuses bodies over the route's size limit.
+-- WHOAMI_CLUSTER, CACHE_TTL, CACHE_MAX and DEFAULT_MAX_BYTES are set by the chart above this line.
+local HASH_HEADER = "x-matrix-stack-hash"
+local cache, cache_size = {}, 0
+
+local function unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- A short non-reversible tag for a token: the hash key must never carry the token itself.
+local function tag(s)
+  local h1, h2 = 5381, 52711
+  for i = 1, #s do
+    local c = s:byte(i)
+    h1 = (h1 * 33 + c) % 4294967296
+    h2 = (h2 * 31 + c) % 4294967296
+  end
+  return string.format("t:%08x%08x", h1, h2)
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+local function b64url_decode(s)
+  local out, value, bits = {}, 0, 0
+  for i = 1, #s do
+    local c = s:sub(i, i)
+    if c == "+" then c = "-" elseif c == "/" then c = "_" end
+    local index = B64:find(c, 1, true)
+    if index == nil then return nil end
+    value = value * 64 + (index - 1)
+    bits = bits + 6
+    if bits >= 8 then
+      bits = bits - 8
+      local scale = 2 ^ bits
+      out[#out + 1] = string.char(math.floor(value / scale) % 256)
+      value = value % scale
+    end
+  end
+  return table.concat(out)
+end
+
+-- The room: the path segment after /rooms/, /join/ or /knock/, percent-decoded, whole (room
+-- version 12 ids have no server part), for every version prefix.
+local function room_key(path)
+  local p = path:gsub("%?.*$", "")
+  local segment = p:match("^/_matrix/client/.-/rooms/([^/]+)")
+    or p:match("^/_matrix/client/.-/join/([^/]+)")
+    or p:match("^/_matrix/client/.-/knock/([^/]+)")
+  if segment then return unescape(segment) end
+  return nil
+end
+
+local function access_token(headers)
+  local auth = headers:get("authorization")
+  if auth then
+    local token = auth:match("^[Bb]earer%s+(%S+)")
+    if token then return token end
+  end
+  local query = (headers:get(":path") or ""):match("[?&]access_token=([^&]+)")
+  if query then return unescape(query) end
+  return nil
+end
+
+-- The user: decoded from a Synapse token (syt_<base64 localpart>_...), else asked of Synapse
+-- (whoami) and cached for CACHE_TTL seconds; a token Synapse does not know still sticks by itself.
+local function user_key(handle)
+  local headers = handle:headers()
+  local token = access_token(headers)
+  if token == nil then return nil end
+  local encoded = token:match("^syt_([^_]+)_")
+  if encoded then
+    local localpart = b64url_decode(encoded)
+    if localpart and #localpart > 0 then return localpart end
+  end
+  local now = os.time()
+  local hit = cache[token]
+  if hit and hit.expires > now then return hit.key end
+  local key = tag(token)
+  local reply_headers, body = handle:httpCall(WHOAMI_CLUSTER, {
+    [":method"] = "GET",
+    [":path"] = "/_matrix/client/v3/account/whoami",
+    [":authority"] = "matrix-stack-router",
+    ["authorization"] = "Bearer " .. token,
+  }, "", 5000)
+  if reply_headers and reply_headers[":status"] == "200" and body then
+    local localpart = body:match('"user_id"%s*:%s*"@([^:"]+)')
+    if localpart then key = unescape(localpart) end
+  end
+  if cache_size >= CACHE_MAX then cache, cache_size = {}, 0 end
+  if hit == nil then cache_size = cache_size + 1 end
+  cache[token] = { key = key, expires = now + CACHE_TTL }
+  return key
+end
+
+-- The origin server of a federation request (X-Matrix origin=...), else the client address
+-- (Envoy has already taken it from X-Forwarded-For, trusting the configured hops).
+local function origin_key(handle)
+  local auth = handle:headers():get("authorization")
+  if auth and auth:match("^X%-Matrix") then
+    local origin = auth:match('origin="([^"]+)"') or auth:match("origin=([^,%s]+)")
+    if origin then return origin end
+  end
+  local address = handle:streamInfo():downstreamRemoteAddress() or ""
+  return address:match("^%[(.+)%]:%d+$") or address:match("^(.+):%d+$") or address
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  headers:remove(HASH_HEADER) -- only the router sets it
+  local metadata = handle:metadata()
+  local limit = tonumber(metadata:get("max_bytes")) or DEFAULT_MAX_BYTES
+  local length = tonumber(headers:get("content-length") or "0")
+  if length and length > limit then
+    handle:respond({ [":status"] = "413", ["content-type"] = "application/json" },
+      '{"errcode":"M_TOO_LARGE","error":"Request body too large"}')
+    return
+  end
+  local hash = metadata:get("hash")
+  local key = nil
+  if hash == "room" then
+    key = room_key(headers:get(":path") or "")
+  elseif hash == "user" then
+    key = user_key(handle)
+  elseif hash == "origin" then
+    key = origin_key(handle)
+  end
+  -- Fetched again: header handles taken before an httpCall (whoami) are invalid after it.
+  if key then handle:headers():replace(HASH_HEADER, key) end
+end

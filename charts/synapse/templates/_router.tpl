@@ -1,0 +1,243 @@
+{{/*
+Router targets: the Envoy cluster of each pool kind that serves HTTP, with the Services of its
+enabled pools as endpoints (each endpoint names its pool, for logs, the debug header and route
+explain). A kind with no enabled pool is served by its fallback (media by any media-capable
+pool), else by main, which then holds the role.
+*/}}
+{{- define "synapse.router.clusters" -}}
+{{- $t := include "synapse.topology" . | fromYaml -}}
+{{- $clusters := dict -}}
+{{- range $name, $pool := $t.pools -}}
+{{- if or $pool.listeners (eq $pool.kind "main") -}}
+{{- $service := printf "%s.%s.svc.cluster.local" (include "synapse.poolName" (dict "root" $ "pool" $name)) $.Release.Namespace -}}
+{{- $existing := get $clusters $pool.kind | default (dict "pools" list) -}}
+{{- $_ := set $clusters $pool.kind (dict "pools" (append $existing.pools (dict "pool" $name "address" $service "port" 8008))) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.mas.enabled -}}
+{{- $_ := set $clusters "mas" (dict "pools" (list (dict "pool" "mas" "address" (printf "%s.%s.svc.cluster.local" (include "synapse.mas.name" .) .Release.Namespace) "port" 8080))) -}}
+{{- end -}}
+{{- toYaml $clusters -}}
+{{- end -}}
+
+{{- define "synapse.router.clusterFor" -}}
+{{- $clusters := .clusters -}}
+{{- $fallbacks := dict "media_repository" (list "media_background" "quarantined_media") -}}
+{{- $found := "" -}}
+{{- range $kind := prepend (get $fallbacks .target | default list) .target -}}
+{{- if and (not $found) (hasKey $clusters $kind) }}{{ $found = $kind }}{{ end -}}
+{{- end -}}
+{{- $found | default "main" -}}
+{{- end -}}
+
+{{/* The routes as Envoy takes them: one route per table entry, its regexes joined. */}}
+{{- define "synapse.router.routeList" -}}
+{{- $root := . -}}
+{{- $clusters := include "synapse.router.clusters" . | fromYaml -}}
+{{- $routes := list -}}
+{{- range $entry := include "synapse.routes" . | fromYamlArray -}}
+{{- $when := $entry.when | default "" -}}
+{{- if or (eq $when "") (and (eq $when "mas") $root.Values.mas.enabled) (and (eq $when "nomas") (not $root.Values.mas.enabled)) (and (eq $when "msc4306") $root.Values.experimental.msc4306) -}}
+{{- $regexes := list -}}
+{{- range $entry.regex }}{{ $regexes = append $regexes (printf "(?:%s)" .) }}{{ end -}}
+{{- $cluster := include "synapse.router.clusterFor" (dict "clusters" $clusters "target" $entry.target) -}}
+{{- $routes = append $routes (merge (dict "cluster" $cluster "pattern" (join "|" $regexes)) (omit $entry "regex" "when")) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $routes -}}
+{{- end -}}
+
+{{/* The Lua filter: the chart's settings, then files/router.lua. */}}
+{{- define "synapse.router.lua" -}}
+{{- $clusters := include "synapse.router.clusters" . | fromYaml -}}
+WHOAMI_CLUSTER = {{ include "synapse.router.clusterFor" (dict "clusters" $clusters "target" "client_reader") | quote }}
+CACHE_TTL = {{ .Values.router.whoamiCacheSeconds }}
+CACHE_MAX = {{ .Values.router.whoamiCacheEntries }}
+DEFAULT_MAX_BYTES = {{ .Values.router.maxRequestBytes | int64 }}
+{{ .Files.Get "files/router.lua" }}
+{{- end -}}
+
+{{- define "synapse.router.envoy" -}}
+{{- $r := .Values.router -}}
+{{- $clusters := include "synapse.router.clusters" . | fromYaml -}}
+{{- $hashed := dict -}}
+{{- range $route := include "synapse.router.routeList" . | fromYamlArray }}{{ if $route.hash }}{{ $_ := set $hashed $route.cluster true }}{{ end }}{{ end -}}
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 9901}}
+# Each route's regexes are joined into one RE2 program: larger than Envoy's default limit of 100.
+layered_runtime:
+  layers:
+    - name: static
+      static_layer:
+        re2.max_program_size.error_level: 4096
+        re2.max_program_size.warn_level: 4096
+overload_manager:
+  refresh_interval: 0.25s
+  resource_monitors:
+    - name: envoy.resource_monitors.fixed_heap
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig
+        max_heap_size_bytes: {{ $r.overload.maxHeapBytes | int64 }}
+    - name: envoy.resource_monitors.global_downstream_max_connections
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+        max_active_downstream_connections: {{ $r.overload.maxConnections | int64 }}
+  actions:
+    - name: envoy.overload_actions.shrink_heap
+      triggers: [{name: envoy.resource_monitors.fixed_heap, threshold: {value: 0.95}}]
+    - name: envoy.overload_actions.stop_accepting_requests
+      triggers: [{name: envoy.resource_monitors.fixed_heap, threshold: {value: 0.98}}]
+static_resources:
+  listeners:
+    - name: matrix
+      address: {socket_address: {address: 0.0.0.0, port_value: 8008}}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: matrix
+                use_remote_address: true
+                xff_num_trusted_hops: {{ $r.trustedHops }}
+                stream_idle_timeout: 300s
+                request_headers_timeout: 30s
+                common_http_protocol_options: {idle_timeout: 3600s, headers_with_underscores_action: REJECT_REQUEST}
+                access_log:
+                  {{- if $r.accessLog }}
+                  - name: envoy.access_loggers.stdout
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+                      log_format:
+                        formatters:
+                          - name: envoy.formatter.req_without_query
+                            typed_config:
+                              "@type": type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery
+                        json_format:
+                          time: "%START_TIME%"
+                          method: "%REQ(:METHOD)%"
+                          path: "%REQ_WITHOUT_QUERY(:PATH)%"
+                          status: "%RESPONSE_CODE%"
+                          route: "%ROUTE_NAME%"
+                          pool: "%UPSTREAM_METADATA([\"matrix_stack\", \"pool\"])%"
+                          upstream: "%UPSTREAM_HOST%"
+                          hash_key: "%REQ(X-MATRIX-STACK-HASH)%"
+                          duration_ms: "%DURATION%"
+                          bytes_received: "%BYTES_RECEIVED%"
+                          bytes_sent: "%BYTES_SENT%"
+                          client: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+                          request_id: "%REQ(X-REQUEST-ID)%"
+                  {{- end }}
+                http_filters:
+                  - name: envoy.filters.http.lua
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+                      default_source_code:
+                        inline_string: |
+                          {{- include "synapse.router.lua" . | nindent 26 }}
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+                route_config:
+                  name: matrix
+                  virtual_hosts:
+                    - name: matrix
+                      domains: ["*"]
+                      routes:
+                        - name: cors-preflight
+                          match: {prefix: "/", headers: [{name: ":method", string_match: {exact: OPTIONS}}]}
+                          direct_response: {status: 204}
+                          response_headers_to_add:
+                            - header: {key: access-control-allow-origin, value: "*"}
+                            - header: {key: access-control-allow-methods, value: "GET, HEAD, POST, PUT, DELETE, OPTIONS"}
+                            - header: {key: access-control-allow-headers, value: "X-Requested-With, Content-Type, Authorization, Date"}
+                            - header: {key: access-control-max-age, value: "86400"}
+                        {{- range $route := include "synapse.router.routeList" . | fromYamlArray }}
+                        - name: {{ $route.name }}
+                          match:
+                            safe_regex: {regex: {{ $route.pattern | quote }}}
+                            {{- with $route.methods }}
+                            headers: [{name: ":method", string_match: {safe_regex: {regex: {{ join "|" . | quote }}}}}]
+                            {{- end }}
+                          metadata:
+                            filter_metadata:
+                              envoy.filters.http.lua:
+                                {{- with $route.hash }}
+                                hash: {{ . }}
+                                {{- end }}
+                                max_bytes: {{ ternary $r.maxUploadBytes $r.maxRequestBytes (default false $route.media) | int64 | quote }}
+                          route:
+                            cluster: {{ $route.cluster }}
+                            timeout: {{ $route.timeout | default (ternary $r.timeouts.media $r.timeouts.default (default false $route.media)) }}
+                            {{- if eq ($route.timeout | default "") "0s" }}
+                            idle_timeout: {{ $r.timeouts.longPoll }}
+                            {{- end }}
+                            {{- if $route.hash }}
+                            hash_policy: [{header: {header_name: x-matrix-stack-hash}}]
+                            {{- end }}
+                          {{- if $r.debugHeader }}
+                          response_headers_to_add:
+                            - header: {key: x-matrix-stack-pool, value: "%UPSTREAM_METADATA([\"matrix_stack\", \"pool\"])%"}
+                          {{- end }}
+                        {{- end }}
+                        - name: unmatched
+                          match: {prefix: "/"}
+                          direct_response:
+                            status: 404
+                            body: {inline_string: '{"errcode":"M_UNRECOGNIZED","error":"Unrecognized request"}'}
+    - name: metrics
+      address: {socket_address: {address: 0.0.0.0, port_value: 9102}}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: metrics
+                http_filters:
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+                route_config:
+                  virtual_hosts:
+                    - name: metrics
+                      domains: ["*"]
+                      routes:
+                        - match: {path: /metrics}
+                          route: {cluster: admin, prefix_rewrite: /stats/prometheus}
+                        - match: {path: /ready}
+                          route: {cluster: admin}
+  clusters:
+    - name: admin
+      type: STATIC
+      connect_timeout: 1s
+      load_assignment:
+        cluster_name: admin
+        endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 9901}}}}]}]
+    {{- range $kind, $cluster := $clusters }}
+    - name: {{ $kind }}
+      type: STRICT_DNS
+      dns_lookup_family: V4_PREFERRED
+      respect_dns_ttl: true
+      connect_timeout: 2s
+      {{- if hasKey $hashed $kind }}
+      lb_policy: RING_HASH
+      ring_hash_lb_config: {minimum_ring_size: 1024}
+      {{- else }}
+      lb_policy: LEAST_REQUEST
+      {{- end }}
+      circuit_breakers:
+        thresholds: [{max_connections: 100000, max_pending_requests: 100000, max_requests: 100000}]
+      outlier_detection: {consecutive_gateway_failure: 5, enforcing_consecutive_gateway_failure: 100, enforcing_consecutive_5xx: 0, interval: 10s, base_ejection_time: 30s}
+      load_assignment:
+        cluster_name: {{ $kind }}
+        endpoints:
+          - lb_endpoints:
+              {{- range $cluster.pools }}
+              - endpoint:
+                  hostname: {{ .pool }}
+                  address: {socket_address: {address: {{ .address }}, port_value: {{ .port }}}}
+                metadata: {filter_metadata: {matrix_stack: {pool: {{ .pool }}}}}
+              {{- end }}
+    {{- end }}
+{{- end -}}
+
+{{- define "synapse.router.name" -}}{{ printf "%s-router" (include "msl.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end -}}

@@ -1,0 +1,215 @@
+"""`matrix-stack route explain`: where will this request go with my values?
+
+The answer comes from the real thing: the chart is rendered with helm, its router configuration runs
+in the real Envoy, and every pool is a stub upstream that reports its name and the hash key Envoy
+chose. Nothing here re-implements Envoy's matching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.devstack import envoy as local_envoy
+from shared.devstack.processes import free_ports
+
+# Enough to render the chart with no values of the operator's; theirs take precedence.
+PLACEHOLDERS = {
+    "serverName": "example.org",
+    "publicBaseurl": "https://matrix.example.org/",
+    "redis": {"host": "redis"},
+    "postgres": {"host": "postgres"},
+    "mas": {"publicBaseurl": "https://auth.example.org/", "database": {"host": "postgres"}},
+}
+POOL_HEADER = "x-explain-pool"
+KEY_HEADER = "x-explain-hash-key"
+
+
+@dataclass(frozen=True)
+class Answer:
+    method: str
+    path: str
+    pool: str  # a pool name, "main", "mas", or "-" when the router answers itself
+    hash_key: str  # "-" when the route does not hash
+    status: int
+
+
+class Stubs:
+    """One loopback HTTP server per pool, answering every request with its pool's name and the
+    hash key it received. whoami is refused (401), as for a token the homeserver does not know."""
+
+    def __init__(self, pools: Iterable[str]) -> None:
+        self.pools = sorted(pools)
+        self.ports = dict(zip(self.pools, free_ports(len(self.pools)), strict=True))
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        for pool, port in self.ports.items():
+            self._loop.run_until_complete(asyncio.start_server(self._handler(pool), "127.0.0.1", port))
+        self._ready.set()
+        self._loop.run_forever()
+
+    def _handler(self, pool: str):  # type: ignore[no-untyped-def]
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    lines = head.decode("utf-8", "surrogateescape").split("\r\n")
+                    path = lines[0].split(" ")[1]
+                    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+                    lowered = {k.lower(): v for k, v in headers.items()}
+                    length = int(lowered.get("content-length", "0"))
+                    if length:
+                        await reader.readexactly(length)
+                    status = "401 Unauthorized" if path.endswith("/account/whoami") else "200 OK"
+                    key = lowered.get(local_envoy.HASH_HEADER, "-")
+                    writer.write(
+                        f"HTTP/1.1 {status}\r\n{POOL_HEADER}: {pool}\r\n{KEY_HEADER}: {key}\r\n"
+                        "content-type: application/json\r\ncontent-length: 2\r\n\r\n{}".encode(
+                            "utf-8", "surrogateescape"
+                        )
+                    )
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        return handle
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+class Client:
+    """HTTP/1.1 on one connection, sending the path byte for byte (no client-side normalisation)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.buffer = b""
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the router closed the connection")
+            self.buffer += chunk
+        head, self.buffer = self.buffer.split(marker, 1)
+        return head
+
+    def request(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        lines = [f"{method} {path} HTTP/1.1", "host: explain", "content-length: 0"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        head = self._read_until(b"\r\n\r\n").decode("utf-8", "replace").split("\r\n")
+        status = int(head[0].split(" ")[1])
+        response = {k.lower(): v for k, v in (line.split(": ", 1) for line in head[1:] if ": " in line)}
+        length = int(response.get("content-length", "0"))
+        while len(self.buffer) < length:
+            self.buffer += self.sock.recv(65536)
+        self.buffer = self.buffer[length:]
+        return status, response
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Explainer:
+    """The rendered router in the real Envoy, against one stub per pool."""
+
+    def __init__(self, values_files: list[Path], sets: list[str], chart: Path = local_envoy.CHART) -> None:
+        documents = local_envoy.helm_template(values_files, sets, chart, base=PLACEHOLDERS)
+        self.config = local_envoy.router_config(documents)
+        self.pools = local_envoy.pools_of(self.config)
+        self.stubs = Stubs(self.pools)
+        port, metrics, admin = local_envoy.local_ports()
+        endpoints = {pool: [("127.0.0.1", stub_port)] for pool, stub_port in self.stubs.ports.items()}
+        self.envoy = local_envoy.LocalEnvoy(
+            local_envoy.localize(self.config, endpoints, port=port, metrics_port=metrics, admin_port=admin)
+        )
+        self.client: Client | None = None
+
+    def __enter__(self) -> Explainer:
+        self.stubs.start()
+        try:
+            self.envoy.start()
+        except Exception:
+            self.stubs.stop()
+            raise
+        self.client = Client(self.envoy.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client:
+            self.client.close()
+        self.envoy.stop()
+        self.stubs.stop()
+
+    def explain(self, method: str, path: str, headers: dict[str, str] | None = None) -> Answer:
+        assert self.client is not None
+        try:
+            status, response = self.client.request(method, path, headers or {})
+        except (ConnectionError, OSError):
+            self.client.close()
+            self.client = Client(self.envoy.port)
+            status, response = self.client.request(method, path, headers or {})
+        pool = response.get(POOL_HEADER, "-")
+        key = response.get(KEY_HEADER, "-") if pool != "-" else "-"
+        return Answer(method, path, pool, key, status)
+
+
+def parse_line(line: str) -> tuple[str, str, dict[str, str]]:
+    """`METHOD<TAB>PATH`, optionally followed by `<TAB>Name: value` header fields."""
+    fields = line.rstrip("\r\n").split("\t")
+    if len(fields) < 2 or not fields[0] or not fields[1].startswith("/"):
+        raise ValueError(f"expected METHOD<TAB>PATH, got {line.rstrip()!r}")
+    headers = dict(field.split(": ", 1) for field in fields[2:] if ": " in field)
+    return fields[0].upper(), fields[1], headers
+
+
+@contextmanager
+def explainer(values_files: list[Path], sets: list[str]) -> Iterator[Explainer]:
+    with Explainer(values_files, sets) as running:
+        yield running
+
+
+def main(values_files: list[Path], sets: list[str], method: str | None, path: str | None,
+         headers: list[str], batch: bool) -> int:  # fmt: skip
+    try:
+        with explainer(values_files, sets) as running:
+            if batch:
+                for number, line in enumerate(sys.stdin, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        parsed = parse_line(line)
+                    except ValueError as error:
+                        print(f"line {number}: {error}", file=sys.stderr)
+                        return 2
+                    answer = running.explain(*parsed)
+                    print(f"{answer.method}\t{answer.path}\t{answer.pool}\t{answer.hash_key}", flush=True)
+                return 0
+            if not method or not path:
+                print("route explain: give METHOD PATH, or --batch", file=sys.stderr)
+                return 2
+            extra = dict(h.split(": ", 1) for h in headers if ": " in h)
+            answer = running.explain(method.upper(), path, extra)
+            print(f"pool: {answer.pool}\nhash key: {answer.hash_key}")
+            return 0
+    except (local_envoy.RenderError, RuntimeError) as error:
+        print(f"route explain: {error}", file=sys.stderr)
+        return 2
