@@ -9,11 +9,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
 import yaml
 
+from shared.devstack import envoy as local_envoy
 from shared.devstack.mas import MasStandIn
 from shared.devstack.pgbouncer import LocalPgbouncer
 from shared.devstack.postgres import LocalPostgres
@@ -27,6 +29,11 @@ ONE_EACH = {
     "pools": {name: {"replicas": 1} for name in ("event_persister", "room", "sync", "client_reader")},
     "pgbouncer": {"enabled": True},  # readers through a real pgbouncer, the heavy writers direct
     "wellKnown": {"rtcFoci": [{"type": "livekit", "livekit_service_url": "https://rtc.example.org/jwt"}]},
+    # Test clients create rooms and send faster than Synapse's default limits allow (extraConfig is
+    # the chart's way to set anything else).
+    "extraConfig": {
+        key: {"per_second": 1000, "burst_count": 1000} for key in ("rc_message", "rc_room_creation")
+    },
 }
 
 
@@ -148,7 +155,7 @@ def cluster(
     pgbouncer.start()
     started = boot(data, instances, directory=tmp_path_factory.mktemp("cluster"), postgres_port=postgres.port,
                    database=database.rsplit("/", 1)[1], redis_port=redis.port, pgbouncer_port=pgbouncer.port,
-                   mas_endpoint=mas.url)  # fmt: skip
+                   mas_endpoint=mas.url, replicas={"room": 2, "sync": 2})  # fmt: skip
     mas.synapse = f"http://127.0.0.1:{started.by_pool('main').port(8008)}"
     yield started
     started.stop()
@@ -165,7 +172,7 @@ def redis_clients(port: int) -> int:
 
 
 def test_real_worker_cluster_boots_and_replicates(cluster: Cluster, redis: LocalRedis) -> None:
-    assert len(cluster.processes) == 21  # main + one process of every pool
+    assert len(cluster.processes) == 23  # main + one process of every pool, two of room and sync
     for process in cluster.processes:
         assert process.process is not None, process.name
         assert process.process.poll() is None, process.name
@@ -596,3 +603,215 @@ def test_pool_scheduling_and_keda_cron() -> None:
                                                            for k, v in bad["pools"].items()}}}  # fmt: skip
         with pytest.raises(helm.RenderError, match=message):
             helm.template("synapse", CI / "default-values.yaml", values=merged)
+
+
+@pytest.fixture(scope="module")
+def router(
+    cluster: Cluster, mas: MasStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[local_envoy.LocalEnvoy]:
+    """The chart's router configuration (same values as the cluster) in the real Envoy, in front of it."""
+    documents = helm.template("synapse", CI / "default-values.yaml", values=ONE_EACH)
+    config = local_envoy.router_config(documents)
+    endpoints: dict[str, list[tuple[str, int]]] = {"mas": [("127.0.0.1", mas.port)]}
+    for process in cluster.processes:
+        if 8008 in process.ports:
+            endpoints.setdefault(process.pool, []).append(("127.0.0.1", process.port(8008)))
+    port, metrics, admin = local_envoy.local_ports()
+    log = tmp_path_factory.mktemp("router") / "access.log"
+    running = local_envoy.LocalEnvoy(
+        local_envoy.localize(
+            config, endpoints, port=port, metrics_port=metrics, admin_port=admin, access_log=log
+        )
+    )
+    running.start()
+    running.access_log = log  # type: ignore[attr-defined]
+    yield running
+    running.stop()
+
+
+def _access_log(router: local_envoy.LocalEnvoy, count: int) -> list[dict[str, Any]]:
+    path: Path = router.access_log  # type: ignore[attr-defined]
+    for _ in range(100):
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count:
+            return [json.loads(line) for line in lines]
+        time.sleep(0.1)
+    raise AssertionError(f"access log has {len(lines)} lines, expected {count}")
+
+
+async def test_clients_through_the_router(
+    cluster: Cluster, mas: MasStandIn, router: local_envoy.LocalEnvoy
+) -> None:
+    """A matrix-nio client and raw requests through the real Envoy with the rendered routes: every
+    request succeeds, and the access log names the pool each one was meant for."""
+    from nio import (
+        AsyncClient,
+        LoginResponse,
+        RoomCreateResponse,
+        RoomMessagesResponse,
+        RoomSendResponse,
+        SyncResponse,
+    )
+
+    expected: list[tuple[str, str, str]] = []  # (method, path prefix, pool) in the order sent
+
+    def expect(method: str, path: str, pool: str) -> None:
+        expected.append((method, path, pool))
+
+    for name, admin in (("dana", True), ("erin", False)):
+        mas.passwords[name] = f"pw-{name}-123"
+        if admin:
+            mas.admins.add(name)
+    dana = AsyncClient(router.url, "dana")
+    erin = AsyncClient(router.url, "erin")
+    http = httpx.AsyncClient(base_url=router.url, timeout=30)
+    try:
+        expect("POST", "/_matrix/client/v3/login", "mas")
+        assert isinstance(await dana.login("pw-dana-123"), LoginResponse)
+        expect("POST", "/_matrix/client/v3/login", "mas")
+        assert isinstance(await erin.login("pw-erin-123"), LoginResponse)
+        auth = {"Authorization": f"Bearer {dana.access_token}"}
+        erin_auth = {"Authorization": f"Bearer {erin.access_token}"}
+
+        async def call(
+            method: str, path: str, pool: str, headers: dict[str, str] | None = None, **kw: Any
+        ) -> Any:
+            expect(method, path.split("?")[0], pool)
+            reply = await http.request(method, path, headers=headers or auth, **kw)
+            assert reply.status_code == 200, (method, path, reply.status_code, reply.text)
+            return (
+                reply.json()
+                if reply.headers.get("content-type", "").startswith("application/json")
+                else reply.content
+            )
+
+        expect("POST", "/_matrix/client/v3/createRoom", "client_reader")
+        created = await dana.room_create(name="routed", invite=[erin.user_id])
+        assert isinstance(created, RoomCreateResponse), created
+        room = created.room_id
+        expect("POST", f"/_matrix/client/v3/join/{room}", "room")
+        await erin.join(room)
+        expect("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/", "room")
+        sent = await dana.room_send(
+            room, "m.room.message", {"msgtype": "m.text", "body": "through the router"}
+        )
+        assert isinstance(sent, RoomSendResponse), sent
+        event = sent.event_id
+        await call(
+            "PUT", f"/_matrix/client/v3/rooms/{room}/state/m.room.topic/", "room", json={"topic": "routing"}
+        )
+        extra = (await call("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/t2", "room",
+                            json={"msgtype": "m.text", "body": "to redact"}))["event_id"]  # fmt: skip
+        await call("PUT", f"/_matrix/client/v3/rooms/{room}/redact/{extra}/t3", "room", json={})
+        await call("PUT", f"/_matrix/client/v3/rooms/{room}/typing/{dana.user_id}", "typing",
+                   json={"typing": True, "timeout": 10000})  # fmt: skip
+        await call(
+            "POST",
+            f"/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}",
+            "receipts",
+            headers=erin_auth,
+            json={},
+        )
+        await call("POST", f"/_matrix/client/v3/rooms/{room}/read_markers", "receipts", headers=erin_auth,
+                   json={"m.fully_read": event})  # fmt: skip
+        await call("PUT", "/_matrix/client/v3/sendToDevice/m.test/t4", "to_device",
+                   json={"messages": {erin.user_id: {erin.device_id: {"hello": "erin"}}}})  # fmt: skip
+        await call(
+            "PUT",
+            f"/_matrix/client/v3/user/{dana.user_id}/account_data/m.test",
+            "account_data",
+            json={"a": 1},
+        )
+        await call("PUT", f"/_matrix/client/v3/user/{dana.user_id}/rooms/{room}/tags/m.favourite", "account_data",
+                   json={"order": 0.5})  # fmt: skip
+        await call("PUT", "/_matrix/client/v3/pushrules/global/content/tagsale", "push_rules",
+                   json={"pattern": "sale", "actions": ["notify"]})  # fmt: skip
+        await call(
+            "PUT",
+            f"/_matrix/client/v3/presence/{dana.user_id}/status",
+            "presence",
+            json={"presence": "online"},
+        )
+        keys = {"one_time_keys": {"signed_curve25519:AAAAAQ": {"key": "k", "signatures": {}}}}
+        await call("POST", "/_matrix/client/v3/keys/upload", "device_lists", headers=erin_auth, json=keys)
+        await call(
+            "POST", "/_matrix/client/v3/keys/query", "client_reader", json={"device_keys": {erin.user_id: []}}
+        )
+        claimed = await call("POST", "/_matrix/client/v3/keys/claim", "client_reader",
+                             json={"one_time_keys": {erin.user_id: {erin.device_id: "signed_curve25519"}}})  # fmt: skip
+        assert claimed["one_time_keys"][erin.user_id][erin.device_id]
+        await call("POST", "/_matrix/client/v3/room_keys/version", "client_reader",
+                   json={"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "x"}})  # fmt: skip
+        png = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                            "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082")  # fmt: skip
+        uploaded = await call("POST", "/_matrix/media/v3/upload?filename=a.png", "media_repository",
+                              content=png, headers={**auth, "Content-Type": "image/png"})  # fmt: skip
+        server, media_id = uploaded["content_uri"].removeprefix("mxc://").split("/")
+        assert (
+            await call("GET", f"/_matrix/client/v1/media/download/{server}/{media_id}", "media_repository")
+            == png
+        )
+        await call(
+            "GET",
+            f"/_matrix/client/v1/media/thumbnail/{server}/{media_id}?width=1&height=1",
+            "media_repository",
+        )
+        await call(
+            "POST", "/_matrix/client/v3/user_directory/search", "user_dir", json={"search_term": "erin"}
+        )
+        await call(
+            "POST", f"/_synapse/admin/v1/media/quarantine/{server}/{media_id}", "quarantined_media", json={}
+        )
+        await call("GET", "/_matrix/client/v3/pushrules/", "push_rules")
+        await call("POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "sync",
+                   json={"lists": {"all": {"ranges": [[0, 10]], "timeline_limit": 1, "required_state": []}}})  # fmt: skip
+        # Pagination: one room's /messages always on one room instance; sync: one user's on one sync instance.
+        rooms = [room]
+        for n in range(11):
+            expect("POST", "/_matrix/client/v3/createRoom", "client_reader")
+            more = await dana.room_create(name=f"r{n}")
+            assert isinstance(more, RoomCreateResponse), more
+            rooms.append(more.room_id)
+        for _ in range(3):
+            for each in rooms:
+                expect("GET", f"/_matrix/client/v3/rooms/{each}/messages", "room")
+                page = await dana.room_messages(each, start="", limit=5)
+                assert isinstance(page, RoomMessagesResponse), page
+        for client in (dana, erin, dana, erin, dana):
+            expect("GET", "/_matrix/client/v3/sync", "sync")
+            assert isinstance(await client.sync(timeout=0), SyncResponse)
+        await call("POST", "/_matrix/client/v3/rooms/" + room + "/leave", "room", headers=erin_auth, json={})
+        # Federation-shaped requests: reads anywhere in the pool, /send/ hashed by origin.
+        await call("GET", "/_matrix/federation/v1/version", "federation_reader", headers={})
+        await call("GET", "/_matrix/key/v2/server", "federation_reader", headers={})
+        expect("PUT", "/_matrix/federation/v1/send/1", "federation_reader")
+        unsigned = await http.put("/_matrix/federation/v1/send/1", json={"pdus": [], "edus": []},
+                                  headers={"Authorization": 'X-Matrix origin="remote.example",key="ed25519:a",sig="x"'})  # fmt: skip
+        assert unsigned.status_code == 401  # reached a federation reader, which checks the signature
+    finally:
+        await dana.close()
+        await erin.close()
+        await http.aclose()
+
+    log = _access_log(router, len(expected))
+    assert len(log) == len(expected)
+    for entry, (method, prefix, pool) in zip(log, expected, strict=True):
+        assert entry["method"] == method, (entry, method, prefix)
+        assert unquote(entry["path"]).startswith(unquote(prefix)), (entry, prefix)
+        assert entry["pool"] == pool, (entry, pool)
+        if not prefix.startswith("/_matrix/federation/v1/send"):
+            assert int(entry["status"]) < 400, entry
+    # Stickiness, with two room and two sync instances.
+    by_room: dict[str, set[str]] = {}
+    for entry in log:
+        if entry["path"].endswith("/messages"):
+            by_room.setdefault(entry["hash_key"], set()).add(entry["upstream"])
+    assert len(by_room) == 12
+    assert all(len(upstreams) == 1 for upstreams in by_room.values()), by_room
+    assert len(set().union(*by_room.values())) == 2  # both room instances serve some rooms
+    by_user: dict[str, set[str]] = {}
+    for entry in log:
+        if entry["path"] == "/_matrix/client/v3/sync":
+            by_user.setdefault(entry["hash_key"], set()).add(entry["upstream"])
+    assert set(by_user) == {"dana", "erin"}  # MAS tokens: the user found through whoami
+    assert all(len(upstreams) == 1 for upstreams in by_user.values()), by_user

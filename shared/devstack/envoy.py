@@ -182,6 +182,8 @@ class LocalEnvoy:
                     "--disable-hot-restart",
                     "--log-level",
                     "warn",
+                    "--file-flush-interval-msec",
+                    "100",
                     "--concurrency",
                     str(min(2, os.cpu_count() or 1)),
                 ],

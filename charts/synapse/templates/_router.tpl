@@ -118,7 +118,7 @@ static_resources:
                           path: "%REQ_WITHOUT_QUERY(:PATH)%"
                           status: "%RESPONSE_CODE%"
                           route: "%ROUTE_NAME%"
-                          pool: "%UPSTREAM_METADATA([\"matrix_stack\", \"pool\"])%"
+                          pool: "%METADATA(UPSTREAM_HOST:matrix_stack:pool)%"
                           upstream: "%UPSTREAM_HOST%"
                           hash_key: "%REQ(X-MATRIX-STACK-HASH)%"
                           duration_ms: "%DURATION%"
