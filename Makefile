@@ -35,7 +35,9 @@ lint: $(STAMP)
 
 ## Benchmarks: prints numbers and ratios against the comparison run in the same session.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	scripts/ensure-helm.sh
+	scripts/ensure-system-packages.sh bench
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

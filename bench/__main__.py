@@ -1,11 +1,11 @@
-"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster]`."""
+"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router]`."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 
-from bench import alertmanager_bench, cluster_bench, outbox_bench, sentry_bench, slack_bench
+from bench import alertmanager_bench, cluster_bench, outbox_bench, router_bench, sentry_bench, slack_bench
 
 BENCHMARKS = {
     "outbox": outbox_bench.main,
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "sentry": sentry_bench.main,
     "alertmanager": alertmanager_bench.main,
     "synapse-cluster": cluster_bench.main,
+    "router": router_bench.main,
 }
 
 

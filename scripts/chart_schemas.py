@@ -398,7 +398,6 @@ SYNAPSE: Schema = {
                     "whoamiCacheSeconds": {"type": "integer", "minimum": 0},
                     "whoamiCacheEntries": {"type": "integer", "minimum": 1},
                     "maxUploadBytes": {"type": "integer", "minimum": 1},
-                    "maxRequestBytes": {"type": "integer", "minimum": 1},
                     "timeouts": obj(
                         {key: string(pattern=r"^[0-9]+s$") for key in ("default", "media", "longPoll")}
                     ),

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the tests run for real: Prometheus Alertmanager, PgBouncer. Installed only when missing.
+# Debian packages the tests run for real: Prometheus Alertmanager, PgBouncer (and, with `bench`, the
+# load generator wrk). Installed only when missing.
 set -euo pipefail
 needed=()
 command -v prometheus-alertmanager >/dev/null 2>&1 || needed+=(prometheus-alertmanager)
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || needed+=(pgbouncer)
+if [ "${1:-}" = bench ]; then command -v wrk >/dev/null 2>&1 || needed+=(wrk); fi
 [ ${#needed[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "missing ${needed[*]}: install them with your package manager (the tests that need them will fail)" >&2

@@ -1,6 +1,7 @@
 -- matrix-stack router: sets the hash key the route's ring hash uses, from the route's metadata
--- ("hash": room | user | origin), and refuses bodies over the route's size limit.
--- WHOAMI_CLUSTER, CACHE_TTL, CACHE_MAX and DEFAULT_MAX_BYTES are set by the chart above this line.
+-- ("hash": room | user | origin), and refuses media bodies over the route's size limit. It runs
+-- only on routes that hash or take media; the others skip it.
+-- WHOAMI_CLUSTER, CACHE_TTL and CACHE_MAX are set by the chart above this line.
 local HASH_HEADER = "x-matrix-stack-hash"
 local cache, cache_size = {}, 0
 
@@ -108,9 +109,10 @@ function envoy_on_request(handle)
   local headers = handle:headers()
   headers:remove(HASH_HEADER) -- only the router sets it
   local metadata = handle:metadata()
-  local limit = tonumber(metadata:get("max_bytes")) or DEFAULT_MAX_BYTES
+  local max_bytes = metadata:get("max_bytes")
+  local limit = max_bytes and tonumber(max_bytes)
   local length = tonumber(headers:get("content-length") or "0")
-  if length and length > limit then
+  if limit and length and length > limit then
     handle:respond({ [":status"] = "413", ["content-type"] = "application/json" },
       '{"errcode":"M_TOO_LARGE","error":"Request body too large"}')
     return

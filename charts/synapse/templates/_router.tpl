@@ -53,7 +53,6 @@ pool), else by main, which then holds the role.
 WHOAMI_CLUSTER = {{ include "synapse.router.clusterFor" (dict "clusters" $clusters "target" "client_reader") | quote }}
 CACHE_TTL = {{ .Values.router.whoamiCacheSeconds }}
 CACHE_MAX = {{ .Values.router.whoamiCacheEntries }}
-DEFAULT_MAX_BYTES = {{ .Values.router.maxRequestBytes | int64 }}
 {{ .Files.Get "files/router.lua" }}
 {{- end -}}
 
@@ -158,13 +157,24 @@ static_resources:
                             {{- with $route.methods }}
                             headers: [{name: ":method", string_match: {safe_regex: {regex: {{ join "|" . | quote }}}}}]
                             {{- end }}
+                          {{- if not (or $route.hash $route.media) }}
+                          # Nothing to hash and no media body: the Lua filter is skipped (and a
+                          # client's own hash header dropped, as Lua does elsewhere).
+                          typed_per_filter_config:
+                            envoy.filters.http.lua:
+                              "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute
+                              disabled: true
+                          request_headers_to_remove: [x-matrix-stack-hash]
+                          {{- end }}
                           metadata:
                             filter_metadata:
                               envoy.filters.http.lua:
                                 {{- with $route.hash }}
                                 hash: {{ . }}
                                 {{- end }}
-                                max_bytes: {{ ternary $r.maxUploadBytes $r.maxRequestBytes (default false $route.media) | int64 | quote }}
+                                {{- if $route.media }}
+                                max_bytes: {{ $r.maxUploadBytes | int64 | quote }}
+                                {{- end }}
                           route:
                             cluster: {{ $route.cluster }}
                             timeout: {{ $route.timeout | default (ternary $r.timeouts.media $r.timeouts.default (default false $route.media)) }}

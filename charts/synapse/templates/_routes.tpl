@@ -4,6 +4,9 @@ path, query string excluded). Each entry: target (a pool kind, "main" or "mas"),
 optional methods, hash (room | user | origin: the key the target's ring hash uses), timeout, and
 when (mas | nomas | msc4306). A kind with no enabled pool falls back to main, which then holds its
 role. Order rules, each for a reason:
+  - the hottest routes (sync, timelines, event sending, receipts, typing) come first, for speed:
+    their patterns are anchored tightly enough that no later route matches any of their paths
+    (the routing tables in tests/data/routing check every overlap named below);
   - main-only endpoints that broader worker patterns would otherwise catch come first;
   - MAS's compatibility endpoints (with sub-paths: logout/all, login/sso/redirect/{idp}) before any
     client pattern, anchored on the version so nothing else ending in /login matches;
@@ -14,6 +17,38 @@ role. Order rules, each for a reason:
 Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
 */}}
 {{- define "synapse.routes" -}}
+- name: sync
+  target: sync
+  hash: user
+  timeout: 0s  # long polls: the client's timeout decides
+  regex:
+    - /_matrix/client/(r0|v3|unstable)/sync
+    - /_matrix/client/unstable/org\.matrix\.simplified_msc3575/sync
+    - /_matrix/client/(api/v1|r0|v3)/events
+    - /_matrix/client/(api/v1|r0|v3)/initialSync
+    - /_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync
+- name: messages
+  target: room
+  hash: room  # pagination of one room must stay on one instance
+  regex:
+    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/messages
+- name: events
+  target: room
+  hash: room
+  regex:
+    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/(redact|send)/.+
+    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/state/.+
+    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/(join|invite|leave|ban|unban|kick)
+    - /_matrix/client/(api/v1|r0|v3|unstable)/(join|knock)/[^/]+
+- name: receipts
+  target: receipts
+  regex:
+    - /_matrix/client/(r0|v3|unstable)/rooms/[^/]+/receipt/[^/]+/[^/]+
+    - /_matrix/client/(r0|v3|unstable)/rooms/[^/]+/read_markers
+- name: typing
+  target: typing
+  regex:
+    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/typing/[^/]+
 - name: main-only
   target: main
   regex:
@@ -35,19 +70,10 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
   regex:
     - /_matrix/client/(api/v1|r0|v3|unstable)/login/(sso/redirect|cas/ticket)(/.*)?
     - /_synapse/client/(pick_idp|pick_username(/.*)?|new_user_consent|sso_register|oidc/callback|saml2/authn_response)
-- name: typing
-  target: typing
-  regex:
-    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/typing/[^/]+
 - name: to-device
   target: to_device
   regex:
     - /_matrix/client/(r0|v3|unstable)/sendToDevice/[^/]+/[^/]+
-- name: receipts
-  target: receipts
-  regex:
-    - /_matrix/client/(r0|v3|unstable)/rooms/[^/]+/receipt/[^/]+/[^/]+
-    - /_matrix/client/(r0|v3|unstable)/rooms/[^/]+/read_markers
 - name: push-rules
   target: push_rules
   regex:
@@ -91,29 +117,6 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
     - /_matrix/client/(r0|v3|unstable)/devices(/.*)?
     - /_matrix/client/(r0|v3|unstable)/keys/upload(/.*)?
     - /_matrix/client/(r0|v3|unstable)/keys/(device_signing|signatures)/upload
-- name: sync
-  target: sync
-  hash: user
-  timeout: 0s  # long polls: the client's timeout decides
-  regex:
-    - /_matrix/client/(r0|v3|unstable)/sync
-    - /_matrix/client/unstable/org\.matrix\.simplified_msc3575/sync
-    - /_matrix/client/(api/v1|r0|v3)/events
-    - /_matrix/client/(api/v1|r0|v3)/initialSync
-    - /_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync
-- name: messages
-  target: room
-  hash: room  # pagination of one room must stay on one instance
-  regex:
-    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/messages
-- name: events
-  target: room
-  hash: room
-  regex:
-    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/(redact|send)/.+
-    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/state/.+
-    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/(join|invite|leave|ban|unban|kick)
-    - /_matrix/client/(api/v1|r0|v3|unstable)/(join|knock)/[^/]+
 - name: profile
   target: room  # profile changes send a membership event into every joined room
   regex:

