@@ -241,6 +241,28 @@ POOL_KINDS = [
     "federation_sender",
 ]
 
+# A PostgreSQL connection (Synapse's and MAS's databases).
+POSTGRES = obj(
+    {
+        "host": string(),
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "database": string(),
+        "user": string(),
+        "sslmode": string(enum=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+        "password": CREDENTIAL,
+    }
+)
+
+# An HPA on CPU (the synapse chart's pools and router).
+CPU_AUTOSCALING = obj(
+    {
+        "enabled": BOOL,
+        "minReplicas": {"type": "integer", "minimum": 1},
+        "maxReplicas": {"type": "integer", "minimum": 1},
+        "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1},
+    }
+)
+
 # Pod scheduling fields, chart-wide and per pool (a pool's own replace the chart-wide ones).
 SCHEDULING: dict[str, Schema] = {
     "nodeSelector": string_map(),
@@ -281,18 +303,7 @@ SYNAPSE: Schema = {
                     "storageProviders": array(free_map()),
                 }
             ),
-            "postgres": obj(
-                {
-                    "host": string(),
-                    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                    "database": string(),
-                    "user": string(),
-                    "sslmode": string(
-                        enum=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-                    ),
-                    "password": CREDENTIAL,
-                }
-            ),
+            "postgres": POSTGRES,
             "pools": {
                 "type": "object",
                 "additionalProperties": obj(
@@ -302,14 +313,7 @@ SYNAPSE: Schema = {
                         "replicas": {"type": "integer", "minimum": 1},
                         "resources": free_map(),
                         **SCHEDULING,
-                        "autoscaling": obj(
-                            {
-                                "enabled": BOOL,
-                                "minReplicas": {"type": "integer", "minimum": 1},
-                                "maxReplicas": {"type": "integer", "minimum": 1},
-                                "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1},
-                            }
-                        ),
+                        "autoscaling": CPU_AUTOSCALING,
                         "keda": obj(
                             {
                                 "enabled": BOOL,
@@ -365,18 +369,7 @@ SYNAPSE: Schema = {
                     ),
                     "replicas": {"type": "integer", "minimum": 1},
                     "resources": free_map(),
-                    "database": obj(
-                        {
-                            "host": string(),
-                            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                            "database": string(),
-                            "user": string(),
-                            "sslmode": string(
-                                enum=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-                            ),
-                            "password": CREDENTIAL,
-                        }
-                    ),
+                    "database": POSTGRES,
                     "secrets": obj(
                         {key: CREDENTIAL for key in ("encryption", "signingKey", "synapseShared")}
                     ),
@@ -415,14 +408,7 @@ SYNAPSE: Schema = {
                             "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                         }
                     ),
-                    "autoscaling": obj(
-                        {
-                            "enabled": BOOL,
-                            "minReplicas": {"type": "integer", "minimum": 1},
-                            "maxReplicas": {"type": "integer", "minimum": 1},
-                            "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1},
-                        }
-                    ),
+                    "autoscaling": CPU_AUTOSCALING,
                 }
             ),
             "adminUi": obj(

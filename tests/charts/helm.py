@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import yaml
+
+from shared.devstack.envoy import helm_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"
@@ -20,11 +21,7 @@ CRD_KINDS = {"monitoring.coreos.com/v1": {"ServiceMonitor", "PodMonitor"},
 
 
 def helm() -> str:
-    local = ROOT / ".tools" / "bin" / "helm"
-    found = str(local) if local.exists() else shutil.which("helm")
-    if not found:
-        raise RuntimeError("helm not found: run `make helm`")
-    return found
+    return helm_binary()
 
 
 def build_dependencies(chart: str) -> None:
