@@ -10,10 +10,11 @@ from pathlib import Path
 import psutil
 import yaml
 
+from shared.devstack.mas import MasStandIn
 from shared.devstack.postgres import LocalPostgres
 from shared.devstack.processes import free_port
 from shared.devstack.redis import LocalRedis
-from shared.devstack.synapse_cluster import boot
+from shared.devstack.synapse_cluster import MAS_SECRET, boot
 from tests.charts import helm
 
 ONE_EACH = {"pools": {name: {"replicas": 1} for name in ("event_persister", "room", "sync", "client_reader")}}
@@ -24,20 +25,24 @@ async def main() -> None:
     documents = helm.template(
         "synapse", helm.CHARTS / "synapse" / "ci" / "default-values.yaml", values=ONE_EACH
     )
-    data = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+    data = next(d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "t-synapse")[
+        "data"
+    ]
     config = yaml.safe_load(data["homeserver.yaml"])
     instances = sorted((set(config["instance_map"]) - {"main"}) | set(config["pusher_instances"])
                        | set(config["federation_sender_instances"])
                        | {config["run_background_tasks_on"], config["update_user_directory_from_worker"],
                           config["media_instance_running_background_jobs"]})  # fmt: skip
     postgres, redis = LocalPostgres(free_port()), LocalRedis(free_port())
+    mas = MasStandIn(free_port(), synapse="", shared_secret=MAS_SECRET)  # MAS is on by default
     postgres.start()
     redis.start()
+    mas.start()
     try:
         postgres.create_database("synapse")
         with tempfile.TemporaryDirectory(prefix="bench-cluster-") as name:
             cluster = boot(data, instances, directory=Path(name), postgres_port=postgres.port, database="synapse",
-                           redis_port=redis.port)  # fmt: skip
+                           redis_port=redis.port, mas_endpoint=mas.url)  # fmt: skip
             try:
                 await asyncio.sleep(10)
                 sizes = {
@@ -52,5 +57,6 @@ async def main() -> None:
             finally:
                 cluster.stop()
     finally:
+        mas.stop()
         redis.stop()
         postgres.stop()
