@@ -123,6 +123,14 @@ def test_body_limits_and_debug_header(router: Explainer) -> None:
         assert preflight.status_code == 204
         assert preflight.headers["access-control-allow-origin"] == "*"
         assert "Authorization" in preflight.headers["access-control-allow-headers"]
+        metrics_listener = router.envoy.config["static_resources"]["listeners"][1]
+        metrics_port = metrics_listener["address"]["socket_address"]["port_value"]
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert metrics.status_code == 200
+        assert (
+            "envoy_cluster_upstream_rq" in metrics.text
+        )  # Prometheus text from the admin, never the admin itself
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/quitquitquit").status_code == 404
         unknown = http.get("/not-matrix")
         assert unknown.status_code == 404
         assert unknown.json()["errcode"] == "M_UNRECOGNIZED"

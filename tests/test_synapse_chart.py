@@ -326,7 +326,16 @@ def test_large_topology() -> None:
     pdbs = {d["metadata"]["name"] for d in kinds["PodDisruptionBudget"]}
     assert "t-synapse-event-persister" in pdbs
     assert "t-synapse-typing" not in pdbs  # one replica: a PDB would block every drain
-    assert len(kinds["PodMonitor"]) == 1
+    monitors = {m["metadata"]["name"]: m["spec"] for m in kinds["PodMonitor"]}
+    assert set(monitors) == {"t-synapse", "t-synapse-router", "t-synapse-mas"}  # each pod kind, its own path
+    assert monitors["t-synapse"]["selector"]["matchExpressions"] == [
+        {"key": "matrix-stack.io/pool", "operator": "Exists"}]  # fmt: skip
+    assert monitors["t-synapse-router"]["podMetricsEndpoints"][0] == {
+        "port": "metrics",
+        "path": "/metrics",
+        "interval": "30s",
+    }
+    assert monitors["t-synapse-mas"]["podMetricsEndpoints"][0]["port"] == "internal"
     secret_names = {
         v["secret"]["secretName"]
         for d in kinds["StatefulSet"]
