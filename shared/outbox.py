@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
+import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
 from shared.content import Content, RelationKind, relate
@@ -339,7 +340,7 @@ class Outbox:
                     item.delivery_id or uuid.uuid4().hex,
                     item.room,
                     item.event_type,
-                    json.dumps(item.content, ensure_ascii=False, separators=(",", ":")),
+                    orjson.dumps(item.content).decode(),
                     relation.kind if relation else None,
                     relation.delivery_id if relation else None,
                     relation.event_id if relation else None,

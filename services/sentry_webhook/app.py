@@ -12,6 +12,7 @@ import sqlite3
 import time
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -129,7 +130,7 @@ def routes(settings: SentryWebhookSettings) -> list[BaseRoute]:
         if not raw.strip():
             return ok(detail="empty body")
         try:
-            envelope = Envelope.model_validate(json.loads(raw))
+            envelope = Envelope.model_validate(orjson.loads(raw))  # its errors are json.JSONDecodeErrors
         except json.JSONDecodeError as exc:
             return error(400, "invalid_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}")
         except ValidationError as exc:
@@ -161,7 +162,7 @@ def routes(settings: SentryWebhookSettings) -> list[BaseRoute]:
         if secret is None or not hmac.compare_digest(secret.get_secret_value().encode(), presented.encode()):
             return error(401, "invalid_secret", "wrong or missing secret")
         try:
-            payload = json.loads(await request.body())
+            payload = orjson.loads(await request.body())
         except json.JSONDecodeError as exc:
             return error(400, "invalid_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}")
         if not isinstance(payload, dict):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -95,7 +96,7 @@ def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
             raise BadPayload("form body without a payload field")
         text = fields["payload"][0]
     try:
-        parsed = json.loads(text)
+        parsed = orjson.loads(text)  # its errors are json.JSONDecodeErrors
     except json.JSONDecodeError as exc:
         raise BadPayload(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     if not isinstance(parsed, dict):
