@@ -118,7 +118,8 @@ class Client:
         head = self._read_until(b"\r\n\r\n").decode("utf-8", "replace").split("\r\n")
         status = int(head[0].split(" ")[1])
         response = {k.lower(): v for k, v in (line.split(": ", 1) for line in head[1:] if ": " in line)}
-        length = int(response.get("content-length", "0"))
+        # HEAD answers and 204/304 carry no body whatever their Content-Length says.
+        length = 0 if method == "HEAD" or status in (204, 304) else int(response.get("content-length", "0"))
         while len(self.buffer) < length:
             self.buffer += self.sock.recv(65536)
         self.buffer = self.buffer[length:]

@@ -568,6 +568,12 @@ def test_router_objects() -> None:
     assert clusters["sync"]["lb_policy"] == "RING_HASH"
     assert clusters["client_reader"]["lb_policy"] == "LEAST_REQUEST"
     assert not {"event_persister", "background", "pusher", "federation_sender"} & set(clusters)  # no HTTP
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = {r["name"]: r for r in manager["route_config"]["virtual_hosts"][0]["routes"]}
+    assert routes["quarantine"]["route"]["timeout"] == "300s"  # a whole room's media takes a while
+    assert routes["sync"]["route"]["timeout"] == "0s"  # long polls: no overall timeout, an idle limit
+    assert routes["sync"]["route"]["idle_timeout"] == "180s"
+    assert routes["client-reader"]["route"]["timeout"] == "60s"
     [pdb] = [
         d
         for d in documents

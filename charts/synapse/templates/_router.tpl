@@ -177,7 +177,7 @@ static_resources:
                                 {{- end }}
                           route:
                             cluster: {{ $route.cluster }}
-                            timeout: {{ $route.timeout | default (ternary $r.timeouts.media $r.timeouts.default (default false $route.media)) }}
+                            timeout: {{ $route.timeout | default (ternary $r.timeouts.media $r.timeouts.default (or (default false $route.media) (default false $route.slow))) }}
                             {{- if eq ($route.timeout | default "") "0s" }}
                             idle_timeout: {{ $r.timeouts.longPoll }}
                             {{- end }}

@@ -24,9 +24,9 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
   regex:
     - /_matrix/client/(r0|v3|unstable)/sync
     - /_matrix/client/unstable/org\.matrix\.simplified_msc3575/sync
-    - /_matrix/client/(api/v1|r0|v3)/events
-    - /_matrix/client/(api/v1|r0|v3)/initialSync
-    - /_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync
+    - /_matrix/client/(api/v1|r0|v3|unstable)/events
+    - /_matrix/client/(api/v1|r0|v3|unstable)/initialSync
+    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/initialSync
 - name: messages
   target: room
   hash: room  # pagination of one room must stay on one instance
@@ -38,8 +38,8 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
   regex:
     - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/(redact|send)/.+
     - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/state/.+
-    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/(join|invite|leave|ban|unban|kick)
-    - /_matrix/client/(api/v1|r0|v3|unstable)/(join|knock)/[^/]+
+    - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/(join|invite|leave|ban|unban|kick)(/[^/]+)?
+    - /_matrix/client/(api/v1|r0|v3|unstable)/(join|knock)/[^/]+(/[^/]+)?
 - name: receipts
   target: receipts
   regex:
@@ -57,8 +57,12 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
     - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/(forget|upgrade|report)(/.*)?
     - /_matrix/client/(r0|v3|unstable)/users/[^/]+/report
     - /_matrix/client/(v1|unstable/org\.matrix\.msc4108)/rendezvous(/.*)?
-    - /_matrix/client/unstable/org\.matrix\.msc4140/delayed_events/[^/]+(/cancel|/send)?
     - /_matrix/client/(r0|v3|unstable)/pushers(/.*)?
+- name: main-only-writes
+  target: main
+  methods: [POST, PUT, DELETE]
+  regex:
+    - /_matrix/client/unstable/org\.matrix\.msc4140/delayed_events/[^/]+(/cancel|/send)?
 - name: mas-compat
   when: mas
   target: mas
@@ -86,6 +90,7 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
     - /_matrix/client/unstable/io\.element\.msc4308/thread_subscriptions
 - name: quarantine
   target: quarantined_media
+  slow: true  # a whole room's or user's media can take a while
   regex:
     - /_synapse/admin/v1/quarantine_media/[^/]+
     - /_synapse/admin/v1/media/(un)?quarantine/[^/]+/[^/]+
@@ -113,7 +118,7 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
 - name: device-lists
   target: device_lists
   regex:
-    - /_matrix/client/(r0|v3)/delete_devices
+    - /_matrix/client/(r0|v3|unstable)/delete_devices
     - /_matrix/client/(r0|v3|unstable)/devices(/.*)?
     - /_matrix/client/(r0|v3|unstable)/keys/upload(/.*)?
     - /_matrix/client/(r0|v3|unstable)/keys/(device_signing|signatures)/upload
@@ -125,7 +130,7 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
   target: federation_reader
   hash: origin  # one origin's transactions stay in order on one instance
   regex:
-    - /_matrix/federation/v1/send/[^/]+
+    - /_matrix/federation/v1/send/[^/]+/?  # Synapse's own client retries with the slash
 - name: federation
   target: federation_reader
   regex:
@@ -145,13 +150,17 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
 - name: client-reader
   target: client_reader
   regex:
-    - /_matrix/client/(api/v1|r0|v3|unstable)/(createRoom|publicRooms|joined_rooms|search|capabilities|notifications|versions|voip/turnServer)
+    - /_matrix/client/(api/v1|r0|v3|unstable)/(createRoom(/[^/]+)?|publicRooms|joined_rooms|search|capabilities|notifications|versions|voip/turnServer)
     - /_matrix/client/versions
     - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/(joined_members|members|state|aliases)
+    - /_matrix/client/unstable/[^/]+/rooms/[^/]+/aliases
+    - /_matrix/client/(api/v1|r0|v3|unstable)/events/[^/]+
+    - /_matrix/client/(v1|unstable/org\.matrix\.msc2965)/auth_metadata
     - /_matrix/client/(api/v1|r0|v3|unstable)/rooms/[^/]+/(context|event)/.+
     - /_matrix/client/v1/rooms/[^/]+/(hierarchy|threads|timestamp_to_event)
     - /_matrix/client/(v1|unstable)/rooms/[^/]+/relations/.+
     - /_matrix/client/unstable/im\.nheko\.summary/summary/.+
+    - /_matrix/client/unstable/im\.nheko\.summary/rooms/[^/]+/summary
     - /_matrix/client/v1/room_summary/.+
     - /_matrix/client/(r0|v3|unstable)/account/(3pid|whoami|deactivate)
     - /_matrix/client/(api/v1|r0|v3|unstable)/directory/room/.+
@@ -159,7 +168,7 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
     - /_matrix/client/(r0|v3|unstable)/keys/(query|changes|claim)
     - /_matrix/client/(r0|v3|unstable)/room_keys/.*
     - /_matrix/client/(r0|v3|unstable)/(register|password_policy)
-    - /_matrix/client/unstable/org\.matrix\.msc4140/delayed_events(/[^/]+/restart)?
+    - /_matrix/client/unstable/org\.matrix\.msc4140/delayed_events(/[^/]+(/restart)?)?
     - /_matrix/client/unstable/org\.matrix\.msc4143/rtc/transports
     - /_synapse/admin/v1/rooms/[^/]+
 - name: client-reader-mas
