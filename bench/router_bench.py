@@ -91,8 +91,8 @@ def mix() -> list[tuple[str, str, str]]:
             if not line or line.startswith("#"):
                 continue
             method, path, pool, _ = line.split("\t")
-            if method == "OPTIONS" or pool == "-":
-                continue  # answered by the router itself on both sides
+            if method in ("OPTIONS", "HEAD") or pool == "-":
+                continue  # answered by the router itself on both sides; wrk cannot pipeline HEAD
             rows += [(method, path, pool)] * HOT.get(f"{method}\t{path}", 1)
     return rows
 
