@@ -830,3 +830,17 @@ async def test_clients_through_the_router(
             by_user.setdefault(entry["hash_key"], set()).add(entry["upstream"])
     assert set(by_user) == {"dana", "erin"}  # MAS tokens: the user found through whoami
     assert all(len(upstreams) == 1 for upstreams in by_user.values()), by_user
+
+
+def test_long_release_names_keep_pools_apart() -> None:
+    release = "my-very-long-release-name-for-testing"
+    documents = helm.template("synapse", CI / "large-values.yaml", release=release)
+    workloads = [d["metadata"]["name"] for d in documents if d["kind"] in ("StatefulSet", "Deployment")]
+    assert len(workloads) == len(set(workloads))  # federation_reader/_sender, media_* stay distinct
+    stateful = [d["metadata"]["name"] for d in documents if d["kind"] == "StatefulSet"]
+    assert all(len(name) <= 52 for name in stateful)  # pod names and the revision label add to it
+    names = [(d["kind"], d["metadata"]["name"]) for d in documents]
+    assert len(names) == len(set(names))
+    assert all(len(name) <= 63 for _, name in names)
+    other = helm.template("synapse", CI / "large-values.yaml", release=release + "-two")
+    assert not {d["metadata"]["name"] for d in other if d["kind"] == "StatefulSet"} & set(workloads)

@@ -59,7 +59,16 @@ federation_sender: {app: generic_worker, writes: [], listeners: [], singleton: f
 
 {{/* The Kubernetes name of a pool's workload (pool names use _, Kubernetes names -). */}}
 {{- define "synapse.poolName" -}}
-{{- printf "%s-%s" (include "msl.fullname" .root) (.pool | replace "_" "-") | trunc 52 | trimSuffix "-" -}}
+{{- /* At most 52 characters (a StatefulSet's pods and revision label add to it); the release part
+is shortened, never the pool part, so pools stay distinct with long release names. */ -}}
+{{- $pool := .pool | replace "_" "-" -}}
+{{- $release := include "msl.fullname" .root -}}
+{{- $room := int (sub 51 (len $pool)) -}}
+{{- if gt (len $release) $room -}}
+{{- /* shortened: a hash of the full name keeps two long release names apart */ -}}
+{{- $release = printf "%s-%s" ($release | trunc (int (sub $room 5)) | trimSuffix "-") ($release | sha256sum | trunc 4) -}}
+{{- end -}}
+{{- printf "%s-%s" $release $pool -}}
 {{- end -}}
 
 {{/*
