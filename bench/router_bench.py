@@ -28,6 +28,7 @@ import httpx
 import yaml
 
 from shared.devstack import envoy as local_envoy
+from shared.devstack import helm
 from shared.devstack.processes import free_ports
 from shared.route_explain import PLACEHOLDERS
 
@@ -98,7 +99,7 @@ def mix() -> list[tuple[str, str, str]]:
 
 
 def our_config() -> dict[str, Any]:
-    return local_envoy.router_config(local_envoy.helm_template([], [], base=PLACEHOLDERS))
+    return local_envoy.router_config(helm.helm_template([], [], base=PLACEHOLDERS))
 
 
 def reference_config(ours: dict[str, Any]) -> dict[str, Any]:

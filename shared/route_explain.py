@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.devstack import envoy as local_envoy
+from shared.devstack import helm
 from shared.devstack.processes import free_ports
 
 # Enough to render the chart with no values of the operator's; theirs take precedence.
@@ -132,8 +133,8 @@ class Client:
 class Explainer:
     """The rendered router in the real Envoy, against one stub per pool."""
 
-    def __init__(self, values_files: list[Path], sets: list[str], chart: Path = local_envoy.CHART) -> None:
-        documents = local_envoy.helm_template(values_files, sets, chart, base=PLACEHOLDERS)
+    def __init__(self, values_files: list[Path], sets: list[str], chart: Path = helm.CHART) -> None:
+        documents = helm.helm_template(values_files, sets, chart, base=PLACEHOLDERS)
         self.config = local_envoy.router_config(documents)
         self.pools = local_envoy.pools_of(self.config)
         self.stubs = Stubs(self.pools)
@@ -211,6 +212,6 @@ def main(values_files: list[Path], sets: list[str], method: str | None, path: st
             answer = running.explain(method.upper(), path, extra)
             print(f"pool: {answer.pool}\nhash key: {answer.hash_key}")
             return 0
-    except (local_envoy.RenderError, RuntimeError) as error:
+    except (helm.RenderError, RuntimeError) as error:
         print(f"route explain: {error}", file=sys.stderr)
         return 2

@@ -636,16 +636,17 @@ def router(
     running = local_envoy.LocalEnvoy(
         local_envoy.localize(
             config, endpoints, port=port, metrics_port=metrics, admin_port=admin, access_log=log
-        )
+        ),
+        access_log=log,
     )
     running.start()
-    running.access_log = log  # type: ignore[attr-defined]
     yield running
     running.stop()
 
 
 def _access_log(router: local_envoy.LocalEnvoy, count: int) -> list[dict[str, Any]]:
-    path: Path = router.access_log  # type: ignore[attr-defined]
+    path = router.access_log
+    assert path is not None
     for _ in range(100):
         lines = path.read_text().splitlines() if path.exists() else []
         if len(lines) >= count:

