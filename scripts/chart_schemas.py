@@ -281,7 +281,13 @@ SYNAPSE: Schema = {
             "image": IMAGE,
             "serverName": string(),
             "publicBaseurl": string(pattern=r"^(https?://.+/)?$", description="with a trailing slash"),
-            "redis": obj({"host": string(), "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
+            "redis": obj(
+                {
+                    "host": string(),
+                    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                    "password": CREDENTIAL,
+                }
+            ),
             "secrets": obj(
                 {key: CREDENTIAL for key in ("macaroon", "form", "registrationSharedSecret", "signingKey")}
             ),

@@ -347,7 +347,7 @@ def test_large_topology() -> None:
         "synapse-keys",
         "mas-synapse",
     }  # the operator's, MAS's shared one
-    assert config["signing_key_path"] == "/secrets/synapse-keys/signing.key"
+    assert config["signing_key_path"] == "/secrets/ext/synapse-keys/signing.key"
     env = next(iter(kinds["StatefulSet"]))["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env == [
         {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "synapse-db", "key": "password"}}}
@@ -472,7 +472,7 @@ def test_mas_objects_and_every_secret_file_is_mounted() -> None:
     synapse_config = yaml.safe_load(by_name(documents, "ConfigMap", "t-synapse")["data"]["homeserver.yaml"])
     mas_section = synapse_config["matrix_authentication_service"]
     assert mas_section["endpoint"] == "http://t-synapse-mas.ns.svc.cluster.local:8080/"
-    assert mas_section["secret_path"] == "/secrets/mas-synapse/shared"
+    assert mas_section["secret_path"] == "/secrets/ext/mas-synapse/shared"
     main = by_name(documents, "StatefulSet", "t-synapse-main")["spec"]["template"]["spec"]
     assert _provided(mas_section["secret_path"], _mounted_files(main, main["containers"][0]))
 
@@ -535,18 +535,21 @@ def test_ingress_and_http_routes_cover_every_host() -> None:
     assert json.loads(ui_config) == {"restrictBaseUrl": "https://matrix.example.org"}
 
 
-def test_ingress_without_router_sends_mas_endpoints_to_mas() -> None:
-    documents = helm.template("synapse", CI / "large-values.yaml", values={"router": {"enabled": False}})
+def test_ingress_without_router() -> None:
+    # A monolith needs no router: MAS takes its endpoints as path prefixes at the Ingress.
+    documents = helm.template("synapse", CI / "monolith-values.yaml",
+                              values={"router": {"enabled": False}, "ingress": {"enabled": True},
+                                      "mas": {"enabled": True, "publicBaseurl": "https://auth.example.org/",
+                                              "database": {"host": "pg"}}})  # fmt: skip
     synapse = _ingress_rules(documents)["matrix.example.org"]
     # MAS takes login, logout and refresh in every version, as prefixes (logout/all, login/sso/redirect/...).
     for version in ("api/v1", "r0", "v3", "unstable"):
         for endpoint in ("login", "logout", "refresh"):
             assert synapse[f"/_matrix/client/{version}/{endpoint}"] == "t-synapse-mas"
     assert synapse["/_matrix"] == "t-synapse-main"
-    off = helm.template("synapse", CI / "mas-off-values.yaml",
-                        values={"router": {"enabled": False}, "ingress": {"enabled": True}})  # fmt: skip
-    assert _ingress_rules(off)["matrix.example.org"] == {
-        "/_matrix": "t-synapse-main", "/_synapse/client": "t-synapse-main", "/.well-known/matrix": "t-synapse-main"}  # fmt: skip
+    # With worker pools an Ingress alone would send media and stream writes to main: refused.
+    with pytest.raises(helm.RenderError, match=r"router\.enabled=false with worker pools"):
+        helm.template("synapse", CI / "large-values.yaml", values={"router": {"enabled": False}})
 
 
 def test_router_objects() -> None:

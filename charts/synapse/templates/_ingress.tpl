@@ -19,6 +19,9 @@ The public hosts and their routes, shared by the Ingress and the HTTPRoutes: a l
 {{- define "synapse.publicRoutes" -}}
 {{- $config := .config -}}
 {{- $root := .root -}}
+{{- if and (not $root.Values.router.enabled) (include "synapse.topology" $root | fromYaml).workers -}}
+{{- fail "router.enabled=false with worker pools: an Ingress or HTTPRoute cannot send each request to the pool that serves it (media, stream writers...). Enable the router, or disable ingress/httpRoute and route to the pools yourself (`matrix-stack route explain` shows where each request must go)" -}}
+{{- end -}}
 {{- $entry := include "synapse.entryService" $root | fromYaml -}}
 {{- $synapseHost := include "synapse.hostOf" (required "publicBaseurl is required" $root.Values.publicBaseurl) -}}
 {{- $routes := list -}}

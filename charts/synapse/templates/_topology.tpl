@@ -151,6 +151,9 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
   "database" (dict "name" "psycopg2" "args" (dict "host" .Values.postgres.host "port" .Values.postgres.port "dbname" .Values.postgres.database "user" .Values.postgres.user "sslmode" .Values.postgres.sslmode "cp_min" 5 "cp_max" 10)) -}}
 {{- if $t.workers -}}
 {{- $_ := set $config "redis" (dict "enabled" true "host" .Values.redis.host "port" .Values.redis.port) -}}
+{{- if include "msl.credential.set" .Values.redis.password -}}
+{{- $_ := set $config.redis "password_path" (include "synapse.secretFile" (dict "root" . "credential" .Values.redis.password "key" "redis-password")) -}}
+{{- end -}}
 {{- $_ := set $config "instance_map" $t.instance_map -}}
 {{- $_ := set $config "stream_writers" $t.stream_writers -}}
 {{- with $t.pusher_instances }}{{ $_ := set $config "pusher_instances" . }}{{ end -}}
@@ -207,11 +210,33 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- end -}}
 {{- end -}}
 
+{{- define "synapse.logConfig" -}}
+version: 1
+formatters:
+  structured: {format: '%(asctime)s %(name)s %(levelname)s %(request)s %(message)s'}
+filters:
+  context: {(): synapse.logging.context.LoggingContextFilter, request: ""}
+handlers:
+  console: {class: logging.StreamHandler, formatter: structured, filters: [context]}
+root: {level: INFO, handlers: [console]}
+disable_existing_loggers: false
+{{- end -}}
+
+{{/*
+What a pool's pods must restart for: the shared config, the pool's own, the log config, and where
+their secrets come from (values and operator Secret names; a value changed in place changes it too).
+*/}}
+{{- define "synapse.podChecksum" -}}
+{{- $root := .root -}}
+{{- $inputs := list (include "synapse.homeserver" $root) (include "synapse.processConfig" (dict "root" $root "pool" .pool)) (include "synapse.logConfig" $root) (toJson $root.Values.secrets) (toJson $root.Values.postgres.password) (toJson $root.Values.redis.password) (toJson $root.Values.mas.secrets.synapseShared) -}}
+{{- join "\n---\n" $inputs | sha256sum -}}
+{{- end -}}
+
 {{/* Where a Synapse secret is mounted: the chart's Secret, or the operator's. */}}
 {{- define "synapse.secretFile" -}}
 {{- $credential := .credential -}}
 {{- if $credential.secret -}}
-{{- printf "/secrets/%s/%s" (tpl $credential.secret .root) $credential.secretKey -}}
+{{- printf "/secrets/ext/%s/%s" (tpl $credential.secret .root) $credential.secretKey -}}
 {{- else -}}
 {{- printf "/secrets/synapse/%s" .key -}}
 {{- end -}}
@@ -219,7 +244,7 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 
 {{- define "synapse.secretVolumes" -}}
 {{- $names := list (printf "%s-secrets" (include "msl.fullname" .)) -}}
-{{- range $credential := list .Values.secrets.macaroon .Values.secrets.form .Values.secrets.registrationSharedSecret .Values.secrets.signingKey (ternary .Values.mas.secrets.synapseShared dict .Values.mas.enabled) -}}
+{{- range $credential := list .Values.secrets.macaroon .Values.secrets.form .Values.secrets.registrationSharedSecret .Values.secrets.signingKey (ternary .Values.mas.secrets.synapseShared dict .Values.mas.enabled) .Values.redis.password -}}
 {{- if $credential.secret }}{{ $names = append $names (tpl $credential.secret $) }}{{ end -}}
 {{- end -}}
 {{- toJson ($names | uniq) -}}
