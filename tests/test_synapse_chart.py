@@ -846,5 +846,45 @@ def test_long_release_names_keep_pools_apart() -> None:
     names = [(d["kind"], d["metadata"]["name"]) for d in documents]
     assert len(names) == len(set(names))
     assert all(len(name) <= 63 for _, name in names)
+    overridden = helm.template("synapse", CI / "large-values.yaml", values={"fullnameOverride": "x" * 62,
+                                                                          "pgbouncer": {"enabled": True}})  # fmt: skip
+    names = [(d["kind"], d["metadata"]["name"]) for d in overridden]
+    assert len(names) == len(set(names))
+    assert all(len(name) <= 63 for _, name in names)
     other = helm.template("synapse", CI / "large-values.yaml", release=release + "-two")
     assert not {d["metadata"]["name"] for d in other if d["kind"] == "StatefulSet"} & set(workloads)
+
+
+def test_review_cases_existing_secrets_everywhere_and_scaling_edges() -> None:
+    external = {
+        "secrets": {key: {"secret": "synapse", "secretKey": key}  # an operator Secret named like the chart's mount
+                    for key in ("macaroon", "form", "registrationSharedSecret", "signingKey")},
+        "postgres": {"password": {"secret": "db", "secretKey": "password"}},
+        "redis": {"password": {"secret": "redis", "secretKey": "password"}},
+        "mas": {"secrets": {"encryption": {"secret": "mas", "secretKey": "enc"},
+                            "signingKey": {"secret": "mas", "secretKey": "key"},
+                            "synapseShared": {"secret": "{{ .Release.Name }}-shared", "secretKey": "s"}},
+                "database": {"password": {"secret": "mas", "secretKey": "db"}}},
+        "pools": {"room": {"keda": {"enabled": True, "minReplicas": 0, "maxReplicas": 4,
+                                    "schedules": [{"start": "0 7 * * *", "end": "0 19 * * *", "desiredReplicas": 2}]}},
+                  "sync": {"replicas": 1, "autoscaling": {"enabled": True, "maxReplicas": 6}}},
+    }  # fmt: skip
+    documents = helm.template("synapse", CI / "default-values.yaml", values=external)
+    for document in documents:
+        helm.validate(document)
+    # Every Secret a pod mounts exists or is the operator's: the chart's own is always rendered.
+    chart_secret = by_name(documents, "Secret", "t-synapse-secrets")
+    assert chart_secret.get("data") in (None, {})
+    main = by_name(documents, "StatefulSet", "t-synapse-main")["spec"]["template"]["spec"]
+    mounts = [m["mountPath"] for m in main["containers"][0]["volumeMounts"]]
+    assert len(mounts) == len(set(mounts))  # the operator's "synapse" Secret does not collide with ours
+    assert "/secrets/ext/synapse" in mounts
+    config = yaml.safe_load(by_name(documents, "ConfigMap", "t-synapse")["data"]["homeserver.yaml"])
+    assert config["redis"]["password_path"] == "/secrets/ext/redis/password"
+    assert config["signing_key_path"] == "/secrets/ext/synapse/signingKey"
+    mas = by_name(documents, "Deployment", "t-synapse-mas")["spec"]["template"]["spec"]
+    projected = {s["secret"]["name"] for s in mas["volumes"][1]["projected"]["sources"]}
+    assert projected == {"mas", "t-shared"}  # templated Secret names work for MAS too
+    assert by_name(documents, "ScaledObject", "t-synapse-room")["spec"]["minReplicaCount"] == 0
+    pdbs = {d["metadata"]["name"] for d in documents if d["kind"] == "PodDisruptionBudget"}
+    assert {"t-synapse-sync", "t-synapse-room"} <= pdbs  # autoscaled pools get one whatever `replicas` says

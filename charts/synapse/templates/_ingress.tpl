@@ -54,4 +54,4 @@ The public hosts and their routes, shared by the Ingress and the HTTPRoutes: a l
 {{- toYaml $hosts -}}
 {{- end -}}
 
-{{- define "synapse.adminUi.name" -}}{{ printf "%s-admin-ui" (include "msl.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- define "synapse.adminUi.name" -}}{{ include "synapse.name" (dict "root" . "suffix" "admin-ui" "max" 63) }}{{- end -}}

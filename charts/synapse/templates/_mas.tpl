@@ -1,5 +1,5 @@
 {{/* MAS's in-cluster base URL (what Synapse calls to introspect tokens). */}}
-{{- define "synapse.mas.name" -}}{{ printf "%s-mas" (include "msl.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- define "synapse.mas.name" -}}{{ include "synapse.name" (dict "root" . "suffix" "mas" "max" 63) }}{{- end -}}
 
 {{- define "synapse.mas.endpoint" -}}
 {{- printf "http://%s.%s.svc.cluster.local:8080/" (include "synapse.mas.name" .) .Release.Namespace -}}
@@ -21,7 +21,7 @@ given as a value) or the operator's. The secret shared with Synapse lives in Syn
 {{- $credentials := dict
   "encryption" (dict "credential" $mas.secrets.encryption "secret" (include "synapse.mas.name" .) "key" "encryption")
   "signing-key" (dict "credential" $mas.secrets.signingKey "secret" (include "synapse.mas.name" .) "key" "signing-key")
-  "synapse-shared" (dict "credential" $mas.secrets.synapseShared "secret" (printf "%s-secrets" (include "msl.fullname" .)) "key" "mas-shared-secret") -}}
+  "synapse-shared" (dict "credential" $mas.secrets.synapseShared "secret" (include "synapse.name" (dict "root" . "suffix" "secrets" "max" 63)) "key" "mas-shared-secret") -}}
 {{- if include "msl.credential.set" $mas.database.password -}}
 {{- $_ := set $credentials "database-password" (dict "credential" $mas.database.password "secret" (include "synapse.mas.name" .) "key" "database-password") -}}
 {{- end -}}
@@ -105,7 +105,7 @@ volumes:
       sources:
         {{- range $file, $c := .credentials }}
         - secret:
-            name: {{ $c.credential.secret | default $c.secret }}
+            name: {{ tpl ($c.credential.secret | default $c.secret) $root }}
             items:
               - key: {{ $c.credential.secretKey | default $c.key }}
                 path: {{ $file }}

@@ -250,4 +250,4 @@ static_resources:
     {{- end }}
 {{- end -}}
 
-{{- define "synapse.router.name" -}}{{ printf "%s-router" (include "msl.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- define "synapse.router.name" -}}{{ include "synapse.name" (dict "root" . "suffix" "router" "max" 63) }}{{- end -}}

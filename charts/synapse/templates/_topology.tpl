@@ -59,16 +59,21 @@ federation_sender: {app: generic_worker, writes: [], listeners: [], singleton: f
 
 {{/* The Kubernetes name of a pool's workload (pool names use _, Kubernetes names -). */}}
 {{- define "synapse.poolName" -}}
-{{- /* At most 52 characters (a StatefulSet's pods and revision label add to it); the release part
-is shortened, never the pool part, so pools stay distinct with long release names. */ -}}
-{{- $pool := .pool | replace "_" "-" -}}
+{{- /* At most 52 characters: a StatefulSet's pods and revision label add to it. */ -}}
+{{- include "synapse.name" (dict "root" .root "suffix" (.pool | replace "_" "-") "max" 52) -}}
+{{- end -}}
+
+{{/*
+`<fullname>-<suffix>` in at most `max` characters: the release part is shortened (with a hash of
+the full name, so two long release names stay apart), never the suffix, so components stay distinct.
+*/}}
+{{- define "synapse.name" -}}
 {{- $release := include "msl.fullname" .root -}}
-{{- $room := int (sub 51 (len $pool)) -}}
+{{- $room := int (sub (sub (int .max) 1) (len .suffix)) -}}
 {{- if gt (len $release) $room -}}
-{{- /* shortened: a hash of the full name keeps two long release names apart */ -}}
 {{- $release = printf "%s-%s" ($release | trunc (int (sub $room 5)) | trimSuffix "-") ($release | sha256sum | trunc 4) -}}
 {{- end -}}
-{{- printf "%s-%s" $release $pool -}}
+{{- printf "%s-%s" $release .suffix -}}
 {{- end -}}
 
 {{/*
@@ -196,7 +201,9 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- $override := dict -}}
 {{- if and $root.Values.pgbouncer.enabled (not (has $pool.kind $root.Values.pgbouncer.bypassKinds)) -}}
 {{- $database := include "synapse.homeserver" $root | fromYaml | dig "database" dict -}}
-{{- $_ := set $database.args "host" (printf "%s-pgbouncer" (include "msl.fullname" $root)) -}}
+{{- $_ := set $database.args "host" (include "synapse.name" (dict "root" $root "suffix" "pgbouncer" "max" 63)) -}}
+{{- /* pgbouncer takes plain connections in the cluster; its own hop to PostgreSQL uses postgres.sslmode */ -}}
+{{- $_ := set $database.args "sslmode" "prefer" -}}
 {{- $_ := set $database.args "port" 5432 -}}
 {{- $_ := set $override "database" $database -}}
 {{- end -}}
@@ -243,7 +250,7 @@ their secrets come from (values and operator Secret names; a value changed in pl
 {{- end -}}
 
 {{- define "synapse.secretVolumes" -}}
-{{- $names := list (printf "%s-secrets" (include "msl.fullname" .)) -}}
+{{- $names := list (include "synapse.name" (dict "root" . "suffix" "secrets" "max" 63)) -}}
 {{- range $credential := list .Values.secrets.macaroon .Values.secrets.form .Values.secrets.registrationSharedSecret .Values.secrets.signingKey (ternary .Values.mas.secrets.synapseShared dict .Values.mas.enabled) .Values.redis.password -}}
 {{- if $credential.secret }}{{ $names = append $names (tpl $credential.secret $) }}{{ end -}}
 {{- end -}}
