@@ -393,6 +393,18 @@ def test_workloads() -> None:
     assert "/media" not in mounts  # media pools exist: main serves no media
     media = workloads["t-synapse-media-repository"]["spec"]["template"]["spec"]["containers"][0]
     assert "/media" in {m["mountPath"] for m in media["volumeMounts"]}
+    # The default ReadWriteOnce media volume attaches to one node: the media processes go there together.
+    for name in ("t-synapse-media-repository", "t-synapse-media-background", "t-synapse-quarantined-media"):
+        affinity = workloads[name]["spec"]["template"]["spec"]["affinity"]["podAffinity"]
+        [term] = affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["labelSelector"]["matchLabels"]["matrix-stack.io/media"] == "true"
+        assert workloads[name]["spec"]["template"]["metadata"]["labels"]["matrix-stack.io/media"] == "true"
+    assert "affinity" not in workloads["t-synapse-room"]["spec"]["template"]["spec"]
+    shared = helm.template("synapse", CI / "large-values.yaml")  # ReadWriteMany: no constraint
+    assert (
+        "affinity"
+        not in by_name(shared, "Deployment", "t-synapse-media-repository")["spec"]["template"]["spec"]
+    )
 
 
 def test_pgbouncer_with_writers_bypassing_it() -> None:
