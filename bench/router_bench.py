@@ -29,7 +29,6 @@ import yaml
 
 from shared.devstack import envoy as local_envoy
 from shared.devstack import helm
-from shared.devstack.processes import free_ports
 from shared.route_explain import PLACEHOLDERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,43 +127,12 @@ def reference_config(ours: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def stub_upstreams(pools: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
-    """An Envoy answering on one port per pool with that pool's name: a near-free upstream."""
-    ports = dict(zip(pools, free_ports(len(pools)), strict=True))
-    listeners = []
-    for pool, port in ports.items():
-        listeners.append({
-            "name": pool,
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": pool,
-                    "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
-                    "route_config": {"virtual_hosts": [{"name": pool, "domains": ["*"], "routes": [{
-                        "match": {"prefix": "/"},
-                        "direct_response": {"status": 200, "body": {"inline_string": "{}"}},
-                        "response_headers_to_add": [{"header": {"key": "x-pool", "value": pool}}],
-                    }]}]},
-                },
-            }]}],
-        })  # fmt: skip
-    admin = free_ports(1)[0]
-    config = {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "static_resources": {"listeners": listeners},
-    }
-    return config, ports
-
-
 def routed_pools(url: str, requests: list[tuple[str, str, str]]) -> dict[tuple[str, str], str]:
     reached = {}
     with httpx.Client(base_url=url, timeout=10) as http:
         for method, path, _ in dict.fromkeys(requests):
             reply = http.request(method, path)
-            reached[(method, path)] = reply.headers.get("x-pool", f"({reply.status_code})")
+            reached[(method, path)] = reply.headers.get(local_envoy.POOL_HEADER, f"({reply.status_code})")
     return reached
 
 
@@ -205,7 +173,7 @@ async def main() -> None:
     ours = our_config()
     reference = reference_config(ours)
     pools = sorted(set(local_envoy.pools_of(ours)) | {pool for _, pool, _ in REFERENCE_ORDER})
-    stub_config, stub_ports = stub_upstreams(pools)
+    stub_config, stub_ports = local_envoy.stub_upstreams(pools)
     stubs = local_envoy.LocalEnvoy(stub_config)
     stubs.start()
     directory = Path(tempfile.mkdtemp(prefix="router-bench-"))

@@ -1,24 +1,21 @@
 """`matrix-stack route explain`: where will this request go with my values?
 
 The answer comes from the real thing: the chart is rendered with helm, its router configuration runs
-in the real Envoy, and every pool is a stub upstream that reports its name and the hash key Envoy
-chose. Nothing here re-implements Envoy's matching.
+in the real Envoy, and every pool is a stub upstream (a second Envoy) that reports its name and the
+hash key the router chose. Nothing here re-implements Envoy's matching.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import sys
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.devstack import envoy as local_envoy
 from shared.devstack import helm
-from shared.devstack.processes import free_ports
 
 # Enough to render the chart with no values of the operator's; theirs take precedence.
 PLACEHOLDERS = {
@@ -28,8 +25,6 @@ PLACEHOLDERS = {
     "postgres": {"host": "postgres"},
     "mas": {"publicBaseurl": "https://auth.example.org/", "database": {"host": "postgres"}},
 }
-POOL_HEADER = "x-explain-pool"
-KEY_HEADER = "x-explain-hash-key"
 
 
 @dataclass(frozen=True)
@@ -39,61 +34,6 @@ class Answer:
     pool: str  # a pool name, "main", "mas", or "-" when the router answers itself
     hash_key: str  # "-" when the route does not hash
     status: int
-
-
-class Stubs:
-    """One loopback HTTP server per pool, answering every request with its pool's name and the
-    hash key it received. whoami is refused (401), as for a token the homeserver does not know."""
-
-    def __init__(self, pools: Iterable[str]) -> None:
-        self.pools = sorted(pools)
-        self.ports = dict(zip(self.pools, free_ports(len(self.pools)), strict=True))
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        for pool, port in self.ports.items():
-            self._loop.run_until_complete(asyncio.start_server(self._handler(pool), "127.0.0.1", port))
-        self._ready.set()
-        self._loop.run_forever()
-
-    def _handler(self, pool: str):  # type: ignore[no-untyped-def]
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    lines = head.decode("utf-8", "surrogateescape").split("\r\n")
-                    path = lines[0].split(" ")[1]
-                    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-                    lowered = {k.lower(): v for k, v in headers.items()}
-                    length = int(lowered.get("content-length", "0"))
-                    if length:
-                        await reader.readexactly(length)
-                    status = "401 Unauthorized" if path.endswith("/account/whoami") else "200 OK"
-                    key = lowered.get(local_envoy.HASH_HEADER, "-")
-                    writer.write(
-                        f"HTTP/1.1 {status}\r\n{POOL_HEADER}: {pool}\r\n{KEY_HEADER}: {key}\r\n"
-                        "content-type: application/json\r\ncontent-length: 2\r\n\r\n{}".encode(
-                            "utf-8", "surrogateescape"
-                        )
-                    )
-                    await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
-            finally:
-                writer.close()
-
-        return handle
-
-    def start(self) -> None:
-        self._thread.start()
-        self._ready.wait(10)
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 class Client:
@@ -137,9 +77,10 @@ class Explainer:
         documents = helm.helm_template(values_files, sets, chart, base=PLACEHOLDERS)
         self.config = local_envoy.router_config(documents)
         self.pools = local_envoy.pools_of(self.config)
-        self.stubs = Stubs(self.pools)
+        stub_config, stub_ports = local_envoy.stub_upstreams(sorted(self.pools))
+        self.stubs = local_envoy.LocalEnvoy(stub_config)
         port, metrics, admin = local_envoy.local_ports()
-        endpoints = {pool: [("127.0.0.1", stub_port)] for pool, stub_port in self.stubs.ports.items()}
+        endpoints = {pool: [("127.0.0.1", stub_port)] for pool, stub_port in stub_ports.items()}
         self.envoy = local_envoy.LocalEnvoy(
             local_envoy.localize(self.config, endpoints, port=port, metrics_port=metrics, admin_port=admin)
         )
@@ -169,8 +110,8 @@ class Explainer:
             self.client.close()
             self.client = Client(self.envoy.port)
             status, response = self.client.request(method, path, headers or {})
-        pool = response.get(POOL_HEADER, "-")
-        key = response.get(KEY_HEADER, "-") if pool != "-" else "-"
+        pool = response.get(local_envoy.POOL_HEADER, "-")
+        key = (response.get(local_envoy.KEY_HEADER) or "-") if pool != "-" else "-"
         return Answer(method, path, pool, key, status)
 
 

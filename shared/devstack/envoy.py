@@ -22,6 +22,11 @@ from shared.devstack.helm import RenderError
 from shared.devstack.processes import free_ports, http_ok, stop, wait_ready
 
 HASH_HEADER = "x-matrix-stack-hash"
+HCM_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+)
+POOL_HEADER = "x-stub-pool"  # set by the stub upstreams: which pool answered
+KEY_HEADER = "x-stub-hash-key"  # and the hash key the router handed it
 
 
 def envoy_binary() -> str:
@@ -170,6 +175,46 @@ class LocalEnvoy:
     def stop(self) -> None:
         stop(self.process, timeout=10)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def stub_upstreams(pools: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
+    """An Envoy configuration answering on one loopback port per pool, directly (near-free): 200
+    with the pool's name and the hash key received; whoami is refused (401), as for a token the
+    homeserver does not know. Returns the configuration and each pool's port."""
+    ports = dict(zip(pools, free_ports(len(pools)), strict=True))
+    echo = [
+        {"header": {"key": POOL_HEADER, "value": ""}},
+        {"header": {"key": KEY_HEADER, "value": f"%REQ({HASH_HEADER})%"}},
+    ]
+    listeners = []
+    for pool, port in ports.items():
+        headers = copy.deepcopy(echo)
+        headers[0]["header"]["value"] = pool
+        routes = [
+            {"match": {"safe_regex": {"regex": ".*/account/whoami"}}, "direct_response": {"status": 401},
+             "response_headers_to_add": headers},
+            {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "{}"}},
+             "response_headers_to_add": headers},
+        ]  # fmt: skip
+        manager = {
+            "@type": HCM_TYPE,
+            "stat_prefix": pool,
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+            "route_config": {"virtual_hosts": [{"name": pool, "domains": ["*"], "routes": routes}]},
+        }  # fmt: skip
+        listeners.append({
+            "name": pool,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                            "typed_config": manager}]}],
+        })  # fmt: skip
+    admin = free_ports(1)[0]
+    config = {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {"listeners": listeners},
+    }
+    return config, ports
 
 
 def local_ports() -> tuple[int, int, int]:
