@@ -83,19 +83,8 @@ volumeMounts:
 {{- $mas := $root.Values.mas -}}
 automountServiceAccountToken: false
 securityContext:
-  {{- toYaml (merge (dict "runAsUser" 65532 "runAsGroup" 65532 "fsGroup" 65532) (omit $root.Values.podSecurityContext "runAsUser" "runAsGroup" "fsGroup")) | nindent 2 }}
-{{- with $mas.nodeSelector }}
-nodeSelector:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with $mas.tolerations }}
-tolerations:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with $mas.affinity }}
-affinity:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
+  {{- include "synapse.podSecurity" (dict "root" $root "uid" 65532) | nindent 2 }}
+{{- include "synapse.scheduling" (dict "own" (pick $mas "nodeSelector" "tolerations" "affinity")) }}
 volumes:
   - name: config
     configMap:

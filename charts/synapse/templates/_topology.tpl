@@ -217,6 +217,25 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- end -}}
 {{- end -}}
 
+{{/* A pod's securityContext: the chart-wide one, running as `uid` (the image's own user). */}}
+{{- define "synapse.podSecurity" -}}
+{{- toYaml (merge (dict "runAsUser" .uid "runAsGroup" .uid "fsGroup" .uid) (.extra | default dict) (omit .root.Values.podSecurityContext "runAsUser" "runAsGroup" "fsGroup")) -}}
+{{- end -}}
+
+{{/* Pod scheduling fields: each from `own` when it sets it (even empty), else from `defaults`. */}}
+{{- define "synapse.scheduling" -}}
+{{- $own := .own | default dict -}}
+{{- $defaults := .defaults | default dict -}}
+{{- range $field := list "priorityClassName" "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" }}
+{{- with (hasKey $own $field | ternary (get $own $field) (get $defaults $field)) }}
+{{ $field }}:
+{{- if kindIs "string" . }} {{ . }}{{ else }}
+{{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "synapse.logConfig" -}}
 version: 1
 formatters:
