@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,16 +122,10 @@ def parse_line(line: str) -> tuple[str, str, dict[str, str]]:
     return fields[0].upper(), fields[1], headers
 
 
-@contextmanager
-def explainer(values_files: list[Path], sets: list[str]) -> Iterator[Explainer]:
-    with Explainer(values_files, sets) as running:
-        yield running
-
-
 def main(values_files: list[Path], sets: list[str], method: str | None, path: str | None,
          headers: list[str], batch: bool) -> int:  # fmt: skip
     try:
-        with explainer(values_files, sets) as running:
+        with Explainer(values_files, sets) as running:
             if batch:
                 for number, line in enumerate(sys.stdin, 1):
                     if not line.strip():

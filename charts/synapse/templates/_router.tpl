@@ -59,8 +59,9 @@ CACHE_MAX = {{ .Values.router.whoamiCacheEntries }}
 {{- define "synapse.router.envoy" -}}
 {{- $r := .Values.router -}}
 {{- $clusters := include "synapse.router.clusters" . | fromYaml -}}
+{{- $routes := include "synapse.router.routeList" . | fromYamlArray -}}
 {{- $hashed := dict -}}
-{{- range $route := include "synapse.router.routeList" . | fromYamlArray }}{{ if $route.hash }}{{ $_ := set $hashed $route.cluster true }}{{ end }}{{ end -}}
+{{- range $route := $routes }}{{ if $route.hash }}{{ $_ := set $hashed $route.cluster true }}{{ end }}{{ end -}}
 admin:
   address: {socket_address: {address: 127.0.0.1, port_value: 9901}}
 # Each route's regexes are joined into one RE2 program: larger than Envoy's default limit of 100.
@@ -150,7 +151,7 @@ static_resources:
                             - header: {key: access-control-allow-methods, value: "GET, HEAD, POST, PUT, DELETE, OPTIONS"}
                             - header: {key: access-control-allow-headers, value: "X-Requested-With, Content-Type, Authorization, Date"}
                             - header: {key: access-control-max-age, value: "86400"}
-                        {{- range $route := include "synapse.router.routeList" . | fromYamlArray }}
+                        {{- range $route := $routes }}
                         - name: {{ $route.name }}
                           match:
                             safe_regex: {regex: {{ $route.pattern | quote }}}
