@@ -14,8 +14,8 @@ import yaml
 
 from bench.homeserver import homeserver, serving
 from bench.loadgen import Comparison, against_bare
-from shared.devstack.processes import free_port
-from shared.devstack.stack import LocalService
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.stack import LocalService
 
 REQUESTS = 2000
 CONNECTIONS = 32
@@ -50,7 +50,7 @@ async def main() -> None:
                       "receiver": {"message-mode": "group", "on-resolve": "new"}}  # fmt: skip
             (directory / "config.yaml").write_text(yaml.safe_dump(config))
             ours = LocalService(
-                "alertmanager-receiver", "services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_", port,
+                "alertmanager-receiver", "matrix_stack.services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_", port,
                 {"CONFIG_PATH": str(directory / "config.yaml"), "LOG_LEVEL": "WARNING"}, directory / "ours",
             )  # fmt: skip
             auth = "Basic " + base64.b64encode(b"alertmanager:bench-basic").decode()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from shared.devstack.processes import free_port, stop, wait_ready
-from shared.devstack.stack import LocalService
-from shared.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+from matrix_stack.core.processes import free_port, stop, wait_ready
+from matrix_stack.devstack.stack import LocalService
+from matrix_stack.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
 
 PASSWORD = "bench-password-123"
 

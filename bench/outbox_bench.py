@@ -19,13 +19,13 @@ import nio
 import psutil
 
 from bench.homeserver import PASSWORD, homeserver
-from shared import content
-from shared.devstack.processes import free_port
-from shared.devstack.stack import LocalService
-from shared.devstack.synapse import Account, LocalSynapse, register
-from shared.matrix import MatrixClient
-from shared.outbox import Outbox, Outgoing
-from shared.service import Metrics
+from matrix_stack.core import content
+from matrix_stack.core.matrix import MatrixClient
+from matrix_stack.core.outbox import Outbox, Outgoing
+from matrix_stack.core.processes import free_port
+from matrix_stack.core.service import Metrics
+from matrix_stack.devstack.stack import LocalService
+from matrix_stack.devstack.synapse import Account, LocalSynapse, register
 
 ENQUEUE_COUNT = 20_000
 PRODUCERS = 64
@@ -222,7 +222,12 @@ async def idle_rss(directory: Path) -> None:
         async with httpx.AsyncClient(timeout=60) as http:
             bot = await register(synapse, http, "bot", PASSWORD)
         service = LocalService(
-            "notify", "services.notify", "NOTIFY_", free_port(), {"TOKEN": "x" * 24}, directory / "notify"
+            "notify",
+            "matrix_stack.services.notify",
+            "NOTIFY_",
+            free_port(),
+            {"TOKEN": "x" * 24},
+            directory / "notify",
         )
         service.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
         try:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from bench.homeserver import homeserver, serving
 from bench.loadgen import Comparison, against_bare
-from shared.devstack.processes import free_port
-from shared.devstack.stack import LocalService
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.stack import LocalService
 
 SAMPLE = (
     Path(__file__).resolve().parent.parent / "tests" / "data" / "sentry" / "sentry_event_alert_triggered.json"
@@ -37,7 +37,7 @@ async def main() -> None:
         directory = Path(name)
         async with homeserver(directory, rooms=1) as hs:
             ours = LocalService(
-                "sentry-webhook", "services.sentry_webhook", "SENTRY_WEBHOOK_", free_port(),
+                "sentry-webhook", "matrix_stack.services.sentry_webhook", "SENTRY_WEBHOOK_", free_port(),
                 {"CLIENT_SECRET": SECRET, "DEFAULT_ROOM": hs.rooms[0], "LOG_LEVEL": "WARNING"}, directory / "ours",
             )  # fmt: skip
             with serving(hs, ours, directory) as bare:

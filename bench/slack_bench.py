@@ -18,8 +18,8 @@ import httpx
 
 from bench.homeserver import PASSWORD, homeserver
 from bench.loadgen import closed_loop, open_loop
-from shared.devstack.processes import free_port
-from shared.devstack.stack import LocalService
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.stack import LocalService
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX_WEBHOOK = "matrix-webhook==3.9.1"
@@ -71,7 +71,7 @@ async def main() -> None:
             theirs: subprocess.Popen[bytes] | None = None
             try:
                 ours = LocalService(
-                    "slack-webhook", "services.slack_webhook", "SLACK_WEBHOOK_", free_port(),
+                    "slack-webhook", "matrix_stack.services.slack_webhook", "SLACK_WEBHOOK_", free_port(),
                     {"HOOKS": json.dumps([{"id": HOOK, "room": room_ours}]), "LOG_LEVEL": "WARNING"},
                     directory / "ours",
                 )  # fmt: skip

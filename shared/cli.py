@@ -33,12 +33,17 @@ def main(argv: list[str] | None = None) -> None:
     explain.add_argument("path", nargs="?")
     args = parser.parse_args(argv)
     if args.command == "route":
-        from shared.route_explain import main as explain_main
+        from matrix_stack.core.route_explain import main as explain_main
 
         sys.exit(explain_main(args.values, args.set, args.method, args.path, args.header, args.batch))
     if args.command == "run":
-        from shared.devstack.stack import run as run_stack
-
+        try:
+            from matrix_stack.devstack.stack import run as run_stack
+        except ModuleNotFoundError as missing:
+            # The wheel carries no development stack; a checkout's `make run` installs what it needs.
+            print(f"matrix-stack run: a development tool, not in this installation ({missing.name} missing):"
+                  " run `make run` in a clone of matrix-stack", file=sys.stderr)  # fmt: skip
+            sys.exit(2)
         sys.exit(run_stack(args.data_dir, args.synapse_port))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from shared.html import html_to_text, sanitize
+from matrix_stack.core.html import html_to_text, sanitize
 
 Content = dict[str, Any]
 MsgType = Literal["m.notice", "m.text"]

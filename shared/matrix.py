@@ -14,7 +14,7 @@ import aiohttp
 import httpx
 import nio
 
-from shared.discovery import DiscoveryError, discover_homeserver
+from matrix_stack.core.discovery import DiscoveryError, discover_homeserver
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from typing import Any, Literal, Protocol, TypeVar
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
-from shared.content import Content, RelationKind, relate
-from shared.matrix import HomeserverUnavailable, MatrixError
+from matrix_stack.core.content import Content, RelationKind, relate
+from matrix_stack.core.matrix import HomeserverUnavailable, MatrixError
 
 log = logging.getLogger(__name__)
 

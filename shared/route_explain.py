@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.devstack import envoy as local_envoy
-from shared.devstack import helm
+from matrix_stack.core import envoy as local_envoy
+from matrix_stack.core import helm
 
 # Enough to render the chart with no values of the operator's; theirs take precedence.
 PLACEHOLDERS = {
@@ -71,8 +71,8 @@ class Client:
 class Explainer:
     """The rendered router in the real Envoy, against one stub per pool."""
 
-    def __init__(self, values_files: list[Path], sets: list[str], chart: Path = helm.CHART) -> None:
-        documents = helm.helm_template(values_files, sets, chart, base=PLACEHOLDERS)
+    def __init__(self, values_files: list[Path], sets: list[str]) -> None:
+        documents = helm.helm_template(values_files, sets, "synapse", base=PLACEHOLDERS)
         self.config = local_envoy.router_config(documents)
         self.pools = local_envoy.pools_of(self.config)
         stub_config, stub_ports = local_envoy.stub_upstreams(sorted(self.pools))

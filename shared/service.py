@@ -30,10 +30,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import logs
-from shared.matrix import MatrixClient, StartupError
-from shared.outbox import Outbox, OutboxMetrics
-from shared.settings import ServiceSettings
+from matrix_stack.core import logs
+from matrix_stack.core.matrix import MatrixClient, StartupError
+from matrix_stack.core.outbox import Outbox, OutboxMetrics
+from matrix_stack.core.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("matrix_stack.access")
@@ -345,7 +345,7 @@ def main_for(settings_cls: type[ServiceSettings], routes: Any) -> None:
     """Entry point of a service: settings (exit 2 on a bad one), logs, start, serve."""
     import sys
 
-    from shared.settings import load_or_exit
+    from matrix_stack.core.settings import load_or_exit
 
     settings = load_or_exit(settings_cls)
     logs.configure(settings.log_level, json_lines=settings.log_json, secrets=settings.secrets())

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from shared.devstack.postgres import LocalPostgres
-from shared.devstack.processes import free_port
-from shared.devstack.redis import LocalRedis
-from shared.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
-from shared.matrix import MatrixClient
-from shared.outbox import Outbox
-from shared.service import Metrics
+from matrix_stack.core.matrix import MatrixClient
+from matrix_stack.core.outbox import Outbox
+from matrix_stack.core.processes import free_port
+from matrix_stack.core.service import Metrics
+from matrix_stack.devstack.postgres import LocalPostgres
+from matrix_stack.devstack.redis import LocalRedis
+from matrix_stack.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+
+# The helm that `make test` fetches, also when pytest is run by hand.
+os.environ["PATH"] = f"{Path(__file__).resolve().parent.parent / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
 PASSWORD = "correct horse battery staple"
 # Low on purpose: tests that need speed lift it per user; the rate-limit test meets it.

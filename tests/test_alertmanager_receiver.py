@@ -18,13 +18,13 @@ import httpx
 import pytest
 import yaml
 
-from services.alertmanager_receiver.config import ComputedValue
-from services.alertmanager_receiver.payload import Alert, computed_values, silence_url
-from shared.devstack.alertmanager import LocalAlertmanager
-from shared.devstack.processes import free_port
-from shared.devstack.stack import LocalService
-from shared.devstack.synapse import Account, LocalSynapse
-from shared.html import html_to_text, sanitize
+from matrix_stack.core.html import html_to_text, sanitize
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.alertmanager import LocalAlertmanager
+from matrix_stack.devstack.stack import LocalService
+from matrix_stack.devstack.synapse import Account, LocalSynapse
+from matrix_stack.services.alertmanager_receiver.config import ComputedValue
+from matrix_stack.services.alertmanager_receiver.payload import Alert, computed_values, silence_url
 from tests.conftest import PASSWORD
 from tests.test_slack_webhook import assert_inert
 
@@ -66,7 +66,7 @@ def start_receiver(
     path = directory / "config.yaml"
     path.write_text(config)
     port = yaml.safe_load(config)["http"]["port"]
-    service = LocalService("alertmanager-receiver", "services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_",
+    service = LocalService("alertmanager-receiver", "matrix_stack.services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_",
                            port, {"CONFIG_PATH": str(path)}, directory / "data")  # fmt: skip
     os.environ["AM_TEST_TOKEN"] = token
     service.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
@@ -238,7 +238,7 @@ def test_go_templates_are_refused_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTMANAGER_RECEIVER_")}
-    result = subprocess.run([sys.executable, "-m", "services.alertmanager_receiver", "--config-path", str(path)],
+    result = subprocess.run([sys.executable, "-m", "matrix_stack.services.alertmanager_receiver", "--config-path", str(path)],
                             env=env, capture_output=True, text=True, timeout=30)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.startswith("config error: templating.firing-template: ")
@@ -246,7 +246,7 @@ def test_go_templates_are_refused_with_one_line(tmp_path: Path) -> None:
     config = yaml.safe_load(text)
     del config["templating"]["firing-template"]  # our default stands in
     path.write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, "-m", "services.alertmanager_receiver", "--config-path", str(path)],
+    result = subprocess.run([sys.executable, "-m", "matrix_stack.services.alertmanager_receiver", "--config-path", str(path)],
                             env={**env, "ALERTMANAGER_RECEIVER_DATA_DIR": str(tmp_path)}, capture_output=True,
                             text=True, timeout=30)  # fmt: skip
     assert result.returncode == 1  # the config is fine; the example homeserver is not reachable

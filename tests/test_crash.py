@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.devstack.processes import free_port
-from shared.devstack.stack import LocalService
-from shared.devstack.synapse import Account, LocalSynapse, register
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.stack import LocalService
+from matrix_stack.devstack.synapse import Account, LocalSynapse, register
 from tests.conftest import PASSWORD
 
 TOKEN = "crash-token-0123456789abcdef"
@@ -39,7 +39,7 @@ async def test_sigkill_mid_delivery(
     def service() -> LocalService:
         return LocalService(
             "crash",
-            "services.notify",
+            "matrix_stack.services.notify",
             "NOTIFY_",
             free_port(),
             {"TOKEN": TOKEN, "BACKOFF_MAX_SECONDS": "1"},

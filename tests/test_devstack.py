@@ -12,9 +12,9 @@ from pathlib import Path
 
 import psycopg2
 
-from shared.devstack.postgres import LocalPostgres
-from shared.devstack.processes import free_port
-from shared.devstack.redis import LocalRedis, ping
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.postgres import LocalPostgres
+from matrix_stack.devstack.redis import LocalRedis, ping
 
 
 def test_postgres_has_a_c_collated_database(postgres: LocalPostgres) -> None:
@@ -55,7 +55,7 @@ def test_make_run_stack(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "shared.cli",
+        "matrix_stack.core.cli",
         "run",
         "--data-dir",
         str(tmp_path / "local"),

@@ -10,10 +10,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from shared import content
-from shared.devstack.synapse import Account, LocalSynapse, register
-from shared.discovery import DiscoveryError, discover_homeserver
-from shared.matrix import MatrixClient, MatrixError, StartupError
+from matrix_stack.core import content
+from matrix_stack.core.discovery import DiscoveryError, discover_homeserver
+from matrix_stack.core.matrix import MatrixClient, MatrixError, StartupError
+from matrix_stack.devstack.synapse import Account, LocalSynapse, register
 from tests.conftest import PASSWORD
 
 MakeClient = Callable[..., Awaitable[MatrixClient]]

@@ -9,10 +9,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from shared import content
-from shared.devstack.synapse import Account, LocalSynapse, register
-from shared.matrix import MatrixClient
-from shared.outbox import Outbox, Outgoing, Relation
+from matrix_stack.core import content
+from matrix_stack.core.matrix import MatrixClient
+from matrix_stack.core.outbox import Outbox, Outgoing, Relation
+from matrix_stack.devstack.synapse import Account, LocalSynapse, register
 from tests.conftest import PASSWORD
 
 MakeClient = Callable[..., Awaitable[MatrixClient]]

@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from services.sentry_webhook.app import choose_room, filtered_out
-from services.sentry_webhook.config import SentryWebhookSettings
-from services.sentry_webhook.format import Notice
-from shared.devstack.processes import free_port
-from shared.devstack.stack import LocalService
-from shared.devstack.synapse import Account, LocalSynapse
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.stack import LocalService
+from matrix_stack.devstack.synapse import Account, LocalSynapse
+from matrix_stack.services.sentry_webhook.app import choose_room, filtered_out
+from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
+from matrix_stack.services.sentry_webhook.format import Notice
 from tests.conftest import PASSWORD
 from tests.test_slack_webhook import assert_inert
 
@@ -84,7 +84,7 @@ async def sentry(
     }
     directory = tmp_path_factory.mktemp("sentry")
     service = LocalService(
-        "sentry-webhook", "services.sentry_webhook", "SENTRY_WEBHOOK_", free_port(),
+        "sentry-webhook", "matrix_stack.services.sentry_webhook", "SENTRY_WEBHOOK_", free_port(),
         {"CLIENT_SECRET": SECRET, "LEGACY_SECRET": LEGACY, "DEFAULT_ROOM": rooms["default"],
          "PROJECT_ROOMS": json.dumps({"front-end": rooms["front-end"]}),
          "METRIC_ALERT_ROOMS": json.dumps({"Too many errors": rooms["metrics"]}), "LOG_JSON": "true"},

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.devstack.processes import free_port
-from shared.devstack.stack import LocalService
-from shared.devstack.synapse import Account, LocalSynapse
-from shared.logs import Redactor
+from matrix_stack.core.logs import Redactor
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.stack import LocalService
+from matrix_stack.devstack.synapse import Account, LocalSynapse
 from tests.conftest import PASSWORD
 
 TOKEN = "notify-token-0123456789abcdef"
@@ -31,7 +31,7 @@ def start_notify(synapse: LocalSynapse, bot: Account, tmp_path: Path) -> Iterato
     def start(*, data_dir: Path | None = None, **env: str) -> LocalService:
         service = LocalService(
             "notify",
-            "services.notify",
+            "matrix_stack.services.notify",
             "NOTIFY_",
             free_port(),
             {"LOG_JSON": "true", **({} if "TOKEN_FILE" in env else {"TOKEN": TOKEN}), **env},
@@ -50,7 +50,7 @@ def start_notify(synapse: LocalSynapse, bot: Account, tmp_path: Path) -> Iterato
 def run_notify(env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
     return subprocess.run(
-        [sys.executable, "-m", "services.notify"],
+        [sys.executable, "-m", "matrix_stack.services.notify"],
         env={**clean, **env},
         capture_output=True,
         text=True,

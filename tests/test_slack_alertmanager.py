@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.devstack.alertmanager import LocalAlertmanager
-from shared.devstack.processes import free_port
-from shared.devstack.stack import LocalService
-from shared.devstack.synapse import Account, LocalSynapse
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.alertmanager import LocalAlertmanager
+from matrix_stack.devstack.stack import LocalService
+from matrix_stack.devstack.synapse import Account, LocalSynapse
 from tests.conftest import PASSWORD
 
 HOOK = "alertmanager-hook-0123456789abc"
@@ -25,7 +25,7 @@ async def wired(
 ) -> AsyncIterator[tuple[LocalAlertmanager, str]]:
     room_id = await reader.create_room(name="alerts", invite=[bot.user_id])
     service = LocalService(
-        "slack-webhook-am", "services.slack_webhook", "SLACK_WEBHOOK_", free_port(),
+        "slack-webhook-am", "matrix_stack.services.slack_webhook", "SLACK_WEBHOOK_", free_port(),
         {"HOOKS": json.dumps([{"id": HOOK, "room": room_id}])}, tmp_path / "data",
     )  # fmt: skip
     service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.devstack.processes import free_port
-from shared.devstack.stack import LocalService
-from shared.devstack.synapse import Account, LocalSynapse
-from shared.html import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
+from matrix_stack.core.html import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.stack import LocalService
+from matrix_stack.devstack.synapse import Account, LocalSynapse
 from tests.conftest import PASSWORD
 
 DATA = Path(__file__).parent / "data" / "slack"
@@ -110,7 +110,7 @@ async def slack_service(
     ]
     directory = tmp_path_factory.mktemp("slack")
     service = LocalService(
-        "slack-webhook", "services.slack_webhook", "SLACK_WEBHOOK_", free_port(),
+        "slack-webhook", "matrix_stack.services.slack_webhook", "SLACK_WEBHOOK_", free_port(),
         {"HOOKS": json.dumps(hooks), "LOG_JSON": "true"}, directory / "data",
     )  # fmt: skip
     service.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
@@ -501,7 +501,7 @@ def test_new_hook_id_and_config_errors(tmp_path: Path) -> None:
     import sys
 
     made = subprocess.run(
-        [sys.executable, "-m", "services.slack_webhook", "new-hook-id"],
+        [sys.executable, "-m", "matrix_stack.services.slack_webhook", "new-hook-id"],
         capture_output=True,
         text=True,
         check=True,
@@ -517,7 +517,7 @@ def test_new_hook_id_and_config_errors(tmp_path: Path) -> None:
         "SLACK_WEBHOOK_HOOKS": json.dumps([{"id": "short", "room": "#a:x"}]),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "services.slack_webhook"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "matrix_stack.services.slack_webhook"], env=env, capture_output=True, text=True
     )
     assert result.returncode == 2
     assert result.stderr.startswith("config error: SLACK_WEBHOOK_HOOKS_0: a hook id needs 22-128 characters")
@@ -526,7 +526,7 @@ def test_new_hook_id_and_config_errors(tmp_path: Path) -> None:
     env = {**env, "SLACK_WEBHOOK_HOOKS_FILE": str(hooks_file)}
     del env["SLACK_WEBHOOK_HOOKS"]
     result = subprocess.run(
-        [sys.executable, "-m", "services.slack_webhook"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "matrix_stack.services.slack_webhook"], env=env, capture_output=True, text=True
     )
     assert result.returncode == 2
     assert result.stderr == "config error: SLACK_WEBHOOK_HOOKS_0_BOGUS: Extra inputs are not permitted\n"

@@ -15,13 +15,13 @@ import httpx
 import pytest
 import yaml
 
-from shared.devstack import envoy as local_envoy
-from shared.devstack.mas import MasStandIn
-from shared.devstack.pgbouncer import LocalPgbouncer
-from shared.devstack.postgres import LocalPostgres
-from shared.devstack.processes import free_port
-from shared.devstack.redis import LocalRedis
-from shared.devstack.synapse_cluster import MAS_SECRET, Cluster, boot
+from matrix_stack.core import envoy as local_envoy
+from matrix_stack.core.processes import free_port
+from matrix_stack.devstack.mas import MasStandIn
+from matrix_stack.devstack.pgbouncer import LocalPgbouncer
+from matrix_stack.devstack.postgres import LocalPostgres
+from matrix_stack.devstack.redis import LocalRedis
+from matrix_stack.devstack.synapse_cluster import MAS_SECRET, Cluster, boot
 from tests.charts import helm
 
 CI = helm.CHARTS / "synapse" / "ci"

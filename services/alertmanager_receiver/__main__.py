@@ -11,11 +11,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from services.alertmanager_receiver.app import routes
-from services.alertmanager_receiver.config import AlertmanagerReceiverSettings, settings_from_file
-from shared import logs
-from shared.service import Service, create_app, serve
-from shared.settings import describe_error
+from matrix_stack.core import logs
+from matrix_stack.core.service import Service, create_app, serve
+from matrix_stack.core.settings import describe_error
+from matrix_stack.services.alertmanager_receiver.app import routes
+from matrix_stack.services.alertmanager_receiver.config import (
+    AlertmanagerReceiverSettings,
+    settings_from_file,
+)
 
 
 def main() -> None:

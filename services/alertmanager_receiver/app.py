@@ -20,14 +20,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.alertmanager_receiver.config import AlertmanagerReceiverSettings
-from services.alertmanager_receiver.payload import Alert, Notification, alert_data, group_data
-from services.alertmanager_receiver.templates import Templates
-from shared import content
-from shared.html import escape
-from shared.outbox import Outgoing, Relation
-from shared.roots import Roots
-from shared.service import get_service
+from matrix_stack.core import content
+from matrix_stack.core.html import escape
+from matrix_stack.core.outbox import Outgoing, Relation
+from matrix_stack.core.roots import Roots
+from matrix_stack.core.service import get_service
+from matrix_stack.services.alertmanager_receiver.config import AlertmanagerReceiverSettings
+from matrix_stack.services.alertmanager_receiver.payload import Alert, Notification, alert_data, group_data
+from matrix_stack.services.alertmanager_receiver.templates import Templates
 
 log = logging.getLogger(__name__)
 PREFIX = "matrix_alertmanager_receiver"

@@ -13,8 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.alertmanager_receiver import defaults
-from shared.settings import ServiceSettings
+from matrix_stack.core.settings import ServiceSettings
+from matrix_stack.services.alertmanager_receiver import defaults
 
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)\}")
 

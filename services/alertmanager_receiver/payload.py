@@ -9,7 +9,7 @@ from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.alertmanager_receiver.config import ComputedValue, TemplatingConfig
+from matrix_stack.services.alertmanager_receiver.config import ComputedValue, TemplatingConfig
 
 
 class Alert(BaseModel):

@@ -1,8 +1,8 @@
 """`notify` console script."""
 
-from services.notify.app import routes
-from services.notify.config import NotifySettings
-from shared.service import main_for
+from matrix_stack.core.service import main_for
+from matrix_stack.services.notify.app import routes
+from matrix_stack.services.notify.config import NotifySettings
 
 
 def main() -> None:

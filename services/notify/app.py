@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.notify.config import NotifySettings
-from shared import content
-from shared.service import error, get_service
+from matrix_stack.core import content
+from matrix_stack.core.service import error, get_service
+from matrix_stack.services.notify.config import NotifySettings
 
 
 class Notification(BaseModel):

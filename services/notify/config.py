@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import CommaList, ServiceSettings
+from matrix_stack.core.settings import CommaList, ServiceSettings
 
 
 class NotifySettings(ServiceSettings):

@@ -1,8 +1,8 @@
 """`sentry-webhook` console script."""
 
-from services.sentry_webhook.app import routes
-from services.sentry_webhook.config import SentryWebhookSettings
-from shared.service import main_for
+from matrix_stack.core.service import main_for
+from matrix_stack.services.sentry_webhook.app import routes
+from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
 
 
 def main() -> None:

@@ -18,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.sentry_webhook import format as fmt
-from services.sentry_webhook.config import SentryWebhookSettings
-from shared import content
-from shared.outbox import Relation
-from shared.roots import Roots
-from shared.service import error, get_service
+from matrix_stack.core import content
+from matrix_stack.core.outbox import Relation
+from matrix_stack.core.roots import Roots
+from matrix_stack.core.service import error, get_service
+from matrix_stack.services.sentry_webhook import format as fmt
+from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
 
 log = logging.getLogger(__name__)
 ARCHIVE_COLLAPSE_SECONDS = 120.0  # one Sentry version sends issue.ignored and issue.archived for one change

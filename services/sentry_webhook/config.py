@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.sentry_webhook.format import DEFAULT_TAGS
-from shared.settings import CommaList, ServiceSettings
+from matrix_stack.core.settings import CommaList, ServiceSettings
+from matrix_stack.services.sentry_webhook.format import DEFAULT_TAGS
 
 Level = Literal["fatal", "error", "warning", "info", "debug", "sample"]
 

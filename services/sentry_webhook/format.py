@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.html import escape
+from matrix_stack.core.html import escape
 
 LEVEL_GLYPHS = {"fatal": "🔴", "error": "🔴", "warning": "🟠", "info": "🔵", "debug": "⚪", "sample": "⚪"}
 METRIC_GLYPHS = {"critical": "🔴", "warning": "🟠", "resolved": "✅"}

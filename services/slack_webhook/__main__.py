@@ -2,9 +2,9 @@
 
 import sys
 
-from services.slack_webhook.app import routes
-from services.slack_webhook.config import SlackWebhookSettings, new_hook_id
-from shared.service import main_for
+from matrix_stack.core.service import main_for
+from matrix_stack.services.slack_webhook.app import routes
+from matrix_stack.services.slack_webhook.config import SlackWebhookSettings, new_hook_id
 
 
 def main() -> None:

@@ -19,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from services.slack_webhook.config import Hook, SlackWebhookSettings
-from services.slack_webhook.mrkdwn import Options
-from services.slack_webhook.render import NoText, render
-from shared import content
-from shared.service import get_service
+from matrix_stack.core import content
+from matrix_stack.core.service import get_service
+from matrix_stack.services.slack_webhook.config import Hook, SlackWebhookSettings
+from matrix_stack.services.slack_webhook.mrkdwn import Options
+from matrix_stack.services.slack_webhook.render import NoText, render
 
 log = logging.getLogger(__name__)
 MAX_ATTACHMENTS = 100

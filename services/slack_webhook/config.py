@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from matrix_stack.core.settings import ServiceSettings
 
 HOOK_ID_PATTERN = r"^[A-Za-z0-9_-]{22,128}$"  # 22 URL-safe base64 characters carry 132 bits
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import emoji
 
-from shared.html import escape
+from matrix_stack.core.html import escape
 
 # Placeholders live in the private-use areas, which are removed from the input first:
 # U+E001..U+E006 mark emphasis, U+F0000 upwards stand for rendered atoms (tokens, code spans).

@@ -15,7 +15,8 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from services.slack_webhook.mrkdwn import (
+from matrix_stack.core.html import escape, html_to_text, sanitize
+from matrix_stack.services.slack_webhook.mrkdwn import (
     Options,
     Rendered,
     emojize,
@@ -24,7 +25,6 @@ from services.slack_webhook.mrkdwn import (
     plain,
     plain_text_object,
 )
-from shared.html import escape, html_to_text, sanitize
 
 MAX_EVENT_BYTES = 60 * 1024  # Matrix events must stay under 64 KiB; leave room for the envelope
 TRUNCATION_MARK = "… (message truncated)"

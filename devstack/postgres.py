@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.devstack.processes import stop, wait_ready
+from matrix_stack.core.processes import stop, wait_ready
 
 PG_USER = "matrixstack-pg"  # postgres refuses to run as root
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import yaml
 
-from shared.devstack.processes import http_ok, stop, wait_ready
+from matrix_stack.core.processes import http_ok, stop, wait_ready
 
 BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
 
