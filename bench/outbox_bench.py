@@ -21,9 +21,9 @@ import psutil
 from bench.homeserver import PASSWORD, homeserver
 from matrix_stack.core import content
 from matrix_stack.core.matrix import MatrixClient
+from matrix_stack.core.metrics import Metrics
 from matrix_stack.core.outbox import Outbox, Outgoing
 from matrix_stack.core.processes import free_port
-from matrix_stack.core.service import Metrics
 from matrix_stack.devstack.stack import LocalService
 from matrix_stack.devstack.synapse import Account, LocalSynapse, register
 

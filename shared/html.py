@@ -7,6 +7,8 @@ import re
 
 import nh3
 
+from matrix_stack.core import links
+
 # Client-Server API, "m.room.message msgtypes": the tags and attributes clients are asked to allow.
 ALLOWED_TAGS = frozenset(
     {
@@ -24,7 +26,6 @@ ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
     "ol": {"start"},
     "code": {"class"},
 }
-LINK_SCHEMES = ("http://", "https://", "mailto:", "matrix:")
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 # Templates in the wild (metio's, Alertmanager users') write colour names; clients want #rrggbb.
 NAMED_COLOURS = {
@@ -40,11 +41,11 @@ _DIMENSION = re.compile(r"[0-9]{1,5}")
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     if tag == "a" and attribute == "href":
-        return value if value.lower().startswith(LINK_SCHEMES) else None
+        return links.safe_href(value)
     if tag == "a" and attribute == "target":
         return value if value == "_blank" else None
     if tag == "img" and attribute == "src":
-        return value if value.startswith("mxc://") else None
+        return links.safe_image(value)
     if tag == "img" and attribute in ("width", "height"):
         return value if _DIMENSION.fullmatch(value) else None
     if attribute in ("data-mx-color", "data-mx-bg-color", "color"):
@@ -62,7 +63,7 @@ _CLEANER = nh3.Cleaner(
     tags=set(ALLOWED_TAGS),
     attributes=ALLOWED_ATTRIBUTES,
     # nh3 checks URL schemes before our filter sees the value; mxc must pass for img.
-    url_schemes={"http", "https", "mailto", "matrix", "mxc"},
+    url_schemes=set(links.LINK_SCHEMES | links.IMAGE_SCHEMES),
     attribute_filter=_filter_attribute,
     link_rel=None,
     strip_comments=True,

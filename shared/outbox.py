@@ -68,6 +68,13 @@ CREATE VIEW IF NOT EXISTS dead_letters AS
 _BATCH = 64  # deliveries a room sender reads at once
 
 
+class NotDurable(Exception):
+    """The outbox could not commit (disk full, database unreadable...): nothing was accepted.
+
+    The service kit answers 503 for it, so the caller retries; it is never a 200.
+    """
+
+
 class Sender(Protocol):
     async def send(self, room: str, content: dict[str, Any], *, txn_id: str, event_type: str) -> str: ...
 
@@ -158,7 +165,10 @@ class _Database:
     async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put((operation, future))
-        return await future
+        try:
+            return await future
+        except (sqlite3.Error, OSError) as exc:
+            raise NotDurable(f"{self.path}: {exc}") from exc
 
     def submit(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue an operation without waiting; the returned future resolves after its commit."""
@@ -412,7 +422,7 @@ class Outbox:
         """Whether a write transaction can commit (for readiness)."""
         try:
             await self._db.run(lambda c: c.execute("UPDATE deliveries SET seq = seq WHERE 0"))
-        except (sqlite3.Error, OSError):
+        except NotDurable:
             return False
         return True
 

@@ -10,6 +10,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from matrix_stack.core.outbox import NotDurable
+
 
 class Roots:
     """(key, room) -> delivery id of the root message."""
@@ -46,4 +48,7 @@ class Roots:
 
     async def _write(self, statement: str, parameters: tuple[str, ...]) -> None:
         async with self._lock:
-            await asyncio.to_thread(self._connection.execute, statement, parameters)
+            try:
+                await asyncio.to_thread(self._connection.execute, statement, parameters)
+            except (sqlite3.Error, OSError) as exc:
+                raise NotDurable(f"relation roots: {exc}") from exc

@@ -137,15 +137,25 @@ class ServiceSettings(BaseSettings):
         return init_settings, env_settings, _FileVariables(settings_cls), _YamlFile(settings_cls)
 
 
+def first_error(error: ValidationError) -> tuple[list[str], str]:
+    """The first problem pydantic found: its location's parts and its message."""
+    first = error.errors()[0]
+    return [str(part) for part in first["loc"]], first["msg"].removeprefix("Value error, ")
+
+
 def describe_error(settings_cls: type[BaseSettings], error: ValidationError) -> str:
     """One line naming the variable at fault."""
     prefix = settings_cls.model_config.get("env_prefix", "")
-    first = error.errors()[0]
-    location = "_".join(str(part) for part in first["loc"]).upper()
-    message = first["msg"].removeprefix("Value error, ")
+    location, message = first_error(error)
     if not location:
         return f"config error: {message}"
-    return f"config error: {prefix}{location}: {message}"
+    return f"config error: {prefix}{'_'.join(location).upper()}: {message}"
+
+
+def describe_file_error(path: Path, error: ValidationError) -> str:
+    """One line naming the key at fault in a configuration file (`matrix.user-id`)."""
+    location, message = first_error(error)
+    return f"config error: {path}: {'.'.join(location) or 'the file'}: {message}"
 
 
 def load_or_exit(settings_cls: type[S], **overrides: Any) -> S:

@@ -11,15 +11,17 @@ import httpx
 import pytest
 
 from matrix_stack.core.matrix import MatrixClient
+from matrix_stack.core.metrics import Metrics
 from matrix_stack.core.outbox import Outbox
 from matrix_stack.core.processes import free_port
-from matrix_stack.core.service import Metrics
 from matrix_stack.devstack.postgres import LocalPostgres
 from matrix_stack.devstack.redis import LocalRedis
 from matrix_stack.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
 
 # The helm that `make test` fetches, also when pytest is run by hand.
-os.environ["PATH"] = f"{Path(__file__).resolve().parent.parent / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
+os.environ["PATH"] = (
+    f"{Path(__file__).resolve().parent.parent / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
+)
 
 PASSWORD = "correct horse battery staple"
 # Low on purpose: tests that need speed lift it per user; the rate-limit test meets it.

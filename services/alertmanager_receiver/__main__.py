@@ -4,19 +4,18 @@ or the file named by ALERTMANAGER_RECEIVER_CONFIG_PATH."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from matrix_stack.core import logs
-from matrix_stack.core.service import Service, create_app, serve
-from matrix_stack.core.settings import describe_error
-from matrix_stack.services.alertmanager_receiver.app import routes
+from matrix_stack.core.server import run
+from matrix_stack.core.settings import describe_error, describe_file_error
+from matrix_stack.services.alertmanager_receiver.app import not_durable, routes
 from matrix_stack.services.alertmanager_receiver.config import (
     AlertmanagerReceiverSettings,
+    load_file,
     settings_from_file,
 )
 
@@ -37,18 +36,19 @@ def main() -> None:
         else {}
     )
     try:
-        settings = settings_from_file(args.config_path, **overrides)
-        app_routes = routes(settings)
+        file = load_file(args.config_path)
     except ValidationError as exc:
-        print(describe_error(AlertmanagerReceiverSettings, exc).replace("ALERTMANAGER_RECEIVER_FILE_", ""),
-              file=sys.stderr)  # fmt: skip
+        print(describe_file_error(args.config_path, exc), file=sys.stderr)
         sys.exit(2)
     except (OSError, ValueError) as exc:
         print(f"config error: {exc}", file=sys.stderr)
         sys.exit(2)
-    logs.configure(settings.log_level, json_lines=settings.log_json, secrets=settings.secrets())
-    service = Service.from_settings(settings)
-    sys.exit(asyncio.run(serve(service, create_app(service, app_routes))))
+    try:
+        settings = settings_from_file(file, **overrides)
+    except ValidationError as exc:
+        print(describe_error(AlertmanagerReceiverSettings, exc), file=sys.stderr)
+        sys.exit(2)
+    run(settings, routes, not_durable=not_durable)
 
 
 if __name__ == "__main__":

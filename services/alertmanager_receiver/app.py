@@ -4,13 +4,9 @@ cannot be stored, so Alertmanager retries; never a silent loss."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import json
 import logging
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +17,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from matrix_stack.core import content
+from matrix_stack.core.auth import basic_matches
 from matrix_stack.core.html import escape
 from matrix_stack.core.outbox import Outgoing, Relation
+from matrix_stack.core.responses import validation_detail
 from matrix_stack.core.roots import Roots
-from matrix_stack.core.service import get_service
+from matrix_stack.core.service import Service
 from matrix_stack.services.alertmanager_receiver.config import AlertmanagerReceiverSettings
 from matrix_stack.services.alertmanager_receiver.payload import Alert, Notification, alert_data, group_data
 from matrix_stack.services.alertmanager_receiver.templates import Templates
@@ -59,17 +57,6 @@ class MetioMetrics:
         )
 
 
-def _authorised(request: Request, username: str, password: str) -> bool:
-    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-    try:
-        user, _, given = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        user, given = "", ""
-    same_user = hmac.compare_digest(user.encode(), username.encode())
-    same_password = hmac.compare_digest(given.encode(), password.encode())
-    return scheme.lower() == "basic" and same_user and same_password
-
-
 def _alert_key(alert: Alert) -> str:
     fingerprint = (
         alert.fingerprint
@@ -78,21 +65,20 @@ def _alert_key(alert: Alert) -> str:
     return f"alert:{fingerprint}"
 
 
-def routes(settings: AlertmanagerReceiverSettings) -> list[BaseRoute]:
+def not_durable() -> Response:
+    """Alertmanager retries a notification that got a 5xx."""
+    return Response("could not store the messages; retry\n", status_code=503, media_type="text/plain")
+
+
+def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[BaseRoute]:
     config = settings.file
     templating, receiver = config.templating, config.receiver
     templates = Templates(templating.firing_template, templating.resolved_template, templating.group_template)
     roots = Roots(settings.data_dir / "alert-roots.sqlite3")
     prefix = "/" + config.http.alerts_path_prefix.strip("/")
-    metrics: dict[int, MetioMetrics] = {}
+    count = MetioMetrics.on(service.metrics.registry)
 
-    def counters(request: Request) -> MetioMetrics:
-        registry = get_service(request).metrics.registry
-        if id(registry) not in metrics:
-            metrics[id(registry)] = MetioMetrics.on(registry)
-        return metrics[id(registry)]
-
-    def render(name: str, data: dict[str, Any], fallback: str, count: MetioMetrics) -> str:
+    def render(name: str, data: dict[str, Any], fallback: str) -> str:
         try:
             html = templates.render(name, data)
         except Exception as exc:  # a template error must not lose the alert
@@ -120,10 +106,9 @@ def routes(settings: AlertmanagerReceiverSettings) -> list[BaseRoute]:
         return out, False
 
     async def receive(request: Request) -> Response:
-        count = counters(request)
         count.requests.inc()
         password = settings.effective_basic_password
-        if password is not None and not _authorised(
+        if password is not None and not basic_matches(
             request, config.http.basic_username, password.get_secret_value()
         ):
             count.unauthorized.inc()
@@ -132,10 +117,8 @@ def routes(settings: AlertmanagerReceiverSettings) -> list[BaseRoute]:
             notification = Notification.model_validate_json(await request.body())
         except ValidationError as exc:
             count.invalid_payload.inc()
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "body"
             return Response(
-                f"invalid payload: {where}: {first['msg']}\n", status_code=400, media_type="text/plain"
+                f"invalid payload: {validation_detail(exc)}\n", status_code=400, media_type="text/plain"
             )
         name = request.path_params["room"]
         room = config.matrix.room_mapping.get(name, name)
@@ -160,7 +143,7 @@ def routes(settings: AlertmanagerReceiverSettings) -> list[BaseRoute]:
             firing = [a for a in notification.alerts if a.status == "firing"]
             alertnames = " ".join(notification.groupLabels.values())
             html = render("group-template", group_data(notification, templating),
-                          f"{notification.status.upper()} {alertnames}", count)  # fmt: skip
+                          f"{notification.status.upper()} {alertnames}")  # fmt: skip
             add(
                 f"group:{notification.groupKey or alertnames}",
                 html,
@@ -172,22 +155,18 @@ def routes(settings: AlertmanagerReceiverSettings) -> list[BaseRoute]:
                 resolved = alert.status == "resolved"
                 template = "resolved-template" if resolved else "firing-template"
                 fallback = f"{alert.status.upper()} {alert.labels.get('alertname', '')}"
-                html = render(template, alert_data(notification, alert, templating), fallback, count)
+                html = render(template, alert_data(notification, alert, templating), fallback)
                 add(
                     _alert_key(alert),
                     html,
                     not resolved and alert.labels.get("severity") in ping_levels,
                     resolved,
                 )
-        try:
-            ids = await get_service(request).outbox.enqueue_many(outgoing)
-            for index, key in new_roots:
-                await roots.remember(key, room, ids[index])
-            for key in forget:
-                await roots.forget(key, room)
-        except (sqlite3.Error, OSError):
-            log.exception("could not store the notification")
-            return Response("could not store the messages; retry\n", status_code=503, media_type="text/plain")
+        ids = await service.outbox.enqueue_many(outgoing)
+        for index, key in new_roots:
+            await roots.remember(key, room, ids[index])
+        for key in forget:
+            await roots.forget(key, room)
         return Response(status_code=200)
 
     async def redirect(request: Request) -> Response:

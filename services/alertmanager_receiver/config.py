@@ -128,8 +128,7 @@ class AlertmanagerReceiverSettings(ServiceSettings):
         return super().secrets() + extra
 
 
-def settings_from_file(path: Path, **overrides: Any) -> AlertmanagerReceiverSettings:
-    config = load_file(path)
+def settings_from_file(config: FileConfig, **overrides: Any) -> AlertmanagerReceiverSettings:
     values: dict[str, Any] = {
         "file": config,
         "homeserver": config.matrix.homeserver_url,

@@ -12,9 +12,10 @@ from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
+from matrix_stack.core.links import safe_href
+
 _GO_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;", "+": "&#43;",
                              "\0": "\ufffd"})  # fmt: skip
-_SAFE_SCHEMES = ("http", "https", "mailto")
 _GO_GROUP = re.compile(r"\$(\d+)|\$\{(\w+)\}")
 
 
@@ -28,13 +29,12 @@ def go_escape(value: Any) -> str:
 
 
 def url(value: Any) -> str:
-    """A URL for an href: unsafe schemes become empty (metio's Go templates write `#ZgotmplZ`,
-    a dead link; the link text then stays as plain text), anything else is percent-normalised."""
+    """A URL for an href: what the core's link policy refuses becomes empty (metio's Go templates
+    write `#ZgotmplZ`, a dead link; the link text then stays as plain text), anything else is
+    percent-normalised."""
     text = "" if value is None or isinstance(value, Undefined) else str(value)
-    scheme, colon, _ = text.partition(":")
-    if colon and "/" not in scheme and scheme.lower() not in _SAFE_SCHEMES:
-        return ""
-    return quote(text, safe="-._~!#$&*+,/:;=?@[]%")
+    allowed = safe_href(text)
+    return "" if allowed is None else quote(allowed, safe="-._~!#$&*+,/:;=?@[]%")
 
 
 def to_upper(value: Any) -> str:

@@ -1,6 +1,6 @@
 """`notify` console script."""
 
-from matrix_stack.core.service import main_for
+from matrix_stack.core.server import main_for
 from matrix_stack.services.notify.app import routes
 from matrix_stack.services.notify.config import NotifySettings
 

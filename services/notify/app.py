@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hmac
 import json
-import sqlite3
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -13,7 +11,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from matrix_stack.core import content
-from matrix_stack.core.service import error, get_service
+from matrix_stack.core.auth import bearer_matches
+from matrix_stack.core.responses import error, invalid_payload
+from matrix_stack.core.service import Service
 from matrix_stack.services.notify.config import NotifySettings
 
 
@@ -31,15 +31,6 @@ class Notification(BaseModel):
         return self
 
 
-def _authorised(request: Request, settings: NotifySettings) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    expected = settings.token.get_secret_value().encode()
-    # Compare even when the scheme is wrong, so timing says nothing about the token.
-    same = hmac.compare_digest(presented.strip().encode(), expected)
-    return scheme.lower() == "bearer" and same
-
-
 def _parse(raw: bytes, content_type: str) -> Notification:
     media = content_type.split(";")[0].strip().lower()
     text = raw.decode("utf-8")
@@ -50,9 +41,11 @@ def _parse(raw: bytes, content_type: str) -> Notification:
     raise ValueError(f"unsupported content type {media!r}: send text/plain or application/json")
 
 
-def routes(settings: NotifySettings) -> list[BaseRoute]:
+def routes(settings: NotifySettings, service: Service) -> list[BaseRoute]:
+    token = settings.token.get_secret_value()
+
     async def notify(request: Request) -> Response:
-        if not _authorised(request, settings):
+        if not bearer_matches(request, token):
             return error(401, "unauthorized", "missing or wrong bearer token")
         room = request.path_params.get("room") or settings.default_room
         if room is None:
@@ -66,22 +59,17 @@ def routes(settings: NotifySettings) -> list[BaseRoute]:
         except json.JSONDecodeError as exc:
             return error(400, "invalid_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}")
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            return error(400, "invalid_payload", f"{where}: {first['msg']}")
+            return invalid_payload(exc)
         except ValueError as exc:
             return error(415, "unsupported_media_type", str(exc))
         message = content.message(parsed.text, parsed.html, msgtype=parsed.msgtype or settings.msgtype)
-        try:
-            delivery_id = await get_service(request).outbox.enqueue(room, message)
-        except (sqlite3.Error, OSError):
-            return error(503, "not_durable", "the message could not be stored; try again")
+        delivery_id = await service.outbox.enqueue(room, message)
         return JSONResponse({"delivery_id": delivery_id}, status_code=202)
 
     async def delivery(request: Request) -> Response:
-        if not _authorised(request, settings):
+        if not bearer_matches(request, token):
             return error(401, "unauthorized", "missing or wrong bearer token")
-        status = await get_service(request).outbox.status(request.path_params["delivery_id"])
+        status = await service.outbox.status(request.path_params["delivery_id"])
         if status is None:
             return error(404, "unknown_delivery", "no such delivery")
         return JSONResponse(

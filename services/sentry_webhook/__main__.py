@@ -1,6 +1,6 @@
 """`sentry-webhook` console script."""
 
-from matrix_stack.core.service import main_for
+from matrix_stack.core.server import main_for
 from matrix_stack.services.sentry_webhook.app import routes
 from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
 

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 import time
 from typing import Any
 
@@ -20,8 +19,9 @@ from starlette.routing import BaseRoute, Route
 
 from matrix_stack.core import content
 from matrix_stack.core.outbox import Relation
+from matrix_stack.core.responses import error, invalid_payload
 from matrix_stack.core.roots import Roots
-from matrix_stack.core.service import error, get_service
+from matrix_stack.core.service import Service
 from matrix_stack.services.sentry_webhook import format as fmt
 from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
 
@@ -90,7 +90,7 @@ def notice_for(settings: SentryWebhookSettings, resource: str, envelope: Envelop
     raise fmt.Ignored(f"{resource or '(no resource)'}.{action}")
 
 
-def routes(settings: SentryWebhookSettings) -> list[BaseRoute]:
+def routes(settings: SentryWebhookSettings, service: Service) -> list[BaseRoute]:
     threads = Roots(settings.data_dir / "sentry-threads.sqlite3")
     recent_archives: dict[str, float] = {}
 
@@ -107,15 +107,9 @@ def routes(settings: SentryWebhookSettings) -> list[BaseRoute]:
         root = threads.get(notice.issue_id, room) if settings.threads and notice.issue_id else None
         if root and not notice.starts_thread:
             relation = Relation("thread", delivery_id=root)
-        try:
-            stored = await get_service(request).outbox.enqueue(
-                room, message, delivery_id=delivery_id, relation=relation
-            )
-            if settings.threads and notice.issue_id and root is None:
-                await threads.remember(notice.issue_id, room, stored)
-        except (sqlite3.Error, OSError):
-            log.exception("could not store the message")
-            return error(503, "not_durable", "the message could not be stored; Sentry will retry")
+        stored = await service.outbox.enqueue(room, message, delivery_id=delivery_id, relation=relation)
+        if settings.threads and notice.issue_id and root is None:
+            await threads.remember(notice.issue_id, room, stored)
         return ok(delivery_id=stored)
 
     async def sentry(request: Request) -> Response:
@@ -134,10 +128,7 @@ def routes(settings: SentryWebhookSettings) -> list[BaseRoute]:
         except json.JSONDecodeError as exc:
             return error(400, "invalid_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}")
         except ValidationError as exc:
-            first = exc.errors()[0]
-            return error(
-                400, "invalid_payload", f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}"
-            )
+            return invalid_payload(exc)
         resource = request.headers.get("sentry-hook-resource", "")
         request_id = request.headers.get("request-id", "")[:128]
         try:

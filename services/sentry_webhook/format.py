@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from matrix_stack.core.html import escape
+from matrix_stack.core.links import safe_href
 
 LEVEL_GLYPHS = {"fatal": "🔴", "error": "🔴", "warning": "🟠", "info": "🔵", "debug": "⚪", "sample": "⚪"}
 METRIC_GLYPHS = {"critical": "🔴", "warning": "🟠", "resolved": "✅"}
@@ -49,7 +50,7 @@ def mapping(value: Any) -> dict[str, Any]:
 
 
 def _link(url: str, label: str) -> str:
-    if url.startswith(("https://", "http://")):
+    if safe_href(url):
         return f'<a href="{escape(url)}">{escape(label)}</a>'
     return escape(label)
 

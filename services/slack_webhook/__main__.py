@@ -2,8 +2,8 @@
 
 import sys
 
-from matrix_stack.core.service import main_for
-from matrix_stack.services.slack_webhook.app import routes
+from matrix_stack.core.server import main_for
+from matrix_stack.services.slack_webhook.app import not_durable, routes
 from matrix_stack.services.slack_webhook.config import SlackWebhookSettings, new_hook_id
 
 
@@ -13,7 +13,7 @@ def main() -> None:
         return
     if sys.argv[1:]:
         sys.exit("usage: slack-webhook [new-hook-id]  (configuration comes from SLACK_WEBHOOK_* variables)")
-    main_for(SlackWebhookSettings, routes)
+    main_for(SlackWebhookSettings, routes, not_durable=not_durable)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import hmac
 import json
 import logging
 import math
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from matrix_stack.core import content
-from matrix_stack.core.service import get_service
+from matrix_stack.core.auth import bearer_matches
+from matrix_stack.core.service import Service
 from matrix_stack.services.slack_webhook.config import Hook, SlackWebhookSettings
 from matrix_stack.services.slack_webhook.mrkdwn import Options
 from matrix_stack.services.slack_webhook.render import NoText, render
@@ -47,6 +47,11 @@ class SlackPayload(BaseModel):
 def slack(status: int, code: str, headers: dict[str, str] | None = None) -> Response:
     """Slack answers with a bare code as text/html (Grafana and Alertmanager key on this)."""
     return Response(code, status_code=status, media_type="text/html", headers=headers)
+
+
+def not_durable() -> Response:
+    """Slack's own answer when it cannot take a message: senders retry it."""
+    return slack(503, "rollup_error")
 
 
 @dataclass
@@ -104,7 +109,7 @@ def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
     return parsed
 
 
-def routes(settings: SlackWebhookSettings) -> list[BaseRoute]:
+def routes(settings: SlackWebhookSettings, service: Service) -> list[BaseRoute]:
     buckets = {
         hook.id.get_secret_value(): Bucket(hook.rate_limit, hook.burst, hook.burst, time.monotonic())
         for hook in settings.hooks
@@ -115,13 +120,10 @@ def routes(settings: SlackWebhookSettings) -> list[BaseRoute]:
         hook = find_hook(settings.hooks, request.path_params["hook_id"])
         if hook is None:
             return slack(404, "no_service")
-        if hook.bearer_token is not None:
-            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-            same = hmac.compare_digest(
-                presented.strip().encode(), hook.bearer_token.get_secret_value().encode()
-            )
-            if not (same and scheme.lower() == "bearer"):
-                return slack(403, "invalid_token")
+        if hook.bearer_token is not None and not bearer_matches(
+            request, hook.bearer_token.get_secret_value()
+        ):
+            return slack(403, "invalid_token")
         bucket = buckets.get(hook.id.get_secret_value())
         if bucket is not None and (wait := bucket.take()):
             return slack(429, "rate_limited", {"Retry-After": str(max(1, math.ceil(wait)))})
@@ -147,11 +149,7 @@ def routes(settings: SlackWebhookSettings) -> list[BaseRoute]:
         )
         if not message.link_previews:
             event["com.beeper.linkpreviews"] = []
-        try:
-            await get_service(request).outbox.enqueue(hook.room, event)
-        except (sqlite3.Error, OSError):
-            log.exception("could not store the message", extra={"hook": hook.label})
-            return slack(503, "rollup_error")
+        await service.outbox.enqueue(hook.room, event)
         return slack(200, "ok")
 
     return [

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import emoji
 
 from matrix_stack.core.html import escape
+from matrix_stack.core.links import safe_href
 
 # Placeholders live in the private-use areas, which are removed from the input first:
 # U+E001..U+E006 mark emphasis, U+F0000 upwards stand for rendered atoms (tokens, code spans).
@@ -39,7 +40,6 @@ _CODE_BLOCK = re.compile(r"```(.*?)```", re.DOTALL)
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 _TOKEN = re.compile(r"<([^<>\n]+)>")
 _EMOJI_ALIAS = re.compile(r":[a-z0-9_+\-]+:")
-LINK_SCHEMES = ("http://", "https://", "mailto:")
 BROADCASTS = {"here": "@here", "channel": "@channel", "everyone": "@everyone"}
 
 
@@ -216,7 +216,7 @@ def control_token(content: str, options: Options) -> Rendered:
         return plain(f"#{(label or target[1:]).lstrip('#')}")
     if target.startswith("!"):
         return _special(target[1:], label, options)
-    if target.lower().startswith(LINK_SCHEMES):
+    if safe_href(target):
         inner = inline(label, options) if label else plain(target)
         shown_text = inner.text
         address = target.removeprefix("mailto:") if target.lower().startswith("mailto:") else target
@@ -224,7 +224,7 @@ def control_token(content: str, options: Options) -> Rendered:
         return Rendered(
             f'<a href="{escape(target)}">{inner.html}</a>', text, inner.mentions, inner.room_mention
         )
-    # Other schemes (slack://, javascript:, relative paths): never a link.
+    # Other schemes (slack://, javascript:, relative paths): never a link (the core's link policy).
     return plain(unescape_slack(label or target))
 
 
@@ -284,6 +284,6 @@ def _date(argument: str, label: str, options: Options) -> Rendered:
     except (ValueError, OverflowError, OSError):
         text = None
     shown = text or unescape_slack(label) or argument
-    if len(parts) >= 3 and parts[2].lower().startswith(LINK_SCHEMES):
+    if len(parts) >= 3 and safe_href(parts[2]):
         return Rendered(f'<a href="{escape(parts[2])}">{escape(shown)}</a>', shown)
     return plain(shown)

@@ -16,6 +16,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from matrix_stack.core.html import escape, html_to_text, sanitize
+from matrix_stack.core.links import safe_href
 from matrix_stack.services.slack_webhook.mrkdwn import (
     Options,
     Rendered,
@@ -83,7 +84,7 @@ def _line(part: Rendered) -> Rendered:
 
 
 def _link(url: str, label: Rendered) -> Rendered:
-    if not url.lower().startswith(("http://", "https://")):
+    if not safe_href(url):
         return label
     text = label.text if label.text in ("", url) else f"{label.text} ({url})"
     return Rendered(

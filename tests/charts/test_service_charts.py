@@ -256,7 +256,7 @@ def test_alertmanager_chart_config_loads_in_the_service(
 ) -> None:
     """The rendered ConfigMap, Secret files and environment make valid settings and templates."""
     from matrix_stack.services.alertmanager_receiver.app import routes
-    from matrix_stack.services.alertmanager_receiver.config import settings_from_file
+    from matrix_stack.services.alertmanager_receiver.config import load_file, settings_from_file
 
     rendered = kinds(helm.template("matrix-alertmanager-receiver", AM_CI / "full-values.yaml"))
     config = tmp_path / "config.yaml"
@@ -272,14 +272,16 @@ def test_alertmanager_chart_config_loads_in_the_service(
             path.write_text(secret.get(Path(value).name, "token-from-an-existing-secret"))
             value = str(path)
         monkeypatch.setenv(variable["name"], value)
-    settings = settings_from_file(config, data_dir=tmp_path / "data")
+    settings = settings_from_file(load_file(config), data_dir=tmp_path / "data")
     assert settings.access_token is not None
     assert settings.effective_basic_password is not None
     assert settings.effective_basic_password.get_secret_value() == "basic-auth-password-0123"
     assert settings.file.matrix.room_mapping == {"ops": "!ops:example.org", "pager": "#pager:example.org"}
     assert settings.file.receiver.message_mode == "alert"
     assert settings.file.receiver.on_resolve == "both"
-    assert len(routes(settings)) == 2  # templates compiled
+    from matrix_stack.core.service import Service
+
+    assert len(routes(settings, Service.from_settings(settings))) == 2  # templates compiled
 
 
 def test_alertmanager_chart_rolls_on_config_change() -> None:

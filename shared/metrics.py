@@ -1,0 +1,51 @@
+"""A service's Prometheus registry: HTTP requests and the outbox's deliveries."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from matrix_stack.core.outbox import OutboxMetrics
+
+
+class Metrics:
+    """One registry per service, so several services (or tests) can share a process."""
+
+    def __init__(self, namespace: str = "matrix_stack") -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            namespace=namespace,
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request duration",
+            ["route"],
+            namespace=namespace,
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+        )
+        self.outbox = OutboxMetrics(
+            deliveries=Counter(
+                "outbox_deliveries",
+                "Delivery attempts by outcome (sent, retry, dead)",
+                ["outcome"],
+                namespace=namespace,
+                registry=self.registry,
+            ),
+            depth=Gauge(
+                "outbox_queue_depth",
+                "Deliveries waiting to be sent",
+                namespace=namespace,
+                registry=self.registry,
+            ),
+            latency=Histogram(
+                "outbox_delivery_latency_seconds",
+                "From enqueue to the homeserver's answer",
+                namespace=namespace,
+                registry=self.registry,
+                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            ),
+        )

@@ -1,0 +1,125 @@
+"""The product as a new user installs it: the wheel in a fresh virtualenv, no checkout on sys.path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("matrix_stack-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh virtualenv with the wheel and its dependencies from the package index."""
+    where = tmp_path_factory.mktemp("venv") / "v"
+    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
+    subprocess.run([where / "bin" / "python", "-m", "pip", "install", "--quiet", str(wheel)],
+                   check=True, capture_output=True)  # fmt: skip
+    yield where
+    shutil.rmtree(where, ignore_errors=True)
+
+
+def outside(
+    venv: Path, *args: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run in an empty directory with only the virtualenv and helm on PATH (no checkout anywhere)."""
+    path = os.pathsep.join(
+        [str(venv / "bin"), str(Path(shutil.which("helm") or "helm").parent), "/usr/bin:/bin"]
+    )
+    return subprocess.run(
+        [str(a) for a in args],
+        cwd=venv.parent,
+        env={"PATH": path, "HOME": str(venv.parent), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_wheel_has_one_top_level_package_and_no_dev_stack(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names}
+    assert top == {"matrix_stack", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
+    assert not [n for n in names if n.startswith("matrix_stack/devstack/")]
+    assert "matrix_stack/charts/synapse/Chart.yaml" in names
+    assert "matrix_stack/charts/library/Chart.yaml" in names
+    assert "matrix_stack/core/outbox.py" in names
+
+
+def test_no_generic_top_level_modules(venv: Path) -> None:
+    probe = "import importlib.util as u; print([n for n in ('shared', 'services', 'devstack', 'tests', 'bench') if u.find_spec(n)])"
+    result = outside(venv, venv / "bin" / "python", "-I", "-c", probe)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    imported = outside(
+        venv, venv / "bin" / "python", "-I", "-c", "import matrix_stack.services.sentry_webhook.app"
+    )
+    assert imported.returncode == 0, imported.stderr
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_console_script_refuses_a_bad_config_in_one_line(
+    venv: Path, service: str, tmp_path: Path
+) -> None:
+    prefix = service.upper().replace("-", "_") + "_"
+    if service == "alertmanager-receiver":
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "http: {port: 8080}\nmatrix: {homeserver-url: https://m.example.org, user-id: nobody}\n"
+        )
+        result = outside(venv, venv / "bin" / service, "--config-path", config)
+        named = "user-id"
+    else:
+        result = outside(
+            venv, venv / "bin" / service,
+            env={f"{prefix}HOMESERVER": "https://m.example.org", f"{prefix}USER_ID": "nobody"},
+        )  # fmt: skip
+        named = f"{prefix}USER_ID"
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_run_says_it_needs_a_checkout(venv: Path) -> None:
+    result = outside(venv, venv / "bin" / "matrix-stack", "run")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "make run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_route_explain_from_the_wheel(venv: Path, wheel: Path) -> None:
+    """Without the route extra: one line saying so. With it: the packaged chart in the real Envoy."""
+    request = ("GET", "/_matrix/client/v3/rooms/%21r%3Aexample.org/messages")
+    without = outside(venv, venv / "bin" / "matrix-stack", "route", "explain", *request)
+    assert without.returncode == 2
+    assert without.stderr.strip() == (
+        "route explain: Envoy not found: install the route extra, pip install 'matrix-stack[route]'"
+    )
+    subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", f"{wheel}[route]"],
+                   check=True, capture_output=True)  # fmt: skip
+    answer = outside(venv, venv / "bin" / "matrix-stack", "route", "explain", *request)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.splitlines() == ["pool: room", "hash key: !r:example.org"]
