@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from matrix_stack.core.metrics import Metrics
 
 access_log = logging.getLogger("matrix_stack.access")
+error_log = logging.getLogger("matrix_stack.errors")
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -25,15 +26,25 @@ class ObserveMiddleware:
             return
         started = time.perf_counter()
         status = 500  # what the client gets when the app fails before answering
+        answered = False
 
         async def send_watched(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
             await send(message)
 
         try:
             await self.app(scope, receive, send_watched)
+        except Exception:
+            # Logged here, inside the request's id; once Starlette has answered 500 the connection
+            # stays usable (re-raised, the server would log it without the id and close it).
+            route = getattr(scope.get("route"), "path", "unmatched")  # never the path: it may hold a secret
+            error_log.exception("unhandled error", extra={"method": scope["method"], "route": route})
+            if not answered:
+                raise
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             elapsed = time.perf_counter() - started
