@@ -100,18 +100,28 @@ def _pick_port(preferred: int) -> int:
     return preferred if not port_open(preferred) else free_port()
 
 
+# Every secret the stack makes, made once and kept in credentials.json: a Sentry integration or an
+# Alertmanager configured against one run keeps working after a restart.
+GENERATED = {
+    "admin": lambda: secrets.token_urlsafe(12),
+    "bot": lambda: secrets.token_urlsafe(12),
+    "demo": lambda: secrets.token_urlsafe(12),
+    "notify_token": lambda: secrets.token_urlsafe(24),
+    "slack_hook": lambda: secrets.token_urlsafe(24),
+    "sentry_secret": lambda: secrets.token_hex(32),
+    "alerts_password": lambda: secrets.token_urlsafe(16),
+}
+
+
 def _credentials(path: Path) -> dict[str, str]:
-    """Passwords and tokens made on the first run and kept for the next ones."""
-    if path.exists():
-        saved: dict[str, str] = json.loads(path.read_text())
-        return saved
-    made = {name: secrets.token_urlsafe(12) for name in ("admin", "bot", "demo")}
-    made["notify_token"] = secrets.token_urlsafe(24)
-    made["slack_hook"] = secrets.token_urlsafe(24)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(made, indent=2))
-    path.chmod(0o600)
-    return made
+    """Passwords and tokens made on the first run (or when a newer stack needs one more) and kept."""
+    saved: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = {name: make() for name, make in GENERATED.items() if name not in saved}
+    if missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**saved, **missing}, indent=2))
+        path.chmod(0o600)
+    return {**saved, **missing}
 
 
 async def _demo_room(demo: Account, bot: Account) -> str:
@@ -137,12 +147,11 @@ async def prepare(synapse: LocalSynapse, creds: dict[str, str]) -> tuple[Account
 
 
 def run(data_dir: Path, synapse_port: int = 8008) -> int:
+    # Ctrl-C stops the stack even when started from a shell that ignores SIGINT for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     data_dir = data_dir.resolve()
     creds = _credentials(data_dir / "credentials.json")
     synapse = LocalSynapse(data_dir / "synapse", _pick_port(synapse_port))
-    creds.setdefault("slack_hook", secrets.token_urlsafe(24))  # data from an older run
-    creds.setdefault("sentry_secret", secrets.token_hex(32))
-    creds.setdefault("alerts_password", secrets.token_urlsafe(16))
     alerts_port = _pick_port(8084)
     alerts_config = data_dir / "alertmanager-receiver" / "config.yaml"
     alerts_config.parent.mkdir(parents=True, exist_ok=True)

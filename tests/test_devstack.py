@@ -103,6 +103,14 @@ def test_make_run_stack(tmp_path: Path) -> None:
     try:
         again = _read_until(second, "Press Ctrl-C to stop")
         assert room_id.group(1) in again  # the second run reuses the data
+        # ... and every secret: the first run's commands (a Sentry integration, an Alertmanager
+        # configured against it) still work.
+        assert _commands(again)[:4] == [notify_curl, slack_curl, sentry_curl, alerts_curl]
+        posted = subprocess.run(["bash", "-c", sentry_curl], capture_output=True, text=True, check=True)
+        assert json.loads(posted.stdout)["ok"] is True
+        posted = subprocess.run(["bash", "-c", alerts_curl + " -w '%{http_code}'"], capture_output=True, text=True,
+                                check=True)  # fmt: skip
+        assert posted.stdout == "200"
     finally:
         second.send_signal(signal.SIGINT)
         assert second.wait(30) == 0
