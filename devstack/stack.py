@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def _pick_port(preferred: int) -> int:
 
 # Every secret the stack makes, made once and kept in credentials.json: a Sentry integration or an
 # Alertmanager configured against one run keeps working after a restart.
-GENERATED = {
+GENERATED: dict[str, Callable[[], str]] = {
     "admin": lambda: secrets.token_urlsafe(12),
     "bot": lambda: secrets.token_urlsafe(12),
     "demo": lambda: secrets.token_urlsafe(12),
