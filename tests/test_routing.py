@@ -1,7 +1,9 @@
 """The synapse chart's router, through `matrix-stack route explain`: the chart rendered by helm, its
 Envoy configuration in the real Envoy, one stub per pool. The expected pools and hash keys in
-tests/data/routing were written from Synapse's docs and code (workers_truth.md), request family by
-request family, not taken from the router."""
+tests/data/routing were written, request family by request family, from the servlet registration
+of the Synapse the chart ships (matrix-synapse 1.163.2: `synapse/rest/__init__.py`, the servlet
+patterns and `workers` conditions in `synapse/rest/client/*.py`, `synapse/app/generic_worker.py`),
+which beats `docs/workers.md` where the two disagree; not taken from the router."""
 
 from __future__ import annotations
 
