@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 CHARTS = Path(__file__).resolve().parent.parent / "charts"
 
 Schema = dict[str, Any]
@@ -217,29 +219,8 @@ HOOK = obj(
 ROOM = string(pattern=r"^[!#].+")
 LEVELS = ["fatal", "error", "warning", "info", "debug", "sample"]
 
-POOL_KINDS = [
-    "main",
-    "typing",
-    "to_device",
-    "account_data",
-    "presence",
-    "push_rules",
-    "receipts",
-    "device_lists",
-    "thread_subscriptions",
-    "quarantined_media",
-    "event_persister",
-    "media_repository",
-    "media_background",
-    "room",
-    "sync",
-    "federation_reader",
-    "client_reader",
-    "user_dir",
-    "background",
-    "pusher",
-    "federation_sender",
-]
+# The synapse chart's pool kinds: its own table, in its order (the templates read the same file).
+POOL_KINDS = list(yaml.safe_load((CHARTS / "synapse" / "files" / "kinds.yaml").read_text()))
 
 # A PostgreSQL connection (Synapse's and MAS's databases).
 POSTGRES = obj(

@@ -133,10 +133,26 @@ def test_webhook_existing_secrets_keep_values_out_of_the_chart() -> None:
     assert "Secret" not in rendered
     container = rendered["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["SLACK_WEBHOOK_ACCESS_TOKEN_FILE"] == "/secrets/matrix-bot/access-token"
-    assert env["SLACK_WEBHOOK_HOOKS_FILE"] == "/secrets/prod-hooks/hooks.yaml"  # secret name is tpl'd
+    assert env["SLACK_WEBHOOK_ACCESS_TOKEN_FILE"] == "/secrets/ext/matrix-bot/access-token"
+    assert env["SLACK_WEBHOOK_HOOKS_FILE"] == "/secrets/ext/prod-hooks/hooks.yaml"  # secret name is tpl'd
     volumes = rendered["Deployment"]["spec"]["template"]["spec"]["volumes"]
     assert {v["secret"]["secretName"] for v in volumes if "secret" in v} == {"matrix-bot", "prod-hooks"}
+
+
+def test_an_operator_secret_named_like_the_chart_mount_does_not_shadow_it() -> None:
+    """The chart's own Secret mounts at /secrets/chart; an operator Secret called `chart` (say,
+    for the bot's token) still gets its own path, so neither file hides the other."""
+    values = {"matrix": {"homeserver": "https://matrix.example.org", "userId": "@alerts:example.org",
+                         "accessToken": {"secret": "chart", "secretKey": "access-token"}},
+              "hooks": [{"id": "hook-id-0123456789abcdef", "room": "#a:example.org"}]}  # fmt: skip
+    spec = kinds(helm.template("webhook", values=values))["Deployment"]["spec"]["template"]["spec"]
+    mounts = [m["mountPath"] for m in spec["containers"][0]["volumeMounts"]]
+    assert "/secrets/chart" in mounts  # the hooks, from the chart's Secret
+    assert "/secrets/ext/chart" in mounts
+    assert len(mounts) == len(set(mounts))
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert env["SLACK_WEBHOOK_ACCESS_TOKEN_FILE"] == "/secrets/ext/chart/access-token"
+    assert env["SLACK_WEBHOOK_HOOKS_FILE"] == "/secrets/chart/hooks.yaml"
 
 
 def test_webhook_invalid_values_fail_with_a_clear_message() -> None:
@@ -235,8 +251,8 @@ def test_sentry_chart_existing_secrets_and_errors() -> None:
     assert "Secret" not in rendered
     spec = rendered["Deployment"]["spec"]["template"]["spec"]
     env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
-    assert env["SENTRY_WEBHOOK_CLIENT_SECRET_FILE"] == "/secrets/sentry-integration/client-secret"
-    assert env["SENTRY_WEBHOOK_LEGACY_SECRET_FILE"] == "/secrets/sentry-integration/legacy-secret"
+    assert env["SENTRY_WEBHOOK_CLIENT_SECRET_FILE"] == "/secrets/ext/sentry-integration/client-secret"
+    assert env["SENTRY_WEBHOOK_LEGACY_SECRET_FILE"] == "/secrets/ext/sentry-integration/legacy-secret"
     assert sorted(v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v) == [
         "matrix-bot", "sentry-integration"]  # fmt: skip
     minimal = SENTRY_CI / "minimal-values.yaml"

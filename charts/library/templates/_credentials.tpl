@@ -1,6 +1,8 @@
 {{/*
 A credential is {value: "..."} (stored in the chart's Secret) or {secret: NAME, secretKey: KEY}
-(an existing Secret). Every credential reaches the container as a file under /secrets.
+(an existing Secret). Every credential reaches the container as a file: the chart's Secret under
+/secrets/<chartDir> ("chart" unless the chart names its own), an operator's Secret NAME under
+/secrets/ext/NAME, so no Secret name can shadow the chart's own mount.
 */}}
 {{- define "msl.credential.set" -}}
 {{- if and . (or .value .secret) -}}true{{- end -}}
@@ -12,13 +14,18 @@ A credential is {value: "..."} (stored in the chart's Secret) or {secret: NAME, 
 {{- fail (printf "credential %s: set value or secret, not both" .key) -}}
 {{- end -}}
 {{- if $c.secret -}}
-{{- printf "/secrets/%s/%s" (tpl $c.secret .root) (required (printf "credential %s: secretKey is required with secret" .key) $c.secretKey) -}}
+{{- printf "%s/%s" (include "msl.secretMountPath" (tpl $c.secret .root)) (required (printf "credential %s: secretKey is required with secret" .key) $c.secretKey) -}}
 {{- else -}}
-{{- printf "/secrets/chart/%s" .key -}}
+{{- printf "/secrets/%s/%s" (.chartDir | default "chart") .key -}}
 {{- end -}}
 {{- end -}}
 
 {{/* The chart-managed credentials of a chart: a dict key -> credential, from the chart's "msl.credentials". */}}
+{{/* Where an operator's Secret is mounted (by its name). */}}
+{{- define "msl.secretMountPath" -}}
+{{- printf "/secrets/ext/%s" . -}}
+{{- end -}}
+
 {{- define "msl.chartSecret.data" -}}
 {{- $data := dict -}}
 {{- range $key, $credential := (include "msl.credentials" . | fromYaml) -}}

@@ -1,11 +1,14 @@
-{{/* The image reference: a digest wins over a tag; the tag defaults to the chart's appVersion. */}}
+{{/*
+The image reference of `image` (a chart's own, or a component's: router, MAS, ...), called as
+(dict "root" $ "image" IMAGE): a digest wins over a tag; the tag defaults to the chart's appVersion.
+*/}}
 {{- define "msl.image" -}}
-{{- $image := .Values.image -}}
+{{- $image := .image -}}
 {{- $repository := ternary (printf "%s/%s" $image.registry $image.repository) $image.repository (ne (toString $image.registry) "") -}}
 {{- if $image.digest -}}
 {{- printf "%s@%s" $repository $image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $repository (default .Chart.AppVersion $image.tag) -}}
+{{- printf "%s:%s" $repository (default .root.Chart.AppVersion $image.tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -45,7 +48,7 @@ terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
 
 {{/* Container security, resources and HTTP probes on the named port `http`. */}}
 {{- define "msl.containerCommon" -}}
-image: {{ include "msl.image" . }}
+image: {{ include "msl.image" (dict "root" . "image" .Values.image) }}
 imagePullPolicy: {{ .Values.image.pullPolicy }}
 securityContext:
   {{- toYaml .Values.containerSecurityContext | nindent 2 }}
@@ -138,7 +141,7 @@ Secrets are passed as files (`*_FILE`), never as plain environment values.
 {{- end }}
 {{- range $name := include "msl.existingSecrets" . | fromJsonArray }}
 - name: {{ printf "secret-%s" ($name | sha256sum | trunc 12) }}
-  mountPath: {{ printf "/secrets/%s" $name }}
+  mountPath: {{ include "msl.secretMountPath" $name }}
   readOnly: true
 {{- end }}
 {{- with .Values.extraVolumeMounts }}

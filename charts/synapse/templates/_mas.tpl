@@ -61,7 +61,7 @@ given as a value) or the operator's. The secret shared with Synapse lives in Syn
 {{- end -}}
 
 {{- define "synapse.mas.image" -}}
-{{- include "msl.image" (dict "Values" (dict "image" .Values.mas.image) "Chart" .Chart) -}}
+{{- include "msl.image" (dict "root" . "image" .Values.mas.image) -}}
 {{- end -}}
 
 {{/* The MAS container's image, security, resources and mounts (server and migration Job). */}}

@@ -1,0 +1,104 @@
+{{/* The pool kinds (files/kinds.yaml, the table the schema generator and the tests read too). */}}
+{{- define "synapse.kinds" -}}
+{{ .Files.Get "files/kinds.yaml" }}
+{{- end -}}
+
+{{/* Every stream a kind writes, in the table's order: the stream_writers Synapse is told about. */}}
+{{- define "synapse.streams" -}}
+{{- $streams := list -}}
+{{- range $kind := include "synapse.kinds" . | fromYaml | values -}}
+{{- $streams = concat $streams $kind.writes -}}
+{{- end -}}
+{{- $streams | uniq | sortAlpha | toJson -}}
+{{- end -}}
+
+{{/* Enabled pools, sorted by name, each with its kind's properties; fails on invalid topologies. */}}
+{{- define "synapse.pools" -}}
+{{- $kinds := include "synapse.kinds" . | fromYaml -}}
+{{- $pools := dict -}}
+{{- $mains := list -}}
+{{- range $name, $pool := .Values.pools -}}
+{{- if or (not (hasKey $pool "enabled")) $pool.enabled -}}
+{{- if not (hasKey $kinds $pool.kind) -}}
+{{- fail (printf "pools.%s.kind %q is not a pool kind (one of: %s)" $name $pool.kind (keys $kinds | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- if not (regexMatch "^[a-z][a-z0-9_]{0,30}$" $name) -}}
+{{- fail (printf "pool name %q: use lower-case letters, digits and _ (at most 31 characters)" $name) -}}
+{{- end -}}
+{{- $kind := get $kinds $pool.kind -}}
+{{- $replicas := int (default 1 $pool.replicas) -}}
+{{- if and $kind.singleton (gt $replicas 1) -}}
+{{- fail (printf "pools.%s: a %s pool runs exactly one instance (Synapse allows one %s); set replicas: 1" $name $pool.kind (ternary "writer of its stream" "process of this kind" (gt (len $kind.writes) 0))) -}}
+{{- end -}}
+{{- if eq $pool.kind "main" }}{{ $mains = append $mains $name }}{{ end -}}
+{{- $_ := set $pools $name (merge (dict "name" $name "kind" $pool.kind "replicas" $replicas) $kind) -}}
+{{- end -}}
+{{- end -}}
+{{- if ne (len $mains) 1 -}}
+{{- fail (printf "exactly one enabled pool of kind main is needed, found %d" (len $mains)) -}}
+{{- end -}}
+{{- toYaml $pools -}}
+{{- end -}}
+
+{{/*
+Everything Synapse's configuration derives from the pools: instance names (a named instance's
+worker_name is its pod name), stream writers, instance_map, and the instances of each role.
+*/}}
+{{- define "synapse.topology" -}}
+{{- $root := . -}}
+{{- $pools := include "synapse.pools" . | fromYaml -}}
+{{- $ns := .Release.Namespace -}}
+{{- $instances := list -}}
+{{- $writers := dict -}}
+{{- $instanceMap := dict -}}
+{{- $roles := dict -}}
+{{- $mainPool := "" -}}
+{{- range $name, $pool := $pools -}}
+{{- if eq $pool.kind "main" -}}
+{{- $mainPool = $name -}}
+{{- $workload := include "synapse.poolName" (dict "root" $root "pool" $name) -}}
+{{- $_ := set $instanceMap "main" (dict "host" (printf "%s-0.%s.%s.svc.cluster.local" $workload $workload $ns) "port" 9093) -}}
+{{- else if $pool.named -}}
+{{- $workload := include "synapse.poolName" (dict "root" $root "pool" $name) -}}
+{{- range $i := until (int $pool.replicas) -}}
+{{- $instance := printf "%s-%d" $workload $i -}}
+{{- $instances = append $instances (dict "name" $instance "pool" $name "kind" $pool.kind) -}}
+{{- range $stream := $pool.writes -}}
+{{- $_ := set $writers $stream (append (get $writers $stream | default list) $instance) -}}
+{{- $_ := set $instanceMap $instance (dict "host" (printf "%s.%s.%s.svc.cluster.local" $instance $workload $ns) "port" 9093) -}}
+{{- end -}}
+{{- $_ := set $roles $pool.kind (append (get $roles $pool.kind | default list) $instance) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $workers := gt (len $pools) 1 -}}
+{{- if and $workers (not .Values.redis.host) -}}
+{{- fail "workers replicate through Redis: set redis.host (or disable every pool but main)" -}}
+{{- end -}}
+{{- $media := list -}}
+{{- range $name, $pool := $pools }}{{ if $pool.media }}{{ $media = append $media $name }}{{ end }}{{ end -}}
+{{- $streamWriters := dict -}}
+{{- range $stream := without (include "synapse.streams" . | fromJsonArray) "quarantined_media_changes" -}}
+{{- $_ := set $streamWriters $stream (get $writers $stream | default (list "master")) -}}
+{{- end -}}
+{{- /* Quarantine writes: main (its background update writes the stream) and the media-capable writers. */ -}}
+{{- $_ := set $streamWriters "quarantined_media_changes" (concat (list "master") (get $writers "quarantined_media_changes" | default list)) -}}
+{{- $backgroundMedia := "" -}}
+{{- with get $roles "media_background" }}{{ $backgroundMedia = first . }}{{ end -}}
+{{- if and $media (not $backgroundMedia) -}}
+{{- fail (printf "media pools (%s) need a media_background pool: the one media instance that runs background jobs" (join ", " $media)) -}}
+{{- end -}}
+{{- if and $media (not (get $writers "quarantined_media_changes")) -}}
+{{- fail (printf "media pools (%s) need a quarantined_media pool: with media off on main, quarantine writes need a media-capable stream writer" (join ", " $media)) -}}
+{{- end -}}
+{{- $topology := dict
+  "pools" $pools "mainPool" $mainPool "instances" $instances "workers" $workers
+  "stream_writers" $streamWriters "instance_map" $instanceMap "media" (gt (len $media) 0)
+  "media_background" $backgroundMedia
+  "pusher_instances" (get $roles "pusher" | default list)
+  "federation_sender_instances" (get $roles "federation_sender" | default list)
+  "background" (get $roles "background" | default list)
+  "user_dir" (get $roles "user_dir" | default list) -}}
+{{- toYaml $topology -}}
+{{- end -}}
+
