@@ -15,5 +15,7 @@ make_secret alerts_password 18
 make_secret slack_hook_id 24
 [[ -s "$dir/slack_hooks.yaml" ]] || printf -- '- id: "%s"\n  room: "#demo:localhost"\n  name: demo\n' \
   "$(cat "$dir/slack_hook_id")" > "$dir/slack_hooks.yaml"
-chmod 600 "$dir"/*
+# Readable by the image's non-root user (compose mounts file secrets with the host file's mode);
+# the directory stays private.
+chmod 644 "$dir"/*
 echo "secrets in $dir; slack hook: http://127.0.0.1:8082/hooks/$(cat "$dir/slack_hook_id")"

@@ -22,10 +22,14 @@ class RenderError(Exception):
     pass
 
 
+# In a checkout, the helm `make test` fetched; in an installation this path does not exist.
+CHECKOUT_HELM = Path(__file__).resolve().parents[1] / ".tools" / "bin" / "helm"
+
+
 def helm_binary() -> str:
-    found = shutil.which("helm")
+    found = shutil.which("helm") or (str(CHECKOUT_HELM) if CHECKOUT_HELM.is_file() else None)
     if not found:
-        raise RuntimeError("helm not found on PATH: install Helm 3.8 or newer (make test fetches one)")
+        raise RuntimeError("helm not found on PATH: install Helm 3.8 or newer")
     return found
 
 

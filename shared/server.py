@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -79,8 +80,8 @@ def run(
     service = Service.from_settings(settings)
     try:
         app = create_app(service, routes(settings, service), not_durable=not_durable)
-    except ValueError as exc:  # a route builder refusing its settings (a template that does not compile)
-        print(f"config error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, sqlite3.Error) as exc:  # a template that does not compile, a data dir
+        print(f"config error: {exc}", file=sys.stderr)  # it cannot write
         sys.exit(2)
     sys.exit(asyncio.run(serve(service, app)))
 

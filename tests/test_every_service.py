@@ -151,7 +151,10 @@ def outbox_locked(path: Path) -> Iterator[None]:
 
 EXPECTED_503 = {
     "notify": ("application/json", '{"error":"not_durable"'),
-    "sentry-webhook": ("application/json", '{"error":"not_durable"'),
+    "sentry-webhook": (
+        "application/json",
+        '{"error":"not_durable","detail":"the message could not be stored; Sentry will retry"}',
+    ),
     "slack-webhook": ("text/html", "rollup_error"),
     "alertmanager-receiver": ("text/plain", "could not store the messages; retry"),
 }

@@ -45,6 +45,10 @@ def signature_valid(secret: str, raw: bytes, presented: str) -> bool:
     return hmac.compare_digest(expected.encode(), presented.strip().lower().encode())
 
 
+def not_durable() -> JSONResponse:
+    return error(503, "not_durable", "the message could not be stored; Sentry will retry")
+
+
 def ok(**detail: Any) -> JSONResponse:
     return JSONResponse({"ok": True, **detail})
 

@@ -20,12 +20,12 @@ A credential is {value: "..."} (stored in the chart's Secret) or {secret: NAME, 
 {{- end -}}
 {{- end -}}
 
-{{/* The chart-managed credentials of a chart: a dict key -> credential, from the chart's "msl.credentials". */}}
 {{/* Where an operator's Secret is mounted (by its name). */}}
 {{- define "msl.secretMountPath" -}}
 {{- printf "/secrets/ext/%s" . -}}
 {{- end -}}
 
+{{/* The chart-managed credentials of a chart: a dict key -> credential, from the chart's "msl.credentials". */}}
 {{- define "msl.chartSecret.data" -}}
 {{- $data := dict -}}
 {{- range $key, $credential := (include "msl.credentials" . | fromYaml) -}}

@@ -3,7 +3,7 @@
 {{ .Files.Get "files/kinds.yaml" }}
 {{- end -}}
 
-{{/* Every stream a kind writes, in the table's order: the stream_writers Synapse is told about. */}}
+{{/* Every stream a kind writes (sorted): the stream_writers Synapse is told about. */}}
 {{- define "synapse.streams" -}}
 {{- $streams := list -}}
 {{- range $kind := include "synapse.kinds" . | fromYaml | values -}}
