@@ -22,6 +22,8 @@ from matrix_stack.core.request_id import RequestIdMiddleware
 from matrix_stack.core.service import Service
 
 log = logging.getLogger(__name__)
+# A service's own answer for a message the outbox could not commit.
+NotDurableResponse = Callable[[], Response]
 
 
 def health_routes(service: Service) -> list[BaseRoute]:
@@ -47,7 +49,7 @@ def create_app(
     service: Service,
     routes: Sequence[BaseRoute],
     *,
-    not_durable: Callable[[], Response] = responses.not_durable,
+    not_durable: NotDurableResponse = responses.not_durable,
 ) -> ASGIApp:
     """Outside in: request id, metrics and access log, Starlette's error handling, the body limit,
     the routes. `not_durable` is the service's own 503 for a message the outbox could not commit."""

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from pydantic import ValidationError
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse
 
 from matrix_stack.core.settings import first_error
 
 
 def error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
-
-
-def plain(status: int, text: str) -> PlainTextResponse:
-    return PlainTextResponse(text, status_code=status)
 
 
 def validation_detail(exc: ValidationError) -> str:

@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
-from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from matrix_stack.core import logs, responses
-from matrix_stack.core.app import create_app
+from matrix_stack.core.app import NotDurableResponse, create_app
 from matrix_stack.core.matrix import StartupError
 from matrix_stack.core.service import Service
 from matrix_stack.core.settings import ServiceSettings, load_or_exit
@@ -26,7 +25,6 @@ from matrix_stack.core.settings import ServiceSettings, load_or_exit
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
 RouteBuilder = Callable[[S, Service], Sequence[BaseRoute]]
-NotDurableResponse = Callable[[], Response]
 
 
 class _Server(uvicorn.Server):
@@ -73,7 +71,7 @@ async def serve(service: Service, app: ASGIApp, **uvicorn_options: Any) -> int:
 
 
 def run(
-    settings: S, routes: RouteBuilder[S], *, not_durable: Callable[[], Response] = responses.not_durable
+    settings: S, routes: RouteBuilder[S], *, not_durable: NotDurableResponse = responses.not_durable
 ) -> None:
     """Serve a service whose settings are loaded; exits with serve's status."""
     logs.configure(settings.log_level, json_lines=settings.log_json, secrets=settings.secrets())
@@ -90,7 +88,7 @@ def main_for(
     settings_cls: type[S],
     routes: RouteBuilder[S],
     *,
-    not_durable: Callable[[], Response] = responses.not_durable,
+    not_durable: NotDurableResponse = responses.not_durable,
 ) -> None:
     """Entry point of a service configured from its environment."""
     run(load_or_exit(settings_cls), routes, not_durable=not_durable)

@@ -9,7 +9,7 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from matrix_stack.core.helm import helm_binary
+from matrix_stack.core.helm import RenderError, helm_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"
@@ -51,10 +51,6 @@ def template(
     if result.returncode != 0:
         raise RenderError(result.stderr.strip())
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-class RenderError(Exception):
-    pass
 
 
 def validate(document: dict[str, Any]) -> None:
