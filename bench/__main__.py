@@ -1,11 +1,19 @@
-"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router]`."""
+"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router] [ldap]`."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 
-from bench import alertmanager_bench, cluster_bench, outbox_bench, router_bench, sentry_bench, slack_bench
+from bench import (
+    alertmanager_bench,
+    cluster_bench,
+    ldap_bench,
+    outbox_bench,
+    router_bench,
+    sentry_bench,
+    slack_bench,
+)
 
 BENCHMARKS = {
     "outbox": outbox_bench.main,
@@ -14,6 +22,7 @@ BENCHMARKS = {
     "alertmanager": alertmanager_bench.main,
     "synapse-cluster": cluster_bench.main,
     "router": router_bench.main,
+    "ldap": ldap_bench.main,
 }
 
 

@@ -93,8 +93,14 @@ NAMING: dict[str, Schema] = {
 }
 
 
-def service_chart(specific: dict[str, Schema]) -> Schema:
-    """Values every service chart has (the library's contract), plus the chart's own."""
+# What only a Matrix bridge chart has (msl.deployment's default): the bot account, the outbox's
+# volume, and HTTP exposure through an Ingress or HTTPRoute.
+BRIDGE_ONLY = ("matrix", "persistence", "ingress", "httpRoute")
+
+
+def service_chart(specific: dict[str, Schema], *, bridge: bool = True) -> Schema:
+    """Values every service chart has (the library's contract), plus the chart's own. A chart that
+    is not a bridge (`msl.deployment` with bridge false) has the rest; its `service` is its own."""
     common: dict[str, Schema] = {
         **NAMING,
         "image": IMAGE,
@@ -197,6 +203,8 @@ def service_chart(specific: dict[str, Schema]) -> Schema:
             }
         ),
     }
+    if not bridge:
+        common = {key: schema for key, schema in common.items() if key not in BRIDGE_ONLY}
     return {"$schema": "https://json-schema.org/draft-07/schema#", **obj({**common, **specific})}
 
 
@@ -429,8 +437,114 @@ SYNAPSE: Schema = {
     ),
 }
 
+PORT: Schema = {"type": "integer", "minimum": 1, "maximum": 65535}
+SECONDS: Schema = {"type": "number", "exclusiveMinimum": 0}
+
+# A backend's CA: a Secret's key, a ConfigMap's key (trust-manager bundles), or a PEM value.
+CA: Schema = {
+    "description": "{secret, secretKey}, {configMap, configMapKey} or {value: PEM}; default: system CAs",
+    "type": "object",
+    "properties": {
+        "value": string(minLength=1),
+        "secret": string(minLength=1),
+        "secretKey": string(minLength=1),
+        "configMap": string(minLength=1),
+        "configMapKey": string(minLength=1),
+    },
+    "additionalProperties": False,
+    "oneOf": [
+        {"required": ["value"], "maxProperties": 1},
+        {"required": ["secret", "secretKey"], "maxProperties": 2},
+        {"required": ["configMap", "configMapKey"], "maxProperties": 2},
+        {"maxProperties": 0},
+    ],
+}
+
+LDAP_BACKEND = obj(
+    {
+        "name": string(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"),
+        "host": string(minLength=1),
+        "port": PORT,
+        "tls": string(enum=["none", "starttls", "ldaps"]),
+        "ca": CA,
+        "serverName": string(),
+        "verify": BOOL,
+        "weight": {"type": "integer", "minimum": 1, "maximum": 256},
+        "backup": BOOL,
+        "maxConnections": {"type": "integer", "minimum": 0},
+        "proxyProtocol": BOOL,
+    },
+    ["name", "host"],
+)
+
+PEERS = array(free_map())  # NetworkPolicyPeer entries, passed through
+
+LDAP = service_chart(
+    {
+        "backends": array(LDAP_BACKEND),
+        "balance": string(enum=["first", "round_robin", "least_conn"]),
+        "healthCheck": obj(
+            {
+                "type": string(enum=["anonymous_bind", "bind", "rootdse"]),
+                "interval": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
+                "rise": {"type": "integer", "minimum": 1, "maximum": 100},
+                "fall": {"type": "integer", "minimum": 1, "maximum": 100},
+                "bindDN": string(),
+                "password": CREDENTIAL,
+            }
+        ),
+        "tls": obj(
+            {
+                "existingSecret": string(description="a kubernetes.io/tls Secret (tls.crt, tls.key)"),
+                "starttls": string(enum=["", "terminate", "passthrough", "off"]),
+                "ldaps": obj({"enabled": BOOL}),
+            }
+        ),
+        "requireTLS": BOOL,
+        "readOnly": BOOL,
+        "allowedExtendedOps": {
+            "type": ["array", "null"],
+            "items": string(pattern=r"^[0-9]+(\.[0-9]+)+$"),
+        },
+        "timeouts": obj(
+            {
+                "connect": {**SECONDS, "maximum": 60},
+                "idle": {**SECONDS, "maximum": 86400},
+                "response": {**SECONDS, "maximum": 3600},
+            }
+        ),
+        "maxConnections": {"type": "integer", "minimum": 1},
+        "maxPduBytes": {"type": "integer", "minimum": 1024},
+        "bindFailureLimit": obj({"limit": {"type": "integer", "minimum": 0}, "window": SECONDS}),
+        "auditBinds": BOOL,
+        "podAntiAffinity": string(enum=["", "soft", "hard"]),
+        "service": obj(
+            {
+                "type": string(enum=["ClusterIP", "NodePort", "LoadBalancer"]),
+                "annotations": string_map(),
+                "loadBalancerSourceRanges": array(string()),
+                "ports": obj({"ldap": PORT, "ldaps": PORT, "http": PORT}),
+            }
+        ),
+        "networkPolicy": obj(
+            {
+                "enabled": BOOL,
+                "ldapFrom": PEERS,
+                "metricsFrom": PEERS,
+                "backendsTo": PEERS,
+                "dnsTo": PEERS,
+                "extraIngress": array(free_map()),
+                "extraEgress": array(free_map()),
+            }
+        ),
+    },
+    bridge=False,
+)
+
 SCHEMAS: dict[str, Schema] = {
     "synapse": SYNAPSE,
+    "ldap": LDAP,
     "matrix-alertmanager-receiver": service_chart(
         {
             "config": obj(

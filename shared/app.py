@@ -16,27 +16,27 @@ from starlette.types import ASGIApp
 
 from matrix_stack.core import responses
 from matrix_stack.core.body_limit import BodyLimitMiddleware
+from matrix_stack.core.component import Component
 from matrix_stack.core.observe import ObserveMiddleware
 from matrix_stack.core.outbox import NotDurable
 from matrix_stack.core.request_id import RequestIdMiddleware
-from matrix_stack.core.service import Service
 
 log = logging.getLogger(__name__)
 # A service's own answer for a message the outbox could not commit.
 NotDurableResponse = Callable[[], Response]
 
 
-def health_routes(service: Service) -> list[BaseRoute]:
+def health_routes(component: Component) -> list[BaseRoute]:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        if await service.ready():
-            return JSONResponse({"status": "ready", "outbox_depth": service.outbox.depth})
-        return JSONResponse({"status": "not ready"}, status_code=503)
+        if await component.ready():
+            return JSONResponse({"status": "ready", **component.readiness()})
+        return JSONResponse({"status": "not ready", **component.readiness()}, status_code=503)
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(component.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
@@ -46,7 +46,7 @@ def health_routes(service: Service) -> list[BaseRoute]:
 
 
 def create_app(
-    service: Service,
+    component: Component,
     routes: Sequence[BaseRoute],
     *,
     not_durable: NotDurableResponse = responses.not_durable,
@@ -59,8 +59,8 @@ def create_app(
         return not_durable()
 
     app = Starlette(
-        routes=[*health_routes(service), *routes],
-        middleware=[Middleware(BodyLimitMiddleware, max_body_bytes=service.settings.max_body_bytes)],
+        routes=[*health_routes(component), *routes],
+        middleware=[Middleware(BodyLimitMiddleware, max_body_bytes=component.settings.max_body_bytes)],
         exception_handlers={NotDurable: storage_failed},
     )
-    return RequestIdMiddleware(ObserveMiddleware(app, metrics=service.metrics))
+    return RequestIdMiddleware(ObserveMiddleware(app, metrics=component.metrics))

@@ -14,6 +14,7 @@ import aiohttp
 import httpx
 import nio
 
+from matrix_stack.core.component import StartupError
 from matrix_stack.core.discovery import DiscoveryError, discover_homeserver
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,6 @@ class MatrixError(Exception):
 
 class HomeserverUnavailable(Exception):
     """The homeserver could not be reached at all."""
-
-
-class StartupError(Exception):
-    """The client cannot start: wrong credentials or an unreachable homeserver. One line for the operator."""
 
 
 def _error(response: nio.ErrorResponse) -> MatrixError:

@@ -1,4 +1,5 @@
-"""A service's Prometheus registry: HTTP requests and the outbox's deliveries."""
+"""A service's Prometheus registry: HTTP requests (every service) and the outbox's deliveries (the
+Matrix bridges)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from matrix_stack.core.outbox import OutboxMetrics
 
 
-class Metrics:
+class HttpMetrics:
     """One registry per service, so several services (or tests) can share a process."""
 
     def __init__(self, namespace: str = "matrix_stack") -> None:
+        self.namespace = namespace
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests",
@@ -27,6 +29,13 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
         )
+
+
+class Metrics(HttpMetrics):
+    """A bridge's registry: HTTP requests and the outbox's deliveries."""
+
+    def __init__(self, namespace: str = "matrix_stack") -> None:
+        super().__init__(namespace)
         self.outbox = OutboxMetrics(
             deliveries=Counter(
                 "outbox_deliveries",

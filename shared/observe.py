@@ -8,7 +8,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from matrix_stack.core.metrics import Metrics
+from matrix_stack.core.metrics import HttpMetrics
 
 access_log = logging.getLogger("matrix_stack.access")
 error_log = logging.getLogger("matrix_stack.errors")
@@ -16,7 +16,7 @@ QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
         self.app = app
         self.metrics = metrics
 

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp
 
 from matrix_stack.core import logs, responses
 from matrix_stack.core.app import NotDurableResponse, create_app
-from matrix_stack.core.matrix import StartupError
+from matrix_stack.core.component import Component, StartupError
 from matrix_stack.core.service import Service
 from matrix_stack.core.settings import ServiceSettings, load_or_exit
 
@@ -43,11 +43,11 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(signum)
 
 
-async def serve(service: Service, app: ASGIApp, **uvicorn_options: Any) -> int:
-    """Start the service (failing with one line), then serve HTTP until SIGTERM/SIGINT."""
-    settings = service.settings
+async def serve(component: Component, app: ASGIApp, **uvicorn_options: Any) -> int:
+    """Start the component (failing with one line), then serve HTTP until SIGTERM/SIGINT."""
+    settings = component.settings
     try:
-        await service.start()
+        await component.start()
     except StartupError as exc:
         log.error(str(exc))
         return 1
@@ -66,7 +66,7 @@ async def serve(service: Service, app: ASGIApp, **uvicorn_options: Any) -> int:
     try:
         await _Server(config).serve()
     finally:
-        await service.stop()
+        await component.stop()
     return 0
 
 
@@ -82,6 +82,11 @@ def run(
         print(f"config error: {exc}", file=sys.stderr)  # it cannot write
         sys.exit(2)
     sys.exit(asyncio.run(serve(service, app)))
+
+
+def run_component(component: Component, routes: Sequence[BaseRoute] = ()) -> None:
+    """Serve a component that is not a Matrix bridge (logs already configured)."""
+    sys.exit(asyncio.run(serve(component, create_app(component, routes))))
 
 
 def main_for(

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from matrix_stack.core.matrix import MatrixClient, StartupError
+from matrix_stack.core.component import StartupError
+from matrix_stack.core.matrix import MatrixClient
 from matrix_stack.core.metrics import Metrics
 from matrix_stack.core.outbox import Outbox
 from matrix_stack.core.settings import ServiceSettings
@@ -84,3 +86,6 @@ class Service:
         answer = self._started and await self.client.reachable() and await self.outbox.writable()
         self._ready_cache = (time.monotonic(), answer)
         return answer
+
+    def readiness(self) -> dict[str, Any]:
+        return {"outbox_depth": self.outbox.depth}

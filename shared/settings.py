@@ -13,7 +13,7 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-S = TypeVar("S", bound="ServiceSettings")
+S = TypeVar("S", bound="KitSettings")
 
 
 def _split_commas(value: Any) -> Any:
@@ -80,42 +80,17 @@ class _YamlFile(PydanticBaseSettingsSource):
         return {str(key).replace("-", "_"): value for key, value in loaded.items()}
 
 
-class ServiceSettings(BaseSettings):
-    """What every service needs: where the homeserver is, who the bot is, where its data lives."""
+class KitSettings(BaseSettings):
+    """What every service has: its HTTP port, logs and limits, and the sources settings come from."""
 
     model_config = SettingsConfigDict(extra="ignore", env_nested_delimiter="__")
 
-    homeserver: str = Field(description="Homeserver base URL, or a server name to discover")
-    user_id: str = Field(pattern=r"^@[^:]+:.+$", description="The bot's full Matrix user id")
-    access_token: SecretStr | None = None
-    password: SecretStr | None = None
-    device_name: str = "matrix-stack"
-    data_dir: Path = Path("data")
-    outbox_path: Path | None = Field(default=None, description="Default: <data_dir>/outbox.sqlite3")
-    invite_allowlist: CommaList = Field(
-        default_factory=list, description="Users or servers whose invites are accepted (comma-separated)"
-    )
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_json: bool = True
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     shutdown_drain_seconds: float = Field(default=10.0, ge=0)
-    backoff_max_seconds: float = Field(default=60.0, gt=0)
-
-    @model_validator(mode="after")
-    def _credentials(self) -> ServiceSettings:
-        if self.access_token is None and self.password is None:
-            raise ValueError("set ACCESS_TOKEN (or ACCESS_TOKEN_FILE), or PASSWORD (or PASSWORD_FILE)")
-        return self
-
-    @property
-    def outbox_file(self) -> Path:
-        return self.outbox_path or self.data_dir / "outbox.sqlite3"
-
-    @property
-    def session_file(self) -> Path:
-        return self.data_dir / "session.json"
 
     def secrets(self) -> list[str]:
         """Every secret value, for log redaction."""
@@ -135,6 +110,36 @@ class ServiceSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _FileVariables(settings_cls), _YamlFile(settings_cls)
+
+
+class ServiceSettings(KitSettings):
+    """A Matrix bridge: where the homeserver is, who the bot is, where its data lives."""
+
+    homeserver: str = Field(description="Homeserver base URL, or a server name to discover")
+    user_id: str = Field(pattern=r"^@[^:]+:.+$", description="The bot's full Matrix user id")
+    access_token: SecretStr | None = None
+    password: SecretStr | None = None
+    device_name: str = "matrix-stack"
+    data_dir: Path = Path("data")
+    outbox_path: Path | None = Field(default=None, description="Default: <data_dir>/outbox.sqlite3")
+    invite_allowlist: CommaList = Field(
+        default_factory=list, description="Users or servers whose invites are accepted (comma-separated)"
+    )
+    backoff_max_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ServiceSettings:
+        if self.access_token is None and self.password is None:
+            raise ValueError("set ACCESS_TOKEN (or ACCESS_TOKEN_FILE), or PASSWORD (or PASSWORD_FILE)")
+        return self
+
+    @property
+    def outbox_file(self) -> Path:
+        return self.outbox_path or self.data_dir / "outbox.sqlite3"
+
+    @property
+    def session_file(self) -> Path:
+        return self.data_dir / "session.json"
 
 
 def first_error(error: ValidationError) -> tuple[list[str], str]:

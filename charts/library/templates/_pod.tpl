@@ -13,6 +13,26 @@ The image reference of `image` (a chart's own, or a component's: router, MAS, ..
 {{- end -}}
 
 {{/*
+The pod's affinity: `affinity` when set; else, for a chart whose values have `podAntiAffinity`,
+`soft` (preferred) or `hard` (required) spreading of the release's pods across nodes; else none.
+*/}}
+{{- define "msl.affinity" -}}
+{{- $preset := get .Values "podAntiAffinity" | default "" -}}
+{{- if .Values.affinity -}}
+{{- toYaml .Values.affinity -}}
+{{- else if $preset -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "msl.selectorLabels" . | fromYaml)) -}}
+{{- if eq $preset "hard" -}}
+{{- toYaml (dict "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term))) -}}
+{{- else if eq $preset "soft" -}}
+{{- toYaml (dict "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term)))) -}}
+{{- else -}}
+{{- fail (printf "podAntiAffinity: %q is not soft, hard or empty" $preset) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Everything of a pod spec that is not the containers: service account, security, scheduling.
 */}}
 {{- define "msl.podSpecCommon" -}}
@@ -31,7 +51,7 @@ priorityClassName: {{ . }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- with include "msl.affinity" . | fromYaml }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -92,19 +112,35 @@ Secrets are passed as files (`*_FILE`), never as plain environment values.
 {{- end }}
 - name: {{ $p }}DATA_DIR
   value: /var/lib/matrix-stack
-- name: {{ $p }}PORT
+{{ include "msl.kitEnv" . }}
+{{- end -}}
+
+{{/*
+Environment every service has, bridge or not: the HTTP port (health, readiness, metrics), the log
+level and the operator's extraEnv. Context: dict "root" $ "prefix" "LDAP_PROXY_".
+*/}}
+{{- define "msl.kitEnv" -}}
+- name: {{ .prefix }}PORT
   value: "8080"
-- name: {{ $p }}LOG_LEVEL
-  value: {{ $root.Values.logLevel | quote }}
-{{- with $root.Values.extraEnv }}
+- name: {{ .prefix }}LOG_LEVEL
+  value: {{ .root.Values.logLevel | quote }}
+{{- with .root.Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
 
-{{/* Volumes every service pod has: writable data and /tmp, the chart Secret, existing Secrets. */}}
+{{/* "true" when the chart keeps its data on a PVC (charts without `persistence` never do). */}}
+{{- define "msl.persistent" -}}
+{{- if (get .Values "persistence" | default dict).enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Volumes every service pod has: writable data (a PVC with persistence, else an emptyDir: the image's
+home and working directory) and /tmp, the chart Secret, existing Secrets.
+*/}}
 {{- define "msl.coreVolumes" -}}
 - name: data
-{{- if .Values.persistence.enabled }}
+{{- if include "msl.persistent" . }}
   persistentVolumeClaim:
     claimName: {{ .Values.persistence.existingClaim | default (printf "%s-data" (include "msl.fullname" .)) }}
 {{- else }}

@@ -7,11 +7,16 @@ The Deployment of a service chart. Context: dict
   "checksum" string   anything whose change must roll the pods (rendered config)
   "args" list         optional container arguments
   "volumes", "volumeMounts" string   optional extra entries (YAML lists), chart specific
+  "ports" string      optional container ports besides `http` (YAML list), chart specific
+  "bridge" bool       default true: a Matrix bridge (the bot account's env from `matrix`, DATA_DIR);
+                      false: a service without one, whose env is only msl.kitEnv and `env`
 */}}
 {{- define "msl.deployment" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
-{{- if and $v.persistence.enabled (or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled) -}}
+{{- $bridge := or (not (hasKey . "bridge")) .bridge -}}
+{{- $persistent := include "msl.persistent" $root -}}
+{{- if and $persistent (or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled) -}}
 {{- fail "persistence.enabled keeps the outbox on one ReadWriteOnce volume: use replicaCount: 1 and autoscaling.enabled: false" -}}
 {{- end -}}
 apiVersion: apps/v1
@@ -26,7 +31,7 @@ spec:
   {{- end }}
   revisionHistoryLimit: 3
   strategy:
-    {{- if $v.persistence.enabled }}
+    {{- if $persistent }}
     type: Recreate
     {{- else }}
     type: RollingUpdate
@@ -62,8 +67,15 @@ spec:
             - name: http
               containerPort: 8080
               protocol: TCP
+            {{- with .ports }}
+            {{- . | nindent 12 }}
+            {{- end }}
           env:
+            {{- if $bridge }}
             {{- include "msl.coreEnv" (dict "root" $root "prefix" .prefix) | nindent 12 }}
+            {{- else }}
+            {{- include "msl.kitEnv" (dict "root" $root "prefix" .prefix) | nindent 12 }}
+            {{- end }}
             {{- with .env }}
             {{- . | nindent 12 }}
             {{- end }}

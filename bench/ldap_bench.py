@@ -1,0 +1,261 @@
+"""LDAP logins per second through ldap-proxy, against HAProxy and against slapd itself, in one run.
+
+A login is what Synapse's LDAP provider does per password check: a new TCP connection, a simple bind
+as a real user with the right password, the bindResponse, an unbind, a close. The load is
+bench/ldap_load.py, the same for all three targets: closed loop, `LDAP_BENCH_CONCURRENCY` logins in
+flight spread over `LDAP_BENCH_PROCESSES` processes, `LDAP_BENCH_SECONDS` per target after
+`LDAP_BENCH_WARMUP` seconds of warm-up. Targets:
+  - direct: one real slapd (Debian's);
+  - haproxy: Debian's HAProxy in TCP mode with `option ldap-check` in front of two slapds;
+  - ldap-proxy: ours, through its console entry point, in front of the same two slapds, balancing
+    `LDAP_BENCH_BALANCE` (round_robin, haproxy's roundrobin; or first), anonymous-bind checks every
+    second, otherwise its defaults (bind audit lines included; LDAP_BENCH_PROXY_AUDIT=0 turns them off).
+The proxy's resident memory is read from /proc before any load and after its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.ldap_load import LoadResult, merge
+from matrix_stack.devstack import haproxy as local_haproxy
+from matrix_stack.devstack import slapd as local_slapd
+from matrix_stack.devstack.haproxy import LocalHaproxy
+from matrix_stack.devstack.ldap_proxy import LocalLdapProxy
+from matrix_stack.devstack.slapd import LdapUser, LocalSlapd, ldap_bind
+
+ROOT = Path(__file__).resolve().parents[1]
+SECONDS = float(os.environ.get("LDAP_BENCH_SECONDS", "10"))
+WARMUP = float(os.environ.get("LDAP_BENCH_WARMUP", "1"))
+CONCURRENCY = int(os.environ.get("LDAP_BENCH_CONCURRENCY", "32"))
+PROCESSES = int(os.environ.get("LDAP_BENCH_PROCESSES", "2"))
+BALANCE = os.environ.get("LDAP_BENCH_BALANCE", "round_robin")
+AUDIT = os.environ.get("LDAP_BENCH_PROXY_AUDIT", "1") not in ("0", "false", "no")
+USERS = [LdapUser(f"bench{n}", f"bench-password-{n}", f"Bench User {n}", f"bench{n}@example.org")
+         for n in range(8)]  # fmt: skip
+RSS_TARGET_MB = 80.0
+HAPROXY_BALANCE = {"round_robin": "roundrobin", "first": "first"}
+TIMEOUT = 5.0  # a login with no bindResponse by then is a failure
+START_DELAY = 1.5  # for the load processes' interpreters to start before the common start time
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system time of a process so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14 and 15
+
+
+def version(command: list[str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "?"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "?"
+
+
+@dataclass
+class Target:
+    label: str
+    port: int
+    processes: dict[str, int]  # the servers whose CPU is counted: name -> pid
+
+
+@dataclass
+class Measured:
+    load: LoadResult
+    cpu: dict[str, float]  # name -> share of one core over the measured window
+
+
+async def measure(target: Target) -> Measured:
+    """Start the load processes together, sample the servers' CPU over the same window, merge."""
+    start_at = time.time() + START_DELAY
+    per_process = [CONCURRENCY // PROCESSES + (1 if n < CONCURRENCY % PROCESSES else 0)
+                   for n in range(PROCESSES)]  # fmt: skip
+    users: list[str] = []
+    for user in USERS:
+        users += ["--dn", f"uid={user.uid},{local_slapd.PEOPLE_DN}", "--password", user.password]
+    workers = []
+    try:
+        for concurrency in per_process:
+            command = [sys.executable, "-m", "bench.ldap_load", "--port", str(target.port), *users,
+                       "--concurrency", str(concurrency), "--seconds", str(SECONDS), "--warmup", str(WARMUP),
+                       "--start-at", str(start_at), "--timeout", str(TIMEOUT)]  # fmt: skip
+            pipe = asyncio.subprocess.PIPE
+            workers.append(await asyncio.create_subprocess_exec(*command, cwd=ROOT, stdout=pipe, stderr=pipe))
+        outputs = asyncio.gather(*(worker.communicate() for worker in workers))
+        await asyncio.sleep(max(0.0, start_at + WARMUP - time.time()))
+        before = {name: cpu_seconds(pid) for name, pid in target.processes.items()}
+        await asyncio.sleep(max(0.0, start_at + WARMUP + SECONDS - time.time()))
+        after = {name: cpu_seconds(pid) for name, pid in target.processes.items()}
+        results = []
+        for worker, (stdout, stderr) in zip(workers, await outputs, strict=True):
+            if worker.returncode != 0:
+                raise RuntimeError(f"a load process exited with {worker.returncode}:\n{stderr.decode()}")
+            results.append(LoadResult.from_json(stdout.decode()))
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+    cpu = {name: (after[name] - before[name]) / SECONDS for name in before}
+    return Measured(merge(results), cpu)
+
+
+def check_logins(label: str, port: int) -> None:
+    """Before the load: a right password binds, a wrong one is refused (49), through this target."""
+    user = USERS[0]
+    dn = f"uid={user.uid},{local_slapd.PEOPLE_DN}"
+    good, bad = ldap_bind(port, dn, user.password), ldap_bind(port, dn, user.password + "x")
+    if (good, bad) != (0, 49):
+        raise RuntimeError(f"{label}: a right password gives {good}, a wrong one {bad} (want 0 and 49)")
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not after {timeout:g}s")
+        time.sleep(0.1)
+
+
+async def main() -> None:
+    if BALANCE not in HAPROXY_BALANCE:
+        raise SystemExit(f"LDAP_BENCH_BALANCE={BALANCE!r}: choose round_robin or first")
+    for name, binary, hint in (("slapd", local_slapd.binary(), local_slapd.INSTALL_HINT),
+                               ("haproxy", local_haproxy.binary(), local_haproxy.INSTALL_HINT)):  # fmt: skip
+        if binary is None:
+            raise SystemExit(f"the ldap benchmark needs {name} ({hint}; `make bench` installs it)")
+    slapds = [LocalSlapd(users=USERS), LocalSlapd(users=USERS)]
+    balancer: LocalHaproxy | None = None
+    proxy: LocalLdapProxy | None = None
+    measured: dict[str, Measured] = {}
+    keep_proxy_log = True  # until the proxy's run is known clean
+    try:
+        for slapd in slapds:
+            slapd.start()
+        a, b = slapds
+        assert a.process is not None
+        assert b.process is not None
+        backends = [("127.0.0.1", a.port), ("127.0.0.1", b.port)]
+        balancer = LocalHaproxy(backends, balance="roundrobin" if BALANCE == "round_robin" else "first")
+        balancer.start()
+        proxy = LocalLdapProxy(
+            [{"name": "slapd-a", "host": "127.0.0.1", "port": a.port},
+             {"name": "slapd-b", "host": "127.0.0.1", "port": b.port}],
+            settings={"balance": BALANCE, "check_interval": 1.0, "check_timeout": 0.5,
+                      "audit_binds": AUDIT},
+        )  # fmt: skip
+        proxy.start()
+        assert balancer.process is not None
+        assert proxy.process is not None
+        up = proxy
+        wait_for("both backends up in ldap-proxy", lambda: set(up.backends_state().values()) == {"up"})
+        await asyncio.sleep(1.0)  # a check round or two, then idle
+        proxy_idle = rss_mb(proxy.process.pid)
+        haproxy_idle = rss_mb(balancer.process.pid)
+        slapd_pids = {"slapd-a": a.process.pid, "slapd-b": b.process.pid}
+        targets = [
+            Target("direct", a.port, {"slapd-a": a.process.pid}),
+            Target("haproxy", balancer.port, {**slapd_pids, "haproxy": balancer.process.pid}),
+            Target("ldap-proxy", proxy.port, {**slapd_pids, "ldap-proxy": proxy.process.pid}),
+        ]
+        for target in targets:
+            check_logins(target.label, target.port)
+        proxy_binds_before = proxy.metric("matrix_stack_ldap_binds_total", result="success")
+        for target in targets:
+            measured[target.label] = await measure(target)
+        proxy_after = rss_mb(proxy.process.pid)
+        proxy_binds = proxy.metric("matrix_stack_ldap_binds_total", result="success") - proxy_binds_before
+        proxy_states = proxy.backends_state()
+        keep_proxy_log = bool(measured["ldap-proxy"].load.failed)
+        if proxy.process.poll() is not None:
+            raise RuntimeError(f"ldap-proxy exited with {proxy.process.returncode}; log: {proxy.log}")
+        proxy_log_warnings = [line for line in proxy.log_lines()
+                              if str(line.get("level", "")).upper() in ("WARNING", "ERROR", "CRITICAL")]  # fmt: skip
+    except BaseException:
+        if proxy is not None and proxy.log.exists():
+            print(f"ldap-proxy log ({proxy.log}), last lines:", file=sys.stderr)
+            print(proxy.log.read_text(errors="replace")[-3000:], file=sys.stderr)
+        raise
+    finally:
+        closers: list[Callable[[], None]] = [slapd.close for slapd in slapds]
+        if balancer is not None:
+            closers.insert(0, balancer.close)
+        if proxy is not None:
+            closers.insert(0, proxy.close)
+        if proxy is not None and keep_proxy_log:
+            closers[0] = proxy.stop
+            print(f"ldap-proxy's log kept at {proxy.log}", file=sys.stderr)
+        for close in closers:  # each, even when one before it fails
+            with contextlib.suppress(Exception):
+                close()
+
+    report(measured, proxy_idle, proxy_after, haproxy_idle, proxy_binds, proxy_states, proxy_log_warnings)
+
+
+def report(
+    measured: dict[str, Measured],
+    proxy_idle: float,
+    proxy_after: float,
+    haproxy_idle: float,
+    proxy_binds: float,
+    proxy_states: dict[str, str],
+    proxy_warnings: list[dict[str, object]],
+) -> None:
+    cores = os.cpu_count() or 1
+    per = CONCURRENCY // PROCESSES
+    print(f"ldap: logins/s, a login = new TCP connection + simple bind as a user + bindResponse + unbind + "
+          f"close (Synapse's LDAP provider); {CONCURRENCY} concurrent logins ({PROCESSES} load processes x "
+          f"~{per}, raw sockets + epoll), {SECONDS:g} s per target after {WARMUP:g} s warm-up, "
+          f"{len(USERS)} users in turn")  # fmt: skip
+    print(f"  {version([local_slapd.binary() or 'slapd', '-VV'])}")
+    print(f"  {version([local_haproxy.binary() or 'haproxy', '-v'])}")
+    print(f"  balance: ldap-proxy {BALANCE} / haproxy {HAPROXY_BALANCE[BALANCE]}, 2 slapd backends; checks "
+          f"every 1 s (haproxy option ldap-check, ldap-proxy anonymous_bind); ldap-proxy bind audit log "
+          f"{'on (its default: one JSON line per bind)' if AUDIT else 'off'}")  # fmt: skip
+    print(
+        f"  note: this machine has {cores} core{'s' if cores != 1 else ''}: slapd, the proxy in the "
+        "middle and the load generator share them, so a middle's CPU is taken from slapd and the load; "
+        "read the ratios, not the absolute rates, and the cpu columns (% of one core) for who was busy"
+    )
+    failed = False
+    for label, result in measured.items():
+        load = result.load
+        cpu = ", ".join(f"{name} {share * 100:.0f}%" for name, share in result.cpu.items())
+        flag = f"  FAILURES {load.failed}: {dict(sorted(load.failures.items()))}" if load.failed else ""
+        failed = failed or bool(load.failed)
+        print(f"  {label:10}: {load.rate:8.1f} logins/s  p50 {load.percentile_ms(0.5):6.2f} ms  "
+              f"p99 {load.percentile_ms(0.99):6.2f} ms  ({load.logins} in window, {load.total_ok} ok in all, "
+              f"failures {load.failed})  cpu: load {load.cpu_seconds / SECONDS * 100:.0f}%, {cpu}{flag}")  # fmt: skip
+    rate = {label: result.load.rate for label, result in measured.items()}
+    print(f"  ratios (logins/s): proxy/haproxy {rate['ldap-proxy'] / rate['haproxy']:.2f}x  "
+          f"haproxy/direct {rate['haproxy'] / rate['direct']:.2f}x  "
+          f"proxy/direct {rate['ldap-proxy'] / rate['direct']:.2f}x")  # fmt: skip
+    verdict = "ok" if proxy_idle < RSS_TARGET_MB else "OVER TARGET"
+    print(f"  ldap-proxy RSS: idle {proxy_idle:.1f} MB (target < {RSS_TARGET_MB:.0f} MB: {verdict}), "
+          f"after load {proxy_after:.1f} MB; haproxy idle {haproxy_idle:.1f} MB")  # fmt: skip
+    proxy_load = measured["ldap-proxy"].load
+    print(f"  ldap-proxy counted {proxy_binds:.0f} successful binds during its run (load generator: "
+          f"{proxy_load.total_ok}); backends after load: {proxy_states}; "
+          f"{len(proxy_warnings)} warning/error log lines")  # fmt: skip
+    for line in proxy_warnings[:5]:
+        print(f"    {line}")
+    if failed:
+        print("  ldap: THIS RUN HAD FAILED LOGINS (see FAILURES above): its rates are not clean")

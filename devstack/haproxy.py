@@ -1,0 +1,111 @@
+"""A real HAProxy (Debian's `haproxy`) in TCP mode in front of LDAP servers, on loopback.
+
+Configured the way a careful operator would run it before an LDAP proxy of our own existed: the
+comparison point for the benchmarks. Health checks are LDAP anonymous binds (`option ldap-check`),
+a server is out after two failed checks a second apart and back after two good ones, and a
+connection that could not reach its server is retried on another (`option redispatch`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from matrix_stack.core.processes import free_ports, port_open, stop, wait_ready
+from matrix_stack.devstack.slapd import bind_ok
+
+INSTALL_HINT = "apt-get install haproxy"
+
+
+def binary() -> str | None:
+    found = shutil.which("haproxy")
+    if found:
+        return found
+    return "/usr/sbin/haproxy" if os.access("/usr/sbin/haproxy", os.X_OK) else None
+
+
+@dataclass
+class LocalHaproxy:
+    backends: Sequence[tuple[str, int]]
+    balance: Literal["roundrobin", "first"] = "roundrobin"
+    server_maxconn: int = 512  # `first` fills one server up to this before it uses the next
+    maxconn: int = 4096
+    port: int = field(default_factory=lambda: free_ports(1)[0])
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="matrix-stack-haproxy-")))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "haproxy.log"
+
+    def config(self) -> str:
+        check = f"check inter 1s rise 2 fall 2 maxconn {self.server_maxconn}"
+        servers = "".join(
+            f"    server ldap{index} {host}:{port} {check}\n"
+            for index, (host, port) in enumerate(self.backends, start=1)
+        )
+        # No `user`/`group`/`chroot`/`daemon`: haproxy stays in the foreground as whoever started it.
+        # No `log`: in the foreground haproxy writes its warnings (a server going down or coming
+        # back up) to stderr, the log file, and a line per connection would swamp a benchmark.
+        return (
+            "global\n"
+            f"    maxconn {self.maxconn}\n"
+            "\n"
+            "defaults\n"
+            "    mode tcp\n"
+            "    option redispatch\n"
+            "    retries 3\n"
+            "    timeout connect 3s\n"
+            "    timeout client 60s\n"
+            "    timeout server 60s\n"
+            "    timeout check 2s\n"
+            f"    maxconn {self.maxconn}\n"
+            "\n"
+            "listen ldap\n"
+            f"    bind 127.0.0.1:{self.port}\n"
+            f"    balance {self.balance}\n"
+            "    option ldap-check\n"
+            f"{servers}"
+        )
+
+    def start(self, timeout: float = 20.0) -> None:
+        executable = binary()
+        if executable is None:
+            raise RuntimeError(f"haproxy is not installed ({INSTALL_HINT})")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config_path = self.directory / "haproxy.cfg"
+        config_path.write_text(self.config())
+        check = subprocess.run([executable, "-c", "-q", "-f", str(config_path)],
+                               capture_output=True, text=True, check=False)  # fmt: skip
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy rejects its configuration:\n{check.stdout}{check.stderr}")
+        with self.log.open("ab") as log:
+            # -db: foreground, no daemon; -Ws would add a master process for reloads we do not do.
+            self.process = subprocess.Popen([executable, "-db", "-f", str(config_path)],
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)  # fmt: skip
+        port = self.port
+        try:
+            wait_ready("haproxy", self.process, lambda: port_open(port) and bind_ok(port),
+                       timeout=timeout, log=self.log)  # fmt: skip
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        stop(self.process)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,0 +1,88 @@
+"""`ldap-proxy` as a process on loopback, configured by a YAML file, for the tests, the benchmark and
+`make run`: it is started the way an operator starts it, through its console entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from matrix_stack.core.processes import free_ports, http_ok, stop, wait_ready
+
+
+@dataclass
+class LocalLdapProxy:
+    backends: list[dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)  # any other LdapProxySettings field
+    env: dict[str, str] = field(default_factory=dict)
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ldap-proxy-")))
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.port, self.http_port = free_ports(2)
+
+    @property
+    def url(self) -> str:
+        return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def control(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "ldap-proxy.log"
+
+    def config(self) -> dict[str, Any]:
+        return {"listen_host": "127.0.0.1", "listen_port": self.port, "host": "127.0.0.1",
+                "port": self.http_port, "backends": self.backends, **self.settings}  # fmt: skip
+
+    def start(self, timeout: float = 20.0, *, wait_for: str = "/healthz") -> None:
+        path = self.directory / "ldap-proxy.yaml"
+        path.write_text(yaml.safe_dump(self.config()))
+        env = {**os.environ, "LDAP_PROXY_CONFIG_FILE": str(path), **self.env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "matrix_stack.services.ldap_proxy"],
+            env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        ready = http_ok(self.control + wait_for)
+        wait_ready("ldap-proxy", self.process, ready, timeout=timeout, log=self.log)
+
+    def backends_state(self) -> dict[str, str]:
+        answer = httpx.get(self.control + "/backends", timeout=5).json()
+        return {backend["name"]: backend["state"] for backend in answer["backends"]}
+
+    def metric(self, name: str, **labels: str) -> float:
+        total = 0.0
+        for line in httpx.get(self.control + "/metrics", timeout=5).text.splitlines():
+            if line.startswith((name + "{", name + " ")) and all(
+                f'{key}="{value}"' in line for key, value in labels.items()
+            ):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                lines.append({"msg": line})
+        return lines
+
+    def stop(self) -> None:
+        stop(self.process)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

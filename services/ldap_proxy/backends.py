@@ -1,0 +1,158 @@
+"""The backends' state (up or down by their checks, open connections) and the balancing policy that
+orders them for a new connection: the healthy primaries by policy, then the healthy backups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from matrix_stack.services.ldap_proxy.config import Backend, Balance, LdapProxySettings
+from matrix_stack.services.ldap_proxy.health import CheckRequest, CheckResult, check
+from matrix_stack.services.ldap_proxy.metrics import LdapMetrics
+from matrix_stack.services.ldap_proxy.upstream import client_context
+
+log = logging.getLogger("matrix_stack.ldap_proxy")
+RECHECK_AFTER_FAILURE_SECONDS = 0.5  # a failed connect wakes the check, at most this often
+
+
+@dataclass(eq=False)  # identity: states are kept in sets and dict keys
+class BackendState:
+    config: Backend
+    active: int = 0
+    up: bool = False
+    checked: bool = False
+    successes: int = 0  # consecutive
+    failures: int = 0
+    last: CheckResult | None = None
+    last_at: float | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    woken_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.context = client_context(self.config)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def full(self) -> bool:
+        return bool(self.config.max_connections) and self.active >= self.config.max_connections
+
+    def describe(self) -> dict[str, Any]:
+        host, port = self.config.address
+        return {
+            "name": self.name, "host": host, "port": port, "tls": self.config.tls.value,
+            "backup": self.config.backup, "weight": self.config.weight,
+            "state": "up" if self.up else "down", "connections": self.active,
+            "max_connections": self.config.max_connections or None,
+            "consecutive_successes": self.successes, "consecutive_failures": self.failures,
+            "last_check": None if self.last is None else {
+                "ok": self.last.ok, "detail": self.last.detail,
+                "ms": round(self.last.seconds * 1000, 2), "at": self.last_at,
+            },
+        }  # fmt: skip
+
+
+class Pool:
+    def __init__(self, settings: LdapProxySettings, metrics: LdapMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.backends = [BackendState(backend) for backend in settings.backends]
+        password = settings.check_password.get_secret_value() if settings.check_password else ""
+        self.request = CheckRequest(settings.check_type, settings.check_bind_dn or "", password)
+        self._turn = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        for state in self.backends:
+            metrics.backend_up.labels(state.name).set(0)
+            metrics.backend_connections.labels(state.name).set(0)
+
+    # --- selection ----------------------------------------------------------------------------------
+
+    def any_up(self) -> bool:
+        return any(state.up for state in self.backends)
+
+    def candidates(self) -> list[BackendState]:
+        """Where to try a new connection, in order; empty when nothing is up."""
+        primaries = [s for s in self.backends if s.up and not s.config.backup and not s.full()]
+        backups = [s for s in self.backends if s.up and s.config.backup and not s.full()]
+        return self._order(primaries) + self._order(backups)
+
+    def _order(self, states: list[BackendState]) -> list[BackendState]:
+        balance = self.settings.balance
+        if balance is Balance.first or len(states) < 2:
+            return states
+        if balance is Balance.least_conn:
+            return sorted(states, key=lambda s: s.active / s.config.weight)  # stable: ties keep order
+        slots = [s for s in states for _ in range(s.config.weight)]  # weighted round robin
+        self._turn = (self._turn + 1) % len(slots)
+        rotated = slots[self._turn :] + slots[: self._turn]
+        return list(dict.fromkeys(rotated))
+
+    def opened(self, state: BackendState) -> None:
+        state.active += 1
+        self.metrics.backend_connections.labels(state.name).set(state.active)
+
+    def closed(self, state: BackendState) -> None:
+        state.active -= 1
+        self.metrics.backend_connections.labels(state.name).set(state.active)
+
+    def connect_failed(self, state: BackendState) -> None:
+        """Check again now rather than at the next interval."""
+        self.metrics.connect_failures.labels(state.name).inc()
+        now = time.monotonic()
+        if now - state.woken_at >= RECHECK_AFTER_FAILURE_SECONDS:
+            state.woken_at = now
+            state.wake.set()
+
+    # --- checks -------------------------------------------------------------------------------------
+
+    def record(self, state: BackendState, result: CheckResult) -> None:
+        state.last, state.last_at = result, time.time()
+        outcome = "ok" if result.ok else "failed"
+        self.metrics.check_seconds.labels(state.name, outcome).observe(result.seconds)
+        was_up = state.up
+        if result.ok:
+            state.successes, state.failures = state.successes + 1, 0
+            if not state.checked or (not state.up and state.successes >= self.settings.check_rise):
+                state.up = True
+        else:
+            state.successes, state.failures = 0, state.failures + 1
+            if not state.checked or (state.up and state.failures >= self.settings.check_fall):
+                state.up = False
+        if state.up != was_up or not state.checked:
+            level = logging.INFO if state.up else logging.WARNING
+            log.log(level, "backend %s", "up" if state.up else "down",
+                    extra={"backend": state.name, "check": result.detail,
+                           "ms": round(result.seconds * 1000, 2)})  # fmt: skip
+        state.checked = True
+        self.metrics.backend_up.labels(state.name).set(1 if state.up else 0)
+
+    async def check_once(self, state: BackendState) -> None:
+        settings = self.settings
+        self.record(state, await check(state.config, self.request, state.context, settings.check_timeout))
+
+    async def check_all(self) -> None:
+        await asyncio.gather(*(self.check_once(state) for state in self.backends))
+
+    async def _loop(self, state: BackendState) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.wake.wait(), self.settings.check_interval)
+            state.wake.clear()
+            try:
+                await self.check_once(state)
+            except Exception:  # a check must never stop checking
+                log.exception("health check failed unexpectedly", extra={"backend": state.name})
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._loop(s), name=f"check-{s.name}") for s in self.backends]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()

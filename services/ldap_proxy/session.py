@@ -1,0 +1,440 @@
+"""One client connection and the backend connection it is relayed to.
+
+Requests are framed PDU by PDU and decided on their operation tag: writes and extended operations
+outside the allow-list are answered here when read-only, StartTLS is terminated here (or handed
+through), binds are audited and may be refused by the failed-bind limit; everything else is forwarded
+as it came. Responses are written through as they arrive and only their heads are read, to audit
+bind results and follow a passed-through StartTLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from typing import TYPE_CHECKING, cast
+
+from matrix_stack.services.ldap_proxy import ber
+from matrix_stack.services.ldap_proxy.backends import BackendState
+from matrix_stack.services.ldap_proxy.config import STARTTLS_OID
+from matrix_stack.services.ldap_proxy.upstream import PduProtocol, UpstreamError, connect
+
+if TYPE_CHECKING:
+    from matrix_stack.services.ldap_proxy.proxy import LdapProxy
+
+log = logging.getLogger("matrix_stack.ldap_proxy")
+audit_log = logging.getLogger("matrix_stack.ldap_proxy.audit")
+PENDING_FACTOR = 4  # requests buffered while the backend connection opens: this many PDUs' worth
+
+
+class UpstreamSide(PduProtocol):
+    """The backend's end: a PduProtocol while it is set up, then a relay into its session."""
+
+    def __init__(self, session: ClientConnection) -> None:
+        super().__init__()
+        self.session = session
+        self.relaying = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.relaying:
+            self.session.from_upstream(data)
+        else:
+            super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.relaying:
+            self.session.upstream_lost()
+
+    def pause_writing(self) -> None:
+        self.session.pause_client()
+
+    def resume_writing(self) -> None:
+        self.session.resume_client()
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, proxy: LdapProxy, listener: str, tls: bool) -> None:
+        self.proxy = proxy
+        self.settings = proxy.settings
+        self.listener = listener
+        self.tls = tls
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] | None = None
+        self.local: tuple[str, int] | None = None
+        self.buffer = bytearray()
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.upstream: asyncio.Transport | None = None
+        self.backend: BackendState | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.raw = False  # after a passed-through StartTLS: bytes only
+        self.upgrading = False  # answering StartTLS ourselves: TLS handshake under way
+        self.starttls_id: int | None = None
+        self.binds: dict[int, tuple[str, float]] = {}
+        self.outstanding = 0
+        self.last_activity = time.monotonic()
+        self.waiting_since: float | None = None  # oldest unanswered request, for the response timeout
+        self.closing = False
+        self._head = bytearray()
+        self._skip = 0
+        self._counted = False
+
+    # --- client events ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+        self.peer = _address(transport.get_extra_info("peername"))
+        self.local = _address(transport.get_extra_info("sockname"))
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        proxy = self.proxy
+        proxy.sessions.add(self)
+        self._counted = True
+        proxy.metrics.active.inc()
+        proxy.metrics.connections.labels(self.listener).inc()
+        if len(proxy.sessions) > self.settings.max_connections:
+            self.refuse("connection_limit", 51, "too many connections to the LDAP proxy")  # busy
+            return
+        candidates = proxy.pool.candidates()
+        if not candidates:
+            self.refuse("no_backend", ber.UNAVAILABLE, "no LDAP backend is available")
+            return
+        self.connecting = asyncio.get_running_loop().create_task(self._connect(candidates))
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        if self.raw:
+            self._send_up(data)
+            return
+        buf = self.buffer
+        buf += data
+        limit = self.settings.max_pdu_bytes
+        while buf and not (self.closing or self.upgrading):
+            try:
+                length = ber.pdu_length(buf)
+            except ber.BerError as exc:
+                self.fail("malformed", str(exc))
+                return
+            if length > limit:
+                self.fail("too_large", f"a request of {length} bytes (the limit is {limit})")
+                return
+            if length < 0 or length > len(buf):
+                return
+            pdu = bytes(buf[:length])
+            del buf[:length]
+            self._request(pdu)
+
+    def eof_received(self) -> bool | None:
+        return None  # close: a half-open LDAP connection has no use
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        if self.connecting is not None:
+            self.connecting.cancel()
+        if self.upstream is not None:
+            self.upstream.close()
+        if self._counted:
+            self._counted = False
+            self.proxy.forget(self)
+
+    def pause_writing(self) -> None:  # the client reads slower than the backend answers
+        if self.upstream is not None and not self.upstream.is_closing():
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None and not self.upstream.is_closing():
+            self.upstream.resume_reading()
+
+    def pause_client(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_client(self) -> None:
+        if self.transport is not None and not self.transport.is_closing() and not self.upgrading:
+            self.transport.resume_reading()
+
+    # --- requests -----------------------------------------------------------------------------------
+
+    def _request(self, pdu: bytes) -> None:
+        try:
+            env = ber.envelope(pdu)
+            op = env.op
+            if op not in ber.REQUESTS:
+                raise ber.BerError(f"operation 0x{op:02x} is not a request")
+            if op == ber.BIND_REQUEST:
+                self._bind(pdu, env)
+            elif op == ber.EXTENDED_REQUEST:
+                self._extended(pdu, env)
+            elif op in ber.WRITES and self.settings.read_only:
+                self._answer(
+                    ber.result(env.message_id, ber.WRITES[op], ber.UNWILLING_TO_PERFORM,
+                               "this LDAP proxy is read-only"),
+                    "read_only", ber.OPERATION_NAMES[op],
+                )  # fmt: skip
+            else:
+                self._forward(pdu, op)
+        except ber.BerError as exc:
+            self.fail("malformed", str(exc))
+
+    def _forward(self, pdu: bytes, op: int) -> None:
+        if op not in ber.NO_RESPONSE:
+            if not self.outstanding:
+                self.waiting_since = time.monotonic()
+            self.outstanding += 1
+        self._send_up(pdu)
+
+    def _send_up(self, data: bytes) -> None:
+        self.proxy.metrics.to_backend.inc(len(data))
+        if self.upstream is not None:
+            self.upstream.write(data)
+            return
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes > PENDING_FACTOR * self.settings.max_pdu_bytes:
+            self.pause_client()
+
+    def _answer(self, response: bytes, reason: str, operation: str) -> None:
+        """A response the proxy gives itself, instead of forwarding the request."""
+        self.proxy.metrics.refusals.labels(reason).inc()
+        log.info("answered by the proxy", extra={"operation": operation, "reason": reason,
+                                                 "client": _show(self.peer)})  # fmt: skip
+        self._to_client(response)
+
+    def _bind(self, pdu: bytes, env: ber.Envelope) -> None:
+        bind = ber.bind_request(pdu, env)
+        if self.proxy.limiter.blocked(bind.name):
+            self._audit(bind.name, ber.UNWILLING_TO_PERFORM, None, 0.0)
+            self._answer(
+                ber.result(env.message_id, ber.BIND_RESPONSE, ber.UNWILLING_TO_PERFORM,
+                           "too many failed binds for this DN; try again later"),
+                "bind_limit", "bind",
+            )  # fmt: skip
+            return
+        if self.settings.require_tls and not self.tls and bind.has_password:
+            self._audit(bind.name, ber.CONFIDENTIALITY_REQUIRED, None, 0.0)
+            self._answer(
+                ber.result(env.message_id, ber.BIND_RESPONSE, ber.CONFIDENTIALITY_REQUIRED,
+                           "use StartTLS or LDAPS before binding with a password"),
+                "tls_required", "bind",
+            )  # fmt: skip
+            return
+        self.binds[env.message_id] = (bind.name, time.perf_counter())
+        self._forward(pdu, ber.BIND_REQUEST)
+
+    def _extended(self, pdu: bytes, env: ber.Envelope) -> None:
+        oid = ber.extended_request_oid(pdu, env)
+        if oid == STARTTLS_OID:
+            mode = self.settings.starttls_mode
+            if mode == "terminate":
+                self._start_tls(env.message_id)
+                return
+            if mode == "off":
+                self._answer(
+                    ber.extended_response(env.message_id, ber.UNAVAILABLE,
+                                          "StartTLS is not offered: the proxy has no certificate"),
+                    "starttls_off", "StartTLS",
+                )  # fmt: skip
+                return
+            self.starttls_id = env.message_id  # passed through: relay bytes once the backend agrees
+        elif self.settings.read_only and oid not in self.settings.allowed_extended_ops:
+            self._answer(
+                ber.extended_response(env.message_id, ber.UNWILLING_TO_PERFORM,
+                                      f"extended operation {oid} is not allowed by this proxy"),
+                "extended_operation", oid,
+            )  # fmt: skip
+            return
+        self._forward(pdu, ber.EXTENDED_REQUEST)
+
+    def _start_tls(self, message_id: int) -> None:
+        if self.tls:
+            reason = "TLS is already established"
+        elif self.outstanding or self.buffer:
+            reason = "operations are outstanding"
+        else:
+            assert self.transport is not None
+            self.upgrading = True
+            self.transport.pause_reading()
+            self._to_client(ber.extended_response(message_id, ber.SUCCESS, "", STARTTLS_OID))
+            asyncio.get_running_loop().create_task(self._upgrade())
+            return
+        self._to_client(ber.extended_response(message_id, ber.OPERATIONS_ERROR, reason))
+
+    async def _upgrade(self) -> None:
+        assert self.transport is not None
+        assert self.proxy.server_context is not None
+        loop = asyncio.get_running_loop()
+        try:
+            upgraded = await loop.start_tls(
+                self.transport, self, self.proxy.server_context, server_side=True,
+                ssl_handshake_timeout=self.settings.connect_timeout,
+            )  # fmt: skip
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            self.fail("tls_handshake", f"StartTLS handshake: {exc}")
+            return
+        if upgraded is None or self.closing:
+            return
+        self.transport = upgraded
+        self.tls = True
+        self.upgrading = False
+        self.last_activity = time.monotonic()
+
+    # --- the backend --------------------------------------------------------------------------------
+
+    async def _connect(self, candidates: list[BackendState]) -> None:
+        settings = self.settings
+        for state in candidates:
+            if state.full():
+                continue
+            try:
+                async with asyncio.timeout(settings.connect_timeout):
+                    transport, protocol = await connect(
+                        state.config, lambda: UpstreamSide(self), state.context,
+                        client=self.peer, local=self.local,
+                    )  # fmt: skip
+            except (UpstreamError, TimeoutError) as exc:
+                detail = str(exc) or f"no connection within {settings.connect_timeout:g}s"
+                log.warning("backend connect failed; trying the next", extra={"backend": state.name,
+                                                                              "error": detail})  # fmt: skip
+                self.proxy.pool.connect_failed(state)
+                continue
+            if self.closing:
+                transport.close()
+                return
+            self._attach(state, transport, protocol)
+            return
+        self.refuse("no_backend", ber.UNAVAILABLE, "no LDAP backend answered")
+
+    def _attach(self, state: BackendState, transport: asyncio.Transport, protocol: UpstreamSide) -> None:
+        self.backend = state
+        self.upstream = transport
+        self.proxy.pool.opened(state)
+        protocol.relaying = True
+        if self.pending:
+            transport.write(b"".join(self.pending))
+            self.pending.clear()
+            self.pending_bytes = 0
+            self.resume_client()
+        early = protocol.take_buffer()
+        if early:
+            self.from_upstream(early)
+        if protocol._closed:
+            self.upstream_lost()
+
+    def from_upstream(self, data: bytes) -> None:
+        now = time.monotonic()
+        self.last_activity = now
+        self._to_client(data)
+        if self.raw:
+            return
+        if self.outstanding:
+            self.waiting_since = now
+        if self._skip >= len(data):
+            self._skip -= len(data)
+            return
+        head = self._head
+        head += memoryview(data)[self._skip :]
+        self._skip = 0
+        while head:
+            try:
+                seen = ber.peek(head)
+            except ber.BerError as exc:
+                self.fail("backend_garbage", f"backend {self._backend_name()} sent garbage: {exc}")
+                return
+            if seen is None:
+                return
+            length, message_id, op, code = seen
+            self._response(message_id, op, code)
+            if self.raw:
+                head.clear()
+                return
+            if length <= len(head):
+                del head[:length]
+            else:
+                self._skip = length - len(head)
+                head.clear()
+
+    def _response(self, message_id: int, op: int, code: int | None) -> None:
+        if op not in ber.FINAL_RESPONSES or message_id == 0:
+            return
+        self.outstanding = max(0, self.outstanding - 1)
+        if not self.outstanding:
+            self.waiting_since = None
+        assert code is not None
+        if op == ber.BIND_RESPONSE:
+            bind = self.binds.pop(message_id, None)
+            if bind is not None:
+                dn, started = bind
+                self._audit(dn, code, self._backend_name(), time.perf_counter() - started)
+                if code == ber.INVALID_CREDENTIALS:
+                    self.proxy.limiter.record_failure(dn)
+                elif code == ber.SUCCESS:
+                    self.proxy.limiter.forget(dn)
+        elif op == ber.EXTENDED_RESPONSE and message_id == self.starttls_id:
+            self.starttls_id = None
+            if code == ber.SUCCESS:
+                self.raw = True
+
+    def upstream_lost(self) -> None:
+        if self.backend is not None:
+            self.proxy.pool.closed(self.backend)
+            self.backend = None
+        self.upstream = None
+        self.close()
+
+    # --- endings ------------------------------------------------------------------------------------
+
+    def _to_client(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.proxy.metrics.to_client.inc(len(data))
+            self.transport.write(data)
+
+    def _audit(self, dn: str, code: int, backend: str | None, seconds: float) -> None:
+        result = ber.result_name(code)
+        self.proxy.metrics.binds.labels(result).inc()
+        if self.settings.audit_binds:
+            audit_log.info("bind", extra={"dn": dn, "result": result, "code": code,
+                                          "backend": backend or "proxy", "ms": round(seconds * 1000, 2),
+                                          "client": _show(self.peer)})  # fmt: skip
+
+    def _backend_name(self) -> str:
+        return self.backend.name if self.backend is not None else "-"
+
+    def refuse(self, reason: str, code: int, message: str) -> None:
+        """Tell the client why (a notice of disconnection) and close: it never waits on a dead end."""
+        self.proxy.metrics.refusals.labels(reason).inc()
+        log.warning("connection refused", extra={"reason": reason, "client": _show(self.peer)})
+        self._to_client(ber.notice_of_disconnection(code, message))
+        self.close()
+
+    def fail(self, reason: str, detail: str) -> None:
+        """Bad input: one log line and this connection closed; nothing else is touched."""
+        self.proxy.metrics.refusals.labels(reason).inc()
+        log.warning("connection closed", extra={"reason": reason, "detail": detail,
+                                                "client": _show(self.peer)})  # fmt: skip
+        self._to_client(ber.notice_of_disconnection(ber.PROTOCOL_ERROR, detail))
+        self.close()
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.connecting is not None and not self.connecting.done():
+            self.connecting.cancel()
+        if self.transport is not None:
+            self.transport.close()
+        if self.upstream is not None:
+            self.upstream.close()
+
+
+def _address(value: object) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return str(value[0]), int(value[1])
+    return None
+
+
+def _show(address: tuple[str, int] | None) -> str:
+    return f"{address[0]}:{address[1]}" if address else "-"
