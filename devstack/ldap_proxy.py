@@ -25,10 +25,15 @@ class LocalLdapProxy:
     settings: dict[str, Any] = field(default_factory=dict)  # any other LdapProxySettings field
     env: dict[str, str] = field(default_factory=dict)
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ldap-proxy-")))
+    port: int = 0  # 0: a free one
+    http_port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
-        self.port, self.http_port = free_ports(2)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ports = free_ports(2)
+        self.port = self.port or ports[0]
+        self.http_port = self.http_port or ports[1]
 
     @property
     def url(self) -> str:

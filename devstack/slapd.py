@@ -279,6 +279,7 @@ class LocalSlapd:
         if self.tls and self.tls_files is None:
             self.tls_files = make_tls(self.directory / "tls", ["localhost"])
         config_dir = self.directory / "slapd.d"
+        self.directory.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.directory / "data", ignore_errors=True)  # what a failed attempt left
         (self.directory / "data").mkdir()
         (self.directory / "config.ldif").write_text(self._config_ldif())

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from matrix_stack.core.processes import free_port, http_ok, port_open, stop, wait_ready
+from matrix_stack.devstack.ldap_demo import LdapDemo
 from matrix_stack.devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
 
 DEMO_ALIAS = "#demo:localhost"
@@ -111,6 +112,8 @@ GENERATED: dict[str, Callable[[], str]] = {
     "slack_hook": lambda: secrets.token_urlsafe(24),
     "sentry_secret": lambda: secrets.token_hex(32),
     "alerts_password": lambda: secrets.token_urlsafe(16),
+    "ldap_demo": lambda: secrets.token_urlsafe(12),
+    "ldap_admin": lambda: secrets.token_urlsafe(16),
 }
 
 
@@ -209,16 +212,20 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
             data_dir / "alertmanager-receiver",
         ),
     ]
+    ldap = LdapDemo(data_dir / "ldap", creds["ldap_demo"], creds["ldap_admin"], _pick_port(3389),
+                    _pick_port(8085))  # fmt: skip
     print(f"starting Synapse on {synapse.url} (data in {synapse.directory})", flush=True)
     try:
         synapse.start()
         bot, demo, room_id = asyncio.run(prepare(synapse, creds))
         for service in services:
             service.start(synapse.url, bot.user_id, creds["bot"], data_dir / "logs")
+        ldap.start()
         for service in services:
             service.wait_ready()
         _print_summary(synapse, creds, demo, room_id, services, data_dir)
-        _wait_for_interrupt(synapse, services)
+        print(f"\n{ldap.summary()}\n\nPress Ctrl-C to stop everything.", flush=True)
+        _wait_for_interrupt(synapse, services, ldap)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -228,6 +235,7 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
         print("stopping...", flush=True)
         for service in services:
             service.stop()
+        ldap.stop()
         synapse.stop()
     return 0
 
@@ -272,14 +280,12 @@ alertmanager-receiver  {alerts.url}   (config: {data_dir / "alertmanager-receive
 
 Read the demo room:
   curl -sS '{synapse.url}/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5' \\
-       -H 'Authorization: Bearer {demo.access_token}'
-
-Press Ctrl-C to stop everything.""",
+       -H 'Authorization: Bearer {demo.access_token}'""",
         flush=True,
     )
 
 
-def _wait_for_interrupt(synapse: LocalSynapse, services: list[LocalService]) -> None:
+def _wait_for_interrupt(synapse: LocalSynapse, services: list[LocalService], ldap: LdapDemo) -> None:
     stop = False
 
     def handle(signum: int, frame: object) -> None:
@@ -294,6 +300,8 @@ def _wait_for_interrupt(synapse: LocalSynapse, services: list[LocalService]) -> 
             for service in services:
                 if service.process is not None and service.process.poll() is not None:
                     raise RuntimeError(f"{service.name} stopped; see its log")
+            if not ldap.running():
+                raise RuntimeError("slapd or ldap-proxy stopped; see their logs")
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass

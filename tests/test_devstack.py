@@ -65,7 +65,14 @@ def test_make_run_stack(tmp_path: Path) -> None:
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         summary = _read_until(first, "Press Ctrl-C to stop")
-        notify_curl, slack_curl, sentry_curl, alerts_curl, read_curl = _commands(summary)
+        notify_curl, slack_curl, sentry_curl, alerts_curl, read_curl, backends_curl = _commands(summary)
+        # the LDAP demo: a login through ldap-proxy to a real slapd, and its control plane
+        whoami = next(line.strip() for line in summary.splitlines() if line.strip().startswith("ldapwhoami "))
+        login = subprocess.run(["bash", "-c", whoami], capture_output=True, text=True, check=True)
+        assert login.stdout.strip() == "dn:uid=demo,ou=people,dc=example,dc=org"
+        backends = json.loads(subprocess.run(["bash", "-c", backends_curl], capture_output=True, text=True,
+                                             check=True).stdout)  # fmt: skip
+        assert [b["state"] for b in backends["backends"]] == ["up"]
         posted = subprocess.run(["bash", "-c", notify_curl], capture_output=True, text=True, check=True)
         assert "delivery_id" in json.loads(posted.stdout)
         posted = subprocess.run(["bash", "-c", slack_curl], capture_output=True, text=True, check=True)
@@ -106,6 +113,9 @@ def test_make_run_stack(tmp_path: Path) -> None:
         # ... and every secret: the first run's commands (a Sentry integration, an Alertmanager
         # configured against it) still work.
         assert _commands(again)[:4] == [notify_curl, slack_curl, sentry_curl, alerts_curl]
+        assert whoami in again  # the same demo directory and password
+        login = subprocess.run(["bash", "-c", whoami], capture_output=True, text=True, check=True)
+        assert login.stdout.strip() == "dn:uid=demo,ou=people,dc=example,dc=org"
         posted = subprocess.run(["bash", "-c", sentry_curl], capture_output=True, text=True, check=True)
         assert json.loads(posted.stdout)["ok"] is True
         posted = subprocess.run(["bash", "-c", alerts_curl + " -w '%{http_code}'"], capture_output=True, text=True,

@@ -122,7 +122,9 @@ def homeservers(directory: Directory, tmp_path_factory: pytest.TempPathFactory) 
     simple = _homeserver(tmp_path_factory.mktemp("synapse-simple"), _provider_config(directory))
     search = _homeserver(
         tmp_path_factory.mktemp("synapse-search"),
-        _provider_config(directory, bind_dn=READER_DN, bind_password_file=str(directory.reader_password_file)),
+        _provider_config(
+            directory, bind_dn=READER_DN, bind_password_file=str(directory.reader_password_file)
+        ),
     )
     with ExitStack() as cleanup:
         for server in (simple, search):
@@ -245,9 +247,7 @@ def test_metrics_count_successful_binds(homeservers: Homeservers, directory: Dir
     assert proxy.metric("matrix_stack_ldap_binds_total", result="invalidCredentials") > 0
 
 
-def test_logins_go_on_while_the_first_backend_is_down(
-    homeservers: Homeservers, directory: Directory
-) -> None:
+def test_logins_go_on_while_the_first_backend_is_down(homeservers: Homeservers, directory: Directory) -> None:
     """The provider's own server pool cannot help behind a proxy (the proxy always accepts TCP), so
     the proxy has to move on; this is also the one test that sends the provider's binds over LDAPS."""
     first = directory.slapds[0]

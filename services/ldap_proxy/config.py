@@ -70,6 +70,9 @@ class LdapProxySettings(KitSettings):
         default=None,
         description="Default: terminate with a certificate; else pass through to plain backends; else off",
     )
+    certificate_reload_seconds: float = Field(
+        default=30.0, ge=1, description="How often the certificate files are checked for a renewal"
+    )
     require_tls: bool = Field(default=False, description="Refuse password binds on plain connections (13)")
 
     backends: list[Backend] = Field(min_length=1)

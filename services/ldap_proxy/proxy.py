@@ -131,11 +131,37 @@ class LdapProxy:
         return {"balance": self.settings.balance.value, "connections": len(self.sessions),
                 "backends": [state.describe() for state in self.pool.backends]}  # fmt: skip
 
+    def _certificate_stamp(self) -> tuple[float, ...]:
+        files = (self.settings.tls_cert_file, self.settings.tls_key_file)
+        try:
+            return tuple(path.stat().st_mtime for path in files if path is not None)
+        except OSError:
+            return ()
+
+    def reload_certificate(self) -> None:
+        """A renewed certificate (cert-manager rewrites the Secret's files) serves new connections;
+        one that does not load is logged and the old one kept."""
+        settings = self.settings
+        if self.server_context is None or settings.tls_cert_file is None or settings.tls_key_file is None:
+            return
+        try:
+            self.server_context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("the renewed certificate does not load; keeping the old one", extra={"error": str(exc)})
+            return
+        log.info("certificate reloaded", extra={"file": str(settings.tls_cert_file)})
+
     async def _sweep(self) -> None:
         idle, answer = self.settings.idle_timeout, self.settings.response_timeout
+        stamp, stamp_checked = self._certificate_stamp(), time.monotonic()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             now = time.monotonic()
+            if now - stamp_checked >= self.settings.certificate_reload_seconds:
+                stamp_checked = now
+                if (current := self._certificate_stamp()) and current != stamp:
+                    stamp = current
+                    self.reload_certificate()
             for session in list(self.sessions):
                 if session.waiting_since is not None and now - session.waiting_since > answer:
                     if session.backend is not None:

@@ -99,11 +99,11 @@ class ClientConnection(asyncio.Protocol):
         if len(proxy.sessions) > self.settings.max_connections:
             self.refuse("connection_limit", 51, "too many connections to the LDAP proxy")  # busy
             return
-        candidates = proxy.pool.candidates()
-        if not candidates:
+        if not proxy.pool.any_up():
             self.refuse("no_backend", ber.UNAVAILABLE, "no LDAP backend is available")
-            return
-        self.connecting = asyncio.get_running_loop().create_task(self._connect(candidates))
+        # The backend is chosen and connected when the first request is forwarded: connections that
+        # never send one (ldap3's ServerPool opens and closes one per server to probe it) cost nothing
+        # upstream and take no round-robin turn.
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
@@ -192,6 +192,12 @@ class ClientConnection(asyncio.Protocol):
         if self.upstream is not None:
             self.upstream.write(data)
             return
+        if self.connecting is None:
+            candidates = self.proxy.pool.candidates()
+            if not candidates:
+                self.refuse("no_backend", ber.UNAVAILABLE, "no LDAP backend is available")
+                return
+            self.connecting = asyncio.get_running_loop().create_task(self._connect(candidates))
         self.pending.append(data)
         self.pending_bytes += len(data)
         if self.pending_bytes > PENDING_FACTOR * self.settings.max_pdu_bytes:

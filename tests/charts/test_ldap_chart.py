@@ -92,19 +92,25 @@ def test_no_capabilities_no_sysctls_nothing_privileged(values_file: Path) -> Non
 
 
 def _settings_from_chart(
-    values_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: str = "t"
+    values_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    release: str = "t",
+    values: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, dict[str, Any]]]:
     """The real LdapProxySettings, built from the environment the Deployment sets: the ConfigMap's
     file where LDAP_PROXY_CONFIG_FILE points, each *_FILE with the chart Secret's content (or a
     stand-in for an operator's Secret)."""
     from matrix_stack.services.ldap_proxy.config import LdapProxySettings
 
-    rendered = kinds(helm.template("ldap", values_file, release=release))
+    rendered = kinds(helm.template("ldap", values_file, release=release, values=values))
     secret = {k: base64.b64decode(v).decode() for k, v in rendered.get("Secret", {}).get("data", {}).items()}
     box = container(rendered)
     mounts = [m["mountPath"] for m in box["volumeMounts"]]
     config_file = tmp_path / "config.yaml"
     config_file.write_text(rendered["ConfigMap"]["data"]["config.yaml"])
+    # The settings ignore unknown keys: a key the service does not have would be lost silently.
+    assert set(config(rendered)) <= set(LdapProxySettings.model_fields)
     for name in [n for n in os.environ if n.startswith("LDAP_PROXY_")]:
         monkeypatch.delenv(name)
     env = {e["name"]: e["value"] for e in box["env"]}
@@ -165,12 +171,33 @@ def test_full_values_reach_the_service(tmp_path: Path, monkeypatch: pytest.Monke
     assert str(settings.tls_key_file) == "/secrets/ext/ldap-proxy-tls/tls.key"
     assert (settings.require_tls, settings.read_only, settings.audit_binds) == (True, True, False)
     assert settings.allowed_extended_ops[-1] == "1.3.6.1.4.1.4203.1.11.1"
-    assert (settings.connect_timeout, settings.idle_timeout) == (2.5, 600)
+    assert (settings.connect_timeout, settings.idle_timeout, settings.response_timeout) == (2.5, 600, 30)
     assert (settings.max_connections, settings.max_pdu_bytes) == (2000, 131072)
     assert (settings.bind_failure_limit, settings.bind_failure_window) == (5, 600)
     assert settings.log_level == "DEBUG"
     assert "check-password-0123" not in rendered["ConfigMap"]["data"]["config.yaml"]
     assert "check-password" in rendered["Secret"]["data"]
+
+
+STARTTLS_BACKEND = [{"name": "dc1", "host": "ldap.example.org", "tls": "starttls"}]
+
+
+@pytest.mark.parametrize(
+    ("values", "mode"),
+    [
+        ({}, "passthrough"),  # no certificate, plain backends
+        ({"backends": STARTTLS_BACKEND}, "off"),  # no certificate, a TLS backend: StartTLS refused
+        ({"tls": {"existingSecret": "c"}, "backends": STARTTLS_BACKEND}, "terminate"),
+        ({"tls": {"existingSecret": "c", "starttls": "passthrough"}}, "passthrough"),
+        ({"tls": {"starttls": "off"}}, "off"),
+    ],
+    ids=["plain", "tls-backend", "certificate", "explicit-passthrough", "explicit-off"],
+)
+def test_starttls_mode_is_what_the_service_decides(
+    values: dict[str, Any], mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, _ = _settings_from_chart(MINIMAL, tmp_path, monkeypatch, values=values)
+    assert settings.starttls_mode == mode
 
 
 def test_existing_secrets_are_referenced_and_not_created(
@@ -254,8 +281,8 @@ def test_invalid_values_fail_with_a_clear_message() -> None:
         ({"backends": [{"name": "a", "host": "h1"}, {"name": "a", "host": "h2"}]}, "used twice"),
         ({"tls": {"ldaps": {"enabled": True}}}, "tls.ldaps.enabled needs the proxy's certificate"),
         ({"tls": {"starttls": "terminate"}}, "terminate needs the proxy's certificate"),
-        (starttls, "backends dc1: tls starttls needs tls.starttls terminate"),
-        ({**starttls, "tls": {"existingSecret": "c", "starttls": "passthrough"}}, "passthrough"),
+        ({**starttls, "tls": {"starttls": "passthrough"}}, "backends dc1: tls.starttls passthrough relays"),
+        ({**starttls, "tls": {"existingSecret": "c", "starttls": "passthrough"}}, "so backends use tls none"),
         ({"healthCheck": {"type": "bind", "bindDN": "cn=check"}}, "needs healthCheck.bindDN and"),
         ({"healthCheck": {"interval": 2, "timeout": 2}}, "timeout must be shorter"),
         ({"backends": [ca_none]}, "ca is only used with tls starttls or ldaps, not none"),
