@@ -61,6 +61,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14 and 15
 
 
+def machine_ticks() -> dict[str, int]:
+    """The machine's CPU time so far by kind, in clock ticks (/proc/stat's first line)."""
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    values = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return {name: int(value) for name, value in zip(names, values, strict=False)}
+
+
 def version(command: list[str]) -> str:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
@@ -81,6 +88,7 @@ class Target:
 class Measured:
     load: LoadResult
     cpu: dict[str, float]  # name -> share of one core over the measured window
+    machine: dict[str, float]  # idle, softirq, steal: share of all cores over the window
 
 
 async def measure(target: Target) -> Measured:
@@ -102,8 +110,10 @@ async def measure(target: Target) -> Measured:
         outputs = asyncio.gather(*(worker.communicate() for worker in workers))
         await asyncio.sleep(max(0.0, start_at + WARMUP - time.time()))
         before = {name: cpu_seconds(pid) for name, pid in target.processes.items()}
+        ticks_before = machine_ticks()
         await asyncio.sleep(max(0.0, start_at + WARMUP + SECONDS - time.time()))
         after = {name: cpu_seconds(pid) for name, pid in target.processes.items()}
+        ticks_after = machine_ticks()
         results = []
         for worker, (stdout, stderr) in zip(workers, await outputs, strict=True):
             if worker.returncode != 0:
@@ -115,7 +125,10 @@ async def measure(target: Target) -> Measured:
                 worker.kill()
                 await worker.wait()
     cpu = {name: (after[name] - before[name]) / SECONDS for name in before}
-    return Measured(merge(results), cpu)
+    spent = {kind: ticks_after[kind] - ticks_before[kind] for kind in ticks_before}
+    total = sum(spent.values()) or 1
+    machine = {kind: spent[kind] / total for kind in ("idle", "softirq", "steal")}
+    return Measured(merge(results), cpu, machine)
 
 
 def check_logins(label: str, port: int) -> None:
@@ -233,12 +246,16 @@ def report(
     print(
         f"  note: this machine has {cores} core{'s' if cores != 1 else ''}: slapd, the proxy in the "
         "middle and the load generator share them, so a middle's CPU is taken from slapd and the load; "
-        "read the ratios, not the absolute rates, and the cpu columns (% of one core) for who was busy"
+        "read the ratios, not the absolute rates, and the cpu columns (% of one core; machine: % of all "
+        "cores) for who was busy; anything else running on the machine skews them"
     )
     failed = False
     for label, result in measured.items():
         load = result.load
         cpu = ", ".join(f"{name} {share * 100:.0f}%" for name, share in result.cpu.items())
+        cpu += ", machine " + ", ".join(
+            f"{kind} {share * 100:.0f}%" for kind, share in result.machine.items()
+        )
         flag = f"  FAILURES {load.failed}: {dict(sorted(load.failures.items()))}" if load.failed else ""
         failed = failed or bool(load.failed)
         print(f"  {label:10}: {load.rate:8.1f} logins/s  p50 {load.percentile_ms(0.5):6.2f} ms  "
