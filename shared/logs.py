@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-import json
 import logging
 import re
 import sys
 import time
 from collections.abc import Iterable
+from typing import TextIO
+
+import orjson
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -25,6 +28,10 @@ _TOKEN_PATTERNS = [
 ]
 
 
+# Each token pattern needs one of these words; a line without them cannot match.
+_TOKEN_WORDS = ("access_token", "bearer", "password", "secret", "token")
+
+
 class Redactor:
     """Replaces known secret values and token-shaped strings with `***`."""
 
@@ -34,8 +41,10 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        for pattern in _TOKEN_PATTERNS:
-            text = pattern.sub(r"\1***", text)
+        lowered = text.lower()
+        if any(word in lowered for word in _TOKEN_WORDS):  # most lines have none: skip the patterns
+            for pattern in _TOKEN_PATTERNS:
+                text = pattern.sub(r"\1***", text)
         return text
 
 
@@ -44,10 +53,18 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.redact = redact
 
+    _second: int = -1
+    _stamp: str = ""
+
+    def _timestamp(self, created: float, msecs: float) -> str:
+        second = int(created)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int(msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record.created, record.msecs),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -60,7 +77,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return self.redact(json.dumps(entry, default=str, ensure_ascii=False))
+        return self.redact(orjson.dumps(entry, default=str).decode())
 
 
 class TextFormatter(logging.Formatter):
@@ -76,10 +93,60 @@ class TextFormatter(logging.Formatter):
         return self.redact(line)
 
 
+class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Lines logged during one turn of the event loop reach the stream in one write at its end, so
+    a busy service (an audit line per LDAP bind) makes one system call per turn, not per line.
+    Outside a running loop, and for errors, a line is written at once."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._lines.append(line)
+        if loop is None or record.levelno >= logging.ERROR:
+            self._write()
+        elif len(self._lines) == 1:
+            loop.call_soon(self._flush_turn)
+
+    def _flush_turn(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def _write(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except Exception:
+                self.handleError(logging.makeLogRecord({"msg": "writing log lines failed"}))
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+            super().flush()
+
+
 def configure(level: str = "INFO", *, json_lines: bool = True, secrets: Iterable[str] = ()) -> None:
     """Send all logs (ours, uvicorn's, nio's) to stderr through one redacting formatter."""
     redact = Redactor(secrets)
-    handler = logging.StreamHandler(sys.stderr)
+    # What no formatter here prints, logging need not work out for every record (the logging
+    # HOWTO's optimisations): the caller's frame, thread and process.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    handler = LoopBatchingHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(redact) if json_lines else TextFormatter(redact))
     root = logging.getLogger()
     root.handlers[:] = [handler]

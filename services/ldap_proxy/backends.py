@@ -8,12 +8,15 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matrix_stack.services.ldap_proxy.config import Backend, Balance, LdapProxySettings
 from matrix_stack.services.ldap_proxy.health import CheckRequest, CheckResult, check
 from matrix_stack.services.ldap_proxy.metrics import LdapMetrics
 from matrix_stack.services.ldap_proxy.upstream import client_context
+
+if TYPE_CHECKING:
+    from matrix_stack.services.ldap_proxy.session import UpstreamSide
 
 log = logging.getLogger("matrix_stack.ldap_proxy")
 RECHECK_AFTER_FAILURE_SECONDS = 0.5  # a failed connect wakes the check, at most this often
@@ -31,6 +34,9 @@ class BackendState:
     last_at: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     woken_at: float = 0.0
+    # Idle connections, newest last, for sessions that begin with a bind (which resets whatever the
+    # connection was bound as): no TCP or TLS set-up per login, for the proxy or the directory.
+    idle: list[tuple[asyncio.Transport, UpstreamSide, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.context = client_context(self.config)
@@ -42,12 +48,42 @@ class BackendState:
     def full(self) -> bool:
         return bool(self.config.max_connections) and self.active >= self.config.max_connections
 
+    def take_idle(self, now: float, max_age: float) -> tuple[asyncio.Transport, UpstreamSide] | None:
+        while self.idle:
+            transport, protocol, parked_at = self.idle.pop()
+            if transport.is_closing() or protocol.closed or now - parked_at > max_age:
+                transport.close()
+                continue
+            return transport, protocol
+        return None
+
+    def park(self, transport: asyncio.Transport, protocol: UpstreamSide, now: float, limit: int) -> bool:
+        if len(self.idle) >= limit or not self.up:
+            return False
+        self.idle.append((transport, protocol, now))
+        return True
+
+    def prune_idle(self, now: float, max_age: float) -> None:
+        keep = []
+        for transport, protocol, parked_at in self.idle:
+            if transport.is_closing() or protocol.closed or now - parked_at > max_age:
+                transport.close()
+            else:
+                keep.append((transport, protocol, parked_at))
+        self.idle = keep
+
+    def drop_idle(self) -> None:
+        for transport, _, _ in self.idle:
+            transport.close()
+        self.idle.clear()
+
     def describe(self) -> dict[str, Any]:
         host, port = self.config.address
         return {
             "name": self.name, "host": host, "port": port, "tls": self.config.tls.value,
             "backup": self.config.backup, "weight": self.config.weight,
             "state": "up" if self.up else "down", "connections": self.active,
+            "idle_connections": len(self.idle),
             "max_connections": self.config.max_connections or None,
             "consecutive_successes": self.successes, "consecutive_failures": self.failures,
             "last_check": None if self.last is None else {
@@ -66,9 +102,10 @@ class Pool:
         self.request = CheckRequest(settings.check_type, settings.check_bind_dn or "", password)
         self._turn = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._connections = {s.name: metrics.backend_connections.labels(s.name) for s in self.backends}
         for state in self.backends:
             metrics.backend_up.labels(state.name).set(0)
-            metrics.backend_connections.labels(state.name).set(0)
+            self._connections[state.name].set(0)
 
     # --- selection ----------------------------------------------------------------------------------
 
@@ -94,11 +131,11 @@ class Pool:
 
     def opened(self, state: BackendState) -> None:
         state.active += 1
-        self.metrics.backend_connections.labels(state.name).set(state.active)
+        self._connections[state.name].set(state.active)
 
     def closed(self, state: BackendState) -> None:
         state.active -= 1
-        self.metrics.backend_connections.labels(state.name).set(state.active)
+        self._connections[state.name].set(state.active)
 
     def connect_failed(self, state: BackendState) -> None:
         """Check again now rather than at the next interval."""
@@ -129,6 +166,8 @@ class Pool:
                     extra={"backend": state.name, "check": result.detail,
                            "ms": round(result.seconds * 1000, 2)})  # fmt: skip
         state.checked = True
+        if not state.up:
+            state.drop_idle()
         self.metrics.backend_up.labels(state.name).set(1 if state.up else 0)
 
     async def check_once(self, state: BackendState) -> None:
@@ -152,6 +191,8 @@ class Pool:
         self._tasks = [asyncio.create_task(self._loop(s), name=f"check-{s.name}") for s in self.backends]
 
     async def stop(self) -> None:
+        for state in self.backends:
+            state.drop_idle()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -92,6 +92,11 @@ class LdapProxySettings(KitSettings):
         default=30.0, gt=0, le=3600, description="A request the backend has not begun to answer is dropped"
     )
     max_connections: int = Field(default=1000, ge=1)
+    upstream_pool_size: int = Field(
+        default=32, ge=0, le=10_000,
+        description="Idle connections kept per backend for sessions that begin with a bind; 0: off",
+    )  # fmt: skip
+    upstream_pool_idle_seconds: float = Field(default=20.0, gt=0, le=3600)
     max_pdu_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request a client may send")
 
     read_only: bool = True

@@ -27,6 +27,9 @@ class LdapMetrics(HttpMetrics):
             "upstream_connect_failures", "Connections to a backend that failed (then the next was tried)",
             ["backend"], **kw,
         )  # fmt: skip
+        self.reused = Counter(
+            "upstream_reused", "Sessions whose opening bind went over an idle backend connection", **kw
+        )
         self.binds = Counter("binds", "Bind results by result name", ["result"], **kw)
         self.bytes = Counter("bytes", "Bytes relayed", ["direction"], **kw)
         self.refusals = Counter("refusals", "Connections or operations the proxy refused", ["reason"], **kw)

@@ -50,6 +50,12 @@ class LdapProxy:
         self._sweeper: asyncio.Task[None] | None = None
         self._started = False
         self._drained = asyncio.Event()
+        self._accepted = {name: self._metrics.connections.labels(name) for name in ("ldap", "ldaps")}
+
+    def opened(self, session: ClientConnection) -> None:
+        self.sessions.add(session)
+        self.metrics.active.inc()
+        self._accepted[session.listener].inc()
 
     def forget(self, session: ClientConnection) -> None:
         self.sessions.discard(session)
@@ -157,6 +163,8 @@ class LdapProxy:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             now = time.monotonic()
+            for state in self.pool.backends:
+                state.prune_idle(now, self.settings.upstream_pool_idle_seconds)
             if now - stamp_checked >= self.settings.certificate_reload_seconds:
                 stamp_checked = now
                 if (current := self._certificate_stamp()) and current != stamp:

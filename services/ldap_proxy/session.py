@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 import time
 from typing import TYPE_CHECKING, cast
@@ -34,25 +33,38 @@ class UpstreamSide(PduProtocol):
 
     def __init__(self, session: ClientConnection) -> None:
         super().__init__()
-        self.session = session
+        self.session: ClientConnection | None = session  # None while parked in the idle pool
         self.relaying = False
 
     def data_received(self, data: bytes) -> None:
-        if self.relaying:
+        if self.relaying and self.session is not None:
             self.session.from_upstream(data)
+        elif self.session is None:  # an idle connection has nothing to hear (a notice of disconnection)
+            self._closed = True
+            if self.transport is not None:
+                self.transport.close()
         else:
             super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self.relaying:
+        if self.relaying and self.session is not None:
             self.session.upstream_lost()
 
     def pause_writing(self) -> None:
-        self.session.pause_client()
+        if self.session is not None:
+            self.session.pause_client()
 
     def resume_writing(self) -> None:
-        self.session.resume_client()
+        if self.session is not None:
+            self.session.resume_client()
+
+    def park(self) -> None:
+        self.session = None
+        self.relaying = False
+
+    def adopt(self, session: ClientConnection) -> None:
+        self.session = session
 
 
 class ClientConnection(asyncio.Protocol):
@@ -63,17 +75,19 @@ class ClientConnection(asyncio.Protocol):
         self.tls = tls
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] | None = None
-        self.local: tuple[str, int] | None = None
         self.buffer = bytearray()
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.upstream: asyncio.Transport | None = None
+        self.upstream_protocol: UpstreamSide | None = None
         self.backend: BackendState | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.raw = False  # after a passed-through StartTLS: bytes only
         self.upgrading = False  # answering StartTLS ourselves: TLS handshake under way
         self.starttls_id: int | None = None
         self.binds: dict[int, tuple[str, float]] = {}
+        self.replay: list[bytes] | None = None  # sent on a reused connection, not yet answered
+        self.unbound = False  # the client unbound and its backend connection may be reused
         self.outstanding = 0
         self.last_activity = time.monotonic()
         self.waiting_since: float | None = None  # oldest unanswered request, for the response timeout
@@ -87,15 +101,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         self.peer = _address(transport.get_extra_info("peername"))
-        self.local = _address(transport.get_extra_info("sockname"))
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         proxy = self.proxy
-        proxy.sessions.add(self)
+        proxy.opened(self)
         self._counted = True
-        proxy.metrics.active.inc()
-        proxy.metrics.connections.labels(self.listener).inc()
         if len(proxy.sessions) > self.settings.max_connections:
             self.refuse("connection_limit", 51, "too many connections to the LDAP proxy")  # busy
             return
@@ -135,7 +143,7 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         if self.connecting is not None:
             self.connecting.cancel()
-        if self.upstream is not None:
+        if self.upstream is not None and not self._park():
             self.upstream.close()
         if self._counted:
             self._counted = False
@@ -175,6 +183,10 @@ class ClientConnection(asyncio.Protocol):
                                "this LDAP proxy is read-only"),
                     "read_only", ber.OPERATION_NAMES[op],
                 )  # fmt: skip
+            elif op == ber.UNBIND_REQUEST and self._reusable():
+                self.unbound = True  # not forwarded: the directory would close a reusable connection
+            elif self.unbound:
+                raise ber.BerError("a request after the unbind")
             else:
                 self._forward(pdu, op)
         except ber.BerError as exc:
@@ -185,9 +197,9 @@ class ClientConnection(asyncio.Protocol):
             if not self.outstanding:
                 self.waiting_since = time.monotonic()
             self.outstanding += 1
-        self._send_up(pdu)
+        self._send_up(pdu, op)
 
-    def _send_up(self, data: bytes) -> None:
+    def _send_up(self, data: bytes, op: int | None = None) -> None:
         self.proxy.metrics.to_backend.inc(len(data))
         if self.upstream is not None:
             self.upstream.write(data)
@@ -196,6 +208,8 @@ class ClientConnection(asyncio.Protocol):
             candidates = self.proxy.pool.candidates()
             if not candidates:
                 self.refuse("no_backend", ber.UNAVAILABLE, "no LDAP backend is available")
+                return
+            if op == ber.BIND_REQUEST and self._reuse(candidates[0], data):
                 return
             self.connecting = asyncio.get_running_loop().create_task(self._connect(candidates))
         self.pending.append(data)
@@ -288,6 +302,53 @@ class ClientConnection(asyncio.Protocol):
         self.upgrading = False
         self.last_activity = time.monotonic()
 
+    # --- reusing backend connections -------------------------------------------------------------
+
+    def _reuse(self, state: BackendState, first: bytes) -> bool:
+        """Send a session's opening bind on an idle connection to the backend the policy chose."""
+        if not self.settings.upstream_pool_size or state.config.proxy_protocol:
+            return False  # a PROXY header names one client: that connection is that client's
+        idle = state.take_idle(time.monotonic(), self.settings.upstream_pool_idle_seconds)
+        if idle is None:
+            return False
+        transport, protocol = idle
+        protocol.adopt(self)
+        self.replay = [first]  # resent on a new connection if this one turns out to be closed
+        self._attach(state, transport, protocol)
+        transport.write(first)
+        self.proxy.metrics.reused.inc()
+        return True
+
+    def _reusable(self) -> bool:
+        """A backend connection whose every operation is answered, in plain LDAP or the backend's own
+        TLS, with no bind in flight: the next session's opening bind resets it completely."""
+        return (
+            bool(self.settings.upstream_pool_size)
+            and self.upstream is not None
+            and self.backend is not None
+            and not self.backend.config.proxy_protocol
+            and not self.raw
+            and self.starttls_id is None
+            and not self.outstanding
+            and not self.binds
+            and not self._head
+            and not self._skip
+        )
+
+    def _park(self) -> bool:
+        """Put this session's backend connection in the idle pool, if it ended cleanly."""
+        upstream, backend, protocol = self.upstream, self.backend, self.upstream_protocol
+        if not (self.unbound and self._reusable()) or upstream is None or backend is None:
+            return False
+        if protocol is None or protocol.closed:
+            return False
+        if not backend.park(upstream, protocol, time.monotonic(), self.settings.upstream_pool_size):
+            return False
+        protocol.park()
+        self.proxy.pool.closed(backend)
+        self.upstream = self.backend = self.upstream_protocol = None
+        return True
+
     # --- the backend --------------------------------------------------------------------------------
 
     async def _connect(self, candidates: list[BackendState]) -> None:
@@ -299,7 +360,7 @@ class ClientConnection(asyncio.Protocol):
                 async with asyncio.timeout(settings.connect_timeout):
                     transport, protocol = await connect(
                         state.config, lambda: UpstreamSide(self), state.context,
-                        client=self.peer, local=self.local,
+                        client=self.peer, local=self._local(),
                     )  # fmt: skip
             except (UpstreamError, TimeoutError) as exc:
                 detail = str(exc) or f"no connection within {settings.connect_timeout:g}s"
@@ -314,9 +375,14 @@ class ClientConnection(asyncio.Protocol):
             return
         self.refuse("no_backend", ber.UNAVAILABLE, "no LDAP backend answered")
 
+    def _local(self) -> tuple[str, int] | None:
+        """The address the client dialled (the PROXY header's destination)."""
+        return _address(self.transport.get_extra_info("sockname")) if self.transport is not None else None
+
     def _attach(self, state: BackendState, transport: asyncio.Transport, protocol: UpstreamSide) -> None:
         self.backend = state
         self.upstream = transport
+        self.upstream_protocol = protocol
         self.proxy.pool.opened(state)
         protocol.relaying = True
         if self.pending:
@@ -353,6 +419,8 @@ class ClientConnection(asyncio.Protocol):
             if seen is None:
                 return
             length, message_id, op, code = seen
+            if message_id:
+                self.replay = None  # answered: this connection was alive
             self._response(message_id, op, code)
             if self.raw:
                 head.clear()
@@ -388,7 +456,18 @@ class ClientConnection(asyncio.Protocol):
         if self.backend is not None:
             self.proxy.pool.closed(self.backend)
             self.backend = None
-        self.upstream = None
+        self.upstream = self.upstream_protocol = None
+        if self.replay is not None and not self.closing:
+            # A reused connection the directory had closed while it was idle: nothing was answered,
+            # so the opening bind goes again, once, on a new connection.
+            self.pending, self.replay = self.replay, None
+            self.pending_bytes = sum(len(data) for data in self.pending)
+            self._head.clear()
+            self._skip = 0
+            candidates = self.proxy.pool.candidates()
+            if candidates:
+                self.connecting = asyncio.get_running_loop().create_task(self._connect(candidates))
+                return
         self.close()
 
     # --- endings ------------------------------------------------------------------------------------

@@ -75,6 +75,10 @@ class PduProtocol(asyncio.Protocol):
             await self._waiter
             self._waiter = None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def take_buffer(self) -> bytes:
         data = bytes(self._buffer)
         self._buffer.clear()
