@@ -2,14 +2,17 @@
 
 A login is what Synapse's LDAP provider does per password check: a new TCP connection, a simple bind
 as a real user with the right password, the bindResponse, an unbind, a close. The load is
-bench/ldap_load.py, the same for all three targets: closed loop, `LDAP_BENCH_CONCURRENCY` logins in
+bench/ldap_load.py, the same for every target: closed loop, `LDAP_BENCH_CONCURRENCY` logins in
 flight spread over `LDAP_BENCH_PROCESSES` processes, `LDAP_BENCH_SECONDS` per target after
 `LDAP_BENCH_WARMUP` seconds of warm-up. Targets:
-  - direct: one real slapd (Debian's);
+  - direct: the two real slapds (Debian's) themselves, the load split between them;
   - haproxy: Debian's HAProxy in TCP mode with `option ldap-check` in front of two slapds;
   - ldap-proxy: ours, through its console entry point, in front of the same two slapds, balancing
     `LDAP_BENCH_BALANCE` (round_robin, haproxy's roundrobin; or first), anonymous-bind checks every
-    second, otherwise its defaults (bind audit lines included; LDAP_BENCH_PROXY_AUDIT=0 turns them off).
+    second, otherwise its defaults (bind audit lines included; LDAP_BENCH_PROXY_AUDIT=0 turns them off);
+  - like for like: haproxy-log, the same haproxy writing a tcplog line per connection (the work of
+    the proxy's audit line); haproxy-1t, on one thread (`nbthread 1`: the proxy is one process);
+    proxy-noaudit, the proxy without its audit line (the first haproxy logs nothing).
 The proxy's resident memory is read from /proc before any load and after its own.
 """
 
@@ -80,7 +83,7 @@ def version(command: list[str]) -> str:
 @dataclass
 class Target:
     label: str
-    port: int
+    ports: list[int]  # load process n dials ports[n % len(ports)]
     processes: dict[str, int]  # the servers whose CPU is counted: name -> pid
 
 
@@ -101,8 +104,9 @@ async def measure(target: Target) -> Measured:
         users += ["--dn", f"uid={user.uid},{local_slapd.PEOPLE_DN}", "--password", user.password]
     workers = []
     try:
-        for concurrency in per_process:
-            command = [sys.executable, "-m", "bench.ldap_load", "--port", str(target.port), *users,
+        for n, concurrency in enumerate(per_process):
+            port = target.ports[n % len(target.ports)]
+            command = [sys.executable, "-m", "bench.ldap_load", "--port", str(port), *users,
                        "--concurrency", str(concurrency), "--seconds", str(SECONDS), "--warmup", str(WARMUP),
                        "--start-at", str(start_at), "--timeout", str(TIMEOUT)]  # fmt: skip
             pipe = asyncio.subprocess.PIPE
@@ -157,7 +161,10 @@ async def main() -> None:
             raise SystemExit(f"the ldap benchmark needs {name} ({hint}; `make bench` installs it)")
     slapds = [LocalSlapd(users=USERS), LocalSlapd(users=USERS)]
     balancer: LocalHaproxy | None = None
+    single: LocalHaproxy | None = None  # haproxy on one thread, as the proxy is one process
+    logging_balancer: LocalHaproxy | None = None  # haproxy writing a line per connection
     proxy: LocalLdapProxy | None = None
+    quiet: LocalLdapProxy | None = None  # the proxy without its audit line: haproxy's logging here
     measured: dict[str, Measured] = {}
     keep_proxy_log = True  # until the proxy's run is known clean
     try:
@@ -169,6 +176,10 @@ async def main() -> None:
         backends = [("127.0.0.1", a.port), ("127.0.0.1", b.port)]
         balancer = LocalHaproxy(backends, balance="roundrobin" if BALANCE == "round_robin" else "first")
         balancer.start()
+        single = LocalHaproxy(backends, balance=balancer.balance, threads=1)
+        single.start()
+        logging_balancer = LocalHaproxy(backends, balance=balancer.balance, log_connections=True)
+        logging_balancer.start()
         proxy = LocalLdapProxy(
             [{"name": "slapd-a", "host": "127.0.0.1", "port": a.port},
              {"name": "slapd-b", "host": "127.0.0.1", "port": b.port}],
@@ -176,21 +187,40 @@ async def main() -> None:
                       "audit_binds": AUDIT},
         )  # fmt: skip
         proxy.start()
+        quiet = LocalLdapProxy(proxy.backends, settings={**proxy.settings, "audit_binds": False})
+        quiet.start()
+        assert single.process is not None
+        assert logging_balancer.process is not None
+        assert quiet.process is not None
         assert balancer.process is not None
         assert proxy.process is not None
         up = proxy
         wait_for("both backends up in ldap-proxy", lambda: set(up.backends_state().values()) == {"up"})
+        also = quiet
+        wait_for(
+            "both backends up in the second ldap-proxy", lambda: set(also.backends_state().values()) == {"up"}
+        )
         await asyncio.sleep(1.0)  # a check round or two, then idle
         proxy_idle = rss_mb(proxy.process.pid)
         haproxy_idle = rss_mb(balancer.process.pid)
         slapd_pids = {"slapd-a": a.process.pid, "slapd-b": b.process.pid}
         targets = [
-            Target("direct", a.port, {"slapd-a": a.process.pid}),
-            Target("haproxy", balancer.port, {**slapd_pids, "haproxy": balancer.process.pid}),
-            Target("ldap-proxy", proxy.port, {**slapd_pids, "ldap-proxy": proxy.process.pid}),
+            # the floor for the same work: both directories, the load split between them (what a
+            # client with a list of servers does), no middle
+            Target("direct", [a.port, b.port], slapd_pids),
+            Target("haproxy", [balancer.port], {**slapd_pids, "haproxy": balancer.process.pid}),
+            Target("ldap-proxy", [proxy.port], {**slapd_pids, "ldap-proxy": proxy.process.pid}),
+            Target("haproxy-1t", [single.port], {**slapd_pids, "haproxy": single.process.pid}),
+            Target(
+                "haproxy-log",
+                [logging_balancer.port],
+                {**slapd_pids, "haproxy": logging_balancer.process.pid},
+            ),  # fmt: skip
+            Target("proxy-noaudit", [quiet.port], {**slapd_pids, "ldap-proxy": quiet.process.pid}),
         ]
         for target in targets:
-            check_logins(target.label, target.port)
+            for port in target.ports:
+                check_logins(target.label, port)
         proxy_binds_before = proxy.metric("matrix_stack_ldap_binds_total", result="success")
         for target in targets:
             measured[target.label] = await measure(target)
@@ -209,8 +239,9 @@ async def main() -> None:
         raise
     finally:
         closers: list[Callable[[], None]] = [slapd.close for slapd in slapds]
-        if balancer is not None:
-            closers.insert(0, balancer.close)
+        for extra in (balancer, single, logging_balancer, quiet):
+            if extra is not None:
+                closers.insert(0, extra.close)
         if proxy is not None:
             closers.insert(0, proxy.close)
         if proxy is not None and keep_proxy_log:
@@ -258,13 +289,18 @@ def report(
         )
         flag = f"  FAILURES {load.failed}: {dict(sorted(load.failures.items()))}" if load.failed else ""
         failed = failed or bool(load.failed)
-        print(f"  {label:10}: {load.rate:8.1f} logins/s  p50 {load.percentile_ms(0.5):6.2f} ms  "
+        print(f"  {label:13}: {load.rate:8.1f} logins/s  p50 {load.percentile_ms(0.5):6.2f} ms  "
               f"p99 {load.percentile_ms(0.99):6.2f} ms  ({load.logins} in window, {load.total_ok} ok in all, "
               f"failures {load.failed})  cpu: load {load.cpu_seconds / SECONDS * 100:.0f}%, {cpu}{flag}")  # fmt: skip
     rate = {label: result.load.rate for label, result in measured.items()}
     print(f"  ratios (logins/s): proxy/haproxy {rate['ldap-proxy'] / rate['haproxy']:.2f}x  "
           f"haproxy/direct {rate['haproxy'] / rate['direct']:.2f}x  "
           f"proxy/direct {rate['ldap-proxy'] / rate['direct']:.2f}x")  # fmt: skip
+    print(f"  like for like: proxy/haproxy-log (a log line per login each) "
+          f"{rate['ldap-proxy'] / rate['haproxy-log']:.2f}x  "
+          f"proxy/haproxy-1t (one thread each) {rate['ldap-proxy'] / rate['haproxy-1t']:.2f}x  "
+          f"proxy-noaudit/haproxy (no per-login log line) {rate['proxy-noaudit'] / rate['haproxy']:.2f}x  "
+          f"proxy-noaudit/haproxy-1t {rate['proxy-noaudit'] / rate['haproxy-1t']:.2f}x")  # fmt: skip
     verdict = "ok" if proxy_idle < RSS_TARGET_MB else "OVER TARGET"
     print(f"  ldap-proxy RSS: idle {proxy_idle:.1f} MB (target < {RSS_TARGET_MB:.0f} MB: {verdict}), "
           f"after load {proxy_after:.1f} MB; haproxy idle {haproxy_idle:.1f} MB")  # fmt: skip

@@ -36,6 +36,8 @@ class LocalHaproxy:
     balance: Literal["roundrobin", "first"] = "roundrobin"
     server_maxconn: int = 512  # `first` fills one server up to this before it uses the next
     maxconn: int = 4096
+    threads: int | None = None  # nbthread; None: haproxy's default, one thread per CPU
+    log_connections: bool = False  # a tcplog line per connection to stdout (the log file)
     port: int = field(default_factory=lambda: free_ports(1)[0])
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="matrix-stack-haproxy-")))
     process: subprocess.Popen[bytes] | None = None
@@ -55,12 +57,15 @@ class LocalHaproxy:
             for index, (host, port) in enumerate(self.backends, start=1)
         )
         # No `user`/`group`/`chroot`/`daemon`: haproxy stays in the foreground as whoever started it.
-        # No `log`: in the foreground haproxy writes its warnings (a server going down or coming
-        # back up) to stderr, the log file, and a line per connection would swamp a benchmark.
+        # No `log` unless asked: in the foreground haproxy writes its warnings (a server going down
+        # or coming back up) to stderr, the log file; `log_connections` adds a line per connection,
+        # the work ldap-proxy's bind audit does.
         return (
             "global\n"
             f"    maxconn {self.maxconn}\n"
-            "\n"
+            + (f"    nbthread {self.threads}\n" if self.threads else "")
+            + ("    log stdout format raw local0\n" if self.log_connections else "")
+            + "\n"
             "defaults\n"
             "    mode tcp\n"
             "    option redispatch\n"
@@ -70,7 +75,8 @@ class LocalHaproxy:
             "    timeout server 60s\n"
             "    timeout check 2s\n"
             f"    maxconn {self.maxconn}\n"
-            "\n"
+            + ("    log global\n    option tcplog\n" if self.log_connections else "")
+            + "\n"
             "listen ldap\n"
             f"    bind 127.0.0.1:{self.port}\n"
             f"    balance {self.balance}\n"

@@ -101,6 +101,11 @@ class Pool:
         password = settings.check_password.get_secret_value() if settings.check_password else ""
         self.request = CheckRequest(settings.check_type, settings.check_bind_dn or "", password)
         self._turn = 0
+        self._usable: tuple[BackendState, ...] | None = None
+        self._primaries: list[BackendState] = []
+        self._backups: list[BackendState] = []
+        self._slots: list[BackendState] = []
+        self._backup_slots: list[BackendState] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._connections = {s.name: metrics.backend_connections.labels(s.name) for s in self.backends}
         for state in self.backends:
@@ -114,18 +119,23 @@ class Pool:
 
     def candidates(self) -> list[BackendState]:
         """Where to try a new connection, in order; empty when nothing is up."""
-        primaries = [s for s in self.backends if s.up and not s.config.backup and not s.full()]
-        backups = [s for s in self.backends if s.up and s.config.backup and not s.full()]
-        return self._order(primaries) + self._order(backups)
+        usable = tuple(s for s in self.backends if s.up and not s.full())
+        if usable != self._usable:  # the orders change only with the states: computed then
+            self._usable = usable
+            primaries = [s for s in usable if not s.config.backup]
+            backups = [s for s in usable if s.config.backup]
+            self._primaries, self._backups = primaries, backups
+            self._slots = [s for s in primaries for _ in range(s.config.weight)]
+            self._backup_slots = [s for s in backups for _ in range(s.config.weight)]
+        return self._order(self._primaries, self._slots) + self._order(self._backups, self._backup_slots)
 
-    def _order(self, states: list[BackendState]) -> list[BackendState]:
+    def _order(self, states: list[BackendState], slots: list[BackendState]) -> list[BackendState]:
         balance = self.settings.balance
         if balance is Balance.first or len(states) < 2:
             return states
         if balance is Balance.least_conn:
             return sorted(states, key=lambda s: s.active / s.config.weight)  # stable: ties keep order
-        slots = [s for s in states for _ in range(s.config.weight)]  # weighted round robin
-        self._turn = (self._turn + 1) % len(slots)
+        self._turn = (self._turn + 1) % len(slots)  # weighted round robin
         rotated = slots[self._turn :] + slots[: self._turn]
         return list(dict.fromkeys(rotated))
 

@@ -35,3 +35,11 @@ class LdapMetrics(HttpMetrics):
         self.refusals = Counter("refusals", "Connections or operations the proxy refused", ["reason"], **kw)
         self.to_backend = self.bytes.labels("to_backend")
         self.to_client = self.bytes.labels("to_client")
+        self._bind_results: dict[str, Any] = {}
+
+    def bind_result(self, result: str) -> Any:
+        """The counter child for a result name (labels() costs more than inc(), once per bind)."""
+        child = self._bind_results.get(result)
+        if child is None:
+            child = self._bind_results[result] = self.binds.labels(result)
+        return child

@@ -58,6 +58,7 @@ class LdapProxy:
         self._accepted[session.listener].inc()
 
     def forget(self, session: ClientConnection) -> None:
+        session.count_bytes()
         self.sessions.discard(session)
         self.metrics.active.dec()
         if not self.sessions:
@@ -171,6 +172,7 @@ class LdapProxy:
                     stamp = current
                     self.reload_certificate()
             for session in list(self.sessions):
+                session.count_bytes()  # long sessions show their traffic as it goes
                 if session.waiting_since is not None and now - session.waiting_since > answer:
                     if session.backend is not None:
                         self.pool.connect_failed(session.backend)

@@ -89,6 +89,7 @@ class ClientConnection(asyncio.Protocol):
         self.replay: list[bytes] | None = None  # sent on a reused connection, not yet answered
         self.unbound = False  # the client unbound and its backend connection may be reused
         self.outstanding = 0
+        self.bytes_up = self.bytes_down = 0  # counted here, added to the metrics by count_bytes
         self.last_activity = time.monotonic()
         self.waiting_since: float | None = None  # oldest unanswered request, for the response timeout
         self.closing = False
@@ -200,7 +201,7 @@ class ClientConnection(asyncio.Protocol):
         self._send_up(pdu, op)
 
     def _send_up(self, data: bytes, op: int | None = None) -> None:
-        self.proxy.metrics.to_backend.inc(len(data))
+        self.bytes_up += len(data)
         if self.upstream is not None:
             self.upstream.write(data)
             return
@@ -474,16 +475,24 @@ class ClientConnection(asyncio.Protocol):
 
     def _to_client(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.proxy.metrics.to_client.inc(len(data))
+            self.bytes_down += len(data)
             self.transport.write(data)
 
     def _audit(self, dn: str, code: int, backend: str | None, seconds: float) -> None:
         result = ber.result_name(code)
-        self.proxy.metrics.binds.labels(result).inc()
+        self.proxy.metrics.bind_result(result).inc()
         if self.settings.audit_binds:
             audit_log.info("bind", extra={"dn": dn, "result": result, "code": code,
                                           "backend": backend or "proxy", "ms": round(seconds * 1000, 2),
                                           "client": _show(self.peer)})  # fmt: skip
+
+    def count_bytes(self) -> None:
+        metrics = self.proxy.metrics
+        if self.bytes_up:
+            metrics.to_backend.inc(self.bytes_up)
+        if self.bytes_down:
+            metrics.to_client.inc(self.bytes_down)
+        self.bytes_up = self.bytes_down = 0
 
     def _backend_name(self) -> str:
         return self.backend.name if self.backend is not None else "-"
