@@ -215,7 +215,7 @@ async def main() -> None:
                 "haproxy-log",
                 [logging_balancer.port],
                 {**slapd_pids, "haproxy": logging_balancer.process.pid},
-            ),  # fmt: skip
+            ),
             Target("proxy-noaudit", [quiet.port], {**slapd_pids, "ldap-proxy": quiet.process.pid}),
         ]
         for target in targets:

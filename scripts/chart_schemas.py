@@ -516,6 +516,12 @@ LDAP = service_chart(
         ),
         "maxConnections": {"type": "integer", "minimum": 1},
         "maxPduBytes": {"type": "integer", "minimum": 1024},
+        "upstreamPool": obj(
+            {
+                "size": {"type": "integer", "minimum": 0, "maximum": 10000},
+                "idleSeconds": {**SECONDS, "maximum": 3600},
+            }
+        ),
         "bindFailureLimit": obj({"limit": {"type": "integer", "minimum": 0}, "window": SECONDS}),
         "auditBinds": BOOL,
         "podAntiAffinity": string(enum=["", "soft", "hard"]),

@@ -256,6 +256,46 @@ def test_round_robin_turns_go_to_requests_not_to_probes(
     assert [line["backend"] for line in bind_lines(proxy, 4)] == ["b", "a", "b", "a"]
 
 
+def test_backend_connections_are_reused_only_behind_a_bind(
+    directories: tuple[LocalSlapd, LocalSlapd], proxies: list[LocalLdapProxy]
+) -> None:
+    a, _ = directories
+    proxy = start_proxy(proxies, [plain(a, "a")])
+    alice = a.user_dn("alice")
+    for _ in range(5):
+        assert ldap_bind(proxy.port, alice, ALICE.password) == 0
+    assert proxy.metric("matrix_stack_ldap_upstream_reused_total") >= 3
+    # a session that does not open with a bind never gets a connection someone was bound on
+    anonymous = connection(proxy.port)
+    anonymous.open()
+    assert anonymous.extend.standard.who_am_i() in (None, "")
+    anonymous.unbind()
+    # nor does a failed bind leave the last identity on the reused connection
+    failed = connection(proxy.port, alice, "wrong")
+    assert failed.bind() is False
+    assert failed.extend.standard.who_am_i() in (None, "")
+    failed.unbind()
+    bob = connection(proxy.port, a.user_dn("bob"), BOB.password)
+    assert bob.bind() is True
+    assert bob.extend.standard.who_am_i() == f"dn:{a.user_dn('bob')}"
+    bob.unbind()
+    assert httpx.get(proxy.control + "/backends").json()["backends"][0]["idle_connections"] >= 1
+
+
+def test_idle_connections_die_with_their_directory_and_logins_go_on(proxies: list[LocalLdapProxy]) -> None:
+    with LocalSlapd(users=USERS) as server:
+        proxy = start_proxy(proxies, [plain(server, "d")])
+        dn = server.user_dn("bob")
+        for _ in range(3):
+            assert ldap_bind(proxy.port, dn, BOB.password) == 0
+        server.stop()  # every idle connection to it is closed
+        server.start()
+        deadline = time.monotonic() + 10
+        while proxy.backends_state()["d"] != "up" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [ldap_bind(proxy.port, dn, BOB.password) for _ in range(3)] == [0, 0, 0]
+
+
 def test_a_backend_whose_certificate_does_not_verify_is_down(
     directories: tuple[LocalSlapd, LocalSlapd],
     proxy_tls: TlsFiles,

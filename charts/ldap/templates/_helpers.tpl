@@ -156,6 +156,8 @@ password reaches the service as LDAP_PROXY_CHECK_PASSWORD_FILE, the key only as 
   "response_timeout" $v.timeouts.response
   "max_connections" (int $v.maxConnections)
   "max_pdu_bytes" (int $v.maxPduBytes)
+  "upstream_pool_size" (int $v.upstreamPool.size)
+  "upstream_pool_idle_seconds" $v.upstreamPool.idleSeconds
   "bind_failure_limit" (int $v.bindFailureLimit.limit)
   "bind_failure_window" $v.bindFailureLimit.window
   "audit_binds" $v.auditBinds -}}
