@@ -101,6 +101,7 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self._lines: list[str] = []
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None  # a flush is due on this loop
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -109,17 +110,21 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
             return
         try:
-            loop = asyncio.get_running_loop()
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         self._lines.append(line)
         if loop is None or record.levelno >= logging.ERROR:
             self._write()
-        elif len(self._lines) == 1:
+        elif self._scheduled_on is not loop:  # none due, or due on a loop that has gone away
+            if self._scheduled_on is not None:
+                self._write()
+            self._scheduled_on = loop
             loop.call_soon(self._flush_turn)
 
     def _flush_turn(self) -> None:
         with self.lock:  # type: ignore[union-attr]
+            self._scheduled_on = None
             self._write()
 
     def _write(self) -> None:

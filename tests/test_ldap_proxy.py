@@ -31,6 +31,7 @@ from matrix_stack.devstack.slapd import LdapUser, LocalSlapd, ldap_bind
 from matrix_stack.devstack.tls import TlsFiles, make_tls
 from matrix_stack.services.ldap_proxy import ber
 
+STARTTLS = "1.3.6.1.4.1.1466.20037"
 ALICE = LdapUser("alice", "alice-password-1", "Alice Liddell", "alice@example.org")
 BOB = LdapUser("bob", "bob-password-2", "Bob Builder", "bob@example.org")
 USERS = (ALICE, BOB)
@@ -324,7 +325,7 @@ def test_starttls_passed_through_to_the_directory(
     directories: tuple[LocalSlapd, LocalSlapd], directory_tls: TlsFiles, proxies: list[LocalLdapProxy]
 ) -> None:
     a, _ = directories
-    proxy = start_proxy(proxies, [plain(a)], starttls="passthrough")
+    proxy = start_proxy(proxies, [plain(a)], starttls="passthrough", read_only=False)
     # the client sees the directory's own certificate, end to end
     tls = ldap3.Tls(
         validate=ssl.CERT_REQUIRED, ca_certs_file=str(directory_tls.ca), valid_names=["localhost"]
@@ -525,8 +526,84 @@ def test_garbage_and_oversized_requests_close_only_their_connection(
     assert reasons[0][0] == "malformed"
     assert "SEQUENCE" in reasons[0][1]
     assert reasons[1] == ("too_large", "a request of 1048582 bytes (the limit is 4096)")
-    assert proxy.process is not None
-    assert proxy.process.poll() is None
+    assert_clean(proxy)
+
+
+def test_protocol_violations_close_the_connection(
+    directories: tuple[LocalSlapd, LocalSlapd], proxies: list[LocalLdapProxy]
+) -> None:
+    a, _ = directories
+    proxy = start_proxy(proxies, [plain(a)])
+    search = ber.rootdse_search
+    for name, data in [
+        ("message id 0", ber.simple_bind(0, a.user_dn("alice"), ALICE.password)),
+        ("a request while a bind runs", ber.simple_bind(1, a.user_dn("alice"), "guess") + search(2)),
+        (
+            "a duplicate id",
+            ber.extended_request(7, "1.3.6.1.4.1.4203.1.11.3") + ber.extended_request(7, STARTTLS),
+        ),
+    ]:
+        answer = _exchange(proxy.port, data)
+        assert answer, name
+        notices = _pdus(answer)
+        env = ber.envelope(notices[-1])
+        assert (env.message_id, env.op, ber.result_code(notices[-1], env)) == (
+            0, ber.EXTENDED_RESPONSE, ber.PROTOCOL_ERROR), name  # fmt: skip
+    assert_clean(proxy)
+
+
+def test_a_starttls_handshake_that_never_finishes_leaks_nothing(
+    directories: tuple[LocalSlapd, LocalSlapd], proxy_tls: TlsFiles, proxies: list[LocalLdapProxy]
+) -> None:
+    a, _ = directories
+    proxy = start_proxy(proxies, [plain(a)], tls_cert_file=str(proxy_tls.cert), tls_key_file=str(proxy_tls.key),
+                        connect_timeout=0.5)  # fmt: skip
+    silent = []
+    for _ in range(5):  # StartTLS accepted, then no ClientHello: the handshake times out
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        sock.sendall(ber.extended_request(1, STARTTLS))
+        reply = sock.recv(4096)
+        assert ber.result_code(reply, ber.envelope(reply)) == 0
+        silent.append(sock)
+    reset = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)  # and one that resets
+    reset.sendall(ber.extended_request(1, STARTTLS))
+    reset.recv(4096)
+    reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    reset.close()
+    time.sleep(1.5)
+    for sock in silent:
+        sock.close()
+    assert_clean(proxy)
+    assert proxy.metric("matrix_stack_ldap_refusals_total", reason="tls_handshake") >= 5
+    assert ldap_bind(proxy.port, a.user_dn("alice"), ALICE.password) == 0
+
+
+def test_a_slow_reader_does_not_poison_the_idle_pool(
+    directories: tuple[LocalSlapd, LocalSlapd], proxies: list[LocalLdapProxy]
+) -> None:
+    a, _ = directories
+    proxy = start_proxy(proxies, [plain(a)], upstream_pool_size=4)
+    dn = a.user_dn("alice")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(ber.simple_bind(1, dn, ALICE.password))
+        sock.recv(4096)
+        sock.sendall(b"".join(ber.rootdse_search(n) for n in range(2, 3000)) + ber.unbind(3000))
+        time.sleep(0.5)  # never read: the proxy stops reading the directory for us
+    for _ in range(5):  # whatever was parked, every login still gets its answer at once
+        started = time.monotonic()
+        assert ldap_bind(proxy.port, dn, ALICE.password, timeout=5) == 0
+        assert time.monotonic() - started < 1
+    assert_clean(proxy)
+
+
+def _pdus(data: bytes) -> list[bytes]:
+    out = []
+    while data:
+        length = ber.pdu_length(data)
+        out.append(data[:length])
+        data = data[length:]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -574,6 +651,18 @@ def test_fuzzed_requests_never_disturb_the_proxy_or_a_concurrent_login(
     assert results == [0]
     assert proxy.process is not None
     assert proxy.process.poll() is None
+    assert_clean(proxy)
+
+
+def assert_clean(proxy: LocalLdapProxy) -> None:
+    """No error escaped a callback, and every connection was given back (none leaked)."""
+    deadline = time.monotonic() + 5
+    while proxy.metric("matrix_stack_ldap_active_connections") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proxy.metric("matrix_stack_ldap_active_connections") == 0
+    text = proxy.log.read_text()
+    assert "Traceback" not in text
+    assert "Exception in callback" not in text
 
 
 # --- PROXY protocol v2, against haproxy's own parser ----------------------------------------------
@@ -668,6 +757,10 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
          "config error: LDAP_PROXY_BACKENDS_0_TLS: Input should be 'none', 'starttls' or 'ldaps'"),
         ({"LDAP_PROXY_BACKENDS": '[{"name": "a", "host": "h"}]', "LDAP_PROXY_STARTTLS": "terminate"},
          "config error: LDAP_PROXY_STARTTLS=terminate needs LDAP_PROXY_TLS_CERT_FILE and TLS_KEY_FILE"),
+        ({"LDAP_PROXY_BACKENDS": '[{"name": "a", "host": "h"}]', "LDAP_PROXY_STARTTLS": "passthrough"},
+         "config error: LDAP_PROXY_STARTTLS=passthrough hands the connection to the directory after StartTLS, "
+         "past read-only, the bind audit and the bind limit: terminate it (LDAP_PROXY_TLS_CERT_FILE) or accept "
+         "that with LDAP_PROXY_READ_ONLY=false"),
         ({"LDAP_PROXY_BACKENDS": '[{"name": "a", "host": "h"}]', "LDAP_PROXY_CHECK_TYPE": "bind"},
          "config error: LDAP_PROXY_CHECK_TYPE=bind needs LDAP_PROXY_CHECK_BIND_DN and LDAP_PROXY_CHECK_PASSWORD "
          "(or LDAP_PROXY_CHECK_PASSWORD_FILE)"),

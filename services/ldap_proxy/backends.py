@@ -46,7 +46,17 @@ class BackendState:
         return self.config.name
 
     def full(self) -> bool:
-        return bool(self.config.max_connections) and self.active >= self.config.max_connections
+        """At the backend's limit, counting idle connections (they are connections to it too)."""
+        limit = self.config.max_connections
+        return bool(limit) and self.active + len(self.idle) >= limit
+
+    def drop_one_idle(self) -> bool:
+        """Make room under the limit by closing the oldest idle connection, if there is one."""
+        if not self.idle or (self.config.max_connections and self.active >= self.config.max_connections):
+            return False
+        transport, _, _ = self.idle.pop(0)
+        transport.close()
+        return True
 
     def take_idle(self, now: float, max_age: float) -> tuple[asyncio.Transport, UpstreamSide] | None:
         while self.idle:
@@ -58,7 +68,10 @@ class BackendState:
         return None
 
     def park(self, transport: asyncio.Transport, protocol: UpstreamSide, now: float, limit: int) -> bool:
-        if len(self.idle) >= limit or not self.up:
+        over = (
+            bool(self.config.max_connections) and self.active + len(self.idle) > self.config.max_connections
+        )
+        if len(self.idle) >= limit or not self.up or over:
             return False
         self.idle.append((transport, protocol, now))
         return True
@@ -100,7 +113,7 @@ class Pool:
         self.backends = [BackendState(backend) for backend in settings.backends]
         password = settings.check_password.get_secret_value() if settings.check_password else ""
         self.request = CheckRequest(settings.check_type, settings.check_bind_dn or "", password)
-        self._turn = 0
+        self._turns = [0, 0]  # primaries, backups: each group takes its own turns
         self._usable: tuple[BackendState, ...] | None = None
         self._primaries: list[BackendState] = []
         self._backups: list[BackendState] = []
@@ -127,16 +140,18 @@ class Pool:
             self._primaries, self._backups = primaries, backups
             self._slots = [s for s in primaries for _ in range(s.config.weight)]
             self._backup_slots = [s for s in backups for _ in range(s.config.weight)]
-        return self._order(self._primaries, self._slots) + self._order(self._backups, self._backup_slots)
+        return self._order(self._primaries, self._slots, 0) + self._order(
+            self._backups, self._backup_slots, 1
+        )
 
-    def _order(self, states: list[BackendState], slots: list[BackendState]) -> list[BackendState]:
+    def _order(self, states: list[BackendState], slots: list[BackendState], group: int) -> list[BackendState]:
         balance = self.settings.balance
         if balance is Balance.first or len(states) < 2:
             return states
         if balance is Balance.least_conn:
             return sorted(states, key=lambda s: s.active / s.config.weight)  # stable: ties keep order
-        self._turn = (self._turn + 1) % len(slots)  # weighted round robin
-        rotated = slots[self._turn :] + slots[: self._turn]
+        turn = self._turns[group] = (self._turns[group] + 1) % len(slots)  # weighted round robin
+        rotated = slots[turn:] + slots[:turn]
         return list(dict.fromkeys(rotated))
 
     def opened(self, state: BackendState) -> None:

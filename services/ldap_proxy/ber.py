@@ -186,6 +186,13 @@ def extended_request_oid(pdu: bytes, env: Envelope) -> str:
         raise BerError("an extended request name that is not an OID") from exc
 
 
+def abandoned_id(pdu: bytes, env: Envelope) -> int:
+    """The message id an AbandonRequest names (its value is the INTEGER's content)."""
+    if not 1 <= env.op_end - env.op_start <= 4:
+        raise BerError("an abandon request without a message id")
+    return int.from_bytes(pdu[env.op_start : env.op_end], "big")
+
+
 def result_code(pdu: bytes | memoryview, env: Envelope) -> int:
     """The resultCode of a response built on LDAPResult (bind, search done, extended, ...)."""
     tag, start, end = read_tlv(pdu, env.op_start, env.op_end)
@@ -266,31 +273,53 @@ FINAL_RESPONSES = frozenset(
 )  # fmt: skip
 
 
+def _head(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int, int] | None:
+    """(tag, value start, value length) of the element at `pos`, from its header alone; None while
+    the header is incomplete. Long-form lengths are fine (Active Directory sends them everywhere)."""
+    if pos + 2 > end:
+        return None
+    first = buf[pos + 1]
+    if first < 0x80:
+        return buf[pos], pos + 2, first
+    octets = first & 0x7F
+    if octets == 0 or octets > MAX_LENGTH_OCTETS:
+        raise BerError("bad length")
+    if pos + 2 + octets > end:
+        return None
+    return buf[pos], pos + 2 + octets, int.from_bytes(buf[pos + 2 : pos + 2 + octets], "big")
+
+
 def peek(buf: bytes | bytearray) -> tuple[int, int, int, int | None] | None:
     """(total length, message id, operation, result code) from the head of a response, before the
     rest of it has arrived; None while the head is incomplete. The code is read for final responses."""
     total = pdu_length(buf)
     if total < 0:
         return None
-    available = len(buf)
-    pos = 2 if buf[1] < 0x80 else 2 + (buf[1] & 0x7F)
-    if pos + 2 > available:
+    end = min(len(buf), total)  # never into the next PDU
+    outer = _head(buf, 0, end)
+    if outer is None:
         return None
-    if buf[pos] != INTEGER or not 1 <= buf[pos + 1] <= 4:
+    head = _head(buf, outer[1], end)
+    if head is None:
+        return None
+    tag, start, length = head
+    if tag != INTEGER or not 1 <= length <= 4:
         raise BerError("the message id is not a small INTEGER")
-    id_end = pos + 2 + buf[pos + 1]
-    if id_end + 2 > available:
+    if start + length > end:
         return None
-    message_id = int.from_bytes(buf[pos + 2 : id_end], "big")
-    op = buf[id_end]
+    message_id = int.from_bytes(buf[start : start + length], "big")
+    op_head = _head(buf, start + length, end)
+    if op_head is None:
+        return None
+    op = op_head[0]
     if op not in FINAL_RESPONSES:
         return total, message_id, op, None
-    first = buf[id_end + 1]
-    value = id_end + 2 + (0 if first < 0x80 else first & 0x7F)
-    if value + 2 > available:
+    code_head = _head(buf, op_head[1], end)
+    if code_head is None:
         return None
-    if buf[value] != ENUMERATED or not 1 <= buf[value + 1] <= 4:
+    tag, start, length = code_head
+    if tag != ENUMERATED or not 1 <= length <= 4:
         raise BerError("a response without a resultCode")
-    if value + 2 + buf[value + 1] > available:
+    if start + length > end:
         return None
-    return total, message_id, op, int.from_bytes(buf[value + 2 : value + 2 + buf[value + 1]], "big")
+    return total, message_id, op, int.from_bytes(buf[start : start + length], "big")

@@ -68,7 +68,7 @@ class LdapProxySettings(KitSettings):
     tls_key_file: Path | None = Field(default=None, description="Its private key (PEM)")
     starttls: Literal["terminate", "passthrough", "off"] | None = Field(
         default=None,
-        description="Default: terminate with a certificate; else pass through to plain backends; else off",
+        description="Default: terminate with a certificate, else off; passthrough only when set",
     )
     certificate_reload_seconds: float = Field(
         default=30.0, ge=1, description="How often the certificate files are checked for a renewal"
@@ -116,6 +116,12 @@ class LdapProxySettings(KitSettings):
             raise ValueError("LDAP_PROXY_LDAPS_PORT needs LDAP_PROXY_TLS_CERT_FILE and TLS_KEY_FILE")
         if self.starttls == "terminate" and self.tls_cert_file is None:
             raise ValueError("LDAP_PROXY_STARTTLS=terminate needs LDAP_PROXY_TLS_CERT_FILE and TLS_KEY_FILE")
+        if self.starttls_mode == "passthrough" and self.read_only:
+            raise ValueError(
+                "LDAP_PROXY_STARTTLS=passthrough hands the connection to the directory after StartTLS, "
+                "past read-only, the bind audit and the bind limit: terminate it (LDAP_PROXY_TLS_CERT_FILE) "
+                "or accept that with LDAP_PROXY_READ_ONLY=false"
+            )
         if self.starttls_mode == "passthrough":
             encrypted = [backend.name for backend in self.backends if backend.tls is not UpstreamTls.none]
             if encrypted:  # the client's TLS goes end to end: the proxy cannot add its own upstream
@@ -137,9 +143,6 @@ class LdapProxySettings(KitSettings):
 
     @property
     def starttls_mode(self) -> Literal["terminate", "passthrough", "off"]:
-        if self.starttls:
-            return self.starttls
-        if self.tls_cert_file:
-            return "terminate"
-        plain = all(backend.tls is UpstreamTls.none for backend in self.backends)
-        return "passthrough" if plain else "off"  # off: StartTLS is answered `unavailable`
+        """Terminate with a certificate; pass through only when asked; else StartTLS is answered
+        `unavailable`."""
+        return self.starttls or ("terminate" if self.tls_cert_file else "off")

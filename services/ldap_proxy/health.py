@@ -68,4 +68,6 @@ async def check(
         detail = f"no answer within {timeout:g}s"
     except (UpstreamError, ber.BerError) as exc:
         detail = str(exc)
+    except Exception as exc:  # whatever it is, the backend did not pass
+        detail = f"check failed: {exc!r}"
     return CheckResult(detail == "success", time.perf_counter() - started, detail)

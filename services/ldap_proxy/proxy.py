@@ -20,6 +20,7 @@ from matrix_stack.services.ldap_proxy.session import ClientConnection
 
 log = logging.getLogger("matrix_stack.ldap_proxy")
 SWEEP_SECONDS = 1.0  # how often idle and unanswered sessions are looked for
+PRUNE_SECONDS = 30.0  # how often the failed-bind table drops DNs whose failures have expired
 
 
 def server_context(settings: LdapProxySettings) -> ssl.SSLContext | None:
@@ -50,6 +51,7 @@ class LdapProxy:
         self._sweeper: asyncio.Task[None] | None = None
         self._started = False
         self._drained = asyncio.Event()
+        self._pruned_at = time.monotonic()
         self._accepted = {name: self._metrics.connections.labels(name) for name in ("ldap", "ldaps")}
 
     def opened(self, session: ClientConnection) -> None:
@@ -151,7 +153,10 @@ class LdapProxy:
         settings = self.settings
         if self.server_context is None or settings.tls_cert_file is None or settings.tls_key_file is None:
             return
-        try:
+        try:  # a scratch context first: a certificate renewed before its key fails there, not live
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                settings.tls_cert_file, settings.tls_key_file
+            )
             self.server_context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
         except (OSError, ssl.SSLError) as exc:
             log.error("the renewed certificate does not load; keeping the old one", extra={"error": str(exc)})
@@ -159,23 +164,36 @@ class LdapProxy:
         log.info("certificate reloaded", extra={"file": str(settings.tls_cert_file)})
 
     async def _sweep(self) -> None:
-        idle, answer = self.settings.idle_timeout, self.settings.response_timeout
         stamp, stamp_checked = self._certificate_stamp(), time.monotonic()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            now = time.monotonic()
-            for state in self.pool.backends:
-                state.prune_idle(now, self.settings.upstream_pool_idle_seconds)
-            if now - stamp_checked >= self.settings.certificate_reload_seconds:
-                stamp_checked = now
-                if (current := self._certificate_stamp()) and current != stamp:
-                    stamp = current
-                    self.reload_certificate()
-            for session in list(self.sessions):
-                session.count_bytes()  # long sessions show their traffic as it goes
-                if session.waiting_since is not None and now - session.waiting_since > answer:
-                    if session.backend is not None:
-                        self.pool.connect_failed(session.backend)
-                    session.fail("response_timeout", f"no answer from the backend in {answer:g}s")
-                elif now - session.last_activity > idle:
-                    session.fail("idle_timeout", f"idle for {idle:g}s")
+            try:
+                stamp, stamp_checked = self._sweep_once(stamp, stamp_checked)
+            except Exception:  # the timeouts must go on whatever one round met
+                log.exception("sweep failed")
+
+    def _sweep_once(self, stamp: tuple[float, ...], stamp_checked: float) -> tuple[tuple[float, ...], float]:
+        settings = self.settings
+        idle, answer = settings.idle_timeout, settings.response_timeout
+        now = time.monotonic()
+        for state in self.pool.backends:
+            state.prune_idle(now, settings.upstream_pool_idle_seconds)
+        if now - self._pruned_at >= PRUNE_SECONDS:
+            self._pruned_at = now
+            self.limiter.prune()
+        if now - stamp_checked >= settings.certificate_reload_seconds:
+            stamp_checked = now
+            if (current := self._certificate_stamp()) and current != stamp:
+                stamp = current
+                self.reload_certificate()
+        for session in list(self.sessions):
+            session.count_bytes()  # long sessions show their traffic as it goes
+            if session.closing:
+                continue
+            if session.waiting_since is not None and now - session.waiting_since > answer:
+                if session.backend is not None:
+                    self.pool.connect_failed(session.backend)
+                session.fail("response_timeout", f"no answer from the backend in {answer:g}s")
+            elif now - session.last_activity > idle:
+                session.fail("idle_timeout", f"idle for {idle:g}s")
+        return stamp, stamp_checked

@@ -53,11 +53,11 @@ class UpstreamSide(PduProtocol):
 
     def pause_writing(self) -> None:
         if self.session is not None:
-            self.session.pause_client()
+            self.session.pause_client("backend_full")
 
     def resume_writing(self) -> None:
         if self.session is not None:
-            self.session.resume_client()
+            self.session.resume_client("backend_full")
 
     def park(self) -> None:
         self.session = None
@@ -88,11 +88,15 @@ class ClientConnection(asyncio.Protocol):
         self.binds: dict[int, tuple[str, float]] = {}
         self.replay: list[bytes] | None = None  # sent on a reused connection, not yet answered
         self.unbound = False  # the client unbound and its backend connection may be reused
-        self.outstanding = 0
+        self.in_flight: set[int] = set()  # message ids of requests awaiting their final response
+        self.upstream_paused = False  # the client reads slower than the backend answers
+        self._pauses: set[str] = set()  # why the client is not being read
+        self._held: list[bytes] = []  # for the client while its TLS handshake runs
         self.bytes_up = self.bytes_down = 0  # counted here, added to the metrics by count_bytes
         self.last_activity = time.monotonic()
         self.waiting_since: float | None = None  # oldest unanswered request, for the response timeout
         self.closing = False
+        self._upgrading_task: asyncio.Task[None] | None = None
         self._head = bytearray()
         self._skip = 0
         self._counted = False
@@ -141,29 +145,45 @@ class ClientConnection(asyncio.Protocol):
         return None  # close: a half-open LDAP connection has no use
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        """The client is gone: park or close its backend connection, release what it held. Also
+        called when a StartTLS handshake fails, where asyncio reports no connection_lost."""
         self.closing = True
         if self.connecting is not None:
             self.connecting.cancel()
         if self.upstream is not None and not self._park():
             self.upstream.close()
+        for dn, _ in self.binds.values():
+            self.proxy.limiter.end(dn, None)
+        self.binds.clear()
         if self._counted:
             self._counted = False
             self.proxy.forget(self)
 
-    def pause_writing(self) -> None:  # the client reads slower than the backend answers
+    def pause_writing(self) -> None:  # the client reads slower than it is answered
+        self.upstream_paused = True
         if self.upstream is not None and not self.upstream.is_closing():
             self.upstream.pause_reading()
+        self.pause_client("client_full")  # nor does it get answers from the proxy itself
 
     def resume_writing(self) -> None:
+        self.upstream_paused = False
         if self.upstream is not None and not self.upstream.is_closing():
             self.upstream.resume_reading()
+        self.resume_client("client_full")
 
-    def pause_client(self) -> None:
+    def pause_client(self, reason: str) -> None:
+        self._pauses.add(reason)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 
-    def resume_client(self) -> None:
-        if self.transport is not None and not self.transport.is_closing() and not self.upgrading:
+    def resume_client(self, reason: str) -> None:
+        self._pauses.discard(reason)
+        if self._pauses or self.upgrading:
+            return
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
     # --- requests -----------------------------------------------------------------------------------
@@ -174,6 +194,19 @@ class ClientConnection(asyncio.Protocol):
             op = env.op
             if op not in ber.REQUESTS:
                 raise ber.BerError(f"operation 0x{op:02x} is not a request")
+            if self.unbound:
+                raise ber.BerError("a request after the unbind")
+            if env.message_id == 0:
+                raise ber.BerError("message id 0 is the server's, for its notices")
+            if self.binds and op != ber.ABANDON_REQUEST:  # RFC 4511 4.2.1: nothing while a bind runs
+                raise ber.BerError("a request while a bind is in progress")
+            if env.message_id in self.in_flight and op not in ber.NO_RESPONSE:
+                raise ber.BerError(f"message id {env.message_id} is already in use")  # RFC 4511 4.1.1.1
+            if op == ber.UNBIND_REQUEST and self.upstream is None and self.connecting is None:
+                self.close()  # nothing was forwarded: nothing to end upstream
+                return
+            if op == ber.ABANDON_REQUEST:
+                self.in_flight.discard(ber.abandoned_id(pdu, env))  # it may never be answered
             if op == ber.BIND_REQUEST:
                 self._bind(pdu, env)
             elif op == ber.EXTENDED_REQUEST:
@@ -186,18 +219,17 @@ class ClientConnection(asyncio.Protocol):
                 )  # fmt: skip
             elif op == ber.UNBIND_REQUEST and self._reusable():
                 self.unbound = True  # not forwarded: the directory would close a reusable connection
-            elif self.unbound:
-                raise ber.BerError("a request after the unbind")
+                self.close()
             else:
-                self._forward(pdu, op)
+                self._forward(pdu, op, env.message_id)
         except ber.BerError as exc:
             self.fail("malformed", str(exc))
 
-    def _forward(self, pdu: bytes, op: int) -> None:
+    def _forward(self, pdu: bytes, op: int, message_id: int) -> None:
         if op not in ber.NO_RESPONSE:
-            if not self.outstanding:
+            if not self.in_flight:
                 self.waiting_since = time.monotonic()
-            self.outstanding += 1
+            self.in_flight.add(message_id)
         self._send_up(pdu, op)
 
     def _send_up(self, data: bytes, op: int | None = None) -> None:
@@ -216,7 +248,7 @@ class ClientConnection(asyncio.Protocol):
         self.pending.append(data)
         self.pending_bytes += len(data)
         if self.pending_bytes > PENDING_FACTOR * self.settings.max_pdu_bytes:
-            self.pause_client()
+            self.pause_client("pending")
 
     def _answer(self, response: bytes, reason: str, operation: str) -> None:
         """A response the proxy gives itself, instead of forwarding the request."""
@@ -227,7 +259,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _bind(self, pdu: bytes, env: ber.Envelope) -> None:
         bind = ber.bind_request(pdu, env)
-        if self.proxy.limiter.blocked(bind.name):
+        if self.proxy.limiter.blocked(bind.name):  # its failures and binds in flight
             self._audit(bind.name, ber.UNWILLING_TO_PERFORM, None, 0.0)
             self._answer(
                 ber.result(env.message_id, ber.BIND_RESPONSE, ber.UNWILLING_TO_PERFORM,
@@ -244,7 +276,8 @@ class ClientConnection(asyncio.Protocol):
             )  # fmt: skip
             return
         self.binds[env.message_id] = (bind.name, time.perf_counter())
-        self._forward(pdu, ber.BIND_REQUEST)
+        self.proxy.limiter.begin(bind.name)
+        self._forward(pdu, ber.BIND_REQUEST, env.message_id)
 
     def _extended(self, pdu: bytes, env: ber.Envelope) -> None:
         oid = ber.extended_request_oid(pdu, env)
@@ -252,6 +285,10 @@ class ClientConnection(asyncio.Protocol):
             mode = self.settings.starttls_mode
             if mode == "terminate":
                 self._start_tls(env.message_id)
+                return
+            if mode == "passthrough" and (self.in_flight or self.buffer):
+                self._to_client(ber.extended_response(env.message_id, ber.OPERATIONS_ERROR,
+                                                      "operations are outstanding"))  # fmt: skip
                 return
             if mode == "off":
                 self._answer(
@@ -268,19 +305,19 @@ class ClientConnection(asyncio.Protocol):
                 "extended_operation", oid,
             )  # fmt: skip
             return
-        self._forward(pdu, ber.EXTENDED_REQUEST)
+        self._forward(pdu, ber.EXTENDED_REQUEST, env.message_id)
 
     def _start_tls(self, message_id: int) -> None:
         if self.tls:
             reason = "TLS is already established"
-        elif self.outstanding or self.buffer:
+        elif self.in_flight or self.buffer:
             reason = "operations are outstanding"
         else:
             assert self.transport is not None
-            self.upgrading = True
-            self.transport.pause_reading()
+            self.pause_client("tls")  # the next bytes are the TLS handshake, for start_tls
             self._to_client(ber.extended_response(message_id, ber.SUCCESS, "", STARTTLS_OID))
-            asyncio.get_running_loop().create_task(self._upgrade())
+            self.upgrading = True
+            self._upgrading_task = asyncio.get_running_loop().create_task(self._upgrade())
             return
         self._to_client(ber.extended_response(message_id, ber.OPERATIONS_ERROR, reason))
 
@@ -294,14 +331,23 @@ class ClientConnection(asyncio.Protocol):
                 ssl_handshake_timeout=self.settings.connect_timeout,
             )  # fmt: skip
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            self.fail("tls_handshake", f"StartTLS handshake: {exc}")
+            self.proxy.metrics.refusals.labels("tls_handshake").inc()
+            log.warning("connection closed", extra={"reason": "tls_handshake", "detail": f"StartTLS: {exc}",
+                                                    "client": _show(self.peer)})  # fmt: skip
+            self.transport.abort()
+            self._finish()
             return
         if upgraded is None or self.closing:
+            self._finish()
             return
         self.transport = upgraded
         self.tls = True
         self.upgrading = False
         self.last_activity = time.monotonic()
+        held, self._held = self._held, []
+        for data in held:
+            self._to_client(data)
+        self.resume_client("tls")
 
     # --- reusing backend connections -------------------------------------------------------------
 
@@ -314,6 +360,7 @@ class ClientConnection(asyncio.Protocol):
             return False
         transport, protocol = idle
         protocol.adopt(self)
+        self.proxy.pool.opened(state)
         self.replay = [first]  # resent on a new connection if this one turns out to be closed
         self._attach(state, transport, protocol)
         transport.write(first)
@@ -330,8 +377,10 @@ class ClientConnection(asyncio.Protocol):
             and not self.backend.config.proxy_protocol
             and not self.raw
             and self.starttls_id is None
-            and not self.outstanding
+            and not self.in_flight
             and not self.binds
+            and not self.upstream_paused
+            and not self.upstream.is_closing()
             and not self._head
             and not self._skip
         )
@@ -341,7 +390,7 @@ class ClientConnection(asyncio.Protocol):
         upstream, backend, protocol = self.upstream, self.backend, self.upstream_protocol
         if not (self.unbound and self._reusable()) or upstream is None or backend is None:
             return False
-        if protocol is None or protocol.closed:
+        if protocol is None or protocol.closed or upstream.is_closing():
             return False
         if not backend.park(upstream, protocol, time.monotonic(), self.settings.upstream_pool_size):
             return False
@@ -355,8 +404,9 @@ class ClientConnection(asyncio.Protocol):
     async def _connect(self, candidates: list[BackendState]) -> None:
         settings = self.settings
         for state in candidates:
-            if state.full():
+            if state.full() and not state.drop_one_idle():
                 continue
+            self.proxy.pool.opened(state)  # reserved now, so a burst cannot pass the limit
             try:
                 async with asyncio.timeout(settings.connect_timeout):
                     transport, protocol = await connect(
@@ -367,9 +417,14 @@ class ClientConnection(asyncio.Protocol):
                 detail = str(exc) or f"no connection within {settings.connect_timeout:g}s"
                 log.warning("backend connect failed; trying the next", extra={"backend": state.name,
                                                                               "error": detail})  # fmt: skip
+                self.proxy.pool.closed(state)
                 self.proxy.pool.connect_failed(state)
                 continue
+            except BaseException:
+                self.proxy.pool.closed(state)
+                raise
             if self.closing:
+                self.proxy.pool.closed(state)
                 transport.close()
                 return
             self._attach(state, transport, protocol)
@@ -384,13 +439,12 @@ class ClientConnection(asyncio.Protocol):
         self.backend = state
         self.upstream = transport
         self.upstream_protocol = protocol
-        self.proxy.pool.opened(state)
         protocol.relaying = True
         if self.pending:
+            self.pending_bytes = 0
+            self.resume_client("pending")  # before the write, which may pause it again
             transport.write(b"".join(self.pending))
             self.pending.clear()
-            self.pending_bytes = 0
-            self.resume_client()
         early = protocol.take_buffer()
         if early:
             self.from_upstream(early)
@@ -403,7 +457,7 @@ class ClientConnection(asyncio.Protocol):
         self._to_client(data)
         if self.raw:
             return
-        if self.outstanding:
+        if self.in_flight:
             self.waiting_since = now
         if self._skip >= len(data):
             self._skip -= len(data)
@@ -435,8 +489,8 @@ class ClientConnection(asyncio.Protocol):
     def _response(self, message_id: int, op: int, code: int | None) -> None:
         if op not in ber.FINAL_RESPONSES or message_id == 0:
             return
-        self.outstanding = max(0, self.outstanding - 1)
-        if not self.outstanding:
+        self.in_flight.discard(message_id)
+        if not self.in_flight:
             self.waiting_since = None
         assert code is not None
         if op == ber.BIND_RESPONSE:
@@ -444,10 +498,7 @@ class ClientConnection(asyncio.Protocol):
             if bind is not None:
                 dn, started = bind
                 self._audit(dn, code, self._backend_name(), time.perf_counter() - started)
-                if code == ber.INVALID_CREDENTIALS:
-                    self.proxy.limiter.record_failure(dn)
-                elif code == ber.SUCCESS:
-                    self.proxy.limiter.forget(dn)
+                self.proxy.limiter.end(dn, code)
         elif op == ber.EXTENDED_RESPONSE and message_id == self.starttls_id:
             self.starttls_id = None
             if code == ber.SUCCESS:
@@ -474,6 +525,9 @@ class ClientConnection(asyncio.Protocol):
     # --- endings ------------------------------------------------------------------------------------
 
     def _to_client(self, data: bytes) -> None:
+        if self.upgrading:  # plaintext must not go into the TLS handshake
+            self._held.append(data)
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.bytes_down += len(data)
             self.transport.write(data)
@@ -520,7 +574,7 @@ class ClientConnection(asyncio.Protocol):
             self.connecting.cancel()
         if self.transport is not None:
             self.transport.close()
-        if self.upstream is not None:
+        if self.upstream is not None and not self.unbound:  # after an unbind, _finish may park it
             self.upstream.close()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
 import ssl
 import struct
 from collections.abc import Callable
@@ -129,16 +128,18 @@ async def connect(
     except OSError as exc:
         raise UpstreamError(f"connect {host}:{port}: {exc.strerror or exc}") from exc
     try:
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if backend.proxy_protocol:
             transport.write(proxy_v2_header(client, local))
         if backend.tls is UpstreamTls.starttls:
             transport.write(ber.extended_request(STARTTLS_MESSAGE_ID, STARTTLS_OID))
             pdu = await protocol.read_pdu()
             env = ber.envelope(pdu)
-            code = ber.result_code(pdu, env) if env.op == ber.EXTENDED_RESPONSE else -1
+            answer = env.op == ber.EXTENDED_RESPONSE and env.message_id == STARTTLS_MESSAGE_ID
+            code = ber.result_code(pdu, env) if answer else -1
             if code != ber.SUCCESS:
                 raise UpstreamError(f"StartTLS refused by {backend.name}: {ber.result_name(code)}")
+            if protocol.take_buffer():  # bytes before the handshake would pass as if under TLS
+                raise UpstreamError(f"{backend.name} sent data after its StartTLS response")
         if context is not None:
             server_name = backend.server_name or host
             try:
@@ -152,6 +153,9 @@ async def connect(
     except ber.BerError as exc:
         transport.abort()
         raise UpstreamError(f"{backend.name} answered StartTLS with garbage: {exc}") from exc
+    except (OSError, ValueError) as exc:  # a socket option, a PROXY header's addresses
+        transport.abort()
+        raise UpstreamError(f"setting up the connection to {backend.name}: {exc}") from exc
     except BaseException:
         transport.abort()
         raise

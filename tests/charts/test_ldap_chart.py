@@ -185,10 +185,10 @@ STARTTLS_BACKEND = [{"name": "dc1", "host": "ldap.example.org", "tls": "starttls
 @pytest.mark.parametrize(
     ("values", "mode"),
     [
-        ({}, "passthrough"),  # no certificate, plain backends
+        ({}, "off"),  # no certificate: StartTLS refused
         ({"backends": STARTTLS_BACKEND}, "off"),  # no certificate, a TLS backend: StartTLS refused
         ({"tls": {"existingSecret": "c"}, "backends": STARTTLS_BACKEND}, "terminate"),
-        ({"tls": {"existingSecret": "c", "starttls": "passthrough"}}, "passthrough"),
+        ({"tls": {"existingSecret": "c", "starttls": "passthrough"}, "readOnly": False}, "passthrough"),
         ({"tls": {"starttls": "off"}}, "off"),
     ],
     ids=["plain", "tls-backend", "certificate", "explicit-passthrough", "explicit-off"],
@@ -281,8 +281,15 @@ def test_invalid_values_fail_with_a_clear_message() -> None:
         ({"backends": [{"name": "a", "host": "h1"}, {"name": "a", "host": "h2"}]}, "used twice"),
         ({"tls": {"ldaps": {"enabled": True}}}, "tls.ldaps.enabled needs the proxy's certificate"),
         ({"tls": {"starttls": "terminate"}}, "terminate needs the proxy's certificate"),
-        ({**starttls, "tls": {"starttls": "passthrough"}}, "backends dc1: tls.starttls passthrough relays"),
-        ({**starttls, "tls": {"existingSecret": "c", "starttls": "passthrough"}}, "so backends use tls none"),
+        (
+            {**starttls, "tls": {"starttls": "passthrough"}, "readOnly": False},
+            "backends dc1: tls.starttls passthrough relays",
+        ),
+        (
+            {**starttls, "tls": {"existingSecret": "c", "starttls": "passthrough"}, "readOnly": False},
+            "so backends use tls none",
+        ),
+        ({"tls": {"starttls": "passthrough"}}, "past readOnly, the bind audit and bindFailureLimit"),
         ({"healthCheck": {"type": "bind", "bindDN": "cn=check"}}, "needs healthCheck.bindDN and"),
         ({"healthCheck": {"interval": 2, "timeout": 2}}, "timeout must be shorter"),
         ({"backends": [ca_none]}, "ca is only used with tls starttls or ldaps, not none"),

@@ -62,17 +62,15 @@ tls.key: {{ dict "secret" . "secretKey" "tls.key" | toJson }}
 
 {{/*
 How the proxy answers a client's StartTLS, decided as the service decides it: tls.starttls, else
-terminate with a certificate, else passthrough when every backend is plain, else off (refused).
+terminate with a certificate, else off (refused). Passthrough only when asked.
 */}}
 {{- define "ldap.starttlsMode" -}}
-{{- $plain := true -}}
-{{- range .Values.backends }}{{ if ne (.tls | default "none") "none" }}{{ $plain = false }}{{ end }}{{ end -}}
 {{- if .Values.tls.starttls -}}
 {{- .Values.tls.starttls -}}
 {{- else if include "ldap.hasCertificate" . -}}
 terminate
 {{- else -}}
-{{- ternary "passthrough" "off" $plain -}}
+off
 {{- end -}}
 {{- end -}}
 
@@ -126,6 +124,9 @@ password reaches the service as LDAP_PROXY_CHECK_PASSWORD_FILE, the key only as 
 {{- end -}}
 {{- if and (eq $mode "terminate") (not $cert) -}}
 {{- fail "tls.starttls terminate needs the proxy's certificate: set tls.existingSecret (a kubernetes.io/tls Secret)" -}}
+{{- end -}}
+{{- if and (eq $mode "passthrough") $v.readOnly -}}
+{{- fail "tls.starttls passthrough hands the connection to the directory after StartTLS, past readOnly, the bind audit and bindFailureLimit: terminate it (tls.existingSecret) or set readOnly: false to accept that" -}}
 {{- end -}}
 {{- if eq $mode "passthrough" -}}
 {{- range $backends -}}
