@@ -90,6 +90,7 @@ class ClientConnection(asyncio.Protocol):
         self.unbound = False  # the client unbound and its backend connection may be reused
         self.in_flight: set[int] = set()  # message ids of requests awaiting their final response
         self.upstream_paused = False  # the client reads slower than the backend answers
+        self.abandoned = False
         self._pauses: set[str] = set()  # why the client is not being read
         self._held: list[bytes] = []  # for the client while its TLS handshake runs
         self.bytes_up = self.bytes_down = 0  # counted here, added to the metrics by count_bytes
@@ -206,7 +207,8 @@ class ClientConnection(asyncio.Protocol):
                 self.close()  # nothing was forwarded: nothing to end upstream
                 return
             if op == ber.ABANDON_REQUEST:
-                self.in_flight.discard(ber.abandoned_id(pdu, env))  # it may never be answered
+                self.in_flight.discard(ber.abandoned_id(pdu, env))  # it may never be answered...
+                self.abandoned = True  # ...or answered late: this connection is never reused
             if op == ber.BIND_REQUEST:
                 self._bind(pdu, env)
             elif op == ber.EXTENDED_REQUEST:
@@ -378,6 +380,7 @@ class ClientConnection(asyncio.Protocol):
             and not self.raw
             and self.starttls_id is None
             and not self.in_flight
+            and not self.abandoned
             and not self.binds
             and not self.upstream_paused
             and not self.upstream.is_closing()
