@@ -1,4 +1,8 @@
-"""A real Synapse (from PyPI) on SQLite and loopback, plus an async client-server API helper."""
+"""A real Synapse (from PyPI) on SQLite and loopback, plus an async client-server API helper.
+
+With `federation_port` it also serves federation (and the OpenID userinfo endpoint) over TLS on a
+second loopback port; named `127.0.0.1:<federation_port>`, other servers reach it there directly,
+the IP literal with a port needing no well-known or SRV lookup."""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-from matrix_stack.core.processes import http_ok, stop, wait_ready
+from matrix_stack.core.processes import http_ok, port_open, stop, wait_ready
+from matrix_stack.devstack.tls import TlsFiles, make_tls
 
 SERVER_NAME = "localhost"
 
@@ -59,10 +64,36 @@ class LocalSynapse:
     rc_message: dict[str, float] = field(default_factory=lambda: _generous(10, 50))
     extra_config: dict[str, Any] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    server_name: str = SERVER_NAME
+    # A TLS listener with the federation and openid resources; its certificate from `make_tls`.
+    federation_port: int | None = None
+
+    @classmethod
+    def federating(cls, directory: Path, port: int, federation_port: int, **options: Any) -> LocalSynapse:
+        """A homeserver named `127.0.0.1:<federation_port>`, serving federation over TLS there."""
+        return cls(directory, port, server_name=f"127.0.0.1:{federation_port}",
+                   federation_port=federation_port, **options)  # fmt: skip
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def federation_url(self) -> str:
+        if self.federation_port is None:
+            raise RuntimeError("this Synapse has no federation listener")
+        return f"https://127.0.0.1:{self.federation_port}"
+
+    @property
+    def federation_tls(self) -> TlsFiles:
+        """The federation listener's certificate and key, and the CA (`.ca`) clients trust.
+
+        Made once, on first use, and kept with the data: a restart serves the same certificate."""
+        directory = self.directory / "federation-tls"
+        files = TlsFiles(ca=directory / "ca.pem", cert=directory / "cert.pem", key=directory / "key.pem")
+        if not all(path.exists() for path in (files.ca, files.cert, files.key)):
+            files = make_tls(directory)
+        return files
 
     @property
     def config_path(self) -> Path:
@@ -88,19 +119,10 @@ class LocalSynapse:
         log_config = self.directory / "log.config"
         log_config.write_text(LOG_CONFIG.format(log_file=self.directory / "homeserver.log"))
         config: dict[str, Any] = {
-            "server_name": SERVER_NAME,
+            "server_name": self.server_name,
             "public_baseurl": f"{self.url}/",
             "pid_file": str(self.directory / "homeserver.pid"),
-            "listeners": [
-                {
-                    "port": self.port,
-                    "bind_addresses": ["127.0.0.1"],
-                    "type": "http",
-                    "tls": False,
-                    "x_forwarded": False,
-                    "resources": [{"names": ["client"], "compress": False}],
-                }
-            ],
+            "listeners": self._listeners(),
             "database": {"name": "sqlite3", "args": {"database": str(self.directory / "homeserver.db")}},
             "log_config": str(log_config),
             "media_store_path": str(self.directory / "media"),
@@ -121,9 +143,42 @@ class LocalSynapse:
             "rc_invites": {"per_room": _generous(), "per_user": _generous(), "per_issuer": _generous()},
             "rc_registration": _generous(),
             "rc_room_creation": _generous(),
+            **self._tls_config(),
             **self.extra_config,
         }
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _listeners(self) -> list[dict[str, Any]]:
+        listeners: list[dict[str, Any]] = [
+            {
+                "port": self.port,
+                "bind_addresses": ["127.0.0.1"],
+                "type": "http",
+                "tls": False,
+                "x_forwarded": False,
+                "resources": [{"names": ["client"], "compress": False}],
+            }
+        ]
+        if self.federation_port is not None:
+            listeners.append(
+                {
+                    "port": self.federation_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": True,
+                    "x_forwarded": False,
+                    # `federation` serves /_matrix/federation/v1/openid/userinfo too (Synapse skips
+                    # `openid` beside it); named both so the listener says what it is for
+                    "resources": [{"names": ["federation", "openid"], "compress": False}],
+                }
+            )
+        return listeners
+
+    def _tls_config(self) -> dict[str, str]:
+        if self.federation_port is None:
+            return {}
+        tls = self.federation_tls
+        return {"tls_certificate_path": str(tls.cert), "tls_private_key_path": str(tls.key)}
 
     def start(self, timeout: float = 120.0) -> None:
         """Start Synapse and wait until the client API answers."""
@@ -138,10 +193,12 @@ class LocalSynapse:
                 env={**os.environ, "SYNAPSE_ASYNC_IO_REACTOR": "0"},
             )
         try:
+            client_ready = http_ok(f"{self.url}/_matrix/client/versions")
+            federation_port = self.federation_port
             wait_ready(
                 "synapse",
                 self.process,
-                http_ok(f"{self.url}/_matrix/client/versions"),
+                lambda: client_ready() and (federation_port is None or port_open(federation_port)),
                 timeout=timeout,
                 log=log_path,
                 interval=0.2,
@@ -283,6 +340,14 @@ async def login(synapse: LocalSynapse, http: httpx.AsyncClient, username: str, p
         raise MatrixApiError(response.status_code, response.text)
     data = response.json()
     return Account(synapse.url, data["user_id"], data["access_token"], http)
+
+
+async def openid_token(account: Account) -> dict[str, Any]:
+    """An OpenID token for `account` (MSC1960): access_token, token_type, matrix_server_name and
+    expires_in, which a third party checks at the homeserver's federation `openid/userinfo`."""
+    path = f"/user/{quote(account.user_id, safe='')}/openid/request_token"
+    token: dict[str, Any] = await account.api("POST", path, {})
+    return token
 
 
 async def lift_rate_limit(admin: Account, user_id: str) -> None:

@@ -93,14 +93,48 @@ NAMING: dict[str, Schema] = {
 }
 
 
+def ingress(*, paths: bool = True) -> Schema:
+    """The library's Ingress (`msl.ingress`). With paths false the chart fixes the paths (`msl.ingress`
+    called with a "paths" list) and a host is only its name."""
+    host: dict[str, Schema] = {"host": string() if paths else string(minLength=1)}
+    if paths:
+        path_type = string(enum=["Prefix", "Exact", "ImplementationSpecific"])
+        host["paths"] = array(obj({"path": string(pattern="^/"), "pathType": path_type}, ["path"]))
+    return obj(
+        {
+            "enabled": BOOL,
+            "className": string(),
+            "annotations": string_map(),
+            "hosts": array(obj(host, ["host"])),
+            "tls": array(obj({"secretName": string(), "hosts": array(string())})),
+        }
+    )
+
+
+def http_route(*, paths: bool = True) -> Schema:
+    """The library's HTTPRoute (`msl.httpRoute`); with paths false the chart fixes the paths."""
+    properties: dict[str, Schema] = {
+        "enabled": BOOL,
+        "annotations": string_map(),
+        "parentRefs": array(free_map()),
+        "hostnames": array(string()),
+    }
+    if paths:
+        properties["paths"] = array(string(pattern="^/"))
+    return obj(properties)
+
+
 # What only a Matrix bridge chart has (msl.deployment's default): the bot account, the outbox's
 # volume, and HTTP exposure through an Ingress or HTTPRoute.
 BRIDGE_ONLY = ("matrix", "persistence", "ingress", "httpRoute")
 
 
-def service_chart(specific: dict[str, Schema], *, bridge: bool = True) -> Schema:
-    """Values every service chart has (the library's contract), plus the chart's own. A chart that
-    is not a bridge (`msl.deployment` with bridge false) has the rest; its `service` is its own."""
+def service_chart(
+    specific: dict[str, Schema], *, bridge: bool = True, required: list[str] | None = None
+) -> Schema:
+    """Values every service chart has (the library's contract), plus the chart's own, of which
+    `required` must be given. A chart that is not a bridge (`msl.deployment` with bridge false) has
+    the rest; its `service` is its own, and so are its `ingress` and `httpRoute` if it has them."""
     common: dict[str, Schema] = {
         **NAMING,
         "image": IMAGE,
@@ -147,42 +181,8 @@ def service_chart(specific: dict[str, Schema], *, bridge: bool = True) -> Schema
                 "annotations": string_map(),
             }
         ),
-        "ingress": obj(
-            {
-                "enabled": BOOL,
-                "className": string(),
-                "annotations": string_map(),
-                "hosts": array(
-                    obj(
-                        {
-                            "host": string(),
-                            "paths": array(
-                                obj(
-                                    {
-                                        "path": string(pattern="^/"),
-                                        "pathType": string(
-                                            enum=["Prefix", "Exact", "ImplementationSpecific"]
-                                        ),
-                                    },
-                                    ["path"],
-                                )
-                            ),
-                        },
-                        ["host"],
-                    )
-                ),
-                "tls": array(obj({"secretName": string(), "hosts": array(string())})),
-            }
-        ),
-        "httpRoute": obj(
-            {
-                "enabled": BOOL,
-                "annotations": string_map(),
-                "parentRefs": array(free_map()),
-                "hostnames": array(string()),
-                "paths": array(string(pattern="^/")),
-            }
-        ),
+        "ingress": ingress(),
+        "httpRoute": http_route(),
         "serviceMonitor": obj(
             {"enabled": BOOL, "interval": string(), "scrapeTimeout": string(), "labels": string_map()}
         ),
@@ -205,7 +205,7 @@ def service_chart(specific: dict[str, Schema], *, bridge: bool = True) -> Schema
     }
     if not bridge:
         common = {key: schema for key, schema in common.items() if key not in BRIDGE_ONLY}
-    return {"$schema": "https://json-schema.org/draft-07/schema#", **obj({**common, **specific})}
+    return {"$schema": "https://json-schema.org/draft-07/schema#", **obj({**common, **specific}, required)}
 
 
 HOOK = obj(
@@ -548,9 +548,72 @@ LDAP = service_chart(
     bridge=False,
 )
 
+# A Matrix server name (host name, IPv4 or [IPv6], optional port); an IP address, v4 or v6.
+SERVER_NAME = r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+IPV6 = r"[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*"
+
+LIVEKIT_JWT = service_chart(
+    {
+        "livekitUrl": string(pattern=r"^wss?://[^\s/]+", description="the SFU's URL, given to clients"),
+        "livekitApiUrl": string(pattern=r"^(https?://\S+)?$", description="RoomService URL"),
+        "livekitKey": CREDENTIAL,
+        "livekitSecret": CREDENTIAL,
+        "livekitKeysFile": CREDENTIAL,
+        "fullAccessHomeservers": {
+            "description": 'server names whose users may create rooms; ["*"]: any (only alone)',
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": string(pattern=rf"^(\*|{SERVER_NAME})$"),
+            "if": {"contains": {"const": "*"}},
+            "then": {"maxItems": 1},
+        },
+        "hashScheme": string(enum=["v0.4.3", "v0.4.1", "v0.4.0"]),
+        "canUpdateOwnMetadata": BOOL,
+        "roomEmptyTimeout": {"type": "integer", "minimum": 0},
+        "roomDepartureTimeout": {"type": "integer", "minimum": 0},
+        "tokenTtlSeconds": {"type": "integer", "minimum": 60, "maximum": 86400},
+        "federation": obj(
+            {
+                "allow": array(
+                    string(
+                        pattern=rf"^({SERVER_NAME}|{IPV6}|[0-9A-Fa-f:.]+/[0-9]{{1,3}})$",
+                        description="a CIDR or a server name",
+                    )
+                ),
+                "caBundle": CA,
+                "timeout": {**SECONDS, "maximum": 60},
+                "dnsServers": array(
+                    string(
+                        pattern=rf"^([0-9.]+(:[0-9]{{1,5}})?|\[{IPV6}\](:[0-9]{{1,5}})?|{IPV6})$",
+                        description="an IP address, optional port (IPv6 in brackets then)",
+                    )
+                ),
+            }
+        ),
+        "podAntiAffinity": string(enum=["", "soft", "hard"]),
+        "ingress": ingress(paths=False),
+        "httpRoute": http_route(paths=False),
+        "networkPolicy": obj(
+            {
+                "enabled": BOOL,
+                "from": PEERS,
+                "dnsTo": PEERS,
+                "federationTo": PEERS,
+                "sfuTo": PEERS,
+                "extraIngress": array(free_map()),
+                "extraEgress": array(free_map()),
+            }
+        ),
+    },
+    bridge=False,
+    required=["livekitUrl", "fullAccessHomeservers"],
+)
+
 SCHEMAS: dict[str, Schema] = {
     "synapse": SYNAPSE,
     "ldap": LDAP,
+    "livekit-jwt": LIVEKIT_JWT,
     "matrix-alertmanager-receiver": service_chart(
         {
             "config": obj(

@@ -42,7 +42,7 @@ def test_compose_file_is_valid_against_the_specification() -> None:
 def test_compose_runs_every_service_the_package_has() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     services = {name for name in scripts if name != "matrix-stack"}
-    assert set(COMPOSE["services"]) == services | {"synapse", "directory"}
+    assert set(COMPOSE["services"]) == services | {"synapse", "directory", "sfu"}
     for name in services:
         service = COMPOSE["services"][name]
         assert service["command"][0] == name

@@ -7,5 +7,5 @@ from tests.charts import helm
 
 @pytest.fixture(scope="session", autouse=True)
 def chart_dependencies() -> None:
-    for chart in ("webhook", "sentry-webhook", "matrix-alertmanager-receiver", "ldap"):
+    for chart in ("webhook", "sentry-webhook", "matrix-alertmanager-receiver", "ldap", "livekit-jwt"):
         helm.build_dependencies(chart)

@@ -13,7 +13,7 @@ import yaml
 
 from tests.charts import helm
 
-SERVICE_CHARTS = ["webhook", "sentry-webhook", "matrix-alertmanager-receiver", "ldap"]
+SERVICE_CHARTS = ["webhook", "sentry-webhook", "matrix-alertmanager-receiver", "ldap", "livekit-jwt"]
 MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor",)
 
 

@@ -20,33 +20,50 @@ spec:
     {{- include "msl.selectorLabels" . | nindent 4 }}
 {{- end -}}
 
+{{/*
+The Ingress and the HTTPRoute of the chart's Service (port `http`). Called with the root, they
+publish the paths of the values (`ingress.hosts[].paths`, `httpRoute.paths` as prefixes). Called
+as (dict "root" $ "paths" LIST), they publish only the chart's LIST of {path, pathType} (`Exact`
+or `Prefix`) on every host, whatever the values say: for a chart whose other paths must stay
+inside the cluster.
+*/}}
+{{- define "msl.routeContext" -}}
+{{- if hasKey . "root" -}}
+{{- toJson (dict "paths" (required "msl.ingress/msl.httpRoute: paths is required with root" (get . "paths")) "fixed" true) -}}
+{{- else -}}
+{{- toJson (dict "paths" list "fixed" false) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "msl.ingress" -}}
-{{- if .Values.ingress.enabled }}
+{{- $context := include "msl.routeContext" . | fromJson -}}
 {{- $root := . -}}
+{{- if $context.fixed }}{{ $root = .root }}{{ end -}}
+{{- if $root.Values.ingress.enabled }}
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
-  name: {{ include "msl.fullname" . }}
+  name: {{ include "msl.fullname" $root }}
   labels:
-    {{- include "msl.labels" . | nindent 4 }}
-  {{- with .Values.ingress.annotations }}
+    {{- include "msl.labels" $root | nindent 4 }}
+  {{- with $root.Values.ingress.annotations }}
   annotations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 spec:
-  {{- with .Values.ingress.className }}
+  {{- with $root.Values.ingress.className }}
   ingressClassName: {{ . }}
   {{- end }}
-  {{- with .Values.ingress.tls }}
+  {{- with $root.Values.ingress.tls }}
   tls:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   rules:
-    {{- range required "ingress.hosts needs at least one host" .Values.ingress.hosts }}
+    {{- range required "ingress.hosts needs at least one host" $root.Values.ingress.hosts }}
     - host: {{ .host | quote }}
       http:
         paths:
-          {{- range .paths }}
+          {{- range ternary $context.paths (get . "paths" | default list) $context.fixed }}
           - path: {{ .path }}
             pathType: {{ .pathType | default "Prefix" }}
             backend:
@@ -60,31 +77,41 @@ spec:
 {{- end -}}
 
 {{- define "msl.httpRoute" -}}
-{{- if .Values.httpRoute.enabled }}
+{{- $context := include "msl.routeContext" . | fromJson -}}
 {{- $root := . -}}
+{{- if $context.fixed }}{{ $root = .root }}{{ end -}}
+{{- if $root.Values.httpRoute.enabled }}
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata:
-  name: {{ include "msl.fullname" . }}
+  name: {{ include "msl.fullname" $root }}
   labels:
-    {{- include "msl.labels" . | nindent 4 }}
-  {{- with .Values.httpRoute.annotations }}
+    {{- include "msl.labels" $root | nindent 4 }}
+  {{- with $root.Values.httpRoute.annotations }}
   annotations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 spec:
   parentRefs:
-    {{- toYaml (required "httpRoute.parentRefs needs the Gateway to attach to" .Values.httpRoute.parentRefs) | nindent 4 }}
-  {{- with .Values.httpRoute.hostnames }}
+    {{- toYaml (required "httpRoute.parentRefs needs the Gateway to attach to" $root.Values.httpRoute.parentRefs) | nindent 4 }}
+  {{- with $root.Values.httpRoute.hostnames }}
   hostnames:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   rules:
     - matches:
-        {{- range .Values.httpRoute.paths }}
+        {{- if $context.fixed }}
+        {{- range $context.paths }}
+        - path:
+            type: {{ ternary "Exact" "PathPrefix" (eq .pathType "Exact") }}
+            value: {{ .path }}
+        {{- end }}
+        {{- else }}
+        {{- range $root.Values.httpRoute.paths }}
         - path:
             type: PathPrefix
             value: {{ . }}
+        {{- end }}
         {{- end }}
       backendRefs:
         - name: {{ include "msl.fullname" $root }}

@@ -1,0 +1,107 @@
+{{- define "livekit-jwt.configDir" -}}/etc/livekit-jwt/config{{- end -}}
+{{- define "livekit-jwt.configPath" -}}{{ include "livekit-jwt.configDir" . }}/config.yaml{{- end -}}
+{{- define "livekit-jwt.caDir" -}}/etc/livekit-jwt/federation-ca{{- end -}}
+
+{{/*
+The token endpoints, the only paths the Ingress and the HTTPRoute publish (Exact, at the root of
+each host). /healthz, /readyz, /metrics and /sfu_webhook (the SFU's, cluster-internal) are not.
+*/}}
+{{- define "livekit-jwt.publicPaths" -}}
+{{- toJson (list
+  (dict "path" "/get_token" "pathType" "Exact")
+  (dict "path" "/sfu/get" "pathType" "Exact")
+  (dict "path" "/delegate_delayed_leave" "pathType" "Exact")) -}}
+{{- end -}}
+
+{{/* federation.caBundle as a credential (a Secret's key or a value in the chart's Secret); "" else. */}}
+{{- define "livekit-jwt.caCredential" -}}
+{{- $ca := .Values.federation.caBundle | default dict -}}
+{{- if or $ca.value $ca.secret -}}
+{{- pick $ca "value" "secret" "secretKey" | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Every credential of this chart, for the library's Secret and mounts. */}}
+{{- define "msl.credentials" -}}
+livekit-key: {{ .Values.livekitKey | toJson }}
+livekit-secret: {{ .Values.livekitSecret | toJson }}
+livekit-keys.yaml: {{ .Values.livekitKeysFile | toJson }}
+{{- with include "livekit-jwt.caCredential" . }}
+federation-ca.pem: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the service reads federation.caBundle; "" for the system CAs only. */}}
+{{- define "livekit-jwt.caFile" -}}
+{{- $ca := .Values.federation.caBundle | default dict -}}
+{{- if and $ca.configMap (or $ca.value $ca.secret) -}}
+{{- fail "federation.caBundle is a Secret, a ConfigMap or a value, only one" -}}
+{{- end -}}
+{{- if $ca.configMap -}}
+{{- printf "%s/%s" (include "livekit-jwt.caDir" .) (required "federation.caBundle.configMapKey is required with configMap" $ca.configMapKey) -}}
+{{- else if include "livekit-jwt.caCredential" . -}}
+{{- include "msl.credential.path" (dict "root" . "credential" $ca "key" "federation-ca.pem") -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The LiveKit credentials as the service reads them: LIVEKIT_JWT_KEY_FILE and _SECRET_FILE, or
+LIVEKIT_JWT_KEYS_FILE (a keys file). A YAML list of env entries.
+*/}}
+{{- define "livekit-jwt.credentialEnv" -}}
+{{- $key := include "msl.credential.set" .Values.livekitKey -}}
+{{- $secret := include "msl.credential.set" .Values.livekitSecret -}}
+{{- $keysFile := include "msl.credential.set" .Values.livekitKeysFile -}}
+{{- $env := list -}}
+{{- if and $keysFile (or $key $secret) -}}
+{{- fail "set livekitKey and livekitSecret, or livekitKeysFile, not both" -}}
+{{- else if $keysFile -}}
+{{- $env = append $env (dict "name" "LIVEKIT_JWT_KEYS_FILE" "value" (include "msl.credential.path" (dict "root" . "credential" .Values.livekitKeysFile "key" "livekit-keys.yaml"))) -}}
+{{- else if and $key $secret -}}
+{{- $env = append $env (dict "name" "LIVEKIT_JWT_KEY_FILE" "value" (include "msl.credential.path" (dict "root" . "credential" .Values.livekitKey "key" "livekit-key"))) -}}
+{{- $env = append $env (dict "name" "LIVEKIT_JWT_SECRET_FILE" "value" (include "msl.credential.path" (dict "root" . "credential" .Values.livekitSecret "key" "livekit-secret"))) -}}
+{{- else -}}
+{{- fail "set livekitKey and livekitSecret (each {value: ...} or {secret: NAME, secretKey: KEY}), or livekitKeysFile: the API key and secret the SFU knows" -}}
+{{- end -}}
+{{- toYaml $env -}}
+{{- end -}}
+
+{{/*
+The service's settings file (keys are LivekitJwtSettings' field names). Nothing secret: the
+LiveKit key and secret reach the service only as *_FILE paths.
+*/}}
+{{- define "livekit-jwt.config" -}}
+{{- $v := .Values -}}
+{{- $config := dict
+  "livekit_url" $v.livekitUrl
+  "full_access_homeservers" $v.fullAccessHomeservers
+  "hash_scheme" $v.hashScheme
+  "can_update_own_metadata" $v.canUpdateOwnMetadata
+  "room_empty_timeout" (int $v.roomEmptyTimeout)
+  "room_departure_timeout" (int $v.roomDepartureTimeout)
+  "token_ttl_seconds" (int $v.tokenTtlSeconds)
+  "federation_allow" ($v.federation.allow | default list)
+  "federation_timeout" $v.federation.timeout
+  "dns_servers" ($v.federation.dnsServers | default list) -}}
+{{- with $v.livekitApiUrl }}{{ $_ := set $config "livekit_api_url" . }}{{ end -}}
+{{- with include "livekit-jwt.caFile" . }}{{ $_ := set $config "federation_ca_file" . }}{{ end -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* The port of the SFU's API (livekitApiUrl, else livekitUrl: ws→http), for the NetworkPolicy. */}}
+{{- define "livekit-jwt.sfuPort" -}}
+{{- $url := urlParse (.Values.livekitApiUrl | default .Values.livekitUrl) -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
+{{- $port | default (ternary "443" "80" (has $url.scheme (list "https" "wss"))) -}}
+{{- end -}}
+
+{{/* The DNS ports: 53 and those of federation.dnsServers (host:port, [v6]:port). */}}
+{{- define "livekit-jwt.dnsPorts" -}}
+{{- $ports := list 53 -}}
+{{- range .Values.federation.dnsServers -}}
+{{- if or (regexMatch "^\\[[^]]+\\]:[0-9]+$" .) (regexMatch "^[^:\\[]+:[0-9]+$" .) -}}
+{{- $ports = append $ports (regexFind "[0-9]+$" . | int) -}}
+{{- end -}}
+{{- end -}}
+{{- $ports | uniq | toJson -}}
+{{- end -}}

@@ -1,0 +1,116 @@
+"""The HTTP surface: POST /get_token (MSC4195) and POST /sfu/get (legacy), answered as
+lk-jwt-service answers them, with CORS on every response of theirs (preflight included)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from matrix_stack.services.livekit_jwt import hashing, wire
+from matrix_stack.services.livekit_jwt.issuer import Issuer, NotAuthorised
+from matrix_stack.services.livekit_jwt.requests import LegacyRequest, TokenRequest
+from matrix_stack.services.livekit_jwt.tokens import mint
+
+log = logging.getLogger("matrix_stack.livekit_jwt")
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _json_object(raw: bytes) -> dict[str, object]:
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def routes(issuer: Issuer) -> list[BaseRoute]:
+    settings = issuer.settings
+    scheme = settings.hash_scheme
+    metrics = issuer.metrics
+
+    def token_endpoint(name: str, handle: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            if request.method == "OPTIONS":
+                return wire.go_response(None)
+            if request.method != "POST":
+                return wire.go_response(None, 405)
+            response = await handle(request)
+            metrics.tokens.labels(name, str(response.status_code)).inc()
+            return response
+
+        return endpoint
+
+    async def authorised(server_name: str, access_token: str, claimed: str | None) -> str | Response:
+        """The validated user id, or the 401 (the reason is logged, not told)."""
+        try:
+            user_id = await issuer.user_id(server_name, access_token)
+        except NotAuthorised as exc:
+            log.warning("openid token refused", extra={"server_name": server_name, "reason": str(exc)})
+            return wire.error(401, *wire.UNAUTHORIZED)
+        if claimed is not None and claimed != user_id:
+            log.warning("token for another user", extra={"server_name": server_name, "sub": user_id})
+            return wire.error(401, *wire.UNAUTHORIZED)
+        return user_id
+
+    async def issue(server_name: str, identity: str, room: str, delegates: bool) -> Response:
+        full = issuer.has_full_access(server_name)
+        if delegates:  # MSC4140 delegated leave is not offered yet: the client keeps its own delayed events
+            if not full:
+                return wire.bad_json("Delegation of delayed events is only supported for full access users")
+            return wire.bad_json("Delegation of delayed events is not supported by this service")
+        credentials = issuer.credentials
+        try:
+            jwt = mint(credentials.key, credentials.secret, identity, room, ttl=settings.token_ttl_seconds,
+                       can_update_own_metadata=settings.can_update_own_metadata)  # fmt: skip
+        except ValueError:
+            log.exception("minting a token failed")
+            return wire.error(500, *wire.INTERNAL)
+        if full:
+            try:
+                await issuer.create_room(room)
+            except Exception as exc:
+                log.error("CreateRoom on the SFU failed", extra={"room": room, "error": str(exc)})
+                return wire.error(500, *wire.NO_ROOM)
+        log.info("token issued", extra={"server_name": server_name, "room": room, "full_access": full})
+        return wire.go_response({"url": settings.livekit_url, "jwt": jwt})
+
+    async def get_token(request: Request) -> Response:
+        try:
+            body = TokenRequest.model_validate(_json_object(await request.body()))
+        except (ValueError, ValidationError):
+            return wire.error(400, *wire.NOT_JSON)
+        if problem := body.problem():
+            return wire.bad_json(problem)
+        token = body.openid_token
+        user_id = await authorised(token.matrix_server_name, token.access_token, body.member.claimed_user_id)
+        if isinstance(user_id, Response):
+            return user_id
+        room = hashing.room(scheme, body.room_id, body.slot_id)
+        identity = hashing.identity(scheme, user_id, body.member.claimed_device_id, body.member.id)
+        return await issue(token.matrix_server_name, identity, room, body.delegates)
+
+    async def sfu_get(request: Request) -> Response:
+        try:
+            body = LegacyRequest.model_validate(_json_object(await request.body()))
+        except (ValueError, ValidationError):
+            return wire.error(400, *wire.NOT_JSON)
+        if problem := body.problem():
+            return wire.bad_json(problem)
+        token = body.openid_token
+        user_id = await authorised(token.matrix_server_name, token.access_token, None)
+        if isinstance(user_id, Response):
+            return user_id
+        room = hashing.legacy_room(scheme, body.room)
+        identity = hashing.legacy_identity(user_id, body.device_id)
+        return await issue(token.matrix_server_name, identity, room, body.delegates)
+
+    return [
+        Route("/get_token", token_endpoint("get_token", get_token), methods=ALL_METHODS),
+        Route("/sfu/get", token_endpoint("sfu_get", sfu_get), methods=ALL_METHODS),
+    ]

@@ -1,0 +1,567 @@
+"""The SSRF-safe egress and Matrix server-name resolution against real servers: TLS stand-in
+homeservers on loopback addresses (one request per connection, every accept counted) and Debian's
+dnsmasq as the DNS server, on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+from dns.nameserver import Do53Nameserver
+
+from matrix_stack.core import egress, federation
+from matrix_stack.core.egress import AddressPolicy, EgressError, EgressRefused
+from matrix_stack.core.federation import (
+    Destination,
+    FederationError,
+    InvalidServerName,
+    UserinfoRejected,
+    WellKnownCache,
+)
+from matrix_stack.core.processes import free_ports, port_open, stop, wait_ready
+from matrix_stack.devstack.tls import TlsFiles, make_tls
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+TOKEN = "s3cr3t+openid/token="  # needs quoting in a URL; must appear in no message
+QUOTED_TOKEN = quote(TOKEN, safe="")
+NAMES = ["origin.test", "redirect.test", "redirect-tls.test", "loop.test", "delegate-srv.test", "hs.test",
+         "srv.test", "legacy.test", "rebind.test"]  # fmt: skip
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    length: bool = True  # send Content-Length; without, the body runs until the connection closes
+
+
+def answer(document: object, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(
+        status, json.dumps(document).encode(), {"Content-Type": "application/json", **(headers or {})}
+    )
+
+
+@dataclass(frozen=True)
+class Seen:
+    target: str
+    host: str | None
+    sni: str | None
+    local_ip: str  # the address the connection came to
+
+
+Handler = Callable[[Seen], Reply]
+
+
+class Remote:
+    """A stand-in server: HTTP/1.1 over TLS (or plain) on one loopback address. Without a handler it
+    accepts and never says a word. Counts accepts before any TLS, so a refused request shows as none."""
+
+    def __init__(self, handler: Handler | None, tls: TlsFiles | None = None, *, ip: str = "127.0.0.1",
+                 port: int = 0) -> None:  # fmt: skip
+        self.handler, self.ip, self.port = handler, ip, port
+        self.accepts = 0
+        self.seen: list[Seen] = []
+        self._sni: dict[int, str] = {}
+        self._writers: list[asyncio.StreamWriter] = []
+        self._context: ssl.SSLContext | None = None
+        if tls is not None:
+            self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._context.load_cert_chain(tls.cert, tls.key)
+            self._context.sni_callback = self._on_sni
+
+    def _on_sni(self, connection: Any, name: str | None, context: ssl.SSLContext) -> None:
+        if name is not None:
+            self._sni[id(connection)] = name
+
+    async def __aenter__(self) -> Remote:
+        self._server = await asyncio.start_server(self._serve, self.ip, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for writer in self._writers:
+            writer.close()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepts += 1
+        self._writers.append(writer)
+        try:
+            if self.handler is None:
+                await reader.read()
+                return
+            sni = None
+            if self._context is not None:
+                await writer.start_tls(self._context)
+                sni = self._sni.pop(id(writer.get_extra_info("ssl_object")), None)
+            request_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            headers = {
+                k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)
+            }
+            seen = Seen(
+                request_line.split(" ")[1], headers.get("host"), sni, writer.get_extra_info("sockname")[0]
+            )
+            self.seen.append(seen)
+            reply = self.handler(seen)
+            head = [f"HTTP/1.1 {reply.status} Whatever", "Connection: close"]
+            head += [f"{name}: {value}" for name, value in reply.headers.items()]
+            if reply.length:
+                head.append(f"Content-Length: {len(reply.body)}")
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + reply.body)
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # the client gave up (a failed certificate check, a size limit): what some tests want
+        finally:
+            writer.close()
+
+
+def userinfo(server: str | None = None) -> Handler:
+    """Vouches for @alice of `server` (default: the Host asked for) to the right token."""
+
+    def reply(seen: Seen) -> Reply:
+        parts = urlsplit(seen.target)
+        if parts.path != "/_matrix/federation/v1/openid/userinfo":
+            return answer({"errcode": "M_UNRECOGNIZED"}, 404)
+        if parse_qs(parts.query).get("access_token") != [TOKEN]:
+            return answer({"errcode": "M_UNKNOWN_TOKEN"}, 401)
+        return answer({"sub": f"@alice:{server or seen.host}"})
+
+    return reply
+
+
+def by_host(replies: dict[str, Reply]) -> Handler:
+    return lambda seen: replies.get(seen.host or "", answer({"errcode": "M_NOT_FOUND"}, 404))
+
+
+@dataclass(frozen=True)
+class Net:
+    dns: list[str]
+    srv_port: int  # the SRV records' port: target.test (127.0.0.4) listens there, down.test does not
+    tls: TlsFiles  # names NAMES and 127.0.0.1
+    other_tls: TlsFiles  # names other.test only, and no IP, from another CA
+    ca: Path  # both CAs
+
+
+def _udp_and_tcp_port() -> int:
+    for port in free_ports(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port for DNS")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    directory = tmp_path_factory.mktemp("federation")
+    tls = make_tls(directory / "tls", NAMES, loopback_ip=True)
+    other_tls = make_tls(directory / "other", ["other.test"], loopback_ip=False)
+    ca = directory / "ca-bundle.pem"
+    ca.write_bytes(tls.ca.read_bytes() + other_tls.ca.read_bytes())
+    dns_port, srv_port = _udp_and_tcp_port(), free_ports(1)[0]
+    records = [
+        "--address=/private.test/10.1.2.3",
+        "--host-record=mixed.test,93.184.215.14,::1",
+        *(f"--host-record={name},127.0.0.2" for name in
+          ("origin.test", "redirect.test", "redirect-tls.test", "loop.test", "delegate-srv.test")),
+        "--host-record=hs.test,127.0.0.3",
+        "--host-record=target.test,127.0.0.4",
+        "--host-record=rebind.test,127.0.0.5",
+        "--host-record=down.test,127.0.0.6",
+        f"--srv-host=_matrix-fed._tcp.srv.test,down.test,{srv_port},10,5",
+        f"--srv-host=_matrix-fed._tcp.srv.test,target.test,{srv_port},20,5",
+        f"--srv-host=_matrix._tcp.legacy.test,target.test,{srv_port},0,0",
+        "--srv-host=_matrix-fed._tcp.none.test",  # no target: ".", no service
+    ]  # fmt: skip
+    log = directory / "dnsmasq.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [DNSMASQ, "--conf-file=/dev/null", "--no-resolv", "--no-hosts", f"--port={dns_port}",
+             "--listen-address=127.0.0.1", "--bind-interfaces", "--keep-in-foreground", "--pid-file=",
+             "--log-facility=-", "--local=/test/", *records],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_ready("dnsmasq", process, lambda: port_open(dns_port), timeout=10, log=log)
+        yield Net([f"127.0.0.1:{dns_port}"], srv_port, tls, other_tls, ca)
+    finally:
+        stop(process)
+
+
+def lookup(net: Net, policy: AddressPolicy, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for resolve_server_name and openid_userinfo; a fresh cache unless given."""
+    return {"policy": policy, "ca_file": net.ca, "timeout": 5.0, "dns_servers": net.dns,
+            "cache": WellKnownCache(), **extra}  # fmt: skip
+
+
+def clean(exc: BaseException) -> bool:
+    return TOKEN not in str(exc) and QUOTED_TOKEN not in str(exc)
+
+
+# -- the address policy --------------------------------------------------------------------------
+
+REFUSED = [
+    ("127.0.0.1", "loopback"), ("127.255.255.254", "loopback"), ("::1", "loopback"),
+    ("::ffff:127.0.0.1", "loopback"), ("::7f00:1", "loopback"), ("64:ff9b::7f00:1", "loopback"),
+    ("2002:7f00:1::1", "loopback"), ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),
+    ("10.0.0.1", "private"), ("10.255.255.255", "private"), ("172.16.0.1", "private"),
+    ("172.31.255.255", "private"), ("192.168.0.1", "private"), ("192.168.255.255", "private"),
+    ("::ffff:10.1.2.3", "private"), ("::ffff:192.168.1.1", "private"), ("64:ff9b::c0a8:101", "private"),
+    ("fc00::1", "private"), ("fd12:3456::1", "private"), ("fec0::1", "private"),
+    ("169.254.169.254", "metadata"), ("fd00:ec2::254", "metadata"), ("100.100.100.200", "metadata"),
+    ("::ffff:169.254.169.254", "metadata"), ("64:ff9b::a9fe:a9fe", "metadata"),
+    ("169.254.0.1", "link-local"), ("fe80::1", "link-local"), ("fe80::1%1", "link-local"),
+    ("100.64.0.1", "shared"), ("100.127.255.254", "shared"),
+    ("224.0.0.1", "multicast"), ("239.255.255.250", "multicast"), ("ff02::1", "multicast"),
+    ("0.0.0.0", "unspecified"), ("0.1.2.3", "unspecified"), ("::", "unspecified"),
+    ("255.255.255.255", "broadcast"), ("240.0.0.1", "reserved"), ("198.18.0.1", "reserved"),
+    ("192.0.2.1", "documentation"), ("203.0.113.9", "documentation"), ("2001:db8::1", "documentation"),
+    ("64:ff9b:1::1", "reserved"), ("100::1", "reserved"), ("::ffff:0:7f00:1", "reserved"),
+    ("1::1", "reserved"),
+]  # fmt: skip
+PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.215.14", "100.63.255.255", "100.128.0.1", "172.32.0.1",
+          "169.253.255.255", "2606:4700:4700::1111", "2a00:1450:4001:82b::200e", "::ffff:8.8.8.8",
+          "64:ff9b::808:808", "2002:808:808::1"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("address", "kind"), REFUSED)
+def test_internal_addresses_are_refused(address: str, kind: str) -> None:
+    policy = AddressPolicy()
+    refused = policy.classify(address)
+    assert refused is not None
+    assert refused[0] == kind, refused
+    assert policy.refusal(address) == refused[1]
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_pass(address: str) -> None:
+    assert AddressPolicy().refusal(address) is None
+
+
+def test_an_allowed_network_lets_its_addresses_through() -> None:
+    policy = AddressPolicy(["10.1.0.0/16", "fd00:1::/32", "127.0.0.1", " ", "HS.Internal:8448"])
+    assert policy.refusal("10.1.2.3") is None
+    assert policy.refusal("::ffff:10.1.2.3") is None  # the same address, IPv4-mapped
+    assert policy.refusal("10.2.0.1") == "private (RFC 1918)"
+    assert policy.refusal("fd00:1::5") is None
+    assert policy.refusal("fd00:2::5") is not None
+    assert policy.refusal("127.0.0.1") is None
+    assert policy.refusal("127.0.0.2") is not None
+    assert policy.name_allowed("hs.internal:8448")
+    assert policy.name_allowed("HS.INTERNAL:8448")
+    assert not policy.name_allowed("hs.internal")
+    assert not policy.name_allowed("hs.internal:443")
+    for bad in ("10.0.0.0/33", "https://hs.internal", "hs internal"):
+        with pytest.raises(ValueError, match="neither a CIDR nor a server name"):
+            AddressPolicy([bad])
+
+
+def test_dns_servers_are_addresses_with_optional_ports() -> None:
+    resolver = egress.dns_resolver(("127.0.0.1:5353", "[::1]:53", "::1", "10.0.0.1"))
+    assert [(server.address, server.port) for server in resolver.nameservers if isinstance(server, Do53Nameserver)] == [
+        ("127.0.0.1", 5353), ("::1", 53), ("::1", 53), ("10.0.0.1", 53)
+    ]  # fmt: skip
+    for bad in ("dns.example:53", "127.0.0.1:dns", "[::1]53"):
+        with pytest.raises(ValueError, match="DNS server"):
+            egress.dns_resolver((bad,))
+
+
+# -- server names and the well-known cache --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "host", "port", "ip"),
+    [("example.org", "example.org", None, False), ("Example.org:8448", "Example.org", 8448, False),
+     ("1.2.3.4", "1.2.3.4", None, True), ("1.2.3.4:1", "1.2.3.4", 1, True), ("[::1]", "::1", None, True),
+     ("[2001:db8::1]:65535", "2001:db8::1", 65535, True), ("a-b.c-d", "a-b.c-d", None, False),
+     ("localhost", "localhost", None, False)],
+)  # fmt: skip
+def test_valid_server_names(name: str, host: str, port: int | None, ip: bool) -> None:
+    parsed = federation.parse_server_name(name)
+    assert (parsed.host, parsed.port, parsed.ip is not None) == (host, port, ip)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "example.org:", "example.org:0", "example.org:65536", "example.org:123456", "exa mple.org",
+     "user@example.org", "example.org/path", "https://example.org", "[::1", "::1", "[zz::1]", "[::1%lo]",
+     "999.1.1.1", "127.000.000.001", "a..b", ".org", "org.", "127.1", "0x7f.1", "2130706433",
+     "ex_ample.org", "é.org", "a" * 64 + ".org"],
+)  # fmt: skip
+def test_invalid_server_names(name: str) -> None:
+    with pytest.raises(InvalidServerName):
+        federation.parse_server_name(name)
+
+
+def test_well_known_cache_lifetimes_and_bound() -> None:
+    assert federation.cache_ttl(None) == 24 * 3600
+    assert federation.cache_ttl("public, max-age=600") == 600
+    assert federation.cache_ttl("max-age=999999999") == 48 * 3600
+    assert federation.cache_ttl("max-age=bogus") == 24 * 3600
+    assert federation.cache_ttl("no-store") == federation.cache_ttl("No-Cache") == 0
+    now = [0.0]
+    cache = WellKnownCache(max_entries=2, clock=lambda: now[0])
+    cache.put("a.example", "hs.a.example", 10)
+    cache.put("b.example", None, 20)
+    assert cache.get("A.example") == (True, "hs.a.example")
+    assert cache.get("b.example") == (True, None)  # a cached "delegates nowhere"
+    cache.put("c.example", "hs.c.example", 30)
+    assert len(cache) == 2
+    assert cache.get("a.example") == (False, None)
+    now[0] = 25
+    assert cache.get("b.example") == (False, None)
+    assert cache.get("c.example") == (True, "hs.c.example")
+    cache.put("c.example", "elsewhere", 0)  # no-store: dropped, not kept
+    assert cache.get("c.example") == (False, None)
+
+
+# -- against real servers -------------------------------------------------------------------------
+
+
+async def test_an_ip_literal_is_refused_before_any_connection(net: Net) -> None:
+    async with Remote(userinfo(), net.tls) as remote:
+        with pytest.raises(EgressRefused, match="loopback") as refused:
+            await federation.openid_userinfo(
+                f"127.0.0.1:{remote.port}", TOKEN, **lookup(net, AddressPolicy())
+            )
+        assert refused.value.kind == "loopback"
+        assert clean(refused.value)
+        assert remote.accepts == 0
+    for server, kind in (
+        ("[::1]:8448", "loopback"),
+        ("169.254.169.254", "metadata"),
+        ("10.0.0.8", "private"),
+    ):
+        with pytest.raises(EgressRefused) as refused:
+            await federation.openid_userinfo(server, TOKEN, **lookup(net, AddressPolicy()))
+        assert refused.value.kind == kind
+
+
+async def test_the_system_resolver_is_checked_too(net: Net) -> None:
+    # No DNS servers configured: getaddrinfo (here /etc/hosts) answers, and its addresses are checked.
+    with pytest.raises(EgressRefused, match=r"localhost resolves to 127\.0\.0\.1, which is loopback"):
+        await federation.openid_userinfo("localhost:1", TOKEN, **lookup(net, AddressPolicy(), dns_servers=[]))
+
+
+async def test_an_allowed_ip_literal_answers(net: Net) -> None:
+    async with Remote(userinfo(), net.tls) as remote:
+        server = f"127.0.0.1:{remote.port}"
+        policy = AddressPolicy(["127.0.0.1/32"])
+        assert await federation.openid_userinfo(server, TOKEN, **lookup(net, policy)) == f"@alice:{server}"
+        [seen] = remote.seen
+        # Host is the server name; no SNI for an IP, whose certificate names the IP
+        assert (seen.host, seen.sni, seen.local_ip) == (server, None, "127.0.0.1")
+        assert seen.target == f"/_matrix/federation/v1/openid/userinfo?access_token={QUOTED_TOKEN}"
+
+
+async def test_a_name_with_an_internal_address_is_refused(net: Net) -> None:
+    with pytest.raises(
+        EgressRefused, match=r"private\.test resolves to 10\.1\.2\.3, which is private"
+    ) as refused:
+        await federation.openid_userinfo("private.test:8448", TOKEN, **lookup(net, AddressPolicy()))
+    assert refused.value.kind == "private"
+    # Every address counts: a public one beside the internal one does not help.
+    with pytest.raises(EgressRefused, match=r"resolves to ::1") as refused:
+        await federation.openid_userinfo("mixed.test:8448", TOKEN, **lookup(net, AddressPolicy()))
+    assert refused.value.kind == "loopback"
+    # Without a port: no well-known (refused too), no SRV, and the :8448 fallback is refused.
+    with pytest.raises(EgressRefused, match=r"private\.test:8448"):
+        await federation.openid_userinfo("private.test", TOKEN, **lookup(net, AddressPolicy()))
+
+
+async def test_the_connection_goes_to_the_checked_address(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DNS rebinding needs a second lookup between the check and the connect. There is none: httpx is
+    # handed the checked address, so no getaddrinfo ever sees the name (the system resolver does not
+    # even know it; only dnsmasq does).
+    looked_up: list[object] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def spy(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", spy)
+    async with Remote(userinfo(), net.tls, ip="127.0.0.5") as remote:
+        server = f"rebind.test:{remote.port}"
+        policy = AddressPolicy(["127.0.0.5/32"])
+        assert await federation.openid_userinfo(server, TOKEN, **lookup(net, policy)) == f"@alice:{server}"
+        assert [(s.host, s.sni, s.local_ip) for s in remote.seen] == [(server, "rebind.test", "127.0.0.5")]
+    assert "rebind.test" not in looked_up
+
+
+async def test_delegation_by_well_known(net: Net) -> None:
+    async with Remote(userinfo("origin.test"), net.tls, ip="127.0.0.3") as hs:
+        delegated = f"hs.test:{hs.port}"
+        replies = {
+            "origin.test": answer({"m.server": delegated}, headers={"Cache-Control": "max-age=600"}),
+            "delegate-srv.test": answer({"m.server": "srv.test"}),
+        }
+        async with Remote(by_host(replies), net.tls, ip="127.0.0.2") as wk:
+            cache = WellKnownCache()
+            # The delegated name is checked on its own: trusting origin.test does not extend to it.
+            kwargs = lookup(
+                net, AddressPolicy(["origin.test", delegated]), cache=cache, well_known_port=wk.port
+            )
+            assert await federation.resolve_server_name("origin.test", **kwargs) == [
+                Destination("hs.test", hs.port, delegated, "hs.test")
+            ]
+            assert await federation.openid_userinfo("origin.test", TOKEN, **kwargs) == "@alice:origin.test"
+            # Asked once: the second time came from the cache.
+            assert [(s.host, s.sni, s.target) for s in wk.seen] == [
+                ("origin.test", "origin.test", "/.well-known/matrix/server")
+            ]
+            assert [(s.host, s.sni, s.local_ip) for s in hs.seen] == [(delegated, "hs.test", "127.0.0.3")]
+            only_origin = lookup(net, AddressPolicy(["origin.test"]), cache=cache, well_known_port=wk.port)
+            with pytest.raises(EgressRefused, match=r"hs\.test resolves to 127\.0\.0\.3"):
+                await federation.openid_userinfo("origin.test", TOKEN, **only_origin)
+            assert len(hs.seen) == 1
+            # A delegated name without a port goes on to SRV (not to a second well-known), Host and
+            # certificate being the delegated name's.
+            kwargs = lookup(net, AddressPolicy(["delegate-srv.test"]), well_known_port=wk.port)
+            assert await federation.resolve_server_name("delegate-srv.test", **kwargs) == [
+                Destination("down.test", net.srv_port, "srv.test", "srv.test"),
+                Destination("target.test", net.srv_port, "srv.test", "srv.test"),
+            ]
+
+
+async def test_well_known_redirects_are_https_only_and_few(net: Net) -> None:
+    async with Remote(by_host({}), None) as plain, Remote(by_host({}), net.tls) as loopback_tls:
+        replies = {
+            "redirect.test": Reply(
+                302, headers={"Location": f"http://127.0.0.1:{plain.port}/.well-known/matrix/server"}
+            ),
+            "redirect-tls.test": Reply(307, headers={"Location": f"https://127.0.0.1:{loopback_tls.port}/x"}),
+        }
+        loop_reply = Reply(302, headers={"Location": "/.well-known/matrix/server"})
+        async with Remote(
+            lambda seen: replies.get(seen.host or "", loop_reply), net.tls, ip="127.0.0.2"
+        ) as wk:
+            # http is not followed even to an address the policy allows
+            for policy in (
+                AddressPolicy(["redirect.test"]),
+                AddressPolicy(["redirect.test", "127.0.0.1/32"]),
+            ):
+                kwargs = lookup(net, policy, well_known_port=wk.port)
+                assert await federation.resolve_server_name("redirect.test", **kwargs) == [
+                    Destination("redirect.test", 8448, "redirect.test", "redirect.test")
+                ]
+            # https to a loopback address is refused by the policy like any other request
+            kwargs = lookup(net, AddressPolicy(["redirect-tls.test"]), well_known_port=wk.port)
+            assert await federation.resolve_server_name("redirect-tls.test", **kwargs) == [
+                Destination("redirect-tls.test", 8448, "redirect-tls.test", "redirect-tls.test")
+            ]
+            assert plain.accepts == loopback_tls.accepts == 0
+            # a redirect loop: the request and three redirects, then no delegation
+            kwargs = lookup(net, AddressPolicy(["127.0.0.2/32"]), well_known_port=wk.port)
+            assert await federation.resolve_server_name("loop.test", **kwargs) == [
+                Destination("loop.test", 8448, "loop.test", "loop.test")
+            ]
+            assert sum(1 for s in wk.seen if (s.host or "").startswith("loop.test")) == 4
+
+
+async def test_srv_records_pick_the_target(net: Net) -> None:
+    kwargs = lookup(net, AddressPolicy(["srv.test"]))
+    # srv.test has no address, so no well-known; then SRV, in priority order
+    assert await federation.resolve_server_name("srv.test", **kwargs) == [
+        Destination("down.test", net.srv_port, "srv.test", "srv.test"),
+        Destination("target.test", net.srv_port, "srv.test", "srv.test"),
+    ]
+    assert await federation.resolve_server_name("legacy.test", **kwargs) == [
+        Destination("target.test", net.srv_port, "legacy.test", "legacy.test")
+    ]
+    assert await federation.resolve_server_name("plain.test", **kwargs) == [
+        Destination("plain.test", 8448, "plain.test", "plain.test")
+    ]
+    with pytest.raises(FederationError, match="no federation service"):
+        await federation.resolve_server_name("none.test", **kwargs)
+    # down.test has nothing listening: the next target answers, for srv.test
+    async with Remote(userinfo(), net.tls, ip="127.0.0.4", port=net.srv_port) as target:
+        assert await federation.openid_userinfo("srv.test", TOKEN, **kwargs) == "@alice:srv.test"
+        assert [(s.host, s.sni, s.local_ip) for s in target.seen] == [("srv.test", "srv.test", "127.0.0.4")]
+
+
+async def test_a_user_of_another_server_is_rejected(net: Net) -> None:
+    policy = AddressPolicy(["127.0.0.1/32"])
+    for vouching_for in ("evil.test", "127.0.0.1"):  # the port is part of the server name
+        async with Remote(userinfo(vouching_for), net.tls) as remote:
+            with pytest.raises(UserinfoRejected, match="of another server"):
+                await federation.openid_userinfo(f"127.0.0.1:{remote.port}", TOKEN, **lookup(net, policy))
+    refusal = answer({"errcode": "M_UNKNOWN_TOKEN", "error": f"unknown token {TOKEN}"}, 401)
+    async with Remote(lambda seen: refusal, net.tls) as remote:
+        with pytest.raises(UserinfoRejected, match=r"answered 401 \(M_UNKNOWN_TOKEN\)$") as rejected:
+            await federation.openid_userinfo(f"127.0.0.1:{remote.port}", TOKEN, **lookup(net, policy))
+        assert clean(rejected.value)
+
+
+async def test_an_oversize_answer_is_cut_off(net: Net) -> None:
+    policy = AddressPolicy(["127.0.0.1/32"])
+    big = answer({"sub": "@alice:x", "padding": "x" * 100_000})
+    async with (
+        Remote(lambda seen: big, net.tls) as declared,
+        Remote(lambda seen: replace(big, length=False), net.tls) as streamed,
+    ):
+        for remote in (declared, streamed):
+            with pytest.raises(FederationError, match="over the limit") as too_big:
+                await federation.openid_userinfo(f"127.0.0.1:{remote.port}", TOKEN, **lookup(net, policy))
+            assert clean(too_big.value)
+        with pytest.raises(EgressError, match="response over the limit of 1000 bytes"):
+            await egress.https_get(
+                f"https://127.0.0.1:{streamed.port}/", policy=policy, ca_file=net.ca, max_bytes=1000
+            )
+
+
+async def test_a_server_that_never_answers_times_out(net: Net) -> None:
+    async with Remote(None) as silent:  # accepts, then not even a TLS handshake
+        kwargs = lookup(net, AddressPolicy(["127.0.0.1/32"]), timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(FederationError, match="no answer within") as timed_out:
+            await federation.openid_userinfo(f"127.0.0.1:{silent.port}", TOKEN, **kwargs)
+        assert time.monotonic() - started < 2
+        assert silent.accepts == 1
+        assert clean(timed_out.value)
+
+
+async def test_the_certificate_must_name_the_host(net: Net) -> None:
+    policy = AddressPolicy(["127.0.0.1/32"])
+    async with Remote(userinfo(), net.other_tls) as remote:  # other.test only, from the second CA
+        url = f"https://127.0.0.1:{remote.port}/_matrix/federation/v1/openid/userinfo?access_token={QUOTED_TOKEN}"
+        response = await egress.https_get(url, policy=policy, sni_hostname="other.test", ca_file=net.ca)
+        assert (response.status, response.json()) == (200, {"sub": f"@alice:127.0.0.1:{remote.port}"})
+        for sni, ca_file in (("hs.test", net.ca), (None, net.ca), ("other.test", None)):
+            with pytest.raises(EgressError, match="CERTIFICATE_VERIFY_FAILED") as failed:
+                await egress.https_get(url, policy=policy, sni_hostname=sni, ca_file=ca_file)
+            assert clean(failed.value)
+            assert "/openid/userinfo:" in str(failed.value)
+        assert [s.sni for s in remote.seen] == ["other.test"]
+
+
+async def test_redirects_are_returned_or_refused_never_followed(net: Net) -> None:
+    policy = AddressPolicy(["127.0.0.1/32"])
+    moved = Reply(302, headers={"Location": "https://127.0.0.1:1/elsewhere"})
+    async with Remote(lambda seen: moved, net.tls) as remote:
+        url = f"https://127.0.0.1:{remote.port}/x?access_token={QUOTED_TOKEN}"
+        with pytest.raises(EgressError, match="answered 302, a redirect, which is not followed") as error:
+            await egress.https_get(url, policy=policy, ca_file=net.ca)
+        assert clean(error.value)
+        response = await egress.https_get(url, policy=policy, ca_file=net.ca, redirects=True)
+        assert (response.status, response.headers["location"]) == (302, "https://127.0.0.1:1/elsewhere")
+        assert remote.accepts == 2
+    with pytest.raises(EgressRefused, match="only https") as refused:
+        await egress.https_get(f"http://127.0.0.1:1/?access_token={QUOTED_TOKEN}", policy=policy)
+    assert refused.value.kind == "scheme"
+    assert clean(refused.value)
