@@ -21,6 +21,7 @@ import httpx
 
 from matrix_stack.core.processes import free_port, http_ok, port_open, stop, wait_ready
 from matrix_stack.devstack.ldap_demo import LdapDemo
+from matrix_stack.devstack.rtc_demo import RtcDemo
 from matrix_stack.devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
 
 DEMO_ALIAS = "#demo:localhost"
@@ -114,6 +115,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "alerts_password": lambda: secrets.token_urlsafe(16),
     "ldap_demo": lambda: secrets.token_urlsafe(12),
     "ldap_admin": lambda: secrets.token_urlsafe(16),
+    "livekit_secret": lambda: secrets.token_urlsafe(32),
 }
 
 
@@ -155,7 +157,8 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     data_dir = data_dir.resolve()
     creds = _credentials(data_dir / "credentials.json")
-    synapse = LocalSynapse(data_dir / "synapse", _pick_port(synapse_port))
+    # federation over TLS too: livekit-jwt checks the demo user's OpenID tokens there
+    synapse = LocalSynapse(data_dir / "synapse", _pick_port(synapse_port), federation_port=_pick_port(8448))
     alerts_port = _pick_port(8084)
     alerts_config = data_dir / "alertmanager-receiver" / "config.yaml"
     alerts_config.parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +217,7 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     ]
     ldap = LdapDemo(data_dir / "ldap", creds["ldap_demo"], creds["ldap_admin"], _pick_port(3389),
                     _pick_port(8085))  # fmt: skip
+    rtc = RtcDemo(data_dir / "livekit-jwt", creds["livekit_secret"], _pick_port(7880), _pick_port(8086))
     print(f"starting Synapse on {synapse.url} (data in {synapse.directory})", flush=True)
     try:
         synapse.start()
@@ -221,11 +225,13 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
         for service in services:
             service.start(synapse.url, bot.user_id, creds["bot"], data_dir / "logs")
         ldap.start()
+        rtc.start(synapse)
         for service in services:
             service.wait_ready()
         _print_summary(synapse, creds, demo, room_id, services, data_dir)
-        print(f"\n{ldap.summary()}\n\nPress Ctrl-C to stop everything.", flush=True)
-        _wait_for_interrupt(synapse, services, ldap)
+        rtc_summary = rtc.summary(synapse, demo.user_id, demo.access_token)
+        print(f"\n{ldap.summary()}\n\n{rtc_summary}\n\nPress Ctrl-C to stop everything.", flush=True)
+        _wait_for_interrupt(synapse, services, ldap, rtc)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -236,6 +242,7 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
         for service in services:
             service.stop()
         ldap.stop()
+        rtc.stop()
         synapse.stop()
     return 0
 
@@ -285,7 +292,9 @@ Read the demo room:
     )
 
 
-def _wait_for_interrupt(synapse: LocalSynapse, services: list[LocalService], ldap: LdapDemo) -> None:
+def _wait_for_interrupt(
+    synapse: LocalSynapse, services: list[LocalService], ldap: LdapDemo, rtc: RtcDemo
+) -> None:
     stop = False
 
     def handle(signum: int, frame: object) -> None:
@@ -302,6 +311,8 @@ def _wait_for_interrupt(synapse: LocalSynapse, services: list[LocalService], lda
                     raise RuntimeError(f"{service.name} stopped; see its log")
             if not ldap.running():
                 raise RuntimeError("slapd or ldap-proxy stopped; see their logs")
+            if not rtc.running():
+                raise RuntimeError("livekit-jwt stopped; see its log")
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass

@@ -14,7 +14,7 @@ import random
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -62,6 +62,21 @@ class ServerName:
 
 _SERVER_NAME = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?")
 _DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+
+
+def override(entry: str) -> tuple[str, Destination]:
+    """`server.name=host:port`: that server name's federation API is at host:port (TLS, with the
+    server name's host as SNI and the server name as Host)."""
+    server_name, sep, target = entry.partition("=")
+    if not sep:
+        raise InvalidServerName(f"{entry!r} is not server_name=host:port")
+    name = parse_server_name(server_name.strip())
+    host, colon, port = target.strip().rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise InvalidServerName(f"{entry!r}: the target must be host:port")
+    host = host.strip("[]")
+    sni = None if name.ip is not None else name.host
+    return server_name.strip().lower(), Destination(host, int(port), server_name.strip(), sni)
 
 
 def parse_server_name(name: str) -> ServerName:
@@ -296,10 +311,14 @@ async def resolve_server_name(
     dns_servers: Sequence[str] = (),
     cache: WellKnownCache | None = None,
     well_known_port: int = 443,
+    overrides: Mapping[str, Destination] | None = None,
 ) -> list[Destination]:
     """Where `server_name`'s federation API is, in the order to try. `well_known_port` is 443 but for
-    tests, which cannot listen there."""
+    tests, which cannot listen there. `overrides` fixes where some server names are reached (the
+    local homeserver inside the cluster), skipping resolution; the egress policy still applies."""
     name = parse_server_name(server_name)
+    if overrides and (fixed := overrides.get(server_name.lower())) is not None:
+        return [fixed]
     lookup = _Lookup(policy, ca_file, dns_servers, time.monotonic() + timeout)
     if name.ip is not None or name.port is not None:
         return await _without_well_known(name, server_name, lookup)
@@ -343,6 +362,7 @@ async def openid_userinfo(
     dns_servers: Sequence[str] = (),
     cache: WellKnownCache | None = None,
     well_known_port: int = 443,
+    overrides: Mapping[str, Destination] | None = None,
 ) -> str:
     """The Matrix user ID an OpenID access token belongs to, as `server_name`'s homeserver says.
 
@@ -365,6 +385,7 @@ async def openid_userinfo(
                 dns_servers=dns_servers,
                 cache=cache,
                 well_known_port=well_known_port,
+                overrides=overrides,
             )
             lookup = _Lookup(policy, ca_file, dns_servers, deadline)
             for destination in destinations:

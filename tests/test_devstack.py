@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import jwt
 import psycopg2
 
 from matrix_stack.core.processes import free_port
@@ -65,7 +66,16 @@ def test_make_run_stack(tmp_path: Path) -> None:
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         summary = _read_until(first, "Press Ctrl-C to stop")
-        notify_curl, slack_curl, sentry_curl, alerts_curl, read_curl, backends_curl = _commands(summary)
+        notify_curl, slack_curl, sentry_curl, alerts_curl, read_curl, backends_curl, livekit_curl = _commands(
+            summary
+        )
+        # MatrixRTC: the demo user's OpenID token, checked at Synapse's federation listener, becomes a
+        # LiveKit token for the demo call
+        issued = json.loads(subprocess.run(["bash", "-c", livekit_curl], capture_output=True, text=True,
+                                           check=True).stdout)  # fmt: skip
+        claims = jwt.decode(issued["jwt"], options={"verify_signature": False})
+        assert issued["url"].startswith("ws://127.0.0.1:")
+        assert claims["video"]["roomJoin"] is True
         # the LDAP demo: a login through ldap-proxy to a real slapd, and its control plane
         whoami = next(line.strip() for line in summary.splitlines() if line.strip().startswith("ldapwhoami "))
         login = subprocess.run(["bash", "-c", whoami], capture_output=True, text=True, check=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver", "ldap-proxy")
+SERVICES = ("notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver", "ldap-proxy", "livekit-jwt")
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,11 @@ def test_each_console_script_refuses_a_bad_config_in_one_line(
         )
         result = outside(venv, venv / "bin" / service, "--config-path", config)
         named = "user-id"
+    elif service == "livekit-jwt":  # not a bridge either: who may create rooms is required
+        result = outside(venv, venv / "bin" / service,
+                         env={"LIVEKIT_JWT_LIVEKIT_URL": "wss://sfu.example.org", "LIVEKIT_JWT_KEY": "k",
+                              "LIVEKIT_JWT_SECRET": "s"})  # fmt: skip
+        named = "LIVEKIT_JWT_FULL_ACCESS_HOMESERVERS"
     elif service == "ldap-proxy":  # not a bridge: its first required setting is a backend
         result = outside(venv, venv / "bin" / service, env={"LDAP_PROXY_BACKENDS": '[{"name": "a"}]'})
         named = "LDAP_PROXY_BACKENDS_0_HOST"

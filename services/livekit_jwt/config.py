@@ -40,6 +40,10 @@ class LivekitJwtSettings(KitSettings):
         default_factory=list,
         description="CIDRs or server names the lookup may reach although private (e.g. 10.0.0.0/8)",
     )
+    federation_overrides: CommaList = Field(
+        default_factory=list,
+        description="server_name=host:port: where a homeserver's federation API is (e.g. in-cluster)",
+    )
     federation_ca_file: Path | None = Field(default=None, description="Extra CA bundle for federation TLS")
     federation_timeout: float = Field(default=10.0, gt=0, le=60)
     dns_servers: CommaList = Field(default_factory=list, description="host[:port] resolvers; default system")

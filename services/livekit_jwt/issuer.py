@@ -58,7 +58,20 @@ class Issuer:
         self._settings = settings
         self._metrics = metrics or LivekitMetrics()
         self.credentials = credentials(settings)
-        self.policy = egress.AddressPolicy(settings.federation_allow)
+        try:
+            self.policy = egress.AddressPolicy(settings.federation_allow)
+        except ValueError as exc:
+            raise ValueError(f"LIVEKIT_JWT_FEDERATION_ALLOW: {exc}") from exc
+        try:
+            self.overrides = dict(federation.override(entry) for entry in settings.federation_overrides)
+        except federation.InvalidServerName as exc:
+            raise ValueError(f"LIVEKIT_JWT_FEDERATION_OVERRIDES: {exc}") from exc
+        try:  # a malformed resolver address fails here, not at the first lookup
+            if settings.dns_servers:
+                egress.dns_resolver(tuple(settings.dns_servers))
+        except ValueError as exc:
+            raise ValueError(f"LIVEKIT_JWT_DNS_SERVERS: {exc}") from exc
+        self.well_known = federation.WellKnownCache()
         self.full_access = set(settings.full_access_homeservers)
         self._rooms: api.LiveKitAPI | None = None
         self._started = False
@@ -97,10 +110,12 @@ class Issuer:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await federation.openid_userinfo(
+            user_id: str = await federation.openid_userinfo(
                 server_name, access_token, policy=self.policy, ca_file=settings.federation_ca_file,
                 timeout=settings.federation_timeout, dns_servers=settings.dns_servers,
+                cache=self.well_known, overrides=self.overrides,
             )  # fmt: skip
+            return user_id
         except egress.EgressRefused as exc:
             outcome = "refused"
             self.metrics.refusals.labels(exc.kind).inc()
