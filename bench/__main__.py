@@ -1,4 +1,4 @@
-"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router] [ldap]`."""
+"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router] [ldap] [livekit]`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from bench import (
     alertmanager_bench,
     cluster_bench,
     ldap_bench,
+    livekit_bench,
     outbox_bench,
     router_bench,
     sentry_bench,
@@ -23,6 +24,7 @@ BENCHMARKS = {
     "synapse-cluster": cluster_bench.main,
     "router": router_bench.main,
     "ldap": ldap_bench.main,
+    "livekit": livekit_bench.main,
 }
 
 
