@@ -589,6 +589,15 @@ LIVEKIT_JWT = service_chart(
                         description="an IP address, optional port (IPv6 in brackets then)",
                     )
                 ),
+                "overrides": array(
+                    obj(
+                        {
+                            "serverName": string(pattern=rf"^({SERVER_NAME})$"),
+                            "target": string(pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$"),
+                        },
+                        required=["serverName", "target"],
+                    )
+                ),
             }
         ),
         "podAntiAffinity": string(enum=["", "soft", "hard"]),

@@ -82,7 +82,8 @@ LiveKit key and secret reach the service only as *_FILE paths.
   "token_ttl_seconds" (int $v.tokenTtlSeconds)
   "federation_allow" ($v.federation.allow | default list)
   "federation_timeout" $v.federation.timeout
-  "dns_servers" ($v.federation.dnsServers | default list) -}}
+  "dns_servers" ($v.federation.dnsServers | default list)
+  "federation_overrides" (include "livekit-jwt.overrides" . | fromJsonArray) -}}
 {{- with $v.livekitApiUrl }}{{ $_ := set $config "livekit_api_url" . }}{{ end -}}
 {{- with include "livekit-jwt.caFile" . }}{{ $_ := set $config "federation_ca_file" . }}{{ end -}}
 {{- toYaml $config -}}
@@ -104,4 +105,13 @@ LiveKit key and secret reach the service only as *_FILE paths.
 {{- end -}}
 {{- end -}}
 {{- $ports | uniq | toJson -}}
+{{- end -}}
+
+{{/* federation.overrides as the service reads them: `server_name=host:port`. */}}
+{{- define "livekit-jwt.overrides" -}}
+{{- $out := list -}}
+{{- range .Values.federation.overrides -}}
+{{- $out = append $out (printf "%s=%s" .serverName .target) -}}
+{{- end -}}
+{{- $out | toJson -}}
 {{- end -}}
