@@ -38,7 +38,9 @@ class LocalLivekitJwt:
         named = {key if key.startswith("LIVEKIT_JWT_") else f"LIVEKIT_JWT_{key}": value
                  for key, value in self.env.items()}  # fmt: skip
         clean = {key: value for key, value in os.environ.items() if not key.startswith("LIVEKIT_JWT_")}
-        return {**clean, "LIVEKIT_JWT_HOST": "127.0.0.1", "LIVEKIT_JWT_PORT": str(self.port), **named}
+        base = {"LIVEKIT_JWT_HOST": "127.0.0.1", "LIVEKIT_JWT_PORT": str(self.port),
+                "LIVEKIT_JWT_DATA_DIR": str(self.directory / "data")}  # fmt: skip
+        return {**clean, **base, **named}
 
     def start(self, timeout: float = 20.0) -> None:
         self.process = subprocess.Popen(

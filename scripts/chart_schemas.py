@@ -573,6 +573,7 @@ LIVEKIT_JWT = service_chart(
         "roomEmptyTimeout": {"type": "integer", "minimum": 0},
         "roomDepartureTimeout": {"type": "integer", "minimum": 0},
         "tokenTtlSeconds": {"type": "integer", "minimum": 60, "maximum": 86400},
+        "delegation": obj({"enabled": BOOL}),
         "federation": obj(
             {
                 "allow": array(

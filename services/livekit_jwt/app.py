@@ -13,13 +13,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from matrix_stack.services.livekit_jwt import hashing, wire
-from matrix_stack.services.livekit_jwt.issuer import Issuer, NotAuthorised
-from matrix_stack.services.livekit_jwt.requests import LegacyRequest, TokenRequest
+from matrix_stack.services.livekit_jwt.issuer import BadWebhook, Issuer, NoClientApi, NotAuthorised
+from matrix_stack.services.livekit_jwt.requests import Delay, LegacyRequest, TokenRequest
 from matrix_stack.services.livekit_jwt.tokens import mint
 
 log = logging.getLogger("matrix_stack.livekit_jwt")
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 Handler = Callable[[Request], Awaitable[Response]]
+NOT_FULL = "Delegation of delayed events is only supported for full access users"
 
 
 def _json_object(raw: bytes) -> dict[str, object]:
@@ -58,12 +59,24 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
             return wire.error(401, *wire.UNAUTHORIZED)
         return user_id
 
-    async def issue(server_name: str, identity: str, room: str, delegates: bool) -> Response:
-        full = issuer.has_full_access(server_name)
-        if delegates:  # MSC4140 delegated leave is not offered yet: the client keeps its own delayed events
-            if not full:
-                return wire.bad_json("Delegation of delayed events is only supported for full access users")
+    async def delegate(server_name: str, body: Delay, room: str, identity: str) -> Response | None:
+        """Take the client's delayed leave over; a response when that cannot be done."""
+        if issuer.delegations is None:  # turned off: the client keeps its own delayed events
             return wire.bad_json("Delegation of delayed events is not supported by this service")
+        try:
+            await issuer.delegate(server_name, body.delay_id, body.delay_timeout, room, identity)
+        except NoClientApi as exc:
+            log.warning("no client-server API for the delegation", extra={"reason": str(exc)})
+            return wire.error(500, "M_UNKNOWN", "Unable to reach the homeserver")
+        return None
+
+    async def issue(server_name: str, identity: str, room: str, body: Delay) -> Response:
+        full = issuer.has_full_access(server_name)
+        if body.delegates:
+            if not full:
+                return wire.bad_json(NOT_FULL)
+            if (refused := await delegate(server_name, body, room, identity)) is not None:
+                return refused
         credentials = issuer.credentials
         try:
             jwt = mint(credentials.key, credentials.secret, identity, room, ttl=settings.token_ttl_seconds,
@@ -93,7 +106,7 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
             return user_id
         room = hashing.room(scheme, body.room_id, body.slot_id)
         identity = hashing.identity(scheme, user_id, body.member.claimed_device_id, body.member.id)
-        return await issue(token.matrix_server_name, identity, room, body.delegates)
+        return await issue(token.matrix_server_name, identity, room, body)
 
     async def sfu_get(request: Request) -> Response:
         try:
@@ -108,9 +121,43 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
             return user_id
         room = hashing.legacy_room(scheme, body.room)
         identity = hashing.legacy_identity(user_id, body.device_id)
-        return await issue(token.matrix_server_name, identity, room, body.delegates)
+        return await issue(token.matrix_server_name, identity, room, body)
+
+    async def delegate_delayed_leave(request: Request) -> Response:
+        try:
+            body = TokenRequest.model_validate(_json_object(await request.body()))
+        except (ValueError, ValidationError):
+            return wire.error(400, *wire.NOT_JSON)
+        if problem := body.problem():
+            return wire.bad_json(problem)
+        if not body.delegates:
+            return wire.bad_json("The request body is missing `delay_id` or `delay_timeout`")
+        token = body.openid_token
+        user_id = await authorised(token.matrix_server_name, token.access_token, body.member.claimed_user_id)
+        if isinstance(user_id, Response):
+            return user_id
+        if not issuer.has_full_access(token.matrix_server_name):
+            return wire.error(403, "M_FORBIDDEN", NOT_FULL)
+        room = hashing.room(scheme, body.room_id, body.slot_id)
+        identity = hashing.identity(scheme, user_id, body.member.claimed_device_id, body.member.id)
+        if (refused := await delegate(token.matrix_server_name, body, room, identity)) is not None:
+            return refused
+        return wire.go_response({})
+
+    async def sfu_webhook(request: Request) -> Response:
+        try:
+            await issuer.webhook(await request.body(), request.headers.get("authorization", ""))
+        except BadWebhook as exc:
+            log.warning("webhook refused", extra={"reason": str(exc)})
+            return Response(status_code=401)
+        return Response(status_code=200)
 
     return [
         Route("/get_token", token_endpoint("get_token", get_token), methods=ALL_METHODS),
         Route("/sfu/get", token_endpoint("sfu_get", sfu_get), methods=ALL_METHODS),
+        Route(
+            "/delegate_delayed_leave", token_endpoint("delegate", delegate_delayed_leave), methods=ALL_METHODS
+        ),
+        # from the SFU, inside the cluster only (the chart's Ingress and HTTPRoute leave it out)
+        Route("/sfu_webhook", sfu_webhook, methods=["POST"]),
     ]

@@ -35,6 +35,16 @@ class LivekitJwtSettings(KitSettings):
     room_departure_timeout: int = Field(default=20, ge=0)
     token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
 
+    # MSC4140 delegated leave: jobs kept in <data_dir>/delegations.sqlite3
+    delegation: bool = Field(default=True, description="Accept delayed leave events to send for clients")
+    data_dir: Path = Path("data")
+    cs_api_overrides: CommaList = Field(
+        default_factory=list, description="server_name=https://base: a homeserver's client-server API"
+    )
+    delegation_join_grace: float = Field(
+        default=60.0, gt=0, description="Seconds a delegation waits for its participant to reach the SFU"
+    )
+
     # Federation lookups (OpenID userinfo): SSRF-safe unless the allow-list says otherwise.
     federation_allow: CommaList = Field(
         default_factory=list,

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from livekit import api
 
 from matrix_stack.core import egress, federation
+from matrix_stack.core.component import StartupError
 from matrix_stack.services.livekit_jwt.config import LivekitJwtSettings
+from matrix_stack.services.livekit_jwt.delegation import Delegations, Job
 from matrix_stack.services.livekit_jwt.metrics import LivekitMetrics
 
 log = logging.getLogger("matrix_stack.livekit_jwt")
@@ -19,6 +23,24 @@ log = logging.getLogger("matrix_stack.livekit_jwt")
 
 class NotAuthorised(Exception):
     """The OpenID token did not check out; the message says why (never the token)."""
+
+
+class NoClientApi(Exception):
+    """The homeserver's client-server API could not be found."""
+
+
+class BadWebhook(Exception):
+    """A webhook that LiveKit did not sign."""
+
+
+def cs_api_overrides(entries: list[str]) -> dict[str, str]:
+    overrides = {}
+    for entry in entries:
+        name, sep, url = entry.partition("=")
+        if not sep or not url.strip().startswith(("https://", "http://")) or not name.strip():
+            raise ValueError(f"LIVEKIT_JWT_CS_API_OVERRIDES: {entry!r} is not server_name=https://base-url")
+        overrides[name.strip().lower()] = url.strip().rstrip("/")
+    return overrides
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,10 @@ class Issuer:
         except ValueError as exc:
             raise ValueError(f"LIVEKIT_JWT_DNS_SERVERS: {exc}") from exc
         self.well_known = federation.WellKnownCache()
+        self.cs_api_overrides = cs_api_overrides(settings.cs_api_overrides)
+        self.webhooks = api.WebhookReceiver(api.TokenVerifier(self.credentials.key, self.credentials.secret))
+        self.delegations: Delegations | None = None
+        self._http: httpx.AsyncClient | None = None
         self.full_access = set(settings.full_access_homeservers)
         self._rooms: api.LiveKitAPI | None = None
         self._started = False
@@ -86,11 +112,30 @@ class Issuer:
 
     async def start(self) -> None:
         # livekit-api's client opens an aiohttp session: made inside the running loop, closed in stop
-        self._rooms = api.LiveKitAPI(api_url(self.settings), self.credentials.key, self.credentials.secret)
+        settings = self.settings
+        self._rooms = api.LiveKitAPI(api_url(settings), self.credentials.key, self.credentials.secret)
+        if settings.delegation:
+            self._http = httpx.AsyncClient(
+                timeout=settings.federation_timeout, verify=egress.tls_context(settings.federation_ca_file)
+            )
+            path = settings.data_dir / "delegations.sqlite3"
+            self.delegations = Delegations(path, self._http, join_grace=settings.delegation_join_grace)
+            try:
+                self.delegations.open()
+            except (OSError, sqlite3.Error) as exc:
+                await self.stop()
+                raise StartupError(f"cannot open {path}: {exc}") from exc
+            self.delegations.start()
         self._started = True
 
     async def stop(self) -> None:
         self._started = False
+        if self.delegations is not None:
+            await self.delegations.stop()
+            self.delegations = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         if self._rooms is not None:
             await self._rooms.aclose()
             self._rooms = None
@@ -141,3 +186,47 @@ class Issuer:
             self.metrics.rooms.labels("failed").inc()
             raise
         self.metrics.rooms.labels("ok").inc()
+
+    async def client_api(self, server_name: str) -> str:
+        """The homeserver's client-server API base: an override, else its `.well-known/matrix/client`
+        fetched under the egress policy (https only; never a URL a request gives)."""
+        if (fixed := self.cs_api_overrides.get(server_name.lower())) is not None:
+            return fixed
+        host = federation.parse_server_name(server_name).host
+        settings = self.settings
+        try:
+            answer = await egress.https_get(
+                f"https://{host}/.well-known/matrix/client", policy=self.policy, host_header=host,
+                ca_file=settings.federation_ca_file, timeout=settings.federation_timeout,
+                dns_servers=settings.dns_servers,
+            )  # fmt: skip
+            base = answer.json()["m.homeserver"]["base_url"] if answer.status == 200 else None
+        except (egress.EgressError, ValueError, KeyError, TypeError) as exc:
+            raise NoClientApi(f"{host}: {exc}") from exc
+        if not isinstance(base, str) or not base.startswith("https://"):
+            raise NoClientApi(f"{host}: no https m.homeserver.base_url in its .well-known/matrix/client")
+        return base.rstrip("/")
+
+    async def delegate(
+        self, server_name: str, delay_id: str, timeout_ms: int, room: str, identity: str
+    ) -> None:
+        assert self.delegations is not None
+        cs_api = await self.client_api(server_name)
+        self.delegations.add(Job(delay_id, cs_api, room, identity, timeout_ms, time.time()))
+
+    async def webhook(self, body: bytes, authorization: str) -> None:
+        """A LiveKit webhook: participants joining and leaving drive the delegations."""
+        try:
+            event = self.webhooks.receive(body.decode(), authorization)
+        except Exception as exc:  # livekit-api raises plain exceptions for every verification failure
+            raise BadWebhook(str(exc)) from exc
+        if self.delegations is None:
+            return
+        room = event.room.name
+        identity = event.participant.identity if event.HasField("participant") else None
+        if event.event == "participant_joined" and identity:
+            self.delegations.joined(room, identity)
+        elif event.event in ("participant_left", "participant_connection_aborted") and identity:
+            await self.delegations.left(room, identity)
+        elif event.event == "room_finished":
+            await self.delegations.left(room, None)

@@ -80,6 +80,7 @@ LiveKit key and secret reach the service only as *_FILE paths.
   "room_empty_timeout" (int $v.roomEmptyTimeout)
   "room_departure_timeout" (int $v.roomDepartureTimeout)
   "token_ttl_seconds" (int $v.tokenTtlSeconds)
+  "delegation" $v.delegation.enabled
   "federation_allow" ($v.federation.allow | default list)
   "federation_timeout" $v.federation.timeout
   "dns_servers" ($v.federation.dnsServers | default list)
