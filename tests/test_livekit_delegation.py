@@ -223,21 +223,29 @@ async def hold(membership: Membership, seconds: float, service: LocalLivekitJwt)
     assert since(last) > since(first), f"never restarted: {first} -> {last}\n{tail(service)}"
 
 
-async def wait_left(membership: Membership, service: LocalLivekitJwt, within: float = 2.5) -> dict[str, Any]:
-    """The leave, sent on the webhook's word: soon, and before its own timeout would have sent it."""
-    before = await membership.pending()
-    assert before is not None, tail(service)
-    deadline = time.monotonic() + within
-    while True:
-        event = await membership.event()
-        if event["content"] == LEFT:
-            break
-        assert time.monotonic() < deadline, f"the delayed leave was not sent\n{tail(service)}"
-        await asyncio.sleep(0.1)
-    # sent at the service's /send, not by the homeserver's timer
-    assert event["origin_server_ts"] < since(before) + membership.delay_ms, (event, before)
-    assert (await membership.pending()) is None
-    return event
+async def sent_on_webhook(
+    service: LocalLivekitJwt,
+    memberships: list[Membership],
+    event: str,
+    room: str,
+    identity: str | None = None,
+) -> list[dict[str, Any]]:
+    """The webhook, then each leave sent on its word: soon, and before its own timeout would have."""
+    before = [await membership.pending() for membership in memberships]
+    assert all(before), f"not pending: {before}\n{tail(service)}"
+    await webhook(service, event, room, identity)
+    deadline = time.monotonic() + 2.5
+    sent = []
+    for membership, pending in zip(memberships, before, strict=True):
+        while (found := await membership.event())["content"] != LEFT:
+            assert time.monotonic() < deadline, f"the delayed leave was not sent\n{tail(service)}"
+            await asyncio.sleep(0.1)
+        assert pending is not None
+        # sent at the service's /send, not by the homeserver's timer
+        assert found["origin_server_ts"] < since(pending) + membership.delay_ms, (found, pending)
+        assert (await membership.pending()) is None
+        sent.append(found)
+    return sent
 
 
 def webhook_body(event: str, room: str, identity: str | None = None) -> bytes:
@@ -250,7 +258,9 @@ def webhook_body(event: str, room: str, identity: str | None = None) -> bytes:
     )
     if identity is not None:
         state = models.ParticipantInfo.DISCONNECTED if "left" in event else models.ParticipantInfo.ACTIVE
-        message.participant.CopyFrom(models.ParticipantInfo(sid="PA_delegation", identity=identity, state=state))
+        message.participant.CopyFrom(
+            models.ParticipantInfo(sid="PA_delegation", identity=identity, state=state)
+        )
     return json_format.MessageToJson(message).encode()
 
 
@@ -319,8 +329,9 @@ async def test_delegation_holds_the_leave_until_the_participant_leaves(
                             headers={"Authorization": signature(body, secret="not-" + SECRET)})  # fmt: skip
         assert forged.status_code == 401
         await hold(membership, 2 * membership.delay_ms / 1000, service)
-        await webhook(service, "participant_left", membership.sfu_room, membership.identity)
-        event = await wait_left(membership, service)
+        [event] = await sent_on_webhook(
+            service, [membership], "participant_left", membership.sfu_room, membership.identity
+        )
         assert event["sender"] == caller.user_id
         assert not was_connected(trap)
     finally:
@@ -330,7 +341,7 @@ async def test_delegation_holds_the_leave_until_the_participant_leaves(
 async def test_a_restricted_user_may_not_delegate(
     restricted: LocalLivekitJwt, caller: Account, call_room: str
 ) -> None:
-    membership = await join_call(caller, call_room, 3000)
+    membership = Membership(caller, call_room, "DEVICE-R", "member-r", "never-delegated", 3000)
     token = await openid_token(caller)
     answer = await post(restricted.url + "/delegate_delayed_leave", json=membership.body(token))
     assert answer.status_code == 403, answer.text
@@ -343,7 +354,7 @@ async def test_a_restricted_user_may_not_delegate(
 async def test_a_token_for_another_user_or_a_wrong_token_is_401(
     service: LocalLivekitJwt, caller: Account, call_room: str
 ) -> None:
-    membership = await join_call(caller, call_room, 60_000)
+    membership = Membership(caller, call_room, "DEVICE-U", "member-u", "never-delegated", 3000)
     token = await openid_token(caller)
     other = membership.body(token)
     other["member"]["claimed_user_id"] = "@someone-else:" + token["matrix_server_name"]
@@ -432,8 +443,9 @@ async def test_delegations_survive_a_restart_of_the_service(
         # the new process carries on: past the timeout as the old one left it, nothing fired
         seconds_left = (restarted + membership.delay_ms) / 1000 - time.time()
         await hold(membership, max(seconds_left, 0) + 1.5, second)
-        await webhook(second, "participant_connection_aborted", membership.sfu_room, membership.identity)
-        await wait_left(membership, second)
+        await sent_on_webhook(
+            second, [membership], "participant_connection_aborted", membership.sfu_room, membership.identity
+        )
     finally:
         first.close()
         second.close()
@@ -448,6 +460,7 @@ async def test_get_token_with_delay_fields_delegates_and_room_finished_sends_all
     assert list(answer.json()) == ["url", "jwt"]
     assert answer.json()["url"] == livekit.url
     claims = api.TokenVerifier(KEY, SECRET).verify(answer.json()["jwt"])
+    assert claims.video is not None
     assert (claims.identity, claims.video.room) == (by_token.identity, by_token.sfu_room)
     # another device of the same call, delegated on its own
     by_call = await join_call(caller, call_room, 3000)
@@ -455,5 +468,4 @@ async def test_get_token_with_delay_fields_delegates_and_room_finished_sends_all
     for membership in (by_token, by_call):
         await webhook(service, "participant_joined", membership.sfu_room, membership.identity)
     await asyncio.gather(*(hold(m, 1.5 * m.delay_ms / 1000, service) for m in (by_token, by_call)))
-    await webhook(service, "room_finished", by_token.sfu_room)
-    await asyncio.gather(*(wait_left(m, service) for m in (by_token, by_call)))
+    await sent_on_webhook(service, [by_token, by_call], "room_finished", by_token.sfu_room)

@@ -12,14 +12,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from matrix_stack.core.auth import bearer_matches
 from matrix_stack.services.livekit_jwt import hashing, wire
 from matrix_stack.services.livekit_jwt.issuer import BadWebhook, Issuer, NoClientApi, NotAuthorised
-from matrix_stack.services.livekit_jwt.requests import Delay, LegacyRequest, TokenRequest
+from matrix_stack.services.livekit_jwt.requests import Delay, LegacyRequest, NativeRequest, TokenRequest
 from matrix_stack.services.livekit_jwt.tokens import mint
 
 log = logging.getLogger("matrix_stack.livekit_jwt")
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 Handler = Callable[[Request], Awaitable[Response]]
+NATIVE = "/_matrix/client/{version:path}/rtc/livekit"
 NOT_FULL = "Delegation of delayed events is only supported for full access users"
 
 
@@ -144,6 +146,43 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
             return refused
         return wire.go_response({})
 
+    hs_token = settings.appservice_token.get_secret_value() if settings.appservice_token else None
+    homeserver = settings.homeserver_name or ""
+
+    async def native(request: Request, delegate_only: bool) -> Response:
+        """A request Synapse forwarded (MSC4512): its hs_token, and the user it authenticated."""
+        if hs_token is None or not bearer_matches(request, hs_token):
+            return wire.error(401, *wire.UNAUTHORIZED)
+        user_id = request.headers.get("x-matrix-user-identifier", "")
+        if not user_id.startswith("@") or not user_id.endswith(":" + homeserver):
+            log.warning("forwarded request for a user of another server", extra={"user": user_id})
+            return wire.error(401, *wire.UNAUTHORIZED)
+        try:
+            body = NativeRequest.model_validate(_json_object(await request.body()))
+        except (ValueError, ValidationError):
+            return wire.error(400, *wire.NOT_JSON)
+        if problem := body.problem():
+            return wire.bad_json(problem)
+        if body.member.claimed_user_id and body.member.claimed_user_id != user_id:
+            return wire.error(401, *wire.UNAUTHORIZED)
+        room = hashing.room(scheme, body.room_id, body.slot_id)
+        identity = hashing.identity(scheme, user_id, body.member.claimed_device_id, body.member.id)
+        if not delegate_only:
+            return await issue(homeserver, identity, room, body)
+        if not body.delegates:
+            return wire.bad_json("The request body is missing `delay_id` or `delay_timeout`")
+        if not issuer.has_full_access(homeserver):
+            return wire.error(403, "M_FORBIDDEN", NOT_FULL)
+        if (refused := await delegate(homeserver, body, room, identity)) is not None:
+            return refused
+        return wire.go_response({})
+
+    async def native_get_token(request: Request) -> Response:
+        return await native(request, delegate_only=False)
+
+    async def native_delegate(request: Request) -> Response:
+        return await native(request, delegate_only=True)
+
     async def sfu_webhook(request: Request) -> Response:
         try:
             await issuer.webhook(await request.body(), request.headers.get("authorization", ""))
@@ -152,7 +191,7 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
             return Response(status_code=401)
         return Response(status_code=200)
 
-    return [
+    routes: list[BaseRoute] = [
         Route("/get_token", token_endpoint("get_token", get_token), methods=ALL_METHODS),
         Route("/sfu/get", token_endpoint("sfu_get", sfu_get), methods=ALL_METHODS),
         Route(
@@ -161,3 +200,11 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
         # from the SFU, inside the cluster only (the chart's Ingress and HTTPRoute leave it out)
         Route("/sfu_webhook", sfu_webhook, methods=["POST"]),
     ]
+    if hs_token is not None:  # from Synapse (MSC4512): /_matrix/client/{v1|unstable/...}/rtc/livekit/
+        native_token = token_endpoint("native_get_token", native_get_token)
+        native_leave = token_endpoint("native_delegate", native_delegate)
+        routes += [
+            Route(f"{NATIVE}/get_token", native_token, methods=ALL_METHODS),
+            Route(f"{NATIVE}/delegate_delayed_leave", native_leave, methods=ALL_METHODS),
+        ]
+    return routes

@@ -35,6 +35,13 @@ class LivekitJwtSettings(KitSettings):
     room_departure_timeout: int = Field(default=20, ge=0)
     token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
 
+    # MSC4512: Synapse forwards /_matrix/client/*/rtc/livekit/* to this service as an application
+    # service, having authenticated the user; local users then need no OpenID round trip.
+    appservice_token: SecretStr | None = Field(
+        default=None, description="The registration's hs_token, which Synapse presents; enables the routes"
+    )
+    homeserver_name: str | None = Field(default=None, description="The server name of that homeserver")
+
     # MSC4140 delegated leave: jobs kept in <data_dir>/delegations.sqlite3
     delegation: bool = Field(default=True, description="Accept delayed leave events to send for clients")
     data_dir: Path = Path("data")
@@ -60,6 +67,8 @@ class LivekitJwtSettings(KitSettings):
 
     @model_validator(mode="after")
     def _credentials(self) -> LivekitJwtSettings:
+        if (self.appservice_token is None) != (self.homeserver_name is None):
+            raise ValueError("set LIVEKIT_JWT_APPSERVICE_TOKEN and LIVEKIT_JWT_HOMESERVER_NAME together")
         if self.keys_file is None and (self.key is None or self.secret is None):
             raise ValueError(
                 "set LIVEKIT_JWT_KEY and LIVEKIT_JWT_SECRET (or their _FILE), or LIVEKIT_JWT_KEYS_FILE"

@@ -90,3 +90,19 @@ class LegacyRequest(Delay):
         if not (self.openid_token.access_token and self.openid_token.matrix_server_name):
             return "Missing OpenID token parameters"
         return self.delay_error()
+
+
+class NativeRequest(Delay):
+    """The homeserver-hosted endpoints (MSC4195 through MSC4512): Synapse has authenticated the user,
+    so there is no OpenID token; `member.claimed_user_id`, if given, must be that user."""
+
+    room_id: Text = ""
+    slot_id: Text = ""
+    member: Annotated[Member, BeforeValidator(_null_object)] = Field(default_factory=Member)
+
+    def problem(self) -> str | None:
+        if not self.room_id or not self.slot_id:
+            return "The request body is missing `room_id` or `slot_id`"
+        if not (self.member.id and self.member.claimed_device_id):
+            return "The request body `member` is missing a `id` or `claimed_device_id`"
+        return self.delay_error()
