@@ -2,7 +2,8 @@
 a bare endpoint that makes the same single userinfo request, in the same run, on the same machine.
 
 The parts are the end-to-end test's: a real Synapse named `127.0.0.1:PORT` serving federation over
-TLS (so the service resolves the name itself and asks `/_matrix/federation/v1/openid/userinfo`), the
+TLS (the service takes the name through its resolution, an IP literal with a port: no well-known, no
+SRV, and asks `/_matrix/federation/v1/openid/userinfo` there over its SSRF-safe egress), the
 LiveKit RoomService stand-in (`python -m matrix_stack.devstack.livekit`, its own process) and the
 service through its console entry point, twice: with full access for the homeserver (CreateRoom on
 every request, as lk-jwt-service does) and restricted (no CreateRoom). The OpenID tokens (a few per

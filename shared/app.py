@@ -17,8 +17,8 @@ from starlette.types import ASGIApp
 from matrix_stack.core import responses
 from matrix_stack.core.body_limit import BodyLimitMiddleware
 from matrix_stack.core.component import Component
+from matrix_stack.core.durability import NotDurable
 from matrix_stack.core.observe import ObserveMiddleware
-from matrix_stack.core.outbox import NotDurable
 from matrix_stack.core.request_id import RequestIdMiddleware
 
 log = logging.getLogger(__name__)

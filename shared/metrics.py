@@ -3,9 +3,16 @@ Matrix bridges)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from matrix_stack.core.outbox import OutboxMetrics
+
+@dataclass
+class OutboxMetrics:
+    deliveries: Counter  # labels: outcome = sent | retry | dead
+    depth: Gauge
+    latency: Histogram
 
 
 class HttpMetrics:

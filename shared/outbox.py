@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
-from prometheus_client import Counter, Gauge, Histogram
 
 from matrix_stack.core.content import Content, RelationKind, relate
+from matrix_stack.core.durability import NotDurable
 from matrix_stack.core.matrix import HomeserverUnavailable, MatrixError
+from matrix_stack.core.metrics import OutboxMetrics
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,6 @@ CREATE VIEW IF NOT EXISTS dead_letters AS
 """
 
 _BATCH = 64  # deliveries a room sender reads at once
-
-
-class NotDurable(Exception):
-    """The outbox could not commit (disk full, database unreadable...): nothing was accepted.
-
-    The service kit answers 503 for it, so the caller retries; it is never a 200.
-    """
 
 
 class Sender(Protocol):
@@ -126,13 +120,6 @@ class _Row:
     attempts: int
     next_attempt: float
     created: float
-
-
-@dataclass
-class OutboxMetrics:
-    deliveries: Counter  # labels: outcome = sent | retry | dead
-    depth: Gauge
-    latency: Histogram
 
 
 def txn_id_for(delivery_id: str) -> str:

@@ -10,7 +10,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from matrix_stack.core.outbox import NotDurable
+from matrix_stack.core.durability import NotDurable
 
 
 class Roots:

@@ -10,7 +10,7 @@ import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import uvicorn
 from starlette.routing import BaseRoute
@@ -19,12 +19,14 @@ from starlette.types import ASGIApp
 from matrix_stack.core import logs, responses
 from matrix_stack.core.app import NotDurableResponse, create_app
 from matrix_stack.core.component import Component, StartupError
-from matrix_stack.core.service import Service
 from matrix_stack.core.settings import ServiceSettings, load_or_exit
+
+if TYPE_CHECKING:  # the Matrix client (nio) is imported only by the bridges that run one
+    from matrix_stack.core.service import Service
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
-RouteBuilder = Callable[[S, Service], Sequence[BaseRoute]]
+RouteBuilder = Callable[[S, "Service"], Sequence[BaseRoute]]
 
 
 class _Server(uvicorn.Server):
@@ -75,6 +77,8 @@ def run(
 ) -> None:
     """Serve a service whose settings are loaded; exits with serve's status."""
     logs.configure(settings.log_level, json_lines=settings.log_json, secrets=settings.secrets())
+    from matrix_stack.core.service import Service
+
     service = Service.from_settings(settings)
     try:
         app = create_app(service, routes(settings, service), not_durable=not_durable)
