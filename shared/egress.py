@@ -193,7 +193,10 @@ class Response:
     body: bytes
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        try:
+            return json.loads(self.body)
+        except RecursionError:  # nested past the parser's depth: not JSON we take
+            raise ValueError("JSON nested too deeply") from None
 
 
 def ip_literal(host: str) -> IPAddress | None:
@@ -304,7 +307,13 @@ def _failure(exc: Exception, url: httpx.URL) -> str:
     return _scrub(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__, url)
 
 
-async def https_get(
+async def https_get(url: str, **options: Any) -> Response:
+    """GET an https URL under the policy: `https_request("GET", url, ...)`."""
+    return await https_request("GET", url, **options)
+
+
+async def https_request(
+    method: str,
     url: str,
     *,
     policy: AddressPolicy,
@@ -315,8 +324,10 @@ async def https_get(
     ca_file: str | Path | None = None,
     dns_servers: Sequence[str] = (),
     redirects: bool = False,
+    json_body: Any = None,
 ) -> Response:
-    """GET an https URL under `policy`, within `timeout` seconds all told.
+    """`method` an https URL under `policy`, within `timeout` seconds all told (with `json_body` as
+    the request's JSON body, if given).
 
     `host_header` (default: the URL's host[:port]) is the name the request is for, and what the
     allow-list's names are matched against; `sni_hostname` is the name the certificate must be valid
@@ -346,12 +357,15 @@ async def https_get(
                         raise EgressRefused(
                             f"{where}: {shown} is {reason}; refused by the egress policy", kind
                         )
-            return await _get(target, addresses, name, sni, max_bytes, timeout, ca_file, redirects)
+            return await _send(
+                method, target, addresses, name, sni, max_bytes, timeout, ca_file, redirects, json_body
+            )
     except TimeoutError:
         raise EgressError(f"{where}: no answer within {timeout:g} s") from None
 
 
-async def _get(
+async def _send(
+    method: str,
     target: httpx.URL,
     addresses: list[IPAddress],
     host_header: str,
@@ -360,6 +374,7 @@ async def _get(
     timeout: float,
     ca_file: str | Path | None,
     redirects: bool,
+    json_body: Any,
 ) -> Response:
     where = describe(target)
     extensions = {"sni_hostname": sni} if sni else {}
@@ -375,10 +390,13 @@ async def _get(
         for address in addresses:
             # The checked address itself, so nothing resolves the name again.
             request = client.build_request(
-                "GET",
+                method,
                 target.copy_with(host=str(address)),
-                headers={"Host": host_header},
+                # identity: a compressed answer would be inflated a whole read at a time before the
+                # size limit saw it
+                headers={"Host": host_header, "Accept-Encoding": "identity"},
                 extensions=extensions,
+                json=json_body,
             )
             try:
                 response = await client.send(request, stream=True)
@@ -403,10 +421,13 @@ async def _read(
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise EgressError(f"{where}: response of {declared} bytes, over the limit of {max_bytes}")
+    if response.headers.get("content-encoding", "identity").lower() not in ("identity", ""):
+        raise EgressError(
+            f"{where}: a {response.headers['content-encoding']} body, though identity was asked"
+        )
     body = bytearray()
     try:
-        # Decoded bytes: a compressed body is held to the limit once inflated.
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.aiter_raw():
             body += chunk
             if len(body) > max_bytes:
                 raise EgressError(f"{where}: response over the limit of {max_bytes} bytes")

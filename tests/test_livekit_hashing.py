@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from matrix_stack.services.livekit_jwt import hashing
+from matrix_stack.services.livekit_jwt.requests import TokenRequest
 
 ROOM = "!testRoom:example.com"
 USER, DEVICE, MEMBER = "@user:example.com", "DEVICE", "member_test_id"
@@ -60,3 +61,12 @@ def test_legacy_room_and_identity() -> None:
 
 def test_go_json_escapes_what_go_escapes() -> None:
     assert hashing.go_json(["<a>&", "\u2028\u2029", "é"]) == '["\\u003ca\\u003e\\u0026","\\u2028\\u2029","é"]'
+
+
+def test_unpaired_surrogates_read_as_go_reads_them() -> None:
+    # Go's JSON decoder turns an unpaired \ud800 into U+FFFD; the hash must be over the same bytes
+    body = TokenRequest.model_validate({"room_id": "!a\ud800b:example.com", "slot_id": "s"})
+    assert body.room_id == "!a\ufffdb:example.com"
+    assert hashing.room("v0.4.1", body.room_id, body.slot_id) == hashing.room(
+        "v0.4.1", "!a\ufffdb:example.com", "s"
+    )

@@ -204,6 +204,11 @@ async def test_a_token_for_another_user_or_a_wrong_token_is_401(
         ("/get_token", b'{"room_id": "!r:x", "slot_id": "s", "member": {"id": "m", "claimed_user_id": "@u:x", '
          b'"claimed_device_id": "D"}, "openid_token": {"access_token": "t", "matrix_server_name": "x"}, '
          b'"delay_id": "d"}', "M_BAD_JSON", "The request body is missing `delay_id` or `delay_timeout`"),
+        ("/get_token", b"[" * 5000 + b"]" * 5000, "M_NOT_JSON", "Error reading request"),  # past the parser's depth
+        ("/get_token", b'{"room_id": "!r:x", "slot_id": "s", "member": {"id": "m", "claimed_user_id": "@u:x", '
+         b'"claimed_device_id": "D"}, "openid_token": {"access_token": "t", "matrix_server_name": "x"}, '
+         b'"delay_id": "d", "delay_timeout": 5}', "M_BAD_JSON",
+         "`delay_timeout` must be between 1000 and 86400000 milliseconds"),
         ("/sfu/get", b"{", "M_NOT_JSON", "Error reading request"),
         ("/sfu/get", b"{}", "M_BAD_JSON", "Missing room parameter"),
         ("/sfu/get", b'{"room": "!r:x", "openid_token": {}}', "M_BAD_JSON", "Missing OpenID token parameters"),

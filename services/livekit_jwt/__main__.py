@@ -14,12 +14,14 @@ from matrix_stack.services.livekit_jwt.issuer import Issuer
 
 def main() -> None:
     settings = load_or_exit(LivekitJwtSettings)
-    logs.configure(settings.log_level, json_lines=settings.log_json, secrets=settings.secrets())
     try:
         issuer = Issuer(settings)
     except ValueError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         sys.exit(2)
+    # the secret may come from a keys file, which the settings never see: redact it too
+    secrets = [*settings.secrets(), issuer.credentials.secret]
+    logs.configure(settings.log_level, json_lines=settings.log_json, secrets=secrets)
     run_component(issuer, routes(issuer))
 
 

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from matrix_stack.core.auth import bearer_matches
 from matrix_stack.services.livekit_jwt import hashing, wire
+from matrix_stack.services.livekit_jwt.delegation import DelegationRefused
 from matrix_stack.services.livekit_jwt.issuer import BadWebhook, Issuer, NoClientApi, NotAuthorised
 from matrix_stack.services.livekit_jwt.requests import Delay, LegacyRequest, NativeRequest, TokenRequest
 from matrix_stack.services.livekit_jwt.tokens import mint
@@ -26,7 +27,10 @@ NOT_FULL = "Delegation of delayed events is only supported for full access users
 
 
 def _json_object(raw: bytes) -> dict[str, object]:
-    value = json.loads(raw)
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
@@ -70,15 +74,16 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
         except NoClientApi as exc:
             log.warning("no client-server API for the delegation", extra={"reason": str(exc)})
             return wire.error(500, "M_UNKNOWN", "Unable to reach the homeserver")
+        except DelegationRefused as exc:
+            return wire.error(
+                429 if exc.limit else 400, "M_LIMIT_EXCEEDED" if exc.limit else "M_BAD_JSON", str(exc)
+            )
         return None
 
     async def issue(server_name: str, identity: str, room: str, body: Delay) -> Response:
         full = issuer.has_full_access(server_name)
-        if body.delegates:
-            if not full:
-                return wire.bad_json(NOT_FULL)
-            if (refused := await delegate(server_name, body, room, identity)) is not None:
-                return refused
+        if body.delegates and not full:
+            return wire.bad_json(NOT_FULL)
         credentials = issuer.credentials
         try:
             jwt = mint(credentials.key, credentials.secret, identity, room, ttl=settings.token_ttl_seconds,
@@ -92,6 +97,9 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
             except Exception as exc:
                 log.error("CreateRoom on the SFU failed", extra={"room": room, "error": str(exc)})
                 return wire.error(500, *wire.NO_ROOM)
+        # last: a token that could not be minted or a room not created leaves no job behind
+        if body.delegates and (refused := await delegate(server_name, body, room, identity)) is not None:
+            return refused
         log.info("token issued", extra={"server_name": server_name, "room": room, "full_access": full})
         return wire.go_response({"url": settings.livekit_url, "jwt": jwt})
 

@@ -19,6 +19,7 @@ from matrix_stack.services.livekit_jwt.delegation import Delegations, Job
 from matrix_stack.services.livekit_jwt.metrics import LivekitMetrics
 
 log = logging.getLogger("matrix_stack.livekit_jwt")
+CALL_TIMEOUT = 5.0  # one delayed-event call, all told
 
 
 class NotAuthorised(Exception):
@@ -115,11 +116,12 @@ class Issuer:
         settings = self.settings
         self._rooms = api.LiveKitAPI(api_url(settings), self.credentials.key, self.credentials.secret)
         if settings.delegation:
+            # for the operator's own overrides only; discovered homeservers go through the egress policy
             self._http = httpx.AsyncClient(
-                timeout=settings.federation_timeout, verify=egress.tls_context(settings.federation_ca_file)
+                timeout=CALL_TIMEOUT, verify=egress.tls_context(settings.federation_ca_file), trust_env=False
             )
             path = settings.data_dir / "delegations.sqlite3"
-            self.delegations = Delegations(path, self._http, join_grace=settings.delegation_join_grace)
+            self.delegations = Delegations(path, self._post, join_grace=settings.delegation_join_grace)
             try:
                 self.delegations.open()
             except (OSError, sqlite3.Error) as exc:
@@ -192,7 +194,8 @@ class Issuer:
         fetched under the egress policy (https only; never a URL a request gives)."""
         if (fixed := self.cs_api_overrides.get(server_name.lower())) is not None:
             return fixed
-        host = federation.parse_server_name(server_name).host
+        name = federation.parse_server_name(server_name)
+        host = f"[{name.host}]" if name.ip is not None and name.ip.version == 6 else name.host
         settings = self.settings
         try:
             answer = await egress.https_get(
@@ -203,16 +206,47 @@ class Issuer:
             base = answer.json()["m.homeserver"]["base_url"] if answer.status == 200 else None
         except (egress.EgressError, ValueError, KeyError, TypeError) as exc:
             raise NoClientApi(f"{host}: {exc}") from exc
-        if not isinstance(base, str) or not base.startswith("https://"):
-            raise NoClientApi(f"{host}: no https m.homeserver.base_url in its .well-known/matrix/client")
-        return base.rstrip("/")
+        try:
+            url = httpx.URL(base) if isinstance(base, str) else None
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme != "https" or not url.host or url.query or url.fragment or url.userinfo:
+            raise NoClientApi(
+                f"{host}: no plain https m.homeserver.base_url in its .well-known/matrix/client"
+            )
+        return str(url).rstrip("/")
+
+    async def _post(self, url: str) -> int | None:
+        """A delayed-event call: to an override as configured, to a discovered homeserver under the
+        egress policy (checked addresses, size and time limits) like every lookup a request causes."""
+        settings = self.settings
+        if any(url.startswith(base + "/") for base in self.cs_api_overrides.values()):
+            assert self._http is not None
+            try:
+                return (await self._http.post(url, json={})).status_code
+            except httpx.HTTPError:
+                return None
+        try:
+            answer = await egress.https_request(
+                "POST", url, policy=self.policy, json_body={}, max_bytes=16 * 1024, timeout=CALL_TIMEOUT,
+                ca_file=settings.federation_ca_file, dns_servers=settings.dns_servers,
+            )  # fmt: skip
+        except egress.EgressError as exc:
+            log.warning("delayed event call refused or failed", extra={"reason": str(exc)})
+            return None
+        return answer.status
 
     async def delegate(
         self, server_name: str, delay_id: str, timeout_ms: int, room: str, identity: str
     ) -> None:
         assert self.delegations is not None
         cs_api = await self.client_api(server_name)
-        self.delegations.add(Job(delay_id, cs_api, room, identity, timeout_ms, time.time()))
+        if self.delegations is None:  # stopping meanwhile
+            raise NoClientApi("the service is stopping")
+        try:
+            self.delegations.add(Job(delay_id, cs_api, room, identity, timeout_ms, time.time()))
+        except sqlite3.Error as exc:
+            raise NoClientApi(f"cannot keep the delegation: {exc}") from exc
 
     async def webhook(self, body: bytes, authorization: str) -> None:
         """A LiveKit webhook: participants joining and leaving drive the delegations."""

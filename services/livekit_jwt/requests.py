@@ -4,12 +4,18 @@ checked in its order, with its messages."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_DELAY_MS = 24 * 3600 * 1000
+
 
 def _null_is_empty(value: Any) -> Any:
+    if isinstance(value, str) and _LONE_SURROGATE.search(value):
+        return _LONE_SURROGATE.sub("\ufffd", value)  # what Go's decoder makes of an unpaired \ud800
     return "" if value is None else value
 
 
@@ -51,6 +57,10 @@ class Delay(_Body):
     def delay_error(self) -> str | None:
         if bool(self.delay_id) != bool(self.delay_timeout):
             return "The request body is missing `delay_id` or `delay_timeout`"
+        if self.delay_id and not 1000 <= self.delay_timeout <= MAX_DELAY_MS:
+            return f"`delay_timeout` must be between 1000 and {MAX_DELAY_MS} milliseconds"
+        if len(self.delay_id) > 255:
+            return "`delay_id` is too long"
         return None
 
     @property
