@@ -302,8 +302,8 @@ def report(
           f"proxy-noaudit/haproxy (no per-login log line) {rate['proxy-noaudit'] / rate['haproxy']:.2f}x  "
           f"proxy-noaudit/haproxy-1t {rate['proxy-noaudit'] / rate['haproxy-1t']:.2f}x")  # fmt: skip
     verdict = "ok" if proxy_idle < RSS_TARGET_MB else "OVER TARGET"
-    print(f"  ldap-proxy RSS: idle {proxy_idle:.1f} MB (target < {RSS_TARGET_MB:.0f} MB: {verdict}), "
-          f"after load {proxy_after:.1f} MB; haproxy idle {haproxy_idle:.1f} MB")  # fmt: skip
+    print(f"  ldap-proxy RSS: idle {proxy_idle:.1f} MiB (target < {RSS_TARGET_MB:.0f} MiB: {verdict}), "
+          f"after load {proxy_after:.1f} MiB; haproxy idle {haproxy_idle:.1f} MiB")  # fmt: skip
     proxy_load = measured["ldap-proxy"].load
     print(f"  ldap-proxy counted {proxy_binds:.0f} successful binds during its run (load generator: "
           f"{proxy_load.total_ok}); backends after load: {proxy_states}; "

@@ -57,7 +57,7 @@ ROUNDS = int(os.environ.get("LIVEKIT_BENCH_ROUNDS", "3"))
 OTHERS_WARNING = 0.2  # of one core: more than this outside the run, and the numbers say so
 OPEN_CONNECTIONS = 64  # open loop: the most connections in flight, in all
 RATIO_TARGET = 0.5
-RSS_TARGET_BYTES = 80_000_000  # 80 MB
+RSS_TARGET_BYTES = 80 * 2**20  # 80 MiB, the unit every RSS figure of this project is in
 PASSWORD = "bench-caller-password"
 KEY = "bench-key"
 SECRET = "bench-livekit-secret-of-forty-bytes-xxxx"
@@ -402,7 +402,7 @@ def report(
           f"{checked[targets[3].label]}")  # fmt: skip
     for label in ("full access", "restricted"):
         verdict = "ok" if idle[label] < RSS_TARGET_BYTES else "OVER"
-        print(f"  RSS {label}: idle {_mb(idle[label])} (target < 80 MB: {verdict}), after the load "
+        print(f"  RSS {label}: idle {_mb(idle[label])} (target < 80 MiB: {verdict}), after the load "
               f"{_mb(after[label])}")  # fmt: skip
 
     def line(target: Target, measured: Measured) -> str:
