@@ -262,6 +262,37 @@ SCHEDULING: dict[str, Schema] = {
     "podAnnotations": string_map(),
 }
 
+# What a Matrix user localpart may hold (a registration's sender_localpart must not need URL encoding).
+LOCALPART = string(pattern=r"^[a-z0-9._=/+-]+$")
+
+
+def required_when_enabled(schema: Schema, fields: dict[str, Schema]) -> Schema:
+    """`schema` (an object with `enabled`) that, when enabled, requires each of `fields` as given."""
+    return {
+        **schema,
+        "if": {"properties": {"enabled": {"const": True}}, "required": ["enabled"]},
+        "then": {"properties": fields, "required": list(fields)},
+    }
+
+
+# The synapse chart's MSC4512 registration of livekit-jwt (its own hsToken pairs with livekit-jwt's).
+MATRIXRTC_APPSERVICE = required_when_enabled(
+    obj(
+        {
+            "enabled": BOOL,
+            "url": string(
+                pattern=r"^(https?://.+)?$",
+                description="livekit-jwt's Service, where Synapse forwards rtc/livekit (templates allowed)",
+            ),
+            "id": string(minLength=1),
+            "senderLocalpart": LOCALPART,
+            "asToken": CREDENTIAL,
+            "hsToken": CREDENTIAL,
+        }
+    ),
+    {"url": string(minLength=1)},
+)
+
 SYNAPSE: Schema = {
     "$schema": "https://json-schema.org/draft-07/schema#",
     **obj(
@@ -332,6 +363,7 @@ SYNAPSE: Schema = {
                 ),
             },
             "experimental": obj({"msc4306": BOOL}),
+            "matrixRTC": obj({"appservice": MATRIXRTC_APPSERVICE}),
             "wellKnown": obj(
                 {
                     "enabled": BOOL,
@@ -574,6 +606,18 @@ LIVEKIT_JWT = service_chart(
         "roomDepartureTimeout": {"type": "integer", "minimum": 0},
         "tokenTtlSeconds": {"type": "integer", "minimum": 60, "maximum": 86400},
         "delegation": obj({"enabled": BOOL}),
+        "appservice": required_when_enabled(
+            obj(
+                {
+                    "enabled": BOOL,
+                    "homeserverName": string(
+                        pattern=rf"^({SERVER_NAME})?$", description="the homeserver's server name"
+                    ),
+                    "hsToken": CREDENTIAL,
+                }
+            ),
+            {"homeserverName": string(minLength=1), "hsToken": {"minProperties": 1}},
+        ),
         "federation": obj(
             {
                 "allow": array(

@@ -18,6 +18,8 @@ import pytest
 from matrix_stack.core.route_explain import Explainer
 
 DATA = Path(__file__).parent / "data" / "routing"
+# livekit-jwt registered as an application service (MSC4512), its Service where Synapse forwards to.
+MATRIXRTC = ("matrixRTC.appservice.enabled=true", "matrixRTC.appservice.url=http://rtc-livekit-jwt:8080")
 
 
 def rows(*names: str) -> list[tuple[str, str, str, str]]:
@@ -41,11 +43,13 @@ def explain_batch(lines: list[tuple[str, str]], *sets: str) -> subprocess.Comple
 @pytest.mark.parametrize(
     ("tables", "sets"),
     [
-        (("common", "mas", "msc4306-off"), ()),
-        (("common", "nomas", "msc4306-off"), ("mas.enabled=false",)),
+        (("common", "mas", "msc4306-off", "matrixrtc-off"), ()),
+        (("common", "nomas", "msc4306-off", "matrixrtc-off"), ("mas.enabled=false",)),
         (("common", "mas", "msc4306"), ("experimental.msc4306=true",)),
+        (("common", "mas", "msc4306-off", "matrixrtc"), MATRIXRTC),
+        (("common", "nomas", "matrixrtc"), ("mas.enabled=false", *MATRIXRTC)),
     ],
-    ids=["defaults-mas-on", "mas-off", "msc4306-on"],
+    ids=["defaults-mas-on", "mas-off", "msc4306-on", "matrixrtc-on", "matrixrtc-on-mas-off"],
 )
 def test_every_request_family_reaches_the_right_pool(tables: tuple[str, ...], sets: tuple[str, ...]) -> None:
     expected = rows(*tables)

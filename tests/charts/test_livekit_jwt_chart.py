@@ -132,6 +132,9 @@ def test_minimal_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert env["LIVEKIT_JWT_KEY_FILE"] == "/secrets/chart/livekit-key"
     assert env["LIVEKIT_JWT_SECRET_FILE"] == "/secrets/chart/livekit-secret"
     assert "LIVEKIT_JWT_KEYS_FILE" not in env
+    # Not an application service unless asked.
+    assert "LIVEKIT_JWT_APPSERVICE_TOKEN_FILE" not in env
+    assert (settings.appservice_token, settings.homeserver_name) == (None, None)
 
 
 def test_full_values_reach_the_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,6 +155,12 @@ def test_full_values_reach_the_service(tmp_path: Path, monkeypatch: pytest.Monke
     assert settings.log_level == "DEBUG"
     assert "replicas" not in rendered["Deployment"]["spec"]  # the HPA owns it
     assert rendered["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 3
+    env = {e["name"]: e["value"] for e in container(rendered)["env"]}
+    assert env["LIVEKIT_JWT_APPSERVICE_TOKEN_FILE"] == "/secrets/chart/appservice-hs-token"
+    assert settings.appservice_token is not None
+    assert settings.appservice_token.get_secret_value() == "hs-token-of-the-registration-0123456789"
+    assert settings.homeserver_name == "example.org"
+    assert config(rendered)["homeserver_name"] == "example.org"
 
 
 def test_existing_secrets_are_referenced_and_not_created(
@@ -162,7 +171,7 @@ def test_existing_secrets_are_referenced_and_not_created(
     spec = rendered["Deployment"]["spec"]["template"]["spec"]
     # the second name is tpl'd
     assert sorted(v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v) == [
-        "livekit-api", "prod-livekit-api"]  # fmt: skip
+        "livekit-api", "prod-livekit-api", "prod-matrixrtc-appservice"]  # fmt: skip
     assert sorted(v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v) == [
         "prod-livekit-jwt", "prod-trust-bundle"]  # fmt: skip
     env = {e["name"]: e["value"] for e in container(rendered)["env"]}
@@ -172,6 +181,11 @@ def test_existing_secrets_are_referenced_and_not_created(
     assert settings.secret.get_secret_value() == OPERATOR_FILE.strip()  # the trailing newline stripped
     assert str(settings.federation_ca_file) == "/etc/livekit-jwt/federation-ca/bundle.pem"
     assert settings.full_access_homeservers == ["*"]  # written explicitly
+    # The application service's hs_token: the Secret the synapse chart reads it from too.
+    assert env["LIVEKIT_JWT_APPSERVICE_TOKEN_FILE"] == "/secrets/ext/prod-matrixrtc-appservice/hs-token"
+    assert settings.appservice_token is not None
+    assert settings.appservice_token.get_secret_value() == OPERATOR_FILE.strip()
+    assert settings.homeserver_name == "example.org"
 
 
 def test_a_keys_file_instead_of_the_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,7 +197,11 @@ def test_a_keys_file_instead_of_the_pair(tmp_path: Path, monkeypatch: pytest.Mon
     env = {e["name"]: e["value"] for e in container(rendered)["env"]}
     assert env["LIVEKIT_JWT_KEYS_FILE"] == "/secrets/chart/livekit-keys.yaml"
     assert {"LIVEKIT_JWT_KEY_FILE", "LIVEKIT_JWT_SECRET_FILE"}.isdisjoint(env)
-    assert set(rendered["Secret"]["data"]) == {"livekit-keys.yaml", "federation-ca.pem"}
+    assert set(rendered["Secret"]["data"]) == {
+        "livekit-keys.yaml",
+        "federation-ca.pem",
+        "appservice-hs-token",
+    }
     assert (settings.key, settings.secret) == (None, None)
     assert credentials(settings).secret == "keys-file-secret-0123456789"  # the service reads the file itself
 
@@ -263,6 +281,16 @@ def test_the_default_values_have_no_full_access_homeserver() -> None:
         ({"matrix": {"homeserver": "https://matrix.example.org"}}, "matrix"),  # not a bridge
         ({"persistence": {"enabled": True}}, "persistence"),
         ({"podAntiAffinity": "sometimes"}, "podAntiAffinity"),
+        (
+            {"appservice": {"enabled": True, "hsToken": {"value": "t"}}},
+            "/appservice/homeserverName': minLength",
+        ),
+        (
+            {"appservice": {"enabled": True, "homeserverName": "example.org"}},
+            "/appservice/hsToken': minProperties",
+        ),
+        ({"appservice": {"homeserverName": "https://example.org"}}, "/appservice/homeserverName"),
+        ({"appservice": {"hsToken": {"secret": "s"}}}, "/appservice/hsToken"),
     ],
 )
 def test_invalid_values_fail_with_a_clear_message(values: dict[str, Any], message: str) -> None:
@@ -370,6 +398,8 @@ def test_pods_roll_when_the_config_or_a_chart_credential_changes() -> None:
     assert checksum({"hashScheme": "v0.4.3"}) != base
     assert checksum({"fullAccessHomeservers": ["example.org"]}) != base
     assert checksum({"livekitSecret": {"value": "another-livekit-secret"}}) != base
+    assert checksum({"appservice": {"hsToken": {"value": "another-hs-token"}}}) != base
+    assert checksum({"appservice": {"homeserverName": "example.com"}}) != base
     assert checksum({"logLevel": "INFO", "replicaCount": 4}) == base  # not the service's config
 
 
@@ -401,3 +431,44 @@ def test_the_readme_synapse_values_announce_this_chart(tmp_path: Path) -> None:
     homeserver = yaml.safe_load(configmap["data"]["homeserver.yaml"])
     assert homeserver["serve_client_wellknown"] is True
     assert homeserver["extra_well_known_client_content"]["org.matrix.msc4143.rtc_foci"] == expected
+
+
+def test_an_hs_token_is_kept_only_when_the_mode_is_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    off = {"appservice": {"enabled": False, "hsToken": {"value": "left-over-hs-token-0123"}}}
+    settings, rendered = _settings_from_chart(MINIMAL, tmp_path, monkeypatch, values=off)
+    assert "appservice-hs-token" not in rendered["Secret"]["data"]
+    assert "homeserver_name" not in config(rendered)
+    assert settings.appservice_token is None
+
+
+def test_the_readme_pairs_this_chart_with_the_synapse_chart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's homeserver-native values, rendered with both charts: Synapse forwards to this
+    chart's Service with the hs_token of the Secret this chart reads it from, for users of the
+    server name this chart is told."""
+    helm.build_dependencies("synapse")
+    synapse_values, own_values = _readme_yaml_blocks("## Homeserver-native mode", "## Federation")
+    settings, rendered = _settings_from_chart(
+        MINIMAL, tmp_path, monkeypatch, release="rtc", values=own_values
+    )
+    synapse_defaults = helm.CHARTS / "synapse" / "ci" / "default-values.yaml"
+    documents = helm.template("synapse", synapse_defaults, values=synapse_values, release="matrix")
+    by_kind_name = {(d["kind"], d["metadata"]["name"]): d for d in documents}
+    homeserver = yaml.safe_load(by_kind_name["ConfigMap", "matrix-synapse"]["data"]["homeserver.yaml"])
+    assert settings.homeserver_name == homeserver["server_name"]
+    secret = by_kind_name["Secret", "matrix-synapse-secrets"]["data"]
+    registration = yaml.safe_load(base64.b64decode(secret["matrixrtc-registration.yaml"]))
+    service = rendered["Service"]
+    assert registration["io.element.msc4512.proxy_url"] == (
+        f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}")  # fmt: skip
+    assert registration["io.element.msc4512.proxy_prefix"] == "rtc/livekit"
+    # One Secret, one key: what Synapse completes its registration with is the file this chart reads.
+    env = {e["name"]: e["value"] for e in container(rendered)["env"]}
+    main = by_kind_name["StatefulSet", "matrix-synapse-main"]["spec"]["template"]["spec"]["containers"][0]
+    assert f"'hs_token' '{env['LIVEKIT_JWT_APPSERVICE_TOKEN_FILE']}'" in main["command"][2]
+    assert env["LIVEKIT_JWT_APPSERVICE_TOKEN_FILE"] == "/secrets/ext/matrixrtc-appservice/hs-token"
+    assert "appservice-hs-token" not in rendered["Secret"]["data"]  # neither chart stores the token
+    assert "matrixrtc-hs-token" not in secret

@@ -29,6 +29,9 @@ livekit-keys.yaml: {{ .Values.livekitKeysFile | toJson }}
 {{- with include "livekit-jwt.caCredential" . }}
 federation-ca.pem: {{ . }}
 {{- end }}
+{{- if .Values.appservice.enabled }}
+appservice-hs-token: {{ .Values.appservice.hsToken | default dict | toJson }}
+{{- end }}
 {{- end -}}
 
 {{/* Where the service reads federation.caBundle; "" for the system CAs only. */}}
@@ -45,8 +48,9 @@ federation-ca.pem: {{ . }}
 {{- end -}}
 
 {{/*
-The LiveKit credentials as the service reads them: LIVEKIT_JWT_KEY_FILE and _SECRET_FILE, or
-LIVEKIT_JWT_KEYS_FILE (a keys file). A YAML list of env entries.
+The credentials as the service reads them: LIVEKIT_JWT_KEY_FILE and _SECRET_FILE, or
+LIVEKIT_JWT_KEYS_FILE (a keys file); LIVEKIT_JWT_APPSERVICE_TOKEN_FILE (the registration's
+hs_token) with appservice.enabled. A YAML list of env entries.
 */}}
 {{- define "livekit-jwt.credentialEnv" -}}
 {{- $key := include "msl.credential.set" .Values.livekitKey -}}
@@ -63,12 +67,21 @@ LIVEKIT_JWT_KEYS_FILE (a keys file). A YAML list of env entries.
 {{- else -}}
 {{- fail "set livekitKey and livekitSecret (each {value: ...} or {secret: NAME, secretKey: KEY}), or livekitKeysFile: the API key and secret the SFU knows" -}}
 {{- end -}}
+{{- with .Values.appservice -}}
+{{- if .enabled -}}
+{{- if not (include "msl.credential.set" .hsToken) -}}
+{{- fail "appservice.hsToken is required with appservice.enabled: the hs_token of the homeserver's registration ({value: ...} or {secret: NAME, secretKey: KEY}, the same as the synapse chart's matrixRTC.appservice.hsToken)" -}}
+{{- end -}}
+{{- $env = append $env (dict "name" "LIVEKIT_JWT_APPSERVICE_TOKEN_FILE" "value" (include "msl.credential.path" (dict "root" $ "credential" .hsToken "key" "appservice-hs-token"))) -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $env -}}
 {{- end -}}
 
 {{/*
 The service's settings file (keys are LivekitJwtSettings' field names). Nothing secret: the
-LiveKit key and secret reach the service only as *_FILE paths.
+LiveKit key and secret, and the application service's hs_token, reach the service only as *_FILE
+paths.
 */}}
 {{- define "livekit-jwt.config" -}}
 {{- $v := .Values -}}
@@ -87,6 +100,9 @@ LiveKit key and secret reach the service only as *_FILE paths.
   "federation_overrides" (include "livekit-jwt.overrides" . | fromJsonArray) -}}
 {{- with $v.livekitApiUrl }}{{ $_ := set $config "livekit_api_url" . }}{{ end -}}
 {{- with include "livekit-jwt.caFile" . }}{{ $_ := set $config "federation_ca_file" . }}{{ end -}}
+{{- if $v.appservice.enabled -}}
+{{- $_ := set $config "homeserver_name" (required "appservice.homeserverName is required with appservice.enabled: the homeserver's server name" $v.appservice.homeserverName) -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
 

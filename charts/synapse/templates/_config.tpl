@@ -35,9 +35,15 @@
 {{- with $client }}{{ $_ := set $config "extra_well_known_client_content" . }}{{ end -}}
 {{- if .Values.wellKnown.server }}{{ $_ := set $config "serve_server_wellknown" true }}{{ end -}}
 {{- end -}}
-{{- if .Values.experimental.msc4306 -}}
-{{- $_ := set $config "experimental_features" (dict "msc4306_enabled" true) -}}
+{{- $experimental := dict -}}
+{{- if .Values.experimental.msc4306 }}{{ $_ := set $experimental "msc4306_enabled" true }}{{ end -}}
+{{- $registration := "" -}}
+{{- if .Values.matrixRTC.appservice.enabled -}}
+{{- $registration = include "synapse.matrixrtc.registrationPath" . -}}
+{{- $_ := set $experimental "msc4512_enabled" true -}}
+{{- $_ := set $config "app_service_config_files" (list $registration) -}}
 {{- end -}}
+{{- with $experimental }}{{ $_ := set $config "experimental_features" . }}{{ end -}}
 {{- if .Values.mas.enabled -}}
 {{- $_ := set $config "matrix_authentication_service" (dict
   "enabled" true
@@ -45,7 +51,12 @@
   "secret_path" (include "msl.credential.path" (dict "root" . "chartDir" "synapse" "credential" .Values.mas.secrets.synapseShared "key" "mas-shared-secret"))) -}}
 {{- end -}}
 {{- with .Values.media.storageProviders }}{{ $_ := set $config "media_storage_providers" . }}{{ end -}}
-{{- toYaml (mergeOverwrite $config (deepCopy .Values.extraConfig)) -}}
+{{- $merged := mergeOverwrite $config (deepCopy .Values.extraConfig) -}}
+{{- /* Registrations of the operator's own (bridges) in extraConfig come after, not instead. */ -}}
+{{- if $registration -}}
+{{- $_ := set $merged "app_service_config_files" (prepend (.Values.extraConfig.app_service_config_files | default list) $registration | uniq) -}}
+{{- end -}}
+{{- toYaml $merged -}}
 {{- end -}}
 
 {{/* The process-specific config of a pool; @HOSTNAME@ becomes the pod name at start. */}}

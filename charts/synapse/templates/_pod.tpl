@@ -20,11 +20,12 @@
 
 {{/*
 What a pool's pods must restart for: the shared config, the pool's own, the log config, and where
-their secrets come from (values and operator Secret names; a value changed in place changes it too).
+their secrets come from (values and operator Secret names; a value changed in place changes it too),
+and the MatrixRTC registration's settings.
 */}}
 {{- define "synapse.podChecksum" -}}
 {{- $root := .root -}}
-{{- $inputs := list (include "synapse.homeserver" $root) (include "synapse.processConfig" (dict "root" $root "pool" .pool)) (include "synapse.logConfig" $root) (toJson $root.Values.secrets) (toJson $root.Values.postgres.password) (toJson $root.Values.redis.password) (toJson $root.Values.mas.secrets.synapseShared) -}}
+{{- $inputs := list (include "synapse.homeserver" $root) (include "synapse.processConfig" (dict "root" $root "pool" .pool)) (include "synapse.logConfig" $root) (toJson $root.Values.secrets) (toJson $root.Values.postgres.password) (toJson $root.Values.redis.password) (toJson $root.Values.mas.secrets.synapseShared) (toJson $root.Values.matrixRTC) -}}
 {{- join "\n---\n" $inputs | sha256sum -}}
 {{- end -}}
 

@@ -37,7 +37,7 @@ pool), else by main, which then holds the role.
 {{- $routes := list -}}
 {{- range $entry := include "synapse.routes" . | fromYamlArray -}}
 {{- $when := $entry.when | default "" -}}
-{{- if or (eq $when "") (and (eq $when "mas") $root.Values.mas.enabled) (and (eq $when "nomas") (not $root.Values.mas.enabled)) (and (eq $when "msc4306") $root.Values.experimental.msc4306) -}}
+{{- if or (eq $when "") (and (eq $when "mas") $root.Values.mas.enabled) (and (eq $when "nomas") (not $root.Values.mas.enabled)) (and (eq $when "msc4306") $root.Values.experimental.msc4306) (and (eq $when "matrixrtc") $root.Values.matrixRTC.appservice.enabled) -}}
 {{- $regexes := list -}}
 {{- range $entry.regex }}{{ $regexes = append $regexes (printf "(?:%s)" .) }}{{ end -}}
 {{- $cluster := include "synapse.router.clusterFor" (dict "clusters" $clusters "target" $entry.target) -}}

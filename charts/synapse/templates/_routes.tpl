@@ -2,8 +2,8 @@
 The routing table, in the order Envoy tries it (first match wins; every regex must match the whole
 path, query string excluded). Each entry: target (a pool kind, "main" or "mas"), regex list,
 optional methods, hash (room | user | origin: the key the target's ring hash uses), timeout, and
-when (mas | nomas | msc4306). A kind with no enabled pool falls back to main, which then holds its
-role. Order rules, each for a reason:
+when (mas | nomas | msc4306 | matrixrtc: matrixRTC.appservice.enabled). A kind with no enabled
+pool falls back to main, which then holds its role. Order rules, each for a reason:
   - the hottest routes (sync, timelines, event sending, receipts, typing) come first, for speed:
     their patterns are anchored tightly enough that no later route matches any of their paths
     (the routing tables in tests/data/routing check every overlap named below);
@@ -183,6 +183,13 @@ Version prefixes are those the servlets register (api/v1 | r0 | v3 | unstable).
     - /_matrix/client/(api/v1|r0|v3|unstable)/login
     - /_matrix/client/(r0|v3|unstable)/register/available
     - /_matrix/client/v1/register/m\.login\.registration_token/validity
+- name: matrixrtc
+  when: matrixrtc
+  # MSC4512's proxy servlet is a client servlet of main and every generic worker (a kind with a
+  # client listener in files/kinds.yaml): the round-robin reader set, with no state to stick to.
+  target: client_reader
+  regex:
+    - /_matrix/client/(unstable/[^/]+|v[^/]+)/rtc/livekit(/.*)?
 - name: main
   target: main
   regex:
