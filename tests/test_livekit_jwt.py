@@ -308,3 +308,25 @@ def test_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
         result.stderr.strip()
         == f"config error: LIVEKIT_JWT_KEYS_FILE: {tmp_path / 'keys'} must hold one line `key: secret`"
     )
+
+
+async def test_a_restarted_sfu_does_not_fail_a_token(
+    synapse: LocalSynapse, secrets_dir: Path, caller: Account, tmp_path: Path
+) -> None:
+    """CreateRoom is idempotent: a kept-alive connection the SFU closed is retried, not a 500."""
+    (port,) = free_ports(1)
+    first = LocalLivekit(key="lk-key", secret=SECRET, port=port)
+    first.start()
+    process = LocalLivekitJwt(service_env(synapse, first, secrets_dir), directory=tmp_path / "svc")
+    process.start()
+    try:
+        body = token_body(caller, await openid(caller))
+        assert (await post(process.url + "/get_token", json=body)).status_code == 200
+        first.stop()
+        with LocalLivekit(key="lk-key", secret=SECRET, port=port) as again:
+            answers = [await post(process.url + "/get_token", json=body) for _ in range(3)]
+            assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
+            assert len(again.calls_to("CreateRoom")) == 3
+    finally:
+        process.close()
+        first.stop()
