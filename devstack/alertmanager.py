@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import yaml
 
-from matrix_stack.core.processes import http_ok, stop, wait_ready
+from matrix_stack.core.processes import http_ok, metric_sum, stop, wait_ready
 
 BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
 
@@ -58,13 +58,7 @@ class LocalAlertmanager:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a metric's samples whose labels include `labels`."""
-        total = 0.0
-        for line in httpx.get(f"{self.url}/metrics", timeout=10).text.splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            if all(f'{key}="{value}"' in line for key, value in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric_sum(f"{self.url}/metrics", name, **labels)
 
     def stop(self) -> None:
         stop(self.process)

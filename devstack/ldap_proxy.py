@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
-from matrix_stack.core.processes import free_ports, http_ok, stop, wait_ready
+from matrix_stack.core.processes import free_ports, http_ok, json_log_lines, metric_sum, stop, wait_ready
 
 
 @dataclass
@@ -67,22 +66,10 @@ class LocalLdapProxy:
         return {backend["name"]: backend["state"] for backend in answer["backends"]}
 
     def metric(self, name: str, **labels: str) -> float:
-        total = 0.0
-        for line in httpx.get(self.control + "/metrics", timeout=5).text.splitlines():
-            if line.startswith((name + "{", name + " ")) and all(
-                f'{key}="{value}"' in line for key, value in labels.items()
-            ):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric_sum(self.control + "/metrics", name, **labels)
 
     def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                lines.append({"msg": line})
-        return lines
+        return json_log_lines(self.log)
 
     def stop(self) -> None:
         stop(self.process)

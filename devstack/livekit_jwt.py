@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matrix_stack.core.processes import free_port, http_ok, stop, wait_ready
+from matrix_stack.core.processes import free_port, http_ok, json_log_lines, stop, wait_ready
 
 
 @dataclass
@@ -50,13 +49,7 @@ class LocalLivekitJwt:
         wait_ready("livekit-jwt", self.process, http_ok(self.url + "/readyz"), timeout=timeout, log=self.log)
 
     def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                lines.append({"msg": line})
-        return lines
+        return json_log_lines(self.log)
 
     def stop(self) -> None:
         stop(self.process)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -61,6 +63,28 @@ def http_ok(url: str) -> Callable[[], bool]:
             return False
 
     return check
+
+
+def metric_sum(url: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus metric's samples at `url` whose labels include `labels`."""
+    total = 0.0
+    for line in httpx.get(url, timeout=10).text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(
+            f'{key}="{value}"' in line for key, value in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def json_log_lines(path: Path) -> list[dict[str, Any]]:
+    """A JSON-lines log read back: each line as its object, a line that is not JSON as {"msg": line}."""
+    lines: list[dict[str, Any]] = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:
+            lines.append({"msg": line})
+    return lines
 
 
 def wait_ready(

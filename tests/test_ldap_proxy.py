@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from matrix_stack.core.processes import free_port, stop, wait_ready
+from matrix_stack.core.processes import free_port, port_open, stop, wait_ready
 from matrix_stack.devstack.blackhole import hanging_server
 from matrix_stack.devstack.haproxy import binary as haproxy_binary
 from matrix_stack.devstack.ldap_proxy import LocalLdapProxy
@@ -688,7 +688,7 @@ def test_proxy_protocol_v2_header_is_accepted_by_haproxy(
         [executable, "-db", "-f", str(config)], stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
     try:
-        wait_ready("haproxy", process, lambda: log.exists() and _listening(port), timeout=10, log=log)
+        wait_ready("haproxy", process, lambda: log.exists() and port_open(port), timeout=10, log=log)
         proxy = start_proxy(
             proxies, [{"name": "pp", "host": "127.0.0.1", "port": port, "proxy_protocol": True}]
         )
@@ -705,11 +705,6 @@ def test_proxy_protocol_v2_header_is_accepted_by_haproxy(
         assert f"client=127.0.0.1:{client_port}" in log.read_text()  # haproxy saw the real client
     finally:
         stop(process)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 # --- control plane, config ------------------------------------------------------------------------

@@ -36,7 +36,6 @@ COMPARE_RESPONSE = 0x6F
 ABANDON_REQUEST = 0x50
 EXTENDED_REQUEST = 0x77
 EXTENDED_RESPONSE = 0x78
-INTERMEDIATE_RESPONSE = 0x79
 
 # What a client may send, and the response tag of the writes a read-only proxy answers itself.
 REQUESTS = frozenset(

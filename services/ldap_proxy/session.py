@@ -259,23 +259,20 @@ class ClientConnection(asyncio.Protocol):
                                                  "client": _show(self.peer)})  # fmt: skip
         self._to_client(response)
 
+    def _refuse_bind(self, env: ber.Envelope, dn: str, code: int, message: str, reason: str) -> None:
+        """A bind the proxy answers itself: audited like any other, never forwarded."""
+        self._audit(dn, code, None, 0.0)
+        self._answer(ber.result(env.message_id, ber.BIND_RESPONSE, code, message), reason, "bind")
+
     def _bind(self, pdu: bytes, env: ber.Envelope) -> None:
         bind = ber.bind_request(pdu, env)
         if self.proxy.limiter.blocked(bind.name):  # its failures and binds in flight
-            self._audit(bind.name, ber.UNWILLING_TO_PERFORM, None, 0.0)
-            self._answer(
-                ber.result(env.message_id, ber.BIND_RESPONSE, ber.UNWILLING_TO_PERFORM,
-                           "too many failed binds for this DN; try again later"),
-                "bind_limit", "bind",
-            )  # fmt: skip
+            message = "too many failed binds for this DN; try again later"
+            self._refuse_bind(env, bind.name, ber.UNWILLING_TO_PERFORM, message, "bind_limit")
             return
         if self.settings.require_tls and not self.tls and bind.has_password:
-            self._audit(bind.name, ber.CONFIDENTIALITY_REQUIRED, None, 0.0)
-            self._answer(
-                ber.result(env.message_id, ber.BIND_RESPONSE, ber.CONFIDENTIALITY_REQUIRED,
-                           "use StartTLS or LDAPS before binding with a password"),
-                "tls_required", "bind",
-            )  # fmt: skip
+            message = "use StartTLS or LDAPS before binding with a password"
+            self._refuse_bind(env, bind.name, ber.CONFIDENTIALITY_REQUIRED, message, "tls_required")
             return
         self.binds[env.message_id] = (bind.name, time.perf_counter())
         self.proxy.limiter.begin(bind.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -26,6 +27,9 @@ NATIVE = "/_matrix/client/{version:path}/rtc/livekit"
 NOT_FULL = "Delegation of delayed events is only supported for full access users"
 
 
+B = TypeVar("B", bound=Delay)
+
+
 def _json_object(raw: bytes) -> dict[str, object]:
     try:
         value = json.loads(raw)
@@ -34,6 +38,17 @@ def _json_object(raw: bytes) -> dict[str, object]:
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
+
+
+async def _read(request: Request, model: type[B]) -> B | Response:
+    """The body as `model`, or the 400 lk-jwt-service gives for it."""
+    try:
+        body = model.model_validate(_json_object(await request.body()))
+    except (ValueError, ValidationError):
+        return wire.error(400, *wire.NOT_JSON)
+    if problem := body.problem():
+        return wire.bad_json(problem)
+    return body
 
 
 def routes(issuer: Issuer) -> list[BaseRoute]:
@@ -104,12 +119,9 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
         return wire.go_response({"url": settings.livekit_url, "jwt": jwt})
 
     async def get_token(request: Request) -> Response:
-        try:
-            body = TokenRequest.model_validate(_json_object(await request.body()))
-        except (ValueError, ValidationError):
-            return wire.error(400, *wire.NOT_JSON)
-        if problem := body.problem():
-            return wire.bad_json(problem)
+        body = await _read(request, TokenRequest)
+        if isinstance(body, Response):
+            return body
         token = body.openid_token
         user_id = await authorised(token.matrix_server_name, token.access_token, body.member.claimed_user_id)
         if isinstance(user_id, Response):
@@ -119,12 +131,9 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
         return await issue(token.matrix_server_name, identity, room, body)
 
     async def sfu_get(request: Request) -> Response:
-        try:
-            body = LegacyRequest.model_validate(_json_object(await request.body()))
-        except (ValueError, ValidationError):
-            return wire.error(400, *wire.NOT_JSON)
-        if problem := body.problem():
-            return wire.bad_json(problem)
+        body = await _read(request, LegacyRequest)
+        if isinstance(body, Response):
+            return body
         token = body.openid_token
         user_id = await authorised(token.matrix_server_name, token.access_token, None)
         if isinstance(user_id, Response):
@@ -133,26 +142,29 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
         identity = hashing.legacy_identity(user_id, body.device_id)
         return await issue(token.matrix_server_name, identity, room, body)
 
-    async def delegate_delayed_leave(request: Request) -> Response:
-        try:
-            body = TokenRequest.model_validate(_json_object(await request.body()))
-        except (ValueError, ValidationError):
-            return wire.error(400, *wire.NOT_JSON)
-        if problem := body.problem():
-            return wire.bad_json(problem)
+    async def hand_over(server_name: str, body: Delay, room: str, identity: str) -> Response:
+        """/delegate_delayed_leave, once the user is known: full access only."""
         if not body.delegates:
+            return wire.bad_json("The request body is missing `delay_id` or `delay_timeout`")
+        if not issuer.has_full_access(server_name):
+            return wire.error(403, "M_FORBIDDEN", NOT_FULL)
+        if (refused := await delegate(server_name, body, room, identity)) is not None:
+            return refused
+        return wire.go_response({})
+
+    async def delegate_delayed_leave(request: Request) -> Response:
+        body = await _read(request, TokenRequest)
+        if isinstance(body, Response):
+            return body
+        if not body.delegates:  # before the lookup: a body that cannot delegate costs no request out
             return wire.bad_json("The request body is missing `delay_id` or `delay_timeout`")
         token = body.openid_token
         user_id = await authorised(token.matrix_server_name, token.access_token, body.member.claimed_user_id)
         if isinstance(user_id, Response):
             return user_id
-        if not issuer.has_full_access(token.matrix_server_name):
-            return wire.error(403, "M_FORBIDDEN", NOT_FULL)
         room = hashing.room(scheme, body.room_id, body.slot_id)
         identity = hashing.identity(scheme, user_id, body.member.claimed_device_id, body.member.id)
-        if (refused := await delegate(token.matrix_server_name, body, room, identity)) is not None:
-            return refused
-        return wire.go_response({})
+        return await hand_over(token.matrix_server_name, body, room, identity)
 
     hs_token = settings.appservice_token.get_secret_value() if settings.appservice_token else None
     homeserver = settings.homeserver_name or ""
@@ -165,25 +177,16 @@ def routes(issuer: Issuer) -> list[BaseRoute]:
         if not user_id.startswith("@") or not user_id.endswith(":" + homeserver):
             log.warning("forwarded request for a user of another server", extra={"user": user_id})
             return wire.error(401, *wire.UNAUTHORIZED)
-        try:
-            body = NativeRequest.model_validate(_json_object(await request.body()))
-        except (ValueError, ValidationError):
-            return wire.error(400, *wire.NOT_JSON)
-        if problem := body.problem():
-            return wire.bad_json(problem)
+        body = await _read(request, NativeRequest)
+        if isinstance(body, Response):
+            return body
         if body.member.claimed_user_id and body.member.claimed_user_id != user_id:
             return wire.error(401, *wire.UNAUTHORIZED)
         room = hashing.room(scheme, body.room_id, body.slot_id)
         identity = hashing.identity(scheme, user_id, body.member.claimed_device_id, body.member.id)
-        if not delegate_only:
-            return await issue(homeserver, identity, room, body)
-        if not body.delegates:
-            return wire.bad_json("The request body is missing `delay_id` or `delay_timeout`")
-        if not issuer.has_full_access(homeserver):
-            return wire.error(403, "M_FORBIDDEN", NOT_FULL)
-        if (refused := await delegate(homeserver, body, room, identity)) is not None:
-            return refused
-        return wire.go_response({})
+        if delegate_only:
+            return await hand_over(homeserver, body, room, identity)
+        return await issue(homeserver, identity, room, body)
 
     async def native_get_token(request: Request) -> Response:
         return await native(request, delegate_only=False)

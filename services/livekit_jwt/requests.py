@@ -67,6 +67,10 @@ class Delay(_Body):
     def delegates(self) -> bool:
         return bool(self.delay_id)
 
+    def problem(self) -> str | None:
+        """What is wrong with the body, in lk-jwt-service's words; None when nothing is."""
+        return self.delay_error()
+
 
 class TokenRequest(Delay):
     """POST /get_token (MSC4195)."""
