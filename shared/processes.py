@@ -21,14 +21,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Ports handed out lately, never handed out again by this process meanwhile: a port is free only
+# until its server binds it, and Envoy binds with SO_REUSEPORT, so two callers given the same port
+# would both listen on it and share its connections instead of one failing.
+_HANDED_OUT: dict[int, float] = {}
+HANDED_OUT_SECONDS = 600.0
+
+
+def _remember(ports: list[int]) -> list[int]:
+    now = time.monotonic()
+    for port, at in list(_HANDED_OUT.items()):
+        if now - at > HANDED_OUT_SECONDS:
+            del _HANDED_OUT[port]
+    _HANDED_OUT.update(dict.fromkeys(ports, now))
+    return ports
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports below Linux's ephemeral range (32768 up), all bound at once.
+    """`count` distinct free ports below Linux's ephemeral range (32768 up), all bound at once, none
+    handed out by this process in the last ten minutes.
 
     Ports from the ephemeral range can be taken by any process's outgoing connections between
     choosing a port and listening on it; a cluster of many processes hits that.
     """
     sockets: list[socket.socket] = []
-    candidates = list(range(20000, 32000))
+    candidates = [port for port in range(20000, 32000) if port not in _HANDED_OUT]
     random.shuffle(candidates)
     try:
         for port in candidates:
@@ -41,7 +58,7 @@ def free_ports(count: int) -> list[int]:
                 sock.close()
                 continue
             sockets.append(sock)
-        return [int(sock.getsockname()[1]) for sock in sockets]
+        return _remember([int(sock.getsockname()[1]) for sock in sockets])
     finally:
         for sock in sockets:
             sock.close()
