@@ -1,4 +1,4 @@
-"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router] [ldap] [livekit]`."""
+"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router] [ldap] [livekit] [compress-state]`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from bench import (
     alertmanager_bench,
     cluster_bench,
+    compress_state_bench,
     ldap_bench,
     livekit_bench,
     outbox_bench,
@@ -25,6 +26,7 @@ BENCHMARKS = {
     "router": router_bench.main,
     "ldap": ldap_bench.main,
     "livekit": livekit_bench.main,
+    "compress-state": compress_state_bench.main,
 }
 
 

@@ -116,6 +116,15 @@ class LocalPostgres:
         )
         return self.dsn(name)
 
+    def add_password_role(self, name: str, password: str) -> None:
+        """A superuser that must log in with `password` over TCP (the others keep trust)."""
+        escaped = password.replace("'", "''")
+        self._run(_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1",
+                  "-c", f"CREATE ROLE \"{name}\" LOGIN SUPERUSER PASSWORD '{escaped}'")  # fmt: skip
+        hba = self.directory / "data" / "pg_hba.conf"
+        hba.write_text(f"host all {name} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        self._run(_bin("pg_ctl"), "reload", "-D", str(self.directory / "data"))
+
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 

@@ -664,10 +664,111 @@ LIVEKIT_JWT = service_chart(
     required=["livekitUrl", "fullAccessHomeservers"],
 )
 
+# What only a long-running service has (msl.deployment): replicas, probes, a Service and its
+# monitor, a PDB, an HPA.
+SERVICE_ONLY = ("replicaCount", "probes", "service", "serviceMonitor", "podDisruptionBudget", "autoscaling")
+
+
+def job_chart(specific: dict[str, Schema], *, required: list[str] | None = None) -> Schema:
+    """Values of a chart whose workload runs to completion (`msl.cronJob`, `msl.job`): a service
+    chart's image, pod and naming values without what only a running service has."""
+    shared = service_chart({}, bridge=False)["properties"]
+    common = {key: schema for key, schema in shared.items() if key not in SERVICE_ONLY}
+    return {"$schema": "https://json-schema.org/draft-07/schema#", **obj({**common, **specific}, required)}
+
+
+NULLABLE_SECONDS: Schema = {"type": ["integer", "null"], "minimum": 0}
+
+# compress-state's own values, which a one-off Job may override (job.overrides).
+COMPRESS_STATE_TOOL: dict[str, Schema] = {
+    "levels": {
+        "description": "chain lengths per level, lowest first; chunkSize must be at least the first",
+        **array({"type": "integer", "minimum": 1}),
+        "minItems": 1,
+    },
+    "chunkSize": {"type": "integer", "minimum": 1},
+    "chunks": {"type": "integer", "minimum": 1},
+    "room": string(pattern=r"^(![^\s]+)?$", description="a room id (!id:server); empty: every room"),
+    "dryRun": BOOL,
+    "verify": BOOL,
+    "maxGroupsPerSecond": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    "lockTimeoutSeconds": SECONDS,
+    "rustProgress": string(enum=["resume", "ignore"]),
+    "logLevel": string(enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+}
+
+COMPRESS_STATE = job_chart(
+    {
+        **COMPRESS_STATE_TOOL,
+        "database": obj(
+            {
+                "url": {
+                    **CREDENTIAL,
+                    "description": "a libpq URL or key/value string: " + CREDENTIAL["description"],
+                },
+                "host": string(),
+                "port": PORT,
+                "user": string(),
+                "name": string(),
+                "password": CREDENTIAL,
+                "sslMode": string(
+                    enum=["", "disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+                ),
+                "ca": CA,
+                "connectTimeoutSeconds": {"type": "integer", "minimum": 0},
+            }
+        ),
+        "pushgateway": obj(
+            {
+                "url": string(
+                    pattern=r"^(https?://[^\s]+)?$", description="no credentials: it is an argument"
+                ),
+                "job": string(pattern=r"^[^/\s]*$"),
+            }
+        ),
+        "cronJob": obj(
+            {
+                "enabled": BOOL,
+                "schedule": string(
+                    pattern=r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+(\s+\S+){4})$",
+                    description="cron, e.g. 17 3 * * *; the time zone goes in timeZone",
+                ),
+                "timeZone": string(description="an IANA time zone, e.g. Europe/Berlin"),
+                "suspend": BOOL,
+                "startingDeadlineSeconds": {"type": ["integer", "null"], "minimum": 10},
+                "successfulJobsHistoryLimit": {"type": "integer", "minimum": 0},
+                "failedJobsHistoryLimit": {"type": "integer", "minimum": 0},
+                "activeDeadlineSeconds": {"type": ["integer", "null"], "minimum": 1},
+                "backoffLimit": {"type": "integer", "minimum": 0},
+                "ttlSecondsAfterFinished": NULLABLE_SECONDS,
+            }
+        ),
+        "job": obj(
+            {
+                "enabled": BOOL,
+                "activeDeadlineSeconds": {"type": ["integer", "null"], "minimum": 1},
+                "backoffLimit": {"type": "integer", "minimum": 0},
+                "ttlSecondsAfterFinished": NULLABLE_SECONDS,
+                "overrides": obj(COMPRESS_STATE_TOOL),
+            }
+        ),
+        "networkPolicy": obj(
+            {
+                "enabled": BOOL,
+                "databaseTo": PEERS,
+                "pushgatewayTo": PEERS,
+                "dnsTo": PEERS,
+                "extraEgress": array(free_map()),
+            }
+        ),
+    }
+)
+
 SCHEMAS: dict[str, Schema] = {
     "synapse": SYNAPSE,
     "ldap": LDAP,
     "livekit-jwt": LIVEKIT_JWT,
+    "compress-state": COMPRESS_STATE,
     "matrix-alertmanager-receiver": service_chart(
         {
             "config": obj(

@@ -13,7 +13,7 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-S = TypeVar("S", bound="KitSettings")
+S = TypeVar("S", bound="ProcessSettings")
 
 
 def _split_commas(value: Any) -> Any:
@@ -80,17 +80,14 @@ class _YamlFile(PydanticBaseSettingsSource):
         return {str(key).replace("-", "_"): value for key, value in loaded.items()}
 
 
-class KitSettings(BaseSettings):
-    """What every service has: its HTTP port, logs and limits, and the sources settings come from."""
+class ProcessSettings(BaseSettings):
+    """What every process has, services and jobs alike: its logs, its secrets, and the sources
+    settings come from."""
 
     model_config = SettingsConfigDict(extra="ignore", env_nested_delimiter="__")
 
-    host: str = "0.0.0.0"
-    port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_json: bool = True
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    shutdown_drain_seconds: float = Field(default=10.0, ge=0)
 
     def secrets(self) -> list[str]:
         """Every secret value, for log redaction."""
@@ -110,6 +107,15 @@ class KitSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _FileVariables(settings_cls), _YamlFile(settings_cls)
+
+
+class KitSettings(ProcessSettings):
+    """What every service has on top: its HTTP port and limits."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    shutdown_drain_seconds: float = Field(default=10.0, ge=0)
 
 
 class ServiceSettings(KitSettings):

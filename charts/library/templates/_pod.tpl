@@ -66,14 +66,19 @@ topologySpreadConstraints:
 terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
 {{- end -}}
 
-{{/* Container security, resources and HTTP probes on the named port `http`. */}}
-{{- define "msl.containerCommon" -}}
+{{/* The container's image, security and resources: what every container of a chart has. */}}
+{{- define "msl.containerBase" -}}
 image: {{ include "msl.image" (dict "root" . "image" .Values.image) }}
 imagePullPolicy: {{ .Values.image.pullPolicy }}
 securityContext:
   {{- toYaml .Values.containerSecurityContext | nindent 2 }}
 resources:
   {{- toYaml .Values.resources | nindent 2 }}
+{{- end -}}
+
+{{/* msl.containerBase and HTTP probes on the named port `http`: a service's container. */}}
+{{- define "msl.containerCommon" -}}
+{{ include "msl.containerBase" . }}
 startupProbe:
   httpGet: {path: /healthz, port: http}
   {{- toYaml .Values.probes.startup | nindent 2 }}

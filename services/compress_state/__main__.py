@@ -1,0 +1,70 @@
+"""`compress-state` console script: exit 0 done, 1 a verification failure, 2 bad configuration or
+no connection, 3 another run holds the lock."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+from matrix_stack.core import logs
+from matrix_stack.services.compress_state import database as db
+from matrix_stack.services.compress_state.compressor import Compressor
+from matrix_stack.services.compress_state.config import load
+from matrix_stack.services.compress_state.report import ProgressBar, push
+
+log = logging.getLogger("compress_state")
+
+EXIT_DONE, EXIT_VERIFICATION, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load(argv)
+    logs.configure(settings.log_level, json_lines=settings.log_json, secrets=settings.secrets())
+    conninfo = settings.database_url.get_secret_value() if settings.database_url else ""
+    password = settings.password.get_secret_value() if settings.password else None
+    try:
+        connection = db.connect(conninfo, password, settings.lock_timeout_seconds)
+    except db.ConnectError as exc:
+        print(f"compress-state: cannot connect to the database: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    with connection:
+        if not db.has_table(connection, "state_groups_state"):
+            print("compress-state: this database has no state_groups_state table: not Synapse's"
+                  " (state) database", file=sys.stderr)  # fmt: skip
+            sys.exit(EXIT_CONFIG)
+        if not settings.dry_run and not db.try_lock(connection):
+            print(f"compress-state: another run holds the lock: {db.lock_holder(connection)}; exiting",
+                  file=sys.stderr)  # fmt: skip
+            sys.exit(EXIT_LOCKED)
+        show_bar = settings.progress_bar if settings.progress_bar is not None else sys.stderr.isatty()
+        bar = ProgressBar(settings.chunks) if show_bar else None
+        compressor = Compressor(connection, settings, on_chunk=bar.update if bar else lambda summary: None)
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.warning("%s: stopping after the state group in hand", signal.Signals(signum).name)
+            compressor.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("compressing: levels %s, chunks of %d groups, up to %d chunks%s%s",
+                 ",".join(map(str, settings.levels)), settings.chunk_size, settings.chunks,
+                 f", room {settings.room}" if settings.room else "",
+                 ", dry run" if settings.dry_run else "")  # fmt: skip
+        summary = compressor.run()
+        compressor.summary.interrupted = compressor.stopping
+        if bar:
+            bar.close()
+    code = EXIT_VERIFICATION if summary.verification_failures else EXIT_DONE
+    print(summary.line(), flush=True)
+    if settings.pushgateway_url:
+        try:
+            push(summary, settings.pushgateway_url, settings.pushgateway_job, code)
+        except OSError as exc:
+            log.warning("pushing metrics to %s failed: %s", settings.pushgateway_url, exc)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

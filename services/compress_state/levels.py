@@ -1,0 +1,55 @@
+"""The chains a room's state groups are rewritten into (the idea of rust-synapse-compress-state's
+`docs/algorithm.md`, re-expressed).
+
+Level 0 links consecutive groups into chains of at most `sizes[0]` deltas; when a chain is full the
+next group starts a new one, linked to the head of level 1, whose chains link every `sizes[0]`-th
+group, and so on. Resolving any group then walks at most `sum(sizes)` deltas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Level:
+    size: int
+    length: int = 0
+    head: int | None = None
+
+
+def fresh(sizes: list[int]) -> list[Level]:
+    return [Level(size) for size in sizes]
+
+
+def link(levels: list[Level], group: int) -> int | None:
+    """The group `group` is to be a delta from (None: a full snapshot); moves the heads on."""
+    for level in levels:
+        if level.length < level.size:
+            prev = level.head
+            level.head, level.length = group, level.length + 1
+            return prev
+        level.head, level.length = group, 1  # full: a new chain starts here, linked one level up
+    return None
+
+
+def heads(levels: list[Level]) -> set[int]:
+    return {level.head for level in levels if level.head is not None}
+
+
+def dump(levels: list[Level]) -> list[list[int | None]]:
+    return [[level.size, level.length, level.head] for level in levels]
+
+
+def load(saved: object, sizes: list[int]) -> list[Level] | None:
+    """Saved levels, if they are for these sizes and well formed; else None (start fresh)."""
+    if not isinstance(saved, list) or len(saved) != len(sizes):
+        return None
+    levels: list[Level] = []
+    for item, size in zip(saved, sizes, strict=True):
+        if not (isinstance(item, list) and len(item) == 3 and item[0] == size):
+            return None
+        _, length, head = item
+        if not (isinstance(length, int) and 0 <= length <= size and (head is None or isinstance(head, int))):
+            return None
+        levels.append(Level(size, length, head))
+    return levels
