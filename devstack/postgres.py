@@ -119,8 +119,8 @@ class LocalPostgres:
     def add_password_role(self, name: str, password: str) -> None:
         """A superuser that must log in with `password` over TCP (the others keep trust)."""
         escaped = password.replace("'", "''")
-        self._run(_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1",
-                  "-c", f"CREATE ROLE \"{name}\" LOGIN SUPERUSER PASSWORD '{escaped}'")  # fmt: skip
+        create = f"CREATE ROLE \"{name}\" LOGIN SUPERUSER PASSWORD '{escaped}'"
+        self._run(_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c", create)
         hba = self.directory / "data" / "pg_hba.conf"
         hba.write_text(f"host all {name} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
         self._run(_bin("pg_ctl"), "reload", "-D", str(self.directory / "data"))

@@ -430,11 +430,15 @@ def test_a_rewrite_that_changes_state_is_rolled_back(built: Built) -> None:
     the state differ, rolls the group back, and the run exits 1."""
     postgres = built.postgres
     database = copy_of(postgres, "cs_mismatch")
-    plan = run(postgres, database, "--chunks", "1000", "--dry-run")
-    assert plan.returncode == 0
-    snapshots = [g for (g,) in sql(postgres, database, "SELECT id FROM state_groups WHERE id NOT IN"
-                                   " (SELECT state_group FROM state_group_edges) ORDER BY id")]  # fmt: skip
-    victim = snapshots[2]  # a snapshot Synapse wrote at its hundredth hop: one the tool rewrites
+    # A group a clean run rewrites with rows of its own: the trigger will corrupt one of them.
+    reference = copy_of(postgres, "cs_mismatch_reference")
+    assert run(postgres, reference, "--chunks", "1000").returncode == 0
+    before = dict(sql(postgres, PRISTINE, "SELECT state_group, prev_state_group FROM state_group_edges"))
+    after = dict(sql(postgres, reference, "SELECT state_group, prev_state_group FROM state_group_edges"))
+    with_rows = {
+        g for (g,) in sql(postgres, reference, "SELECT DISTINCT state_group FROM state_groups_state")
+    }
+    victim = min(g for g in after if after[g] != before.get(g) and g in with_rows)
     sql(postgres, database, f"""
         CREATE FUNCTION corrupt() RETURNS trigger AS $$ BEGIN
             IF NEW.state_group = {victim} THEN NEW.event_id := '$corrupted'; END IF; RETURN NEW;
@@ -518,12 +522,11 @@ def test_resumes_a_room_the_rust_compressor_started(built: Built) -> None:
     assert rust.returncode == 0, rust.stderr[-2000:]
     started = dict(sql(postgres, database, "SELECT room_id, last_compressed FROM state_compressor_progress"))
     assert started
+    ignoring = copy_of(postgres, "cs_rust_ignored", template=database)
     result = run(postgres, database, "--chunks", "1000")
     assert result.returncode == 0, result.stderr
     summary = summary_of(result.stdout)
     assert summary["groups"] < len(built.resolved)  # the groups the Rust tool did are not walked again
     assert resolved_states(postgres, database) == built.resolved
-    ignoring = copy_of(postgres, "cs_rust_ignored", template=database)
-    assert summary_of(run(postgres, ignoring, "--dry-run", "--rust-progress", "ignore").stdout)[
-        "groups"
-    ] == len(built.resolved)
+    ignored = run(postgres, ignoring, "--dry-run", "--rust-progress", "ignore")
+    assert summary_of(ignored.stdout)["groups"] == len(built.resolved)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver", "ldap-proxy", "livekit-jwt")
+SERVICES = ("notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver", "ldap-proxy", "livekit-jwt",
+            "compress-state")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,9 @@ def test_each_console_script_refuses_a_bad_config_in_one_line(
                          env={"LIVEKIT_JWT_LIVEKIT_URL": "wss://sfu.example.org", "LIVEKIT_JWT_KEY": "k",
                               "LIVEKIT_JWT_SECRET": "s"})  # fmt: skip
         named = "LIVEKIT_JWT_FULL_ACCESS_HOMESERVERS"
+    elif service == "compress-state":  # a job: its settings are checked before any connection
+        result = outside(venv, venv / "bin" / service, "--chunk-size", "10")
+        named = "chunk_size (10) must be at least the first level (100)"
     elif service == "ldap-proxy":  # not a bridge: its first required setting is a backend
         result = outside(venv, venv / "bin" / service, env={"LDAP_PROXY_BACKENDS": '[{"name": "a"}]'})
         named = "LDAP_PROXY_BACKENDS_0_HOST"

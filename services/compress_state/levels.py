@@ -23,10 +23,16 @@ def fresh(sizes: list[int]) -> list[Level]:
 
 def link(levels: list[Level], group: int) -> int | None:
     """The group `group` is to be a delta from (None: a full snapshot); moves the heads on."""
-    for level in levels:
+    for number, level in enumerate(levels):
         if level.length < level.size:
             prev = level.head
             level.head, level.length = group, level.length + 1
+            if prev is None:
+                # A first chain: its snapshot also starts the chains above, so the next level links
+                # to it rather than starting with a second snapshot of its own (the Rust tool does).
+                for above in levels[number + 1 :]:
+                    if above.head is None:
+                        above.head, above.length = group, 1
             return prev
         level.head, level.length = group, 1  # full: a new chain starts here, linked one level up
     return None

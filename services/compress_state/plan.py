@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from matrix_stack.services.compress_state import levels as chains
 from matrix_stack.services.compress_state.statemap import StateMap, delta, digest
 
+UNCHANGED = (-1, "")  # the digest of a step that is not written
+
 
 @dataclass(frozen=True)
 class Step:
@@ -65,10 +67,19 @@ def plan_chunk(
             continue
         displaced = chains.heads(levels)
         prev = chains.link(levels, group)
-        rows_now = delta(state_of(prev) if prev is not None else None, full)
-        if rows_now is None:  # the new base has an entry this state lacks: store it whole
-            prev, rows_now = None, dict(full)
-        steps.append(Step(group, old_prev, own, prev, rows_now, digest(full), chains.dump(levels)))
+        rows_now: StateMap | None
+        if prev is not None and prev == old_prev:
+            # Same base: only the group's own rows can differ from it (the rest is the base's).
+            base = state_of(prev)
+            rows_now = {key: event for key, event in own.items() if base.get(key) != event}
+        else:
+            rows_now = delta(state_of(prev) if prev is not None else None, full)
+            if rows_now is None:  # the new base has an entry this state lacks: store it whole
+                prev, rows_now = None, dict(full)
+        changed = prev != old_prev or rows_now != own
+        # The digest (sorting the whole state) only for the groups that will be written.
+        steps.append(Step(group, old_prev, own, prev, rows_now, digest(full) if changed else UNCHANGED,
+                          chains.dump(levels)))  # fmt: skip
         for stale in displaced:
             release(stale)
         release(old_prev)

@@ -65,7 +65,7 @@ def rust_rooms(connection: psycopg.Connection[Any], sizes: list[int]) -> dict[st
     rooms: dict[str, RoomProgress] = {}
     for room, last in connection.execute("SELECT room_id, last_compressed FROM state_compressor_progress"):
         by_level = saved.get(room, {})
-        loaded = chains.load([by_level.get(n) for n in range(len(by_level))], sizes)
+        loaded = chains.load([by_level[n] for n in sorted(by_level)], sizes)  # its levels count from 1
         if loaded is None:
             log.info("the Rust compressor's chains for %s have other sizes: this room's chains start anew",
                      room, extra={"room_id": room})  # fmt: skip
