@@ -108,6 +108,19 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_compose_compress_state_is_a_one_off_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matrix_stack.services.compress_state.config import load
+
+    service = COMPOSE["services"]["compress-state"]
+    assert service["restart"] == "no"
+    assert service["healthcheck"] == {"disable": True}
+    for key, value in service["environment"].items():
+        monkeypatch.setenv(key, str(value).replace("${SYNAPSE_DATABASE_URL:-}", "postgresql://db/synapse"))
+    settings = load(service["command"][1:])
+    assert settings.chunks == 100
+    assert settings.database_url is not None
+
+
 def test_compose_ldap_proxy_environment_is_a_valid_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     from matrix_stack.services.ldap_proxy.config import LdapProxySettings
 
