@@ -1,9 +1,44 @@
-"""The ceiling for this stack: a starlette endpoint that only answers 200, served the same way."""
+"""The comparison endpoints, served by uvicorn as the services are:
 
+- `/sentry`, `/alerts/{room}`: read the body and answer 200 (the ceiling of this HTTP stack);
+- `/commit/sentry`, `/commit/alerts/{room}`: the floor for a bridge's work: read the body, parse the
+  JSON, commit one message to the same outbox (SQLite at `BARE_OUTBOX`, group commit, its sender not
+  started: what is measured is accepting, as a bridge acknowledges once the message is durable)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from matrix_stack.core import content
+from matrix_stack.core.outbox import Outbox
+
+ROOM = "!bench:localhost"
+
+
+class _NoSender:
+    async def send(self, room: str, content: dict[str, Any], *, txn_id: str, event_type: str) -> str:
+        raise RuntimeError("the comparison outbox never sends")
+
+
+outbox = Outbox(Path(os.environ.get("BARE_OUTBOX") or Path(tempfile.mkdtemp()) / "bare.sqlite3"), _NoSender())
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    await outbox.open()
+    yield
+    await outbox.stop()
 
 
 async def receive(request: Request) -> JSONResponse:
@@ -11,6 +46,18 @@ async def receive(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
+async def commit(request: Request) -> JSONResponse:
+    payload = orjson.loads(await request.body())
+    stored = await outbox.enqueue(ROOM, content.message(f"{len(payload)} fields"))
+    return JSONResponse({"ok": True, "delivery_id": stored})
+
+
 app = Starlette(
-    routes=[Route("/sentry", receive, methods=["POST"]), Route("/alerts/{room}", receive, methods=["POST"])]
+    routes=[
+        Route("/sentry", receive, methods=["POST"]),
+        Route("/alerts/{room}", receive, methods=["POST"]),
+        Route("/commit/sentry", commit, methods=["POST"]),
+        Route("/commit/alerts/{room}", commit, methods=["POST"]),
+    ],
+    lifespan=lifespan,
 )

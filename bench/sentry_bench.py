@@ -1,5 +1,7 @@
-"""sentry-webhook: signed requests/s and acknowledge latency, against a bare starlette endpoint that
-only answers 200 on the same uvicorn setup (the ceiling), in the same run, on the same machine."""
+"""sentry-webhook: signed requests/s and acknowledge latency, in the same run on the same machine,
+against a bare starlette endpoint on the same uvicorn setup that parses the body and commits one
+message to the same outbox (the floor for this work; target >= 0.5x), and one that only answers 200
+(the ceiling of the HTTP stack)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ REQUESTS = 4000
 CONNECTIONS = 32
 RATE = 200.0
 SECONDS = 10.0
+# The fair floor: the same uvicorn setup reading the body, parsing the JSON, committing one message to
+# the same outbox (the do-nothing endpoint stays as the ceiling).
+FLOOR = "bare + parse + outbox commit"
 
 
 async def main() -> None:
@@ -41,9 +46,10 @@ async def main() -> None:
                 {"CLIENT_SECRET": SECRET, "DEFAULT_ROOM": hs.rooms[0], "LOG_LEVEL": "WARNING"}, directory / "ours",
             )  # fmt: skip
             with serving(hs, ours, directory) as bare:
-                targets = {"sentry-webhook": f"{ours.url}/sentry", "bare starlette": f"{bare}/sentry"}
-                print(f"sentry-webhook vs a bare starlette 200 endpoint, same uvicorn setup, {len(raw)}-byte signed "
+                targets = {"sentry-webhook": f"{ours.url}/sentry", "bare starlette": f"{bare}/sentry",
+                           FLOOR: f"{bare}/commit/sentry"}  # fmt: skip
+                print(f"sentry-webhook vs bare starlette endpoints (200 only; parse + outbox commit), same uvicorn setup, {len(raw)}-byte signed "
                       f"event_alert, {os.cpu_count()} cores")  # fmt: skip
-                await against_bare(Comparison("sentry-webhook", "req/s", 0.5, "(target p99 < 20 ms)"), targets, raw,
+                await against_bare(Comparison("sentry-webhook", "req/s", 0.5, "(target p99 < 20 ms)", FLOOR), targets, raw,
                                    requests=REQUESTS, connections=CONNECTIONS, rate=RATE, seconds=SECONDS,
                                    headers=headers)  # fmt: skip

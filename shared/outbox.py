@@ -61,6 +61,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS pending_by_room ON deliveries (room, seq) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS finished_at ON deliveries (finished) WHERE state = 'sent';
+-- The message later ones relate to, by a caller's key (a Sentry issue, an Alertmanager group or
+-- alert), written in the transaction that stores that message. A root's delivery is kept past the
+-- sent rows' retention for as long as the root is.
+CREATE TABLE IF NOT EXISTS relation_roots (
+    key TEXT NOT NULL,
+    room TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    resolved REAL,
+    PRIMARY KEY (key, room)
+);
 CREATE VIEW IF NOT EXISTS dead_letters AS
     SELECT id, room, event_type, content, attempts, created, finished AS failed, error AS reason
     FROM deliveries WHERE state = 'dead';
@@ -93,6 +104,16 @@ class Outgoing:
     event_type: str = "m.room.message"
     delivery_id: str | None = None
     relation: Relation | None = None
+    # This message becomes the root of `root_key` in its room, unless a live root exists already.
+    root_key: str | None = None
+    # The root of this key in this room is resolved: kept for `root_retention`, then forgotten.
+    resolves_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Root:
+    delivery_id: str
+    resolved: bool
 
 
 @dataclass(frozen=True)
@@ -261,6 +282,8 @@ class Outbox:
     max_backoff: float = 60.0
     concurrency: int = 16
     retention: float = 7 * 24 * 3600.0  # how long sent deliveries stay for status and de-duplication
+    root_retention: float = 7 * 24 * 3600.0  # how long a resolved root still takes relations
+    root_max_age: float = 90 * 24 * 3600.0  # a root never resolved is forgotten after this
     _db: _Database = field(init=False)
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _active: dict[str, asyncio.Task[None]] = field(init=False, default_factory=dict)
@@ -273,6 +296,7 @@ class Outbox:
     _stopping: bool = field(init=False, default=False)
     _depth: int = field(init=False, default=0)
     _last_prune: float = field(init=False, default=0.0)
+    _roots: dict[tuple[str, str], Root] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._db = _Database(Path(self.path))
@@ -287,6 +311,12 @@ class Outbox:
         )
         self._due = dict(await self._db.run(_pending_heads))
         self._set_depth()
+        rows = await self._db.run(
+            lambda c: c.execute("SELECT key, room, delivery_id, resolved FROM relation_roots").fetchall()
+        )
+        self._roots = {
+            (key, room): Root(delivery, resolved is not None) for key, room, delivery, resolved in rows
+        }
 
     def start(self) -> None:
         """Start delivering in the background."""
@@ -318,12 +348,15 @@ class Outbox:
         event_type: str = "m.room.message",
         delivery_id: str | None = None,
         relation: Relation | None = None,
+        root_key: str | None = None,
+        resolves_key: str | None = None,
     ) -> str:
         """Store one message durably and return its delivery id.
 
         A `delivery_id` the outbox has seen before is not stored again (idempotent producers).
         """
-        ids = await self.enqueue_many([Outgoing(room, content, event_type, delivery_id, relation)])
+        item = Outgoing(room, content, event_type, delivery_id, relation, root_key, resolves_key)
+        ids = await self.enqueue_many([item])
         return ids[0]
 
     async def enqueue_many(self, items: Sequence[Outgoing]) -> list[str]:
@@ -345,6 +378,10 @@ class Outbox:
                 )
             )
 
+        new_roots = [(item.root_key, item.room, row[0], now) for item, row in zip(items, rows, strict=True)
+                     if item.root_key is not None]  # fmt: skip
+        resolved = [(now, item.resolves_key, item.room) for item in items if item.resolves_key is not None]
+
         def insert(connection: sqlite3.Connection) -> int:
             before = connection.total_changes
             connection.executemany(
@@ -352,9 +389,29 @@ class Outbox:
                 " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 rows,
             )
-            return connection.total_changes - before
+            added = connection.total_changes - before
+            # A root replaces only a resolved one (the alert fires again); the first live root stays.
+            connection.executemany(
+                "INSERT INTO relation_roots (key, room, delivery_id, created) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (key, room) DO UPDATE SET delivery_id = excluded.delivery_id,"
+                " created = excluded.created, resolved = NULL WHERE relation_roots.resolved IS NOT NULL",
+                new_roots,
+            )
+            connection.executemany(
+                "UPDATE relation_roots SET resolved = ? WHERE key = ? AND room = ? AND resolved IS NULL",
+                resolved,
+            )
+            return added
 
         added = await self._db.run(insert)
+        for key, room, delivery, _ in new_roots:
+            known = self._roots.get((key, room))
+            if known is None or known.resolved:
+                self._roots[(key, room)] = Root(delivery, False)
+        for _, key, room in resolved:
+            known = self._roots.get((key, room))
+            if known is not None:
+                self._roots[(key, room)] = Root(known.delivery_id, True)
         self._depth += added
         self._set_depth()
         for row in rows:
@@ -363,6 +420,29 @@ class Outbox:
             self._due.setdefault(room, now)  # a room backing off keeps its time: FIFO per room
         self._wake.set()
         return [row[0] for row in rows]
+
+    def root(self, key: str, room: str) -> Root | None:
+        """The message `key` relates to in `room`, if any (served from memory, kept in the database)."""
+        return self._roots.get((key, room))
+
+    async def adopt_roots(self, legacy: Path) -> int:
+        """Import, once, the roots file a service kept before roots lived in the outbox."""
+        rows = await asyncio.to_thread(_legacy_roots, legacy)
+        if not rows:
+            return 0
+        now = time.time()
+        await self._db.run(
+            lambda c: c.executemany(
+                "INSERT INTO relation_roots (key, room, delivery_id, created) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (key, room) DO NOTHING",
+                [(key, room, delivery, now) for key, room, delivery in rows],
+            )
+        )
+        for key, room, delivery in rows:
+            self._roots.setdefault((key, room), Root(delivery, False))
+        await asyncio.to_thread(legacy.rename, legacy.with_name(legacy.name + ".imported"))
+        log.info("imported relation roots from %s", legacy, extra={"roots": len(rows)})
+        return len(rows)
 
     async def status(self, delivery_id: str) -> DeliveryStatus | None:
         return await self._db.run(
@@ -438,7 +518,11 @@ class Outbox:
                     self._active[room] = asyncio.create_task(self._drain(room), name=f"outbox:{room}")
             if now - self._last_prune > 3600:
                 self._last_prune = now
-                await self._db.run(partial(_prune, cutoff=now - self.retention))
+                forgotten = await self._db.run(partial(
+                    _prune, cutoff=now - self.retention, resolved_before=now - self.root_retention,
+                    created_before=now - self.root_max_age))  # fmt: skip
+                for key in forgotten:
+                    self._roots.pop(key, None)
             timeout = 300.0 if next_due is None else max(next_due - time.time(), 0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -584,8 +668,30 @@ class Outbox:
         return committed
 
 
-def _prune(connection: sqlite3.Connection, cutoff: float) -> None:
-    connection.execute("DELETE FROM deliveries WHERE state = 'sent' AND finished < ?", (cutoff,))
+def _prune(
+    connection: sqlite3.Connection, cutoff: float, resolved_before: float, created_before: float
+) -> list[tuple[str, str]]:
+    """Drop old sent deliveries and old roots; a live root's delivery stays. Returns the roots gone."""
+    gone = connection.execute(
+        "DELETE FROM relation_roots WHERE resolved < ? OR (resolved IS NULL AND created < ?)"
+        " RETURNING key, room",
+        (resolved_before, created_before),
+    ).fetchall()
+    connection.execute(
+        "DELETE FROM deliveries WHERE state = 'sent' AND finished < ?"
+        " AND id NOT IN (SELECT delivery_id FROM relation_roots)",
+        (cutoff,),
+    )
+    return [(key, room) for key, room in gone]
+
+
+def _legacy_roots(path: Path) -> list[tuple[str, str, str]]:
+    if not path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        return [
+            (str(k), str(r), str(d)) for k, r, d in old.execute("SELECT key, room, delivery_id FROM roots")
+        ]
 
 
 def _pending_heads(connection: sqlite3.Connection) -> list[tuple[str, float]]:

@@ -17,6 +17,8 @@ from matrix_stack.core.metrics import Metrics
 from matrix_stack.core.outbox import Outbox
 from matrix_stack.core.settings import ServiceSettings
 
+# Where the bridges kept relation roots before they lived in the outbox: imported once at start.
+LEGACY_ROOT_FILES = ("sentry-threads.sqlite3", "alert-roots.sqlite3")
 READY_CACHE_SECONDS = 2.0  # probes stay cheap however often they come
 
 
@@ -43,7 +45,12 @@ class Service:
             invite_allowlist=settings.invite_allowlist,
         )
         outbox = Outbox(
-            settings.outbox_file, client, metrics.outbox, max_backoff=settings.backoff_max_seconds
+            settings.outbox_file,
+            client,
+            metrics.outbox,
+            max_backoff=settings.backoff_max_seconds,
+            retention=settings.outbox_retention_seconds,
+            root_retention=settings.relation_retention_seconds,
         )
         return cls(settings, client, outbox, metrics)
 
@@ -58,6 +65,8 @@ class Service:
             raise
         try:
             await self.outbox.open()
+            for legacy in LEGACY_ROOT_FILES:
+                await self.outbox.adopt_roots(self.settings.data_dir / legacy)
         except Exception as exc:
             await self.client.close()
             raise StartupError(f"cannot open the outbox at {self.outbox.path}: {exc}") from exc

@@ -132,6 +132,10 @@ class ServiceSettings(KitSettings):
         default_factory=list, description="Users or servers whose invites are accepted (comma-separated)"
     )
     backoff_max_seconds: float = Field(default=60.0, gt=0)
+    outbox_retention_seconds: float = Field(default=7 * 24 * 3600.0, gt=0, description="Sent deliveries kept")
+    relation_retention_seconds: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="A resolved issue or alert still takes relations this long"
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> ServiceSettings:

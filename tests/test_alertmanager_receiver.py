@@ -167,6 +167,47 @@ async def test_real_alertmanager_group_then_resolve_edits_and_threads(
         alertmanager.stop()
 
 
+async def test_a_resolve_after_the_sent_rows_retention_still_edits(
+    synapse: LocalSynapse, bot: Account, reader: Account, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The firing message's delivery outlives the outbox's retention of sent rows while its root is
+    live: a resolve a 'week' later (a second here, the pruning done at a restart) edits it."""
+    room = await reader.create_room(name="am retention", invite=[bot.user_id])
+    port = free_port()
+    config = metio_config(bot, synapse, port, {"ops": room}, {"message-mode": "group", "on-resolve": "edit"})
+    path = tmp_path / "config.yaml"
+    path.write_text(config)
+    env = {"CONFIG_PATH": str(path), "OUTBOX_RETENTION_SECONDS": "1"}
+    service = LocalService("alertmanager-receiver", "matrix_stack.services.alertmanager_receiver",
+                           "ALERTMANAGER_RECEIVER_", port, env, tmp_path / "data")  # fmt: skip
+    os.environ["AM_TEST_TOKEN"] = bot.access_token
+    firing = json.loads((DATA / "am_docsrs_webhook_types_sample_v4_firing.json").read_text())
+    firing = {**firing, "status": "firing", "alerts": [{**a, "status": "firing"} for a in firing["alerts"]]}
+    resolved = {
+        **firing,
+        "status": "resolved",
+        "alerts": [{**a, "status": "resolved"} for a in firing["alerts"]],
+    }
+    url = f"http://127.0.0.1:{port}/alerts/ops"
+    service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    try:
+        service.wait_ready()
+        assert (await http.post(url, json=firing, headers=auth())).status_code == 200
+        [first] = await reader.wait_for_messages(room, 1, timeout=60)
+        await asyncio.sleep(2)  # past the retention of sent rows
+        service.stop()
+        service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")  # prunes at start
+        service.wait_ready()
+        assert (await http.post(url, json=resolved, headers=auth())).status_code == 200
+        events = await reader.wait_for_messages(room, 2, timeout=60)
+        assert events[1]["content"]["m.relates_to"] == {
+            "rel_type": "m.replace",
+            "event_id": first["event_id"],
+        }
+    finally:
+        service.stop()
+
+
 async def test_errors(receivers: dict[str, Receiver], http: httpx.AsyncClient) -> None:
     receiver = receivers["group"]
     url = receiver.alerts_url("ops")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -21,7 +21,6 @@ from matrix_stack.core.auth import basic_matches
 from matrix_stack.core.html import escape
 from matrix_stack.core.outbox import Outgoing, Relation
 from matrix_stack.core.responses import validation_detail
-from matrix_stack.core.roots import Roots
 from matrix_stack.core.service import Service
 from matrix_stack.services.alertmanager_receiver.config import AlertmanagerReceiverSettings
 from matrix_stack.services.alertmanager_receiver.payload import Alert, Notification, alert_data, group_data
@@ -74,7 +73,6 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
     config = settings.file
     templating, receiver = config.templating, config.receiver
     templates = Templates(templating.firing_template, templating.resolved_template, templating.group_template)
-    roots = Roots(settings.data_dir / "alert-roots.sqlite3")
     prefix = "/" + config.http.alerts_path_prefix.strip("/")
     count = MetioMetrics.on(service.metrics.registry)
 
@@ -95,7 +93,9 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
 
     def related(key: str, room: str, body: content.Content, resolved: bool) -> tuple[list[Outgoing], bool]:
         """The messages for one keyed notification, and whether it starts a new root."""
-        root = roots.get(key, room)
+        found = service.outbox.root(key, room)
+        # A root resolved earlier still takes a repeated resolve; a new firing starts a new root.
+        root = found.delivery_id if found is not None and (resolved or not found.resolved) else None
         if root is None or receiver.on_resolve == "new":
             return [Outgoing(room, body)], not resolved and receiver.on_resolve != "new"
         out = []
@@ -128,16 +128,14 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
         count.alerts.labels(room=name).inc(len(notification.alerts))
         ping_levels = set(receiver.ping_room_severities)
         outgoing: list[Outgoing] = []
-        new_roots: list[tuple[int, str]] = []  # (index in outgoing, key)
-        forget: list[str] = []
 
         def add(key: str, html: str, ping: bool, resolved: bool) -> None:
             messages, starts = related(key, room, message(html, ping), resolved)
-            if starts:
-                new_roots.append((len(outgoing), key))
-            if resolved:
-                forget.append(key)
-            outgoing.extend(messages)
+            # The root and its resolution are recorded with the messages, in one transaction.
+            first = replace(
+                messages[0], root_key=key if starts else None, resolves_key=key if resolved else None
+            )
+            outgoing.extend([first, *messages[1:]])
 
         if receiver.message_mode == "group":
             firing = [a for a in notification.alerts if a.status == "firing"]
@@ -162,11 +160,7 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
                     not resolved and alert.labels.get("severity") in ping_levels,
                     resolved,
                 )
-        ids = await service.outbox.enqueue_many(outgoing)
-        for index, key in new_roots:
-            await roots.remember(key, room, ids[index])
-        for key in forget:
-            await roots.forget(key, room)
+        await service.outbox.enqueue_many(outgoing)
         return Response(status_code=200)
 
     async def redirect(request: Request) -> Response:

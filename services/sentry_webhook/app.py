@@ -20,7 +20,6 @@ from starlette.routing import BaseRoute, Route
 from matrix_stack.core import content
 from matrix_stack.core.outbox import Relation
 from matrix_stack.core.responses import error, invalid_payload
-from matrix_stack.core.roots import Roots
 from matrix_stack.core.service import Service
 from matrix_stack.services.sentry_webhook import format as fmt
 from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
@@ -95,7 +94,6 @@ def notice_for(settings: SentryWebhookSettings, resource: str, envelope: Envelop
 
 
 def routes(settings: SentryWebhookSettings, service: Service) -> list[BaseRoute]:
-    threads = Roots(settings.data_dir / "sentry-threads.sqlite3")
     recent_archives: dict[str, float] = {}
 
     async def deliver(request: Request, notice: fmt.Notice, delivery_id: str | None) -> Response:
@@ -107,13 +105,15 @@ def routes(settings: SentryWebhookSettings, service: Service) -> list[BaseRoute]
             log.info("no room for this project", extra={"projects": notice.projects})
             return accepted(f"no room for project {', '.join(notice.projects) or '(unknown)'}")
         message = content.message(notice.body, notice.html, msgtype=settings.msgtype)
-        relation = None
-        root = threads.get(notice.issue_id, room) if settings.threads and notice.issue_id else None
+        relation, key = None, (notice.issue_id if settings.threads and notice.issue_id else None)
+        root = service.outbox.root(key, room) if key else None
         if root and not notice.starts_thread:
-            relation = Relation("thread", delivery_id=root)
-        stored = await service.outbox.enqueue(room, message, delivery_id=delivery_id, relation=relation)
-        if settings.threads and notice.issue_id and root is None:
-            await threads.remember(notice.issue_id, room, stored)
+            relation = Relation("thread", delivery_id=root.delivery_id)
+        # The first message of an issue becomes its thread's root, in the transaction that stores it.
+        stored = await service.outbox.enqueue(
+            room, message, delivery_id=delivery_id, relation=relation,
+            root_key=key if root is None else None, resolves_key=key if notice.resolves else None,
+        )  # fmt: skip
         return ok(delivery_id=stored)
 
     async def sentry(request: Request) -> Response:

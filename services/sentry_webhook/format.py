@@ -32,6 +32,7 @@ class Notice:
     issue_id: str | None = None
     rule: str | None = None
     starts_thread: bool = False  # the first message about an issue
+    resolves: bool = False  # the issue is resolved: its thread root is kept a while, then forgotten
 
 
 class Ignored(Exception):
@@ -233,6 +234,7 @@ def issue_notice(action: str, data: Mapping[str, Any], actor: Mapping[str, Any],
         level=level or None,
         issue_id=text(issue.get("id")) or None,
         starts_thread=action == "created",
+        resolves=action == "resolved",
     )
 
 
