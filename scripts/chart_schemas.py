@@ -124,6 +124,25 @@ def http_route(*, paths: bool = True) -> Schema:
     return obj(properties)
 
 
+# A bridge's data directory (the library's msl.pvc, msl.singleWriter.check): a claim, or an emptyDir
+# only with acceptDataLoss. The templates, not the schema, refuse what one pod cannot do (several
+# replicas, an HPA), so the operator reads why.
+PERSISTENCE = obj(
+    {
+        "enabled": BOOL,
+        "acceptDataLoss": {**BOOL, "description": "with enabled false: an emptyDir, lost with the pod"},
+        "existingClaim": string(description="your claim (templates allowed); the chart then makes none"),
+        "storageClass": string(),
+        "accessModes": {
+            **array(string(enum=["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany"])),
+            "minItems": 1,
+            "uniqueItems": True,
+        },
+        "size": string(pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"),
+        "annotations": string_map(),
+    }
+)
+
 # What only a Matrix bridge chart has (msl.deployment's default): the bot account, the outbox's
 # volume, and HTTP exposure through an Ingress or HTTPRoute.
 BRIDGE_ONLY = ("matrix", "persistence", "ingress", "httpRoute")
@@ -152,14 +171,7 @@ def service_chart(
         "extraEnv": array(free_map()),
         "replicaCount": {"type": "integer", "minimum": 0},
         "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
-        "persistence": obj(
-            {
-                "enabled": BOOL,
-                "existingClaim": string(),
-                "storageClass": string(),
-                "size": string(pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"),
-            }
-        ),
+        "persistence": PERSISTENCE,
         "resources": free_map(),
         "probes": obj({"startup": PROBE, "liveness": PROBE, "readiness": PROBE}),
         "podSecurityContext": free_map(),

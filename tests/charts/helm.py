@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,25 @@ def template(
     if result.returncode != 0:
         raise RenderError(result.stderr.strip())
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def notes(chart: str, *values_files: Path, values: dict[str, Any] | None = None, release: str = "t") -> str:
+    """The chart's NOTES.txt as `helm install` prints it, from a client-side dry run (no cluster)."""
+    args = ["install", release, str(CHARTS / chart), "--namespace", "ns", "--dry-run=client"]
+    for path in values_files:
+        args += ["-f", str(path)]
+    result = subprocess.run(
+        [helm(), *args, "-f", "-"],
+        input=yaml.safe_dump(values or {}),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KUBECONFIG": os.devnull},
+    )
+    if result.returncode != 0:
+        raise RenderError(result.stderr.strip())
+    _, found, text = result.stdout.partition("\nNOTES:\n")
+    assert found, result.stdout
+    return text
 
 
 def validate(document: dict[str, Any]) -> None:

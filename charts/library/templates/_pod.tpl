@@ -134,11 +134,6 @@ level and the operator's extraEnv. Context: dict "root" $ "prefix" "LDAP_PROXY_"
 {{- end }}
 {{- end -}}
 
-{{/* "true" when the chart keeps its data on a PVC (charts without `persistence` never do). */}}
-{{- define "msl.persistent" -}}
-{{- if (get .Values "persistence" | default dict).enabled -}}true{{- end -}}
-{{- end -}}
-
 {{/*
 Volumes every service pod has: writable data (a PVC with persistence, else an emptyDir: the image's
 home and working directory) and /tmp, the chart Secret, existing Secrets.
@@ -147,7 +142,7 @@ home and working directory) and /tmp, the chart Secret, existing Secrets.
 - name: data
 {{- if include "msl.persistent" . }}
   persistentVolumeClaim:
-    claimName: {{ .Values.persistence.existingClaim | default (printf "%s-data" (include "msl.fullname" .)) }}
+    claimName: {{ include "msl.dataClaimName" . }}
 {{- else }}
   emptyDir: {}
 {{- end }}

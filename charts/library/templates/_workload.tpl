@@ -16,8 +16,8 @@ The Deployment of a service chart. Context: dict
 {{- $v := $root.Values -}}
 {{- $bridge := or (not (hasKey . "bridge")) .bridge -}}
 {{- $persistent := include "msl.persistent" $root -}}
-{{- if and $persistent (or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled) -}}
-{{- fail "persistence.enabled keeps the outbox on one ReadWriteOnce volume: use replicaCount: 1 and autoscaling.enabled: false" -}}
+{{- if include "msl.singleWriter" $root -}}
+{{- include "msl.singleWriter.check" $root -}}
 {{- end -}}
 apiVersion: apps/v1
 kind: Deployment
@@ -31,6 +31,9 @@ spec:
   {{- end }}
   revisionHistoryLimit: 3
   strategy:
+    {{- /* On a claim the old pod lets go of the volume and its SQLite files before the new one
+    starts: a ReadWriteOnce volume attaches to one node (a surge pod on another would hang), and
+    two pods on one outbox would both deliver it, whatever the access mode. */}}
     {{- if $persistent }}
     type: Recreate
     {{- else }}
@@ -104,27 +107,6 @@ metadata:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 automountServiceAccountToken: false
-{{- end }}
-{{- end -}}
-
-{{- define "msl.pvc" -}}
-{{- if and .Values.persistence.enabled (not .Values.persistence.existingClaim) }}
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata:
-  name: {{ include "msl.fullname" . }}-data
-  labels:
-    {{- include "msl.labels" . | nindent 4 }}
-  annotations:
-    helm.sh/resource-policy: keep
-spec:
-  accessModes: [ReadWriteOnce]
-  {{- with .Values.persistence.storageClass }}
-  storageClassName: {{ . | quote }}
-  {{- end }}
-  resources:
-    requests:
-      storage: {{ .Values.persistence.size }}
 {{- end }}
 {{- end -}}
 
