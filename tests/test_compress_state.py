@@ -476,6 +476,29 @@ def test_bad_configuration_is_one_line_and_exit_2(built: Built, args: list[str],
     assert named in line
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:sec%zzret-4711@127.0.0.1/db",
+        "host=127.0.0.1 password=sec ret-4711",
+        "postgresql://u:p@ss@h/db",
+    ],
+)
+def test_a_malformed_connection_string_does_not_print_its_password(url: str) -> None:
+    environment = {**os.environ, "COMPRESS_STATE_DATABASE_URL": url}
+    result = subprocess.run([*TOOL, "--dry-run"], capture_output=True, text=True, env=environment, timeout=60)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    for secret in ("sec%zzret", "ret-4711", "p@ss", "ss@h"):
+        assert secret not in line
+
+
+def test_levels_from_the_environment(built: Built) -> None:
+    result = run(built.postgres, PRISTINE, "--dry-run", env={"COMPRESS_STATE_LEVELS": "120,40"})
+    assert result.returncode == 0, result.stderr
+    assert "levels 120,40" in result.stderr
+
+
 def test_not_a_synapse_database(built: Built) -> None:
     result = run(built.postgres, "postgres", "--dry-run")
     assert result.returncode == 2

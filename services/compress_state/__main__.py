@@ -1,5 +1,6 @@
 """`compress-state` console script: exit 0 done, 1 a verification failure, 2 bad configuration or
-no connection, 3 another run holds the lock."""
+no connection, 3 another run holds the lock, 4 a database error during the run (what was committed
+stays: each group is its own transaction)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 import signal
 import sys
 from types import FrameType
+
+import psycopg
 
 from matrix_stack.core import logs
 from matrix_stack.services.compress_state import database as db
@@ -16,7 +19,7 @@ from matrix_stack.services.compress_state.report import ProgressBar, push
 
 log = logging.getLogger("compress_state")
 
-EXIT_DONE, EXIT_VERIFICATION, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_DONE, EXIT_VERIFICATION, EXIT_CONFIG, EXIT_LOCKED, EXIT_DATABASE = 0, 1, 2, 3, 4
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,11 +55,26 @@ def main(argv: list[str] | None = None) -> None:
                  ",".join(map(str, settings.levels)), settings.chunk_size, settings.chunks,
                  f", room {settings.room}" if settings.room else "",
                  ", dry run" if settings.dry_run else "")  # fmt: skip
-        summary = compressor.run()
+        failure = None
+        try:
+            summary = compressor.run()
+        except psycopg.Error as exc:  # the connection dropped, a statement was cancelled, a privilege
+            summary, failure = (
+                compressor.summary,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+            )
         compressor.summary.interrupted = compressor.stopping
         if bar:
             bar.close()
-    code = EXIT_VERIFICATION if summary.verification_failures else EXIT_DONE
+    if failure is not None:
+        secrets = [password] if password else []
+        print(
+            f"compress-state: database error, stopped: {db.redact(failure or 'unknown', secrets)}",
+            file=sys.stderr,
+        )
+        code = EXIT_DATABASE
+    else:
+        code = EXIT_VERIFICATION if summary.verification_failures else EXIT_DONE
     print(summary.line(), flush=True)
     if settings.pushgateway_url:
         try:

@@ -3,6 +3,7 @@ each changed group rewritten in its own transaction and checked there before it 
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -114,14 +115,18 @@ class Compressor:
                 log.info("chain heads %s of %s are gone or pending deletion (purged history?): its chains"
                          " start anew", sorted(heads - usable), room, extra={"room_id": room})  # fmt: skip
                 state.levels = chains.fresh(self.settings.levels)
-        edges, rows = db.load(self.connection, groups)
-        pending = db.pending_deletion(self.connection, groups) if self._pending_table else set()
+        before = copy.deepcopy(state.levels)
+        # Every read of the chunk in one snapshot: a deletion committing between them (de-deltaing a
+        # group whose old base goes) cannot make the plan mix two versions of the tables.
+        with db.snapshot(self.connection):
+            edges, rows = db.load(self.connection, groups)
+            pending = db.pending_deletion(self.connection, groups) if self._pending_table else set()
+            steps = plan_chunk(
+                groups, edges, rows, state.levels, lambda g: db.resolve(self.connection, g), keep=pending
+            )
         if pending:
             log.info("leaving %d state groups of %s that Synapse is about to delete", len(pending), room,
                      extra={"room_id": room})  # fmt: skip
-        steps = plan_chunk(
-            groups, edges, rows, state.levels, lambda g: db.resolve(self.connection, g), keep=pending
-        )
         self.summary.groups += len(groups)
         self.summary.skipped += len(pending)
         old_rows = sum(len(rows[g]) for g in groups)
@@ -129,6 +134,10 @@ class Compressor:
         changed = [step for step in steps if step.changed]
         self.summary.rows_before += old_rows
         if not changed or new_rows >= old_rows:
+            if new_rows >= old_rows and changed:
+                # Nothing written: the chains go on from where they were, not from groups left with
+                # Synapse's own (up to 100-delta) chains, which would lengthen every later walk.
+                state.levels = before
             if changed:
                 log.info("the new chains for %s groups %d-%d would not save rows (%d now, %d after):"
                          " left as they are", room, groups[0], groups[-1], old_rows, new_rows,

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from matrix_stack.core.settings import ProcessSettings, load_or_exit
 
@@ -32,14 +32,16 @@ class CompressStateSettings(ProcessSettings):
         default=None, description="libpq URL or key/value string; default: libpq's PG* variables"
     )
     password: SecretStr | None = Field(default=None, description="Overrides any password in the URL")
-    levels: list[int] = Field(default=[100, 50, 25], description="Chain lengths per level, lowest first")
+    levels: Annotated[list[int], NoDecode] = Field(
+        default=[100, 50, 25], description="Chain lengths per level, lowest first"
+    )
     chunk_size: int = Field(default=500, ge=1, description="State groups of one room loaded at once")
     chunks: int = Field(default=100, ge=1, description="Chunks to compress in this run")
     room: str | None = Field(default=None, pattern=r"^!.+$", description="Compress this room only")
     dry_run: bool = False
     verify: bool = True
     max_groups_per_second: float | None = Field(default=None, gt=0)
-    lock_timeout_seconds: float = Field(default=5.0, gt=0, description="Wait this long for a row lock")
+    lock_timeout_seconds: float = Field(default=5.0, ge=0.001, description="Wait this long for a row lock")
     rust_progress: RustProgress = RustProgress.resume
     pushgateway_url: str | None = Field(default=None, pattern=r"^https?://")
     pushgateway_job: str = Field(default="compress-state", min_length=1)
@@ -100,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
         prog="compress-state",
         description="Rewrite Synapse's state groups as short delta chains, verified group by group.",
         epilog="Every flag has a COMPRESS_STATE_<NAME> variable; exit 0 done, 1 verification failure, "
-        "2 bad configuration or connection, 3 another run holds the lock.",
+        "2 bad configuration or connection, 3 another run holds the lock, 4 a database error during the run.",
     )
     for name, (flags, help_text) in _VALUE_FLAGS.items():
         parser.add_argument(*flags, dest=name, help=help_text, default=None)

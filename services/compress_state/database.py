@@ -3,8 +3,9 @@ checked against the state PostgreSQL resolves for the group, the way Synapse res
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psycopg
@@ -38,8 +39,8 @@ _DIGEST = (
     " FROM ({chain}) AS resolved"
 )
 DIGEST_SQL = _DIGEST.format(chain=_CHAIN.format(group="%s"))
-DIGESTS_SQL = (
-    "SELECT g, d.* FROM unnest(%s::bigint[]) AS g, LATERAL ("
+DIGESTS_SQL = (  # groups that no longer exist are left out (the rewrite then skips them)
+    "SELECT g, d.* FROM unnest(%s::bigint[]) AS g JOIN state_groups sg ON sg.id = g, LATERAL ("
     + _DIGEST.format(chain=_CHAIN.format(group="g"))
     + ") AS d"
 )
@@ -65,14 +66,28 @@ def connect(conninfo: str, password: str | None, lock_timeout_seconds: float) ->
         options["password"] = password
     secrets = [password] if password else []
     try:
-        secrets += [value for key, value in psycopg.conninfo.conninfo_to_dict(conninfo).items()
-                    if key == "password" and isinstance(value, str)]  # fmt: skip
+        parsed = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        # libpq quotes the part it cannot parse, which may be the password.
+        raise ConnectError("the connection string is malformed (a URL or key=value pairs)") from None
+    if "@" in str(parsed.get("host") or ""):  # an unescaped @ in a URL's password: the rest became the host
+        raise ConnectError("the connection string is malformed (percent-encode an @ in the password as %40)")
+    secrets += [value for key, value in parsed.items() if key == "password" and isinstance(value, str)]
+    try:
         connection = psycopg.connect(conninfo, autocommit=True, **options)
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConnectError(redact(first, secrets)) from None
     connection.execute(f"SET lock_timeout = '{int(lock_timeout_seconds * 1000)}ms'")
     return connection
+
+
+@contextlib.contextmanager
+def snapshot(connection: psycopg.Connection[Any]) -> Iterator[None]:
+    """A read-only transaction whose statements all see one snapshot of the database."""
+    with connection.transaction():
+        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
 
 def try_lock(connection: psycopg.Connection[Any]) -> bool:
@@ -84,7 +99,8 @@ def lock_holder(connection: psycopg.Connection[Any]) -> str:
     """Who holds the lock, for the message of a run that cannot start."""
     row = connection.execute(
         "SELECT a.pid, a.application_name, a.client_addr, a.backend_start FROM pg_locks l"
-        " JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted"
+        " JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         " AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
         (LOCK_KEY,),
     ).fetchone()

@@ -29,7 +29,8 @@ def link(levels: list[Level], group: int) -> int | None:
             level.head, level.length = group, level.length + 1
             if prev is None:
                 # A first chain: its snapshot also starts the chains above, so the next level links
-                # to it rather than starting with a second snapshot of its own (the Rust tool does).
+                # to it rather than starting with a second snapshot of its own (as the Rust tool's
+                # level 1 does).
                 for above in levels[number + 1 :]:
                     if above.head is None:
                         above.head, above.length = group, 1
