@@ -68,24 +68,20 @@ class Built:
     resolved: dict[int, list[tuple[str, str, str]]]  # every group's state before any compression
 
 
-def dsn(postgres: LocalPostgres, database: str) -> str:
-    return postgres.dsn(database)
-
-
 def sql(postgres: LocalPostgres, database: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn(postgres, database), autocommit=True) as connection:
+    with psycopg.connect(postgres.dsn(database), autocommit=True) as connection:
         cursor = connection.execute(query, args or None)
         return cursor.fetchall() if cursor.description else []
 
 
 def resolved_states(postgres: LocalPostgres, database: str) -> dict[int, list[tuple[str, str, str]]]:
-    with psycopg.connect(dsn(postgres, database), autocommit=True) as connection:
+    with psycopg.connect(postgres.dsn(database), autocommit=True) as connection:
         groups = [g for (g,) in connection.execute("SELECT id FROM state_groups ORDER BY id")]
         return {g: sorted(connection.execute(SYNAPSE_RESOLVE, (g,)).fetchall()) for g in groups}
 
 
 def deepest_chain(postgres: LocalPostgres, database: str) -> int:
-    with psycopg.connect(dsn(postgres, database), autocommit=True) as connection:
+    with psycopg.connect(postgres.dsn(database), autocommit=True) as connection:
         groups = [g for (g,) in connection.execute("SELECT id FROM state_groups")]
         return max(int(connection.execute(DEPTH, (g,)).fetchone()[0]) for g in groups)  # type: ignore[index]
 
@@ -100,16 +96,21 @@ def copy_of(postgres: LocalPostgres, name: str, template: str = PRISTINE) -> str
     return name
 
 
+def _environment(
+    postgres: LocalPostgres, database: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    return {**os.environ, "COMPRESS_STATE_DATABASE_URL": postgres.dsn(database), **(extra or {})}
+
+
 def run(postgres: LocalPostgres, database: str, *args: str, env: dict[str, str] | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    environment = {**os.environ, "COMPRESS_STATE_DATABASE_URL": dsn(postgres, database), **(env or {})}
-    return subprocess.run([*TOOL, *args], capture_output=True, text=True, env=environment, timeout=timeout)
+    return subprocess.run([*TOOL, *args], capture_output=True, text=True, env=_environment(postgres, database, env),
+                          timeout=timeout)  # fmt: skip
 
 
 def start(postgres: LocalPostgres, database: str, *args: str) -> subprocess.Popen[str]:
-    environment = {**os.environ, "COMPRESS_STATE_DATABASE_URL": dsn(postgres, database)}
     return subprocess.Popen([*TOOL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=environment)  # fmt: skip
+                            env=_environment(postgres, database))  # fmt: skip
 
 
 def summary_of(stdout: str) -> dict[str, Any]:
@@ -270,10 +271,10 @@ async def _until(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.5)
 
 
-def _rust(postgres: LocalPostgres, database: str) -> subprocess.CompletedProcess[str]:
+def _rust(postgres: LocalPostgres, database: str, chunks: int = 1000) -> subprocess.CompletedProcess[str]:
     """The Rust compressor (synapse-auto-compressor 0.1.2, the last working PyPI build)."""
-    call = (f"import synapse_auto_compressor as c; c.compress_state_events_table({dsn(postgres, database)!r},"
-            " 500, '100,50,25', 1000)")  # fmt: skip
+    call = (f"import synapse_auto_compressor as c; c.compress_state_events_table({postgres.dsn(database)!r},"
+            f" 500, '100,50,25', {chunks})")  # fmt: skip
     return subprocess.run([sys.executable, "-c", call], capture_output=True, text=True, timeout=300)
 
 
@@ -539,9 +540,7 @@ def test_the_summary_reaches_a_pushgateway(built: Built, pushgateway: str) -> No
 def test_resumes_a_room_the_rust_compressor_started(built: Built) -> None:
     postgres = built.postgres
     database = copy_of(postgres, "cs_rust")
-    call = (f"import synapse_auto_compressor as c; c.compress_state_events_table({dsn(postgres, database)!r},"
-            " 500, '100,50,25', 2)")  # fmt: skip
-    rust = subprocess.run([sys.executable, "-c", call], capture_output=True, text=True, timeout=300)
+    rust = _rust(postgres, database, chunks=2)
     assert rust.returncode == 0, rust.stderr[-2000:]
     started = dict(sql(postgres, database, "SELECT room_id, last_compressed FROM state_compressor_progress"))
     assert started

@@ -73,6 +73,9 @@ class Compressor:
             return progress.rust_rooms(self.connection, self.settings.levels) if rust else {}
         return progress.load_rooms(self.connection, self.settings.levels, rust=rust)
 
+    def _pending(self, groups: set[int] | list[int]) -> set[int]:
+        return db.pending_deletion(self.connection, groups) if self._pending_table else set()
+
     def _budget_left(self) -> bool:
         return self.summary.chunks < self.settings.chunks and not self.stopping
 
@@ -110,7 +113,7 @@ class Compressor:
         self.summary.chunks += 1
         heads = chains.heads(state.levels)
         if heads:
-            usable = db.existing(self.connection, heads) - db.pending_deletion(self.connection, heads)
+            usable = db.existing(self.connection, heads) - self._pending(heads)
             if usable != heads:
                 log.info("chain heads %s of %s are gone or pending deletion (purged history?): its chains"
                          " start anew", sorted(heads - usable), room, extra={"room_id": room})  # fmt: skip
@@ -120,7 +123,7 @@ class Compressor:
         # group whose old base goes) cannot make the plan mix two versions of the tables.
         with db.snapshot(self.connection):
             edges, rows = db.load(self.connection, groups)
-            pending = db.pending_deletion(self.connection, groups) if self._pending_table else set()
+            pending = self._pending(groups)
             steps = plan_chunk(
                 groups, edges, rows, state.levels, lambda g: db.resolve(self.connection, g), keep=pending
             )
@@ -167,7 +170,7 @@ class Compressor:
         state.last_group = last
         rooms[room] = state
         if not self.settings.dry_run:
-            progress.save_room(self.connection, room, state)
+            progress.save_room(self.connection, room, last, chains.dump(state.levels))
         self.on_chunk(self.summary)
 
     def _verify_plan(self, changed: list[Step]) -> set[int]:
@@ -194,6 +197,7 @@ class Compressor:
     def _write(self, room: str, step: Step) -> bool:
         """One group in one transaction; True when it committed."""
         self._pace()
+        assert step.digest is not None  # only changed steps are written
         wanted = [step.group] if step.prev is None else [step.group, step.prev]
         try:
             with self.connection.transaction(), self.connection.cursor() as cursor:
@@ -208,7 +212,7 @@ class Compressor:
                     if after != step.digest:
                         raise VerificationFailed(f"after the rewrite it resolves to {after[0]} entries,"
                                                  f" not the {step.digest[0]} it had")  # fmt: skip
-                progress.save_room_raw(cursor, room, step.group, step.levels)
+                progress.save_room(cursor, room, step.group, step.levels)
         except VerificationFailed as exc:
             self._mismatch(step.group, str(exc))
             return False

@@ -141,11 +141,12 @@ def existing(connection: psycopg.Connection[Any], groups: Iterable[int]) -> set[
     return {group for (group,) in rows}
 
 
-def pending_deletion(connection: psycopg.Connection[Any], groups: Iterable[int]) -> set[int]:
-    """Groups Synapse (1.123 and later) has marked for deletion: never made a base of others."""
-    if not has_table(connection, "state_groups_pending_deletion"):
-        return set()
-    rows = connection.execute(
+def pending_deletion(
+    executor: psycopg.Connection[Any] | psycopg.Cursor[Any], groups: Iterable[int]
+) -> set[int]:
+    """Groups Synapse (1.123 and later, its `state_groups_pending_deletion`) has marked for deletion:
+    never rewritten nor made a base of others."""
+    rows = executor.execute(
         "SELECT state_group FROM state_groups_pending_deletion WHERE state_group = ANY(%s)", (list(groups),)
     ).fetchall()
     return {group for (group,) in rows}
@@ -198,13 +199,7 @@ def lock_for_rewrite(
     of those are pending deletion."""
     cursor.execute("SELECT id FROM state_groups WHERE id = ANY(%s) FOR KEY SHARE", (groups,))
     present = {group for (group,) in cursor.fetchall()}
-    pending: set[int] = set()
-    if check_pending and present:
-        cursor.execute(
-            "SELECT state_group FROM state_groups_pending_deletion WHERE state_group = ANY(%s)",
-            (list(present),),
-        )
-        pending = {group for (group,) in cursor.fetchall()}
+    pending = pending_deletion(cursor, present) if check_pending and present else set()
     return present, pending
 
 

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from matrix_stack.services.compress_state import levels as chains
 from matrix_stack.services.compress_state.statemap import StateMap, delta, digest
 
-UNCHANGED = (-1, "")  # the digest of a step that is not written
-
 
 @dataclass(frozen=True)
 class Step:
@@ -21,12 +19,14 @@ class Step:
     old: StateMap  # the group's rows as they are
     prev: int | None
     rows: StateMap  # its rows once rewritten
-    digest: tuple[int, str]  # of the full state, before and (checked) after the rewrite
+    # Of the full state, checked before and after the rewrite; None when nothing changes (the
+    # digest sorts the whole state: made only for the groups that will be written).
+    digest: tuple[int, str] | None
     levels: list[list[int | None]]  # the chains once this group is placed, saved with it
 
     @property
     def changed(self) -> bool:
-        return self.prev != self.old_prev or self.rows != self.old
+        return self.digest is not None
 
 
 def plan_chunk(
@@ -77,8 +77,7 @@ def plan_chunk(
             if rows_now is None:  # the new base has an entry this state lacks: store it whole
                 prev, rows_now = None, dict(full)
         changed = prev != old_prev or rows_now != own
-        # The digest (sorting the whole state) only for the groups that will be written.
-        steps.append(Step(group, old_prev, own, prev, rows_now, digest(full) if changed else UNCHANGED,
+        steps.append(Step(group, old_prev, own, prev, rows_now, digest(full) if changed else None,
                           chains.dump(levels)))  # fmt: skip
         for stale in displaced:
             release(stale)

@@ -13,6 +13,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from matrix_stack.services.compress_state import levels as chains
+from matrix_stack.services.compress_state.database import has_table
 
 log = logging.getLogger("compress_state.progress")
 
@@ -51,8 +52,6 @@ def create(connection: psycopg.Connection[Any]) -> None:
 
 def rust_rooms(connection: psycopg.Connection[Any], sizes: list[int]) -> dict[str, RoomProgress]:
     """The Rust compressor's progress, where its tables exist."""
-    from matrix_stack.services.compress_state.database import has_table
-
     if not (
         has_table(connection, "state_compressor_progress") and has_table(connection, "state_compressor_state")
     ):
@@ -102,15 +101,13 @@ def save_cursor(connection: psycopg.Connection[Any], lowest_group: int) -> None:
 
 
 def save_room(
-    executor: psycopg.Connection[Any] | psycopg.Cursor[Any], room: str, progress: RoomProgress
+    executor: psycopg.Connection[Any] | psycopg.Cursor[Any],
+    room: str,
+    last_group: int,
+    levels: list[list[int | None]],
 ) -> None:
-    executor.execute(SAVE_SQL, (room, progress.last_group, Jsonb(chains.dump(progress.levels))))
-
-
-def save_room_raw(
-    cursor: psycopg.Cursor[Any], room: str, last_group: int, levels: list[list[int | None]]
-) -> None:
-    cursor.execute(SAVE_SQL, (room, last_group, Jsonb(levels)))
+    """With a rewrite (in its transaction, on its cursor) or at the end of a chunk."""
+    executor.execute(SAVE_SQL, (room, last_group, Jsonb(levels)))
 
 
 def forget_vanished_rooms(connection: psycopg.Connection[Any]) -> int:
