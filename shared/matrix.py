@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import nio
 
 from matrix_stack.core.component import StartupError
 from matrix_stack.core.discovery import DiscoveryError, discover_homeserver
+from matrix_stack.core.sessions import FileSession, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +68,9 @@ def invite_allowed(inviter: str, allowlist: Iterable[str]) -> bool:
 class MatrixClient:
     """One bot account on one homeserver.
 
-    Authenticates with an access token, or with a password once: the token it gets is kept in
-    `session_file` and reused, so restarts keep the same device (transaction ids are per device).
+    Authenticates with an access token, or with a password once: the token it gets is kept in the
+    session store and reused, so restarts and replicas keep the same device (transaction ids are per
+    device).
     """
 
     def __init__(
@@ -81,6 +81,7 @@ class MatrixClient:
         access_token: str | None = None,
         password: str | None = None,
         session_file: Path | None = None,
+        session: SessionStore | None = None,
         device_name: str = "matrix-stack",
         invite_allowlist: Iterable[str] = (),
         request_timeout: float = 30.0,
@@ -91,7 +92,7 @@ class MatrixClient:
         self.user_id = user_id
         self._access_token = access_token
         self._password = password
-        self._session_file = session_file
+        self._session = session or (FileSession(session_file) if session_file is not None else None)
         self._device_name = device_name
         self.invite_allowlist = tuple(invite_allowlist)
         # Retries are the outbox's job: nio must hand every 429 and connection error straight back.
@@ -112,7 +113,7 @@ class MatrixClient:
                 self._use_token(self._access_token, None)
                 await self._check_token()
             elif not await self._resume_session():
-                await self._login()
+                await self._login_once()
             self._joined = set(await self._joined_rooms())
         except HomeserverUnavailable as exc:
             raise StartupError(f"homeserver {self.homeserver} is unreachable: {exc}") from exc
@@ -145,13 +146,14 @@ class MatrixClient:
             self.nio.device_id = response.device_id
 
     async def _resume_session(self) -> bool:
-        if self._session_file is None or not self._session_file.exists():
+        if self._session is None:
             return False
-        try:
-            saved = json.loads(self._session_file.read_text())
-        except (OSError, ValueError):
-            return False
-        if saved.get("user_id") != self.user_id or saved.get("homeserver") != self.homeserver:
+        saved = await self._session.load()
+        if (
+            saved is None
+            or saved.get("user_id") != self.user_id
+            or saved.get("homeserver") != self.homeserver
+        ):
             return False
         self._use_token(saved["access_token"], saved.get("device_id"))
         try:
@@ -162,22 +164,28 @@ class MatrixClient:
             raise
         return True
 
+    async def _login_once(self) -> None:
+        if self._session is None:
+            await self._login()
+            return
+        async with self._session.exclusive():
+            if not await self._resume_session():  # another replica may have logged in meanwhile
+                await self._login()
+
     async def _login(self) -> None:
         assert self._password is not None
         response = await self._call(self.nio.login(self._password, device_name=self._device_name))
         if not isinstance(response, nio.LoginResponse):
             raise _error(response)
-        if self._session_file is not None:
-            session = {
-                "homeserver": self.homeserver,
-                "user_id": self.user_id,
-                "device_id": response.device_id,
-                "access_token": response.access_token,
-            }
-            self._session_file.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(self._session_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w") as handle:
-                json.dump(session, handle)
+        if self._session is not None:
+            await self._session.save(
+                {
+                    "homeserver": self.homeserver,
+                    "user_id": self.user_id,
+                    "device_id": response.device_id,
+                    "access_token": response.access_token,
+                }
+            )
 
     async def close(self) -> None:
         await self.nio.close()

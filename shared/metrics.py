@@ -10,9 +10,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 @dataclass
 class OutboxMetrics:
-    deliveries: Counter  # labels: outcome = sent | retry | dead
+    deliveries: Counter  # labels: backend = sqlite | postgres, outcome = sent | retry | dead
     depth: Gauge
     latency: Histogram
+    leases: Gauge  # rooms this replica is sending to (on SQLite: rooms being drained)
+    takeovers: Counter  # rooms taken from a replica whose lease ran out
 
 
 class HttpMetrics:
@@ -46,14 +48,14 @@ class Metrics(HttpMetrics):
         self.outbox = OutboxMetrics(
             deliveries=Counter(
                 "outbox_deliveries",
-                "Delivery attempts by outcome (sent, retry, dead)",
-                ["outcome"],
+                "Delivery attempts by store (sqlite, postgres) and outcome (sent, retry, dead)",
+                ["backend", "outcome"],
                 namespace=namespace,
                 registry=self.registry,
             ),
             depth=Gauge(
                 "outbox_queue_depth",
-                "Deliveries waiting to be sent",
+                "Deliveries waiting to be sent (on PostgreSQL: by every replica, as this one last saw)",
                 namespace=namespace,
                 registry=self.registry,
             ),
@@ -63,5 +65,17 @@ class Metrics(HttpMetrics):
                 namespace=namespace,
                 registry=self.registry,
                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            ),
+            leases=Gauge(
+                "outbox_room_leases",
+                "Rooms this replica holds and sends to",
+                namespace=namespace,
+                registry=self.registry,
+            ),
+            takeovers=Counter(
+                "outbox_lease_takeovers",
+                "Rooms taken over from a replica whose lease ran out (it died or lost the database)",
+                namespace=namespace,
+                registry=self.registry,
             ),
         )

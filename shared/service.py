@@ -15,6 +15,10 @@ from matrix_stack.core.component import StartupError
 from matrix_stack.core.matrix import MatrixClient
 from matrix_stack.core.metrics import Metrics
 from matrix_stack.core.outbox import Outbox
+from matrix_stack.core.outbox_postgres import PostgresStore
+from matrix_stack.core.outbox_sqlite import SqliteStore
+from matrix_stack.core.outbox_store import OutboxStore
+from matrix_stack.core.sessions import FileSession, SessionStore
 from matrix_stack.core.settings import ServiceSettings
 
 # Where the bridges kept relation roots before they lived in the outbox: imported once at start.
@@ -35,41 +39,58 @@ class Service:
     @classmethod
     def from_settings(cls, settings: ServiceSettings, metrics: Metrics | None = None) -> Service:
         metrics = metrics or Metrics()
+        store: OutboxStore
+        session: SessionStore
+        if settings.outbox_url is not None:
+            shared = PostgresStore(
+                settings.outbox_url.get_secret_value(),
+                settings.outbox_schema_name,
+                owner=settings.user_id,
+                lease_seconds=settings.outbox_lease_seconds,
+                pool_size=settings.outbox_pool_size,
+            )
+            store, session = shared, shared.session_store()
+        else:
+            store, session = SqliteStore(settings.outbox_file), FileSession(settings.session_file)
         client = MatrixClient(
             settings.homeserver,
             settings.user_id,
             access_token=settings.access_token.get_secret_value() if settings.access_token else None,
             password=settings.password.get_secret_value() if settings.password else None,
-            session_file=settings.session_file,
+            session=session,
             device_name=settings.device_name,
             invite_allowlist=settings.invite_allowlist,
         )
         outbox = Outbox(
-            settings.outbox_file,
+            store,
             client,
             metrics.outbox,
             max_backoff=settings.backoff_max_seconds,
             retention=settings.outbox_retention_seconds,
             root_retention=settings.relation_retention_seconds,
+            survey_seconds=settings.outbox_lease_seconds / 3,
         )
         return cls(settings, client, outbox, metrics)
 
     async def start(self) -> None:
-        """Check the credentials, open the outbox and start delivering. Raises StartupError."""
+        """Open the outbox, check the credentials and start delivering. Raises StartupError."""
         if self._started:
             return
-        try:
-            await self.client.start()
-        except StartupError:
-            await self.client.close()
-            raise
+        # The outbox first: on PostgreSQL it also holds the bot's shared login.
         try:
             await self.outbox.open()
+        except Exception as exc:
+            raise StartupError(f"cannot open the outbox at {self.outbox.description}: {exc}") from exc
+        try:
+            await self.client.start()
             for legacy in LEGACY_ROOT_FILES:
                 await self.outbox.adopt_roots(self.settings.data_dir / legacy)
         except Exception as exc:
             await self.client.close()
-            raise StartupError(f"cannot open the outbox at {self.outbox.path}: {exc}") from exc
+            await self.outbox.store.close()
+            if isinstance(exc, StartupError):
+                raise
+            raise StartupError(f"cannot start: {exc}") from exc
         self.outbox.start()
         if self.client.invite_allowlist:
             self._tasks.append(asyncio.create_task(self.client.run_invite_loop(), name="invites"))
@@ -97,4 +118,4 @@ class Service:
         return answer
 
     def readiness(self) -> dict[str, Any]:
-        return {"outbox_depth": self.outbox.depth}
+        return {"outbox_depth": self.outbox.depth, "outbox_backend": self.outbox.store.backend}

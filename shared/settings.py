@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from matrix_stack.core.conninfo import passwords
 
 S = TypeVar("S", bound="ProcessSettings")
 
@@ -136,6 +138,21 @@ class ServiceSettings(KitSettings):
     relation_retention_seconds: float = Field(
         default=7 * 24 * 3600.0, gt=0, description="A resolved issue or alert still takes relations this long"
     )
+    outbox_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL (libpq URL or key=value string) shared by every replica"
+    )
+    outbox_schema: str | None = Field(
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Default: the service's name"
+    )
+    outbox_lease_seconds: float = Field(default=10.0, ge=2, le=300, description="A room's sender lease")
+    outbox_pool_size: int = Field(default=4, ge=2, le=100)
+
+    @field_validator("outbox_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            passwords(value.get_secret_value())  # ValueError naming the problem, never the string
+        return value
 
     @model_validator(mode="after")
     def _credentials(self) -> ServiceSettings:
@@ -150,6 +167,13 @@ class ServiceSettings(KitSettings):
     @property
     def session_file(self) -> Path:
         return self.data_dir / "session.json"
+
+    @property
+    def outbox_schema_name(self) -> str:
+        """The PostgreSQL schema of this deployment's outbox: set, or the service's (`sentry_webhook`)."""
+        return (
+            self.outbox_schema or str(self.model_config.get("env_prefix", "")).strip("_").lower() or "outbox"
+        )
 
 
 def first_error(error: ValidationError) -> tuple[list[str], str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import pytest
 from matrix_stack.core.matrix import MatrixClient
 from matrix_stack.core.metrics import Metrics
 from matrix_stack.core.outbox import Outbox
+from matrix_stack.core.outbox_postgres import PostgresStore
+from matrix_stack.core.outbox_sqlite import SqliteStore
+from matrix_stack.core.outbox_store import OutboxStore
 from matrix_stack.core.processes import free_port
 from matrix_stack.devstack.postgres import LocalPostgres
 from matrix_stack.devstack.redis import LocalRedis
@@ -117,15 +121,31 @@ async def make_client(synapse: LocalSynapse) -> AsyncIterator[Callable[..., Awai
         await client.close()
 
 
+MakeStore = Callable[[str], OutboxStore]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
+    """Outbox stores by name, on each backend: the same name is the same store within a test."""
+    if request.param == "sqlite":
+        return lambda name: SqliteStore(tmp_path / f"{name}.sqlite3")
+    server: LocalPostgres = request.getfixturevalue("postgres")
+    suffix = uuid.uuid4().hex[:8]
+    return lambda name: PostgresStore(
+        server.dsn(), f"{name}_{suffix}", owner="@tests:localhost", lease_seconds=3
+    )
+
+
 @pytest.fixture
-async def make_outbox(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Outbox]]]:
-    """Running outboxes in the test's directory, with a short backoff ceiling; stopped after."""
+async def make_outbox(make_store: MakeStore) -> AsyncIterator[Callable[..., Awaitable[Outbox]]]:
+    """Running outboxes on each backend, with a short backoff ceiling; stopped after."""
     made: list[Outbox] = []
 
     async def make(client: MatrixClient, *, name: str = "outbox", **options: object) -> Outbox:
         options.setdefault("max_backoff", 1.0)
         options.setdefault("base_backoff", 0.1)
-        outbox = Outbox(tmp_path / f"{name}.sqlite3", client, Metrics().outbox, **options)  # type: ignore[arg-type]
+        options.setdefault("survey_seconds", 1.0)
+        outbox = Outbox(make_store(name), client, Metrics().outbox, **options)  # type: ignore[arg-type]
         await outbox.open()
         outbox.start()
         made.append(outbox)

@@ -16,7 +16,7 @@ from matrix_stack.core import content
 from matrix_stack.core.matrix import MatrixClient
 from matrix_stack.core.outbox import Outbox, Outgoing, Relation, Root
 from matrix_stack.devstack.synapse import Account, LocalSynapse, register
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, MakeStore
 
 MakeClient = Callable[..., Awaitable[MatrixClient]]
 MakeOutbox = Callable[..., Awaitable[Outbox]]
@@ -30,6 +30,8 @@ def bodies(events: list[dict[str, object]]) -> list[str]:
 def sample(outbox: Outbox, name: str, **labels: str) -> float:
     assert outbox.metrics is not None
     metric = getattr(outbox.metrics, name)
+    if name == "deliveries":
+        labels["backend"] = outbox.store.backend
     return float((metric.labels(**labels) if labels else metric)._value.get())
 
 
@@ -113,8 +115,9 @@ async def test_permanent_failures_go_to_dead_letters(
     assert (await outbox.wait(after, 10)).state == "sent"
     assert bodies(await reader.messages(good)) == ["still delivered"]
     assert sample(outbox, "deliveries", outcome="dead") == 3
-    dead = await outbox._db.run(lambda c: c.execute("SELECT id, reason FROM dead_letters").fetchall())
-    assert {row[0] for row in dead} == {unknown, forbidden, too_large}
+    dead = await outbox.dead_letters()
+    assert {letter.id for letter in dead} == {unknown, forbidden, too_large}
+    assert all(letter.reason for letter in dead)
 
 
 async def test_idempotent_delivery_ids(
@@ -163,30 +166,27 @@ async def test_direct_send_returns_event_id(
 
 
 async def test_survives_restart_of_the_outbox(
-    tmp_path: object,
+    make_store: MakeStore,
     make_client: MakeClient,
     new_room: NewRoom,
     bot: Account,
     reader: Account,
     synapse: LocalSynapse,
 ) -> None:
-    """Deliveries stored while the homeserver is down are sent by the next process that opens the file."""
-    from pathlib import Path
-
-    path = Path(str(tmp_path)) / "restart.sqlite3"
+    """Deliveries stored while the homeserver is down are sent by the next process that opens the store."""
     room_id = await new_room()
     client = await make_client(bot)
     await client.join(room_id)
     synapse.stop()
     try:
-        first = Outbox(path, client, max_backoff=0.5)
+        first = Outbox(make_store("restart"), client, max_backoff=0.5)
         await first.open()
         first.start()
         ids = [await first.enqueue(room_id, content.message(f"kept {i}")) for i in range(5)]
         await first.stop()
     finally:
         synapse.start()
-    second = Outbox(path, client, max_backoff=0.5)
+    second = Outbox(make_store("restart"), client, max_backoff=0.5)
     await second.open()
     assert second.depth == 5
     second.start()
@@ -221,9 +221,9 @@ async def test_relation_roots_live_in_the_outbox(
     outbox = await make_outbox(client, name="roots")
     first = await outbox.enqueue(room_id, content.message("firing"), root_key="group:a")
     again = await outbox.enqueue(room_id, content.message("firing again"), root_key="group:a")
-    assert outbox.root("group:a", room_id) == Root(first, False)  # the first live root stays
+    assert await outbox.root("group:a", room_id) == Root(first, False)  # the first live root stays
     await outbox.enqueue(room_id, content.message("resolved"), resolves_key="group:a")
-    assert outbox.root("group:a", room_id) == Root(first, True)
+    assert await outbox.root("group:a", room_id) == Root(first, True)
     await outbox.wait(again, timeout=30)
     await outbox.stop(drain_timeout=5)
     legacy = tmp_path / "data" / "alert-roots.sqlite3"
@@ -236,11 +236,11 @@ async def test_relation_roots_live_in_the_outbox(
                     (room_id, room_id))  # fmt: skip
         old.commit()
     reopened = await make_outbox(client, name="roots")
-    assert reopened.root("group:a", room_id) == Root(first, True)  # kept across the restart
+    assert await reopened.root("group:a", room_id) == Root(first, True)  # kept across the restart
     assert await reopened.adopt_roots(legacy) == 2
-    assert reopened.root("group:b", room_id) == Root("delivery-b", False)
-    assert reopened.root("group:a", room_id) == Root(first, True)  # an existing root wins
+    assert await reopened.root("group:b", room_id) == Root("delivery-b", False)
+    assert await reopened.root("group:a", room_id) == Root(first, True)  # an existing root wins
     assert not legacy.exists()
     assert await reopened.adopt_roots(legacy) == 0  # once
     refired = await reopened.enqueue(room_id, content.message("firing anew"), root_key="group:a")
-    assert reopened.root("group:a", room_id) == Root(refired, False)
+    assert await reopened.root("group:a", room_id) == Root(refired, False)

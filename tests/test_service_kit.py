@@ -169,7 +169,7 @@ async def test_health_ready_metrics_and_request_ids(
     assert (
         'matrix_stack_http_requests_total{method="POST",route="/notify/{room}",status="202"} 1.0' in metrics
     )
-    assert 'matrix_stack_outbox_deliveries_total{outcome="sent"} 1.0' in metrics
+    assert 'matrix_stack_outbox_deliveries_total{backend="sqlite",outcome="sent"} 1.0' in metrics
     assert "matrix_stack_outbox_queue_depth 0.0" in metrics
     assert "matrix_stack_outbox_delivery_latency_seconds_count 1.0" in metrics
     log = (service.data_dir.parent / "logs" / "notify.log").read_text()

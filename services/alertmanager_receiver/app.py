@@ -91,9 +91,11 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
     def message(html: str, ping: bool) -> content.Content:
         return content.message(html=html, msgtype=receiver.msgtype, mention_room=ping)
 
-    def related(key: str, room: str, body: content.Content, resolved: bool) -> tuple[list[Outgoing], bool]:
+    async def related(
+        key: str, room: str, body: content.Content, resolved: bool
+    ) -> tuple[list[Outgoing], bool]:
         """The messages for one keyed notification, and whether it starts a new root."""
-        found = service.outbox.root(key, room)
+        found = await service.outbox.root(key, room)
         # A root resolved earlier still takes a repeated resolve; a new firing starts a new root.
         root = found.delivery_id if found is not None and (resolved or not found.resolved) else None
         if root is None or receiver.on_resolve == "new":
@@ -129,8 +131,8 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
         ping_levels = set(receiver.ping_room_severities)
         outgoing: list[Outgoing] = []
 
-        def add(key: str, html: str, ping: bool, resolved: bool) -> None:
-            messages, starts = related(key, room, message(html, ping), resolved)
+        async def add(key: str, html: str, ping: bool, resolved: bool) -> None:
+            messages, starts = await related(key, room, message(html, ping), resolved)
             # The root and its resolution are recorded with the messages, in one transaction.
             first = replace(
                 messages[0], root_key=key if starts else None, resolves_key=key if resolved else None
@@ -142,7 +144,7 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
             alertnames = " ".join(notification.groupLabels.values())
             html = render("group-template", group_data(notification, templating),
                           f"{notification.status.upper()} {alertnames}")  # fmt: skip
-            add(
+            await add(
                 f"group:{notification.groupKey or alertnames}",
                 html,
                 any(a.labels.get("severity") in ping_levels for a in firing),
@@ -154,7 +156,7 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
                 template = "resolved-template" if resolved else "firing-template"
                 fallback = f"{alert.status.upper()} {alert.labels.get('alertname', '')}"
                 html = render(template, alert_data(notification, alert, templating), fallback)
-                add(
+                await add(
                     _alert_key(alert),
                     html,
                     not resolved and alert.labels.get("severity") in ping_levels,

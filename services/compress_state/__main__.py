@@ -12,6 +12,7 @@ from types import FrameType
 import psycopg
 
 from matrix_stack.core import logs
+from matrix_stack.core.conninfo import redact
 from matrix_stack.services.compress_state import database as db
 from matrix_stack.services.compress_state.compressor import Compressor
 from matrix_stack.services.compress_state.config import load
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     if failure is not None:
         secrets = [password] if password else []
         print(
-            f"compress-state: database error, stopped: {db.redact(failure or 'unknown', secrets)}",
+            f"compress-state: database error, stopped: {redact(failure or 'unknown', secrets)}",
             file=sys.stderr,
         )
         code = EXIT_DATABASE

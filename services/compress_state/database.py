@@ -4,13 +4,13 @@ checked against the state PostgreSQL resolves for the group, the way Synapse res
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from matrix_stack.core.conninfo import first_line, passwords
 from matrix_stack.services.compress_state.statemap import StateMap
 
 # One compress-state run per database at a time (a session advisory lock; the number is arbitrary
@@ -45,19 +45,9 @@ DIGESTS_SQL = (  # groups that no longer exist are left out (the rewrite then sk
     + ") AS d"
 )
 
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-
 
 class ConnectError(Exception):
     """The database cannot be reached or refuses us; the message holds no password."""
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
-        if len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 def connect(conninfo: str, password: str | None, lock_timeout_seconds: float) -> psycopg.Connection[Any]:
@@ -66,18 +56,13 @@ def connect(conninfo: str, password: str | None, lock_timeout_seconds: float) ->
         options["password"] = password
     secrets = [password] if password else []
     try:
-        parsed = psycopg.conninfo.conninfo_to_dict(conninfo)
-    except psycopg.Error:
-        # libpq quotes the part it cannot parse, which may be the password.
-        raise ConnectError("the connection string is malformed (a URL or key=value pairs)") from None
-    if "@" in str(parsed.get("host") or ""):  # an unescaped @ in a URL's password: the rest became the host
-        raise ConnectError("the connection string is malformed (percent-encode an @ in the password as %40)")
-    secrets += [value for key, value in parsed.items() if key == "password" and isinstance(value, str)]
+        secrets += passwords(conninfo)
+    except ValueError as exc:
+        raise ConnectError(str(exc)) from None
     try:
         connection = psycopg.connect(conninfo, autocommit=True, **options)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConnectError(redact(first, secrets)) from None
+        raise ConnectError(first_line(exc, secrets)) from None
     connection.execute(f"SET lock_timeout = '{int(lock_timeout_seconds * 1000)}ms'")
     return connection
 

@@ -106,7 +106,7 @@ def routes(settings: SentryWebhookSettings, service: Service) -> list[BaseRoute]
             return accepted(f"no room for project {', '.join(notice.projects) or '(unknown)'}")
         message = content.message(notice.body, notice.html, msgtype=settings.msgtype)
         relation, key = None, (notice.issue_id if settings.threads and notice.issue_id else None)
-        root = service.outbox.root(key, room) if key else None
+        root = await service.outbox.root(key, room) if key else None
         if root and not notice.starts_thread:
             relation = Relation("thread", delivery_id=root.delivery_id)
         # The first message of an issue becomes its thread's root, in the transaction that stores it.
