@@ -128,6 +128,14 @@ class LocalPostgres:
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
+    def pause(self) -> None:
+        """Stop the server the way an outage does (clients cut off, transactions aborted), keeping
+        its data; `start()` brings it back."""
+        self._run(_bin("pg_ctl"), "stop", "-D", str(self.directory / "data"), "-m", "fast", "-w")
+        if self.process is not None:
+            self.process.wait(30)
+        self.process = None
+
     def stop(self) -> None:
         stop(self.process)
         self.process = None
