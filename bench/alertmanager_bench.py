@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.homeserver import homeserver, serving
+from bench.homeserver import durable_postgres, homeserver, serving
 from bench.loadgen import Comparison, against_bare
 from matrix_stack.core.processes import free_port
 from matrix_stack.devstack.stack import LocalService
@@ -45,32 +45,33 @@ FLOOR = "bare + parse + outbox commit"
 
 async def main() -> None:
     body = group()
-    with tempfile.TemporaryDirectory(prefix="bench-am-") as name:
+    with tempfile.TemporaryDirectory(prefix="bench-am-") as name, durable_postgres() as pg:
         directory = Path(name)
         async with homeserver(directory, rooms=1) as hs:
-            port = free_port()
-            config = {"http": {"address": "127.0.0.1", "port": port, "basic-password": "bench-basic"},
-                      "matrix": {"homeserver-url": hs.synapse.url, "user-id": hs.bot.user_id,
-                                 "access-token": hs.bot.access_token, "room-mapping": {"ops": hs.rooms[0]}},
-                      "receiver": {"message-mode": "group", "on-resolve": "new"}}  # fmt: skip
-            (directory / "config.yaml").write_text(yaml.safe_dump(config))
-            ours = LocalService(
-                "alertmanager-receiver", "matrix_stack.services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_", port,
-                {"CONFIG_PATH": str(directory / "config.yaml"), "LOG_LEVEL": "WARNING"}, directory / "ours",
-            )  # fmt: skip
             auth = "Basic " + base64.b64encode(b"alertmanager:bench-basic").decode()
 
             def headers() -> dict[str, str]:
                 return {"Authorization": auth, "X-Request-Id": uuid.uuid4().hex}
 
-            with serving(hs, ours, directory) as bare:
-                targets = {
-                    "alertmanager-receiver": f"{ours.url}/alerts/ops",
-                    "bare starlette": f"{bare}/alerts/ops",
-                    FLOOR: f"{bare}/commit/alerts/ops",
-                }
-                print(f"alertmanager-receiver vs bare starlette endpoints (200 only; parse + outbox commit), {len(body)}-byte 20-alert group, "
-                      f"{os.cpu_count()} cores")  # fmt: skip
-                await against_bare(Comparison("alertmanager-receiver", "notifications/s", 0.3, floor=FLOOR), targets, body,
-                                   requests=REQUESTS, connections=CONNECTIONS, rate=RATE, seconds=SECONDS,
-                                   headers=headers)  # fmt: skip
+            for backend, url in (("sqlite", None), ("postgres", pg.create_database("am_bench"))):
+                port = free_port()
+                config = {"http": {"address": "127.0.0.1", "port": port, "basic-password": "bench-basic"},
+                          "matrix": {"homeserver-url": hs.synapse.url, "user-id": hs.bot.user_id,
+                                     "access-token": hs.bot.access_token, "room-mapping": {"ops": hs.rooms[0]}},
+                          "receiver": {"message-mode": "group", "on-resolve": "new"}}  # fmt: skip
+                (directory / f"config-{backend}.yaml").write_text(yaml.safe_dump(config))
+                ours = LocalService(
+                    "alertmanager-receiver", "matrix_stack.services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_",
+                    port, {"CONFIG_PATH": str(directory / f"config-{backend}.yaml"), "LOG_LEVEL": "WARNING"},
+                    directory / f"ours-{backend}",
+                )  # fmt: skip
+                ours_label, floor = f"alertmanager-receiver ({backend})", f"{FLOOR} ({backend})"
+                with serving(hs, ours, directory, url) as bare:
+                    targets = {ours_label: f"{ours.url}/alerts/ops", floor: f"{bare}/commit/alerts/ops"}
+                    if backend == "sqlite":
+                        targets["bare starlette"] = f"{bare}/alerts/ops"
+                    print(f"alertmanager-receiver vs bare starlette endpoints on the {backend} outbox, "
+                          f"{len(body)}-byte 20-alert group, {os.cpu_count()} cores")  # fmt: skip
+                    await against_bare(Comparison(ours_label, "notifications/s", 0.3, floor=floor), targets, body,
+                                       requests=REQUESTS, connections=CONNECTIONS, rate=RATE, seconds=SECONDS,
+                                       headers=headers)  # fmt: skip

@@ -2,8 +2,9 @@
 
 - `/sentry`, `/alerts/{room}`: read the body and answer 200 (the ceiling of this HTTP stack);
 - `/commit/sentry`, `/commit/alerts/{room}`: the floor for a bridge's work: read the body, parse the
-  JSON, commit one message to the same outbox (SQLite at `BARE_OUTBOX`, group commit, its sender not
-  started: what is measured is accepting, as a bridge acknowledges once the message is durable)."""
+  JSON, commit one message to the same outbox (PostgreSQL at `BARE_OUTBOX_URL`, else SQLite at
+  `BARE_OUTBOX`; group commit, its sender not started: what is measured is accepting, as a bridge
+  acknowledges once the message is durable)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from starlette.routing import Route
 
 from matrix_stack.core import content
 from matrix_stack.core.outbox import Outbox
+from matrix_stack.core.outbox_postgres import PostgresStore
+from matrix_stack.core.outbox_sqlite import SqliteStore
+from matrix_stack.core.outbox_store import OutboxStore
 
 ROOM = "!bench:localhost"
 
@@ -31,7 +35,14 @@ class _NoSender:
         raise RuntimeError("the comparison outbox never sends")
 
 
-outbox = Outbox(Path(os.environ.get("BARE_OUTBOX") or Path(tempfile.mkdtemp()) / "bare.sqlite3"), _NoSender())
+def _store() -> OutboxStore:
+    url = os.environ.get("BARE_OUTBOX_URL")
+    if url:
+        return PostgresStore(url, "bare_floor", owner="@bare:localhost")
+    return SqliteStore(Path(os.environ.get("BARE_OUTBOX") or Path(tempfile.mkdtemp()) / "bare.sqlite3"))
+
+
+outbox = Outbox(_store(), _NoSender())
 
 
 @asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from matrix_stack.core.processes import free_port, stop, wait_ready
+from matrix_stack.devstack.postgres import LocalPostgres
 from matrix_stack.devstack.stack import LocalService
 from matrix_stack.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
 
@@ -47,12 +49,24 @@ async def homeserver(directory: Path, rooms: int = 1) -> AsyncIterator[Homeserve
         synapse.stop()
 
 
-def start_bare(port: int) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def durable_postgres() -> Iterator[LocalPostgres]:
+    """A PostgreSQL with fsync on, as operators run it, for the outbox's PostgreSQL backend."""
+    server = LocalPostgres(free_port(), durable=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def start_bare(port: int, outbox_url: str | None = None) -> subprocess.Popen[bytes]:
     """The comparison endpoint (`bench.bare_app`), served by uvicorn as the services are."""
+    env = {**os.environ, **({"BARE_OUTBOX_URL": outbox_url} if outbox_url else {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1", "--port", str(port),
          "--no-access-log", "--log-level", "warning", "--no-server-header"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     wait_ready("bare", process, lambda: _answers(port), timeout=30)
     return process
@@ -66,14 +80,19 @@ def _answers(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def serving(hs: Homeserver, service: LocalService, directory: Path) -> Iterator[str]:
-    """The service under test (as the bot) and the bare endpoint, both running; yields the bare URL."""
+def serving(
+    hs: Homeserver, service: LocalService, directory: Path, outbox_url: str | None = None
+) -> Iterator[str]:
+    """The service under test (as the bot) and the bare endpoint, both running, both on the SQLite
+    outbox or both on the PostgreSQL one at `outbox_url`; yields the bare URL."""
     bare = None
+    if outbox_url:
+        service.env["OUTBOX_URL"] = outbox_url
     service.start(hs.synapse.url, hs.bot.user_id, PASSWORD, directory / "logs")
     try:
         service.wait_ready()
         port = free_port()
-        bare = start_bare(port)
+        bare = start_bare(port, outbox_url)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(bare)

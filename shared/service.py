@@ -15,7 +15,6 @@ from matrix_stack.core.component import StartupError
 from matrix_stack.core.matrix import MatrixClient
 from matrix_stack.core.metrics import Metrics
 from matrix_stack.core.outbox import Outbox
-from matrix_stack.core.outbox_postgres import PostgresStore
 from matrix_stack.core.outbox_sqlite import SqliteStore
 from matrix_stack.core.outbox_store import OutboxStore
 from matrix_stack.core.sessions import FileSession, SessionStore
@@ -42,6 +41,9 @@ class Service:
         store: OutboxStore
         session: SessionStore
         if settings.outbox_url is not None:
+            # Imported here: psycopg costs a SQLite-only bridge about 10 MiB of its idle memory.
+            from matrix_stack.core.outbox_postgres import PostgresStore
+
             shared = PostgresStore(
                 settings.outbox_url.get_secret_value(),
                 settings.outbox_schema_name,

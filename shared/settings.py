@@ -13,8 +13,6 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from matrix_stack.core.conninfo import passwords
-
 S = TypeVar("S", bound="ProcessSettings")
 
 
@@ -151,6 +149,8 @@ class ServiceSettings(KitSettings):
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
+            from matrix_stack.core.conninfo import passwords  # psycopg only where PostgreSQL is used
+
             passwords(value.get_secret_value())  # ValueError naming the problem, never the string
         return value
 
