@@ -28,6 +28,7 @@ from tests.test_alertmanager_receiver import DATA as AM_DATA
 from tests.test_alertmanager_receiver import auth, metio_config
 from tests.test_sentry_webhook import DATA as SENTRY_DATA
 from tests.test_sentry_webhook import SECRET, sign
+from tests.test_service_kit import run_notify
 
 LEASE = "3"  # seconds: takeover within 4 s of a replica's last renewal
 ISSUE = json.loads((SENTRY_DATA / "sentry_issue_created.json").read_text())
@@ -302,3 +303,46 @@ async def test_alertmanager_resolve_through_the_other_replica_edits(
     assert (await http.post(b, json=resolved, headers=auth())).status_code == 200
     events = await reader.wait_for_messages(room, 2, timeout=60)
     assert events[1]["content"]["m.relates_to"] == {"rel_type": "m.replace", "event_id": first["event_id"]}
+
+
+def test_a_bad_outbox_setting_is_one_line_and_exit_2() -> None:
+    base = {"NOTIFY_HOMESERVER": "http://x", "NOTIFY_USER_ID": "@bot:x", "NOTIFY_TOKEN": "t" * 24,
+            "NOTIFY_ACCESS_TOKEN": "x"}  # fmt: skip
+    secret = "s3cret-pass@zebra"
+    result = run_notify({**base, "NOTIFY_OUTBOX_URL": f"postgresql://bot:{secret}@db.example.org/outbox"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("config error: NOTIFY_OUTBOX_URL: the connection string is malformed")
+    assert "zebra" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    result = run_notify(
+        {**base, "NOTIFY_OUTBOX_URL": "postgresql://db/x", "NOTIFY_OUTBOX_SCHEMA": "Bad-Name"}
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("config error: NOTIFY_OUTBOX_SCHEMA: String should match pattern")
+
+
+async def test_an_unreachable_outbox_or_another_bots_is_refused_in_one_line(
+    synapse: LocalSynapse, bot: Account, http: httpx.AsyncClient, postgres: LocalPostgres
+) -> None:
+    base = {"NOTIFY_HOMESERVER": synapse.url, "NOTIFY_TOKEN": "t" * 24, "NOTIFY_LOG_JSON": "false"}
+    secret = "not-the-password-123"
+    result = run_notify({**base, "NOTIFY_USER_ID": bot.user_id, "NOTIFY_ACCESS_TOKEN": bot.access_token,
+                         "NOTIFY_OUTBOX_URL": f"postgresql://nobody:{secret}@127.0.0.1:{free_port()}/x"})  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot open the outbox at postgresql 127.0.0.1/x schema notify" in result.stderr
+    assert secret not in result.stderr + result.stdout
+    url = postgres.create_database(f"owner_{uuid.uuid4().hex[:8]}")
+    first = await register(synapse, http, f"owner-{uuid.uuid4().hex[:6]}", PASSWORD)
+    other = await register(synapse, http, f"other-{uuid.uuid4().hex[:6]}", PASSWORD)
+    port = free_port()
+    service = LocalService("owner", "matrix_stack.services.notify", "NOTIFY_", port,
+                           {"TOKEN": "t" * 24, "OUTBOX_URL": url}, Path(postgres.directory) / "owner")  # fmt: skip
+    service.start(synapse.url, first.user_id, PASSWORD, Path(postgres.directory) / "logs")
+    try:
+        service.wait_ready()
+    finally:
+        service.stop()
+    result = run_notify({**base, "NOTIFY_USER_ID": other.user_id, "NOTIFY_ACCESS_TOKEN": other.access_token,
+                         "NOTIFY_OUTBOX_URL": url})  # fmt: skip
+    assert result.returncode == 1
+    assert f"is the outbox of {first.user_id}, not {other.user_id}" in result.stderr
