@@ -1,0 +1,82 @@
+"""The PostgreSQL store's room leases, through its interface, on a real PostgreSQL: one holder at a
+time, a lapsed lease taken over with a new generation, the old holder's late writes refused."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from matrix_stack.core.outbox_postgres import PostgresStore
+from matrix_stack.core.outbox_store import NewDelivery
+from matrix_stack.devstack.postgres import LocalPostgres
+
+ROOM = "!leases:localhost"
+
+
+def stores(postgres: LocalPostgres) -> tuple[PostgresStore, PostgresStore]:
+    schema = f"leases_{uuid.uuid4().hex[:8]}"
+    return tuple(  # type: ignore[return-value]
+        PostgresStore(postgres.dsn(), schema, owner="@bot:localhost", holder=name, lease_seconds=2)
+        for name in ("replica-a", "replica-b")
+    )
+
+
+async def test_one_holder_then_takeover_with_a_new_generation(postgres: LocalPostgres) -> None:
+    a, b = stores(postgres)
+    await a.open()
+    await b.open()
+    try:
+        row = NewDelivery("d1", ROOM, "m.room.message", "{}", None, None, None, time.time())
+        assert await a.insert([row], [], [], time.time()) == 1
+        assert await b.insert([row], [], [], time.time()) == 0  # a known delivery id is not stored again
+        held = await a.claim(ROOM)
+        assert held is not None
+        assert held.valid()
+        assert not held.taken_over
+        assert await b.claim(ROOM) is None  # one sender per room
+        assert ROOM not in [room for room, _ in (await b.survey([])).heads]  # nor offered to b
+        [pending] = await a.pending(ROOM, 10)
+
+        await asyncio.sleep(2.5)  # a stops renewing (a dead replica): its lease lapses
+        assert not held.valid()  # a itself stopped starting sends before the database let go
+        assert ROOM in [room for room, _ in (await b.survey([])).heads]
+        taken = await b.claim(ROOM)
+        assert taken is not None
+        assert taken.taken_over
+        assert taken.generation == held.generation + 1
+
+        late = a.finish(pending, held, "sent", "$late", None, time.time())
+        assert await late is False  # the old holder's write is refused
+        survey = await a.survey([held])
+        assert survey.lost == [ROOM]
+        assert (await b.status("d1")).state == "pending"  # type: ignore[union-attr]
+        assert await b.finish(pending, taken, "sent", "$event", None, time.time()) is True
+        assert (await a.status("d1")).event_id == "$event"  # type: ignore[union-attr]
+
+        await b.release(taken, hand_over=False)
+        again = await a.claim(ROOM)  # a released room is free at once
+        assert again is not None
+        assert not again.taken_over
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_the_survey_renews_what_it_holds(postgres: LocalPostgres) -> None:
+    a, b = stores(postgres)
+    await a.open()
+    await b.open()
+    try:
+        await a.insert([NewDelivery("d2", ROOM, "m.room.message", "{}", None, None, None, time.time())], [], [],
+                       time.time())  # fmt: skip
+        held = await a.claim(ROOM)
+        assert held is not None
+        for _ in range(4):  # 3 s in all, past the 2 s lease, renewed every 0.75 s
+            await asyncio.sleep(0.75)
+            assert (await a.survey([held])).lost == []
+            assert await b.claim(ROOM) is None
+        assert held.valid()
+    finally:
+        await a.close()
+        await b.close()
