@@ -44,6 +44,7 @@ class LocalPostgres:
     port: int
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="matrix-stack-pg-")))
     process: subprocess.Popen[bytes] | None = None
+    durable: bool = False  # fsync on, as in production (benchmarks); tests run faster without
 
     def _run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(args, check=True, capture_output=True, user=_system_user(), **kwargs)
@@ -77,8 +78,7 @@ class LocalPostgres:
                 str(self.directory),
                 "-c",
                 "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
+                *(() if self.durable else ("-c", "fsync=off")),
                 "-c",
                 "max_connections=200",
             ],
