@@ -125,8 +125,8 @@ def http_route(*, paths: bool = True) -> Schema:
 
 
 # A bridge's data directory (the library's msl.pvc, msl.singleWriter.check): a claim, or an emptyDir
-# only with acceptDataLoss. The templates, not the schema, refuse what one pod cannot do (several
-# replicas, an HPA), so the operator reads why.
+# only with acceptDataLoss (or the outbox on PostgreSQL). The templates, not the schema, refuse what
+# one pod cannot do (several replicas, an HPA), so the operator reads why.
 PERSISTENCE = obj(
     {
         "enabled": BOOL,
@@ -143,9 +143,30 @@ PERSISTENCE = obj(
     }
 )
 
+# A bridge's outbox, relation roots and session in PostgreSQL (the library's msl.outboxPostgres),
+# shared by any number of replicas. The templates, not the schema, require url when enabled.
+OUTBOX = obj(
+    {
+        "postgres": obj(
+            {
+                "enabled": BOOL,
+                "url": {
+                    **CREDENTIAL,
+                    "description": "a libpq URL or key=value string: " + CREDENTIAL["description"],
+                },
+                "schema": string(
+                    pattern=r"^([a-z_][a-z0-9_]{0,62})?$", description="empty: the service's name"
+                ),
+                "leaseSeconds": {"type": "number", "minimum": 2, "maximum": 300},
+                "poolSize": {"type": "integer", "minimum": 2, "maximum": 100},
+            }
+        )
+    }
+)
+
 # What only a Matrix bridge chart has (msl.deployment's default): the bot account, the outbox's
-# volume, and HTTP exposure through an Ingress or HTTPRoute.
-BRIDGE_ONLY = ("matrix", "persistence", "ingress", "httpRoute")
+# volume or database, and HTTP exposure through an Ingress or HTTPRoute.
+BRIDGE_ONLY = ("matrix", "persistence", "outbox", "ingress", "httpRoute")
 
 
 def service_chart(
@@ -172,6 +193,7 @@ def service_chart(
         "replicaCount": {"type": "integer", "minimum": 0},
         "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
         "persistence": PERSISTENCE,
+        "outbox": OUTBOX,
         "resources": free_map(),
         "probes": obj({"startup": PROBE, "liveness": PROBE, "readiness": PROBE}),
         "podSecurityContext": free_map(),

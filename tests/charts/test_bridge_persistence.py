@@ -1,6 +1,7 @@
 """The bridge charts' data directory: the outbox, the bot's session and the relation roots are SQLite
 files one pod owns. By default one replica, the data on a claim the chart makes, Recreate; several
-replicas, an HPA, a PDB that blocks drains, or an emptyDir without the explicit opt-in fail."""
+replicas, an HPA, a PDB that blocks drains, or an emptyDir without the explicit opt-in fail, and say
+that outbox.postgres is the way to several replicas (test_bridge_postgres_outbox.py)."""
 
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def test_several_replicas_fail_whatever_the_volume(chart: str) -> None:
             helm.template(chart, ci(chart, "minimal"), values=values)
         line = message_line(failed.value, "replicaCount:")
         assert f"replicaCount: {values['replicaCount']}: the outbox is a SQLite file per pod" in line
-        assert "several replicas need the PostgreSQL outbox, which is not available yet" in line
+        assert "several replicas need the outbox on PostgreSQL: set outbox.postgres" in line
     stopped = render(chart, values={"replicaCount": 0})
     assert stopped["Deployment"]["spec"]["replicas"] == 0
 
@@ -116,7 +117,7 @@ def test_autoscaling_fails(chart: str) -> None:
             helm.template(chart, ci(chart, "minimal"), values={"autoscaling": autoscaling})
         line = message_line(failed.value, "autoscaling.enabled:")
         assert "SQLite file per pod" in line
-        assert "PostgreSQL outbox, which is not available yet" in line
+        assert "autoscaling needs the outbox on PostgreSQL: set outbox.postgres" in line
 
 
 @pytest.mark.parametrize("chart", BRIDGES)
@@ -130,6 +131,7 @@ def test_persistence_off_without_the_opt_in_fails(chart: str) -> None:
         line = message_line(failed.value, "persistence.enabled: false")
         assert "loses the messages it accepted and had not delivered" in line
         assert "persistence.acceptDataLoss: true" in line
+        assert "outbox.postgres" in line
 
 
 @pytest.mark.parametrize("chart", BRIDGES)
@@ -206,7 +208,9 @@ def test_a_pdb_never_blocks_a_drain(chart: str) -> None:
     ):
         with pytest.raises(helm.RenderError) as failed:
             helm.template(chart, ci(chart, "minimal"), values={"podDisruptionBudget": pdb})
-        assert "would block every node drain" in message_line(failed.value, "podDisruptionBudget:")
+        line = message_line(failed.value, "podDisruptionBudget:")
+        assert "would block every node drain" in line
+        assert "outbox.postgres" in line
     # Disabled, its other fields are not looked at.
     render(chart, values={"podDisruptionBudget": {"enabled": False, "minAvailable": 1}})
 

@@ -25,10 +25,22 @@ A credential is {value: "..."} (stored in the chart's Secret) or {secret: NAME, 
 {{- printf "/secrets/ext/%s" . -}}
 {{- end -}}
 
-{{/* The chart-managed credentials of a chart: a dict key -> credential, from the chart's "msl.credentials". */}}
+{{/*
+Every credential of a chart, as JSON (key -> credential): the chart's "msl.credentials" and the
+library's own, the outbox's PostgreSQL URL (outbox-url) when outbox.postgres is enabled.
+*/}}
+{{- define "msl.credentials.all" -}}
+{{- $all := include "msl.credentials" . | fromYaml -}}
+{{- if include "msl.outboxPostgres" . -}}
+{{- $_ := set $all "outbox-url" .Values.outbox.postgres.url -}}
+{{- end -}}
+{{- toJson $all -}}
+{{- end -}}
+
+{{/* The chart-managed credentials of a chart: a dict key -> credential, from "msl.credentials.all". */}}
 {{- define "msl.chartSecret.data" -}}
 {{- $data := dict -}}
-{{- range $key, $credential := (include "msl.credentials" . | fromYaml) -}}
+{{- range $key, $credential := (include "msl.credentials.all" . | fromJson) -}}
 {{- if and $credential (kindIs "map" $credential) $credential.value -}}
 {{- $_ := set $data $key ($credential.value | b64enc) -}}
 {{- end -}}
@@ -42,7 +54,7 @@ A credential is {value: "..."} (stored in the chart's Secret) or {secret: NAME, 
 
 {{- define "msl.existingSecrets" -}}
 {{- $names := list -}}
-{{- range $key, $credential := (include "msl.credentials" . | fromYaml) -}}
+{{- range $key, $credential := (include "msl.credentials.all" . | fromJson) -}}
 {{- if and $credential (kindIs "map" $credential) $credential.secret -}}
 {{- $names = append $names (tpl $credential.secret $) -}}
 {{- end -}}

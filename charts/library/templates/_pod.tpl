@@ -91,8 +91,9 @@ readinessProbe:
 {{- end -}}
 
 {{/*
-Environment for the core settings every service shares. Context: dict "root" $ "prefix" "SLACK_WEBHOOK_".
-Secrets are passed as files (`*_FILE`), never as plain environment values.
+Environment for the core settings every bridge shares. Context: dict "root" $ "prefix" "SLACK_WEBHOOK_".
+Secrets are passed as files (`*_FILE`), never as plain environment values. With outbox.postgres
+enabled: OUTBOX_URL_FILE (the URL holds a password), OUTBOX_SCHEMA when set, the lease and pool.
 */}}
 {{- define "msl.coreEnv" -}}
 {{- $root := .root -}}
@@ -117,6 +118,19 @@ Secrets are passed as files (`*_FILE`), never as plain environment values.
 {{- end }}
 - name: {{ $p }}DATA_DIR
   value: /var/lib/matrix-stack
+{{- if include "msl.outboxPostgres" $root }}
+{{- $o := $root.Values.outbox.postgres }}
+- name: {{ $p }}OUTBOX_URL_FILE
+  value: {{ include "msl.credential.path" (dict "root" $root "credential" $o.url "key" "outbox-url") }}
+{{- with $o.schema }}
+- name: {{ $p }}OUTBOX_SCHEMA
+  value: {{ . | quote }}
+{{- end }}
+- name: {{ $p }}OUTBOX_LEASE_SECONDS
+  value: {{ $o.leaseSeconds | toString | quote }}
+- name: {{ $p }}OUTBOX_POOL_SIZE
+  value: {{ $o.poolSize | toString | quote }}
+{{- end }}
 {{ include "msl.kitEnv" . }}
 {{- end -}}
 
@@ -135,8 +149,9 @@ level and the operator's extraEnv. Context: dict "root" $ "prefix" "LDAP_PROXY_"
 {{- end -}}
 
 {{/*
-Volumes every service pod has: writable data (a PVC with persistence, else an emptyDir: the image's
-home and working directory) and /tmp, the chart Secret, existing Secrets.
+Volumes every service pod has: writable data (a PVC with persistence and the outbox not on
+PostgreSQL, else an emptyDir: the image's home and working directory) and /tmp, the chart Secret,
+existing Secrets.
 */}}
 {{- define "msl.coreVolumes" -}}
 - name: data

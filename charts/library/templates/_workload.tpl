@@ -126,7 +126,8 @@ spec:
   {{- if not (kindIs "invalid" $pdb.minAvailable) }}
   minAvailable: {{ $pdb.minAvailable }}
   {{- else }}
-  maxUnavailable: {{ $pdb.maxUnavailable | default 1 }}
+  {{- /* unset: 1; an explicit 0 stays 0 (default would turn it into 1) */}}
+  maxUnavailable: {{ ternary 1 $pdb.maxUnavailable (kindIs "invalid" $pdb.maxUnavailable) }}
   {{- end }}
   selector:
     matchLabels:
