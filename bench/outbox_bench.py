@@ -295,13 +295,11 @@ TAKEOVER_ROOMS = 5
 TAKEOVER_PER_ROOM = 1000  # a backlog the replicas are busy sending when one is killed
 
 
-async def _arrivals(
-    reader: Account, rooms: list[str], expected: int, seen: dict[str, tuple[str, float]]
-) -> None:
-    """Sync the rooms, noting when each body first arrives and where."""
+async def _arrivals(reader: Account, rooms: list[str], seen: dict[str, tuple[str, float]]) -> None:
+    """Sync the rooms until cancelled, noting when each body first arrives and where."""
     since = (await reader.api("GET", "/sync", timeout=0))["next_batch"]
     sync_filter = json.dumps({"room": {"rooms": rooms, "timeline": {"limit": 500}}})
-    while len(seen) < expected:
+    while True:
         response = await reader.api("GET", "/sync", since=since, timeout=5000, filter=sync_filter)
         now = time.perf_counter()
         since = response["next_batch"]

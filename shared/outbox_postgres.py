@@ -59,7 +59,6 @@ _LOCK_BASE = int.from_bytes(b"mxs-obox", "big") & 0x7FFF_FFFF_FFFF_0000
 _SAFETY = 0.3  # of a lease: stop starting sends this long before it would lapse unrenewed
 
 _SCHEMA = """
-CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.deliveries (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -262,6 +261,13 @@ class PostgresStore:
         async def migrate(connection: psycopg.AsyncConnection[Any]) -> str:
             async with connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_BASE,))
+                # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+                # exists: a schema made beforehand and granted to the role must not need it.
+                cursor = await connection.execute(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+                )
+                if await cursor.fetchone() is None:
+                    await connection.execute(f'CREATE SCHEMA "{self.schema}"')
                 await connection.execute(_SCHEMA.format(s=f'"{self.schema}"'))
                 await connection.execute(self._sql["meta_init"], ("owner", self.owner))
                 cursor = await connection.execute(self._sql["meta_get"], ("owner",))

@@ -1,5 +1,6 @@
-"""The PostgreSQL store's room leases, through its interface, on a real PostgreSQL: one holder at a
-time, a lapsed lease taken over with a new generation, the old holder's late writes refused."""
+"""The PostgreSQL store through its interface, on a real PostgreSQL: room leases (one holder at a
+time, a lapsed lease taken over with a new generation, the old holder's late writes refused) and the
+privileges it needs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import asyncio
 import time
 import uuid
 
+import psycopg
+import pytest
+
+from matrix_stack.core.durability import NotDurable
 from matrix_stack.core.outbox_postgres import PostgresStore
 from matrix_stack.core.outbox_store import NewDelivery
 from matrix_stack.devstack.postgres import LocalPostgres
@@ -80,3 +85,24 @@ async def test_the_survey_renews_what_it_holds(postgres: LocalPostgres) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_schema_made_beforehand_needs_no_create_on_the_database(postgres: LocalPostgres) -> None:
+    """What a DBA does for a locked-down role: the schema is made and owned by the role beforehand."""
+    role, database = f"bridge_{uuid.uuid4().hex[:6]}", f"bridges_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(postgres.dsn(), autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'CREATE DATABASE "{database}"')
+    with psycopg.connect(postgres.dsn(database), autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA sentry_webhook AUTHORIZATION "{role}"')
+    url = f"postgresql://{role}@127.0.0.1:{postgres.port}/{database}"
+    store = PostgresStore(url, "sentry_webhook", owner="@bot:localhost")
+    await store.open()
+    try:
+        row = NewDelivery("d3", ROOM, "m.room.message", "{}", None, None, None, time.time())
+        assert await store.insert([row], [], [], time.time()) == 1
+    finally:
+        await store.close()
+    elsewhere = PostgresStore(url, "other_schema", owner="@bot:localhost")
+    with pytest.raises(NotDurable, match="permission denied for database"):
+        await elsewhere.open()
