@@ -5,6 +5,7 @@ backend), and the takeover of a SIGKILLed replica's rooms on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -246,29 +249,28 @@ async def delivery(directory: Path, pg: LocalPostgres) -> None:
             await outbox.open()
             outbox.start()
 
-        for round_number in range(ROUNDS):
-            bare_bodies = [f"bare {round_number} {i}" for i in range(DELIVERY_COUNT)]
+        async def bare_loop(bodies: list[str]) -> dict[str, float]:
+            starts = {b: time.perf_counter() for b in bodies}
+            for body in bodies:
+                response = await bare.room_send(room_id, "m.room.message", content.message(body))
+                assert isinstance(response, nio.RoomSendResponse), response
+            return starts
 
-            async def bare_loop(bodies: list[str] = bare_bodies) -> dict[str, float]:
+        def outbox_run(outbox: Outbox) -> Callable[[list[str]], Awaitable[dict[str, float]]]:
+            async def run(bodies: list[str]) -> dict[str, float]:
                 starts = {b: time.perf_counter() for b in bodies}
-                for body in bodies:
-                    response = await bare.room_send(room_id, "m.room.message", content.message(body))
-                    assert isinstance(response, nio.RoomSendResponse), response
+                await outbox.enqueue_many([Outgoing(room_id, content.message(b)) for b in bodies])
                 return starts
 
-            results["bare"].append(await _timed(Watcher(reader, room_id), bare_bodies, bare_loop))
+            return run
 
-            for name, outbox in outboxes.items():
-                outbox_bodies = [f"{name} {round_number} {i}" for i in range(DELIVERY_COUNT)]
-
-                async def outbox_run(
-                    bodies: list[str] = outbox_bodies, outbox: Outbox = outbox
-                ) -> dict[str, float]:
-                    starts = {b: time.perf_counter() for b in bodies}
-                    await outbox.enqueue_many([Outgoing(room_id, content.message(b)) for b in bodies])
-                    return starts
-
-                results[name].append(await _timed(Watcher(reader, room_id), outbox_bodies, outbox_run))
+        runs = [("bare", bare_loop), *((name, outbox_run(outbox)) for name, outbox in outboxes.items())]
+        for round_number in range(ROUNDS):
+            # Each round in another order: the room grows as it goes, and no contender is always last.
+            shift = round_number % len(runs)
+            for name, run in runs[shift:] + runs[:shift]:
+                bodies = [f"{name} {round_number} {i}" for i in range(DELIVERY_COUNT)]
+                results[name].append(await _timed(Watcher(reader, room_id), bodies, partial(run, bodies)))
 
         for outbox in outboxes.values():
             await outbox.stop()
@@ -292,7 +294,7 @@ async def delivery(directory: Path, pg: LocalPostgres) -> None:
 
 
 TAKEOVER_ROOMS = 5
-TAKEOVER_PER_ROOM = 1000  # a backlog the replicas are busy sending when one is killed
+TAKEOVER_PER_ROOM = 400  # a backlog the replicas are busy sending when one is killed
 
 
 async def _arrivals(reader: Account, rooms: list[str], seen: dict[str, tuple[str, float]]) -> None:
@@ -363,17 +365,21 @@ async def takeover(directory: Path, pg: LocalPostgres) -> None:
                 replica.stop()
         counts = [len(await reader.messages(room)) for room in rooms]
         assert counts == [TAKEOVER_PER_ROOM] * TAKEOVER_ROOMS, f"every message exactly once: {counts}"
+    # A room the killed replica held stops until its lease runs out; the others go on. The pause is
+    # the longest gap between arrivals from just before the kill on (its last sends arrive after it).
     pauses = []
     for room in rooms:
-        after = sorted(at for where, at in seen.values() if where == room and at >= killed)
-        if after:
-            pauses.append(after[0] - killed)
+        arrivals = sorted(at for where, at in seen.values() if where == room and at >= killed - 1.0)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+        if gaps:
+            pauses.append(max(gaps))
     longest = max(pauses)
     print(
         f"takeover of a SIGKILLed replica's rooms (2 notify replicas, {TAKEOVER_ROOMS} rooms, lease {lease:.0f} s)"
     )
     print(
-        "  pause of each room's delivery after the kill: " + ", ".join(f"{p:.1f} s" for p in sorted(pauses))
+        "  longest pause of each room's delivery after the kill: "
+        + ", ".join(f"{p:.1f} s" for p in sorted(pauses))
     )
     print(f"  takeover: {longest:.1f} s = {longest / lease:.2f}x the lease (target <= 2x; design bound 4/3x)")
 

@@ -168,7 +168,6 @@ class PostgresStore:
             timeout=connect_timeout,
             kwargs={"autocommit": True, "connect_timeout": max(int(connect_timeout), 1),
                     "application_name": f"matrix-stack outbox {self.holder}"},
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
         )  # fmt: skip
         self._pending = _Batch()
         self._committers = 0
@@ -236,11 +235,22 @@ class PostgresStore:
         return NotDurable(f"{self.description}: {first_line(exc, self._secrets)}")
 
     async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        try:
-            async with self._pool.connection() as connection:
-                return await work(connection)
-        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
-            raise self._error(exc) from exc
+        """`work` on a pooled connection. Connections are not checked out with a round trip of their
+        own: one the server dropped (a restart, an idle timeout) fails, and `work` runs once more on
+        a fresh one. Every operation here may run twice (inserts skip known ids, roots and
+        resolutions only change once, updates set the same values)."""
+        for attempt in (1, 2):
+            connection: psycopg.AsyncConnection[Any] | None = None
+            try:
+                async with self._pool.connection() as connection:
+                    return await work(connection)
+            except psycopg.OperationalError as exc:
+                if attempt == 1 and connection is not None and connection.broken:
+                    continue
+                raise self._error(exc) from exc
+            except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+                raise self._error(exc) from exc
+        raise AssertionError("unreachable")
 
     async def _fetch(self, query: str, params: Sequence[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
         async def fetch(connection: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
