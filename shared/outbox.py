@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 __all__ = ["DeadLetter", "DeliveryStatus", "Outbox", "Outgoing", "Relation", "Root", "txn_id_for"]
 
 _BATCH = 64  # deliveries a room sender reads at once
+_SENT_CACHE = 10_000  # event ids of recent deliveries kept for the relations that follow them
 
 
 class Sender(Protocol):
@@ -76,10 +77,12 @@ class Outgoing:
     event_type: str = "m.room.message"
     delivery_id: str | None = None
     relation: Relation | None = None
-    # This message becomes the root of `root_key` in its room, unless a live root exists already.
+    # This message becomes the root of `root_key` in its room, unless a live root exists already:
+    # then, with `relate_to_root`, it relates to that root that way (decided when it is committed).
     root_key: str | None = None
     # The root of this key in this room is resolved: kept for `root_retention`, then forgotten.
     resolves_key: str | None = None
+    relate_to_root: RelationKind | None = None
 
 
 def txn_id_for(delivery_id: str) -> str:
@@ -115,6 +118,8 @@ class Outbox:
     _depth: int = field(init=False, default=0)
     _last_prune: float = field(init=False, default=0.0)
     _roots: dict[tuple[str, str], Root] | None = field(init=False, default=None)  # not shared: a cache
+    # Event ids of deliveries this process sent (they never change): relations to them need no read.
+    _sent: dict[str, str] = field(init=False, default_factory=dict)
 
     @classmethod
     def at(cls, path: Path, sender: Sender, metrics: OutboxMetrics | None = None, **options: Any) -> Outbox:
@@ -172,12 +177,15 @@ class Outbox:
         relation: Relation | None = None,
         root_key: str | None = None,
         resolves_key: str | None = None,
+        relate_to_root: RelationKind | None = None,
     ) -> str:
         """Store one message durably and return its delivery id. Raises NotDurable.
 
         A `delivery_id` the outbox has seen before is not stored again (idempotent producers).
         """
-        item = Outgoing(room, content, event_type, delivery_id, relation, root_key, resolves_key)
+        item = Outgoing(
+            room, content, event_type, delivery_id, relation, root_key, resolves_key, relate_to_root
+        )
         ids = await self.enqueue_many([item])
         return ids[0]
 
@@ -191,18 +199,18 @@ class Outbox:
                 item.relation.kind if item.relation else None,
                 item.relation.delivery_id if item.relation else None,
                 item.relation.event_id if item.relation else None,
-                now,
+                now, item.root_key, item.relate_to_root,
             )
             for item in items
         ]  # fmt: skip
         roots = [NewRoot(item.root_key, item.room, row.id, now)
                  for item, row in zip(items, rows, strict=True) if item.root_key is not None]  # fmt: skip
         resolved = [(item.resolves_key, item.room) for item in items if item.resolves_key is not None]
-        added = await self.store.insert(rows, roots, resolved, now)
-        if self._roots is not None:
-            for root in roots:
+        added = await self.store.insert(rows, resolved, now)
+        if self._roots is not None:  # the same rules as the store's
+            for item, root in zip([i for i in items if i.root_key is not None], roots, strict=True):
                 known = self._roots.get((root.key, root.room))
-                if known is None or known.resolved:
+                if known is None or (known.resolved and item.relate_to_root is None):
                     self._roots[(root.key, root.room)] = Root(root.delivery_id, False)
             for key, room in resolved:
                 known = self._roots.get((key, room))
@@ -434,7 +442,7 @@ class Outbox:
         content: Content = json.loads(row.content)
         if row.rel_kind is None:
             return content
-        target = row.rel_event
+        target = row.rel_event or (self._sent.get(row.rel_delivery) if row.rel_delivery else None)
         if target is None and row.rel_delivery is not None:
             related = await self.status(row.rel_delivery)
             if related is not None and related.state == "pending":
@@ -515,6 +523,10 @@ class Outbox:
         def notify(done: asyncio.Future[bool]) -> None:
             if done.cancelled() or done.exception() is not None:
                 return
+            if event_id is not None:
+                self._sent[row.id] = event_id
+                if len(self._sent) > _SENT_CACHE:
+                    del self._sent[next(iter(self._sent))]  # the oldest
             for waiter in self._waiters.get(row.id, []):
                 if not waiter.done():
                     waiter.set_result(status)

@@ -108,7 +108,6 @@ def holder_name() -> str:
 @dataclass
 class _Insert:
     rows: Sequence[NewDelivery]
-    roots: Sequence[NewRoot]
     resolved: Sequence[tuple[str, str]]
     now: float
     future: asyncio.Future[int]
@@ -174,9 +173,26 @@ class PostgresStore:
         self._max_committers = max(pool_size - 2, 1)  # leave connections for reads and leases
         s = f'"{schema}"'
         self._sql = {
+            # A row with a root key and root_rel relates to the key's root (resolved or not), else to
+            # the row before it in this batch that started the root (batch_root), else to nothing.
             "insert": f"INSERT INTO {s}.deliveries (id, room, event_type, content, rel_kind, rel_delivery,"
-            " rel_event, created) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::text[], %s::text[], %s::text[], %s::float8[]) ON CONFLICT (id) DO NOTHING RETURNING id",
+            " rel_event, created) SELECT v.id, v.room, v.event_type, v.content,"
+            " CASE WHEN v.root_rel IS NOT NULL AND coalesce(r.delivery_id, v.batch_root) IS NOT NULL"
+            " THEN v.root_rel ELSE v.rel_kind END,"
+            " CASE WHEN v.root_rel IS NOT NULL AND coalesce(r.delivery_id, v.batch_root) IS NOT NULL"
+            " THEN coalesce(r.delivery_id, v.batch_root) ELSE v.rel_delivery END,"
+            " v.rel_event, v.created"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::float8[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY"
+            " AS v(id, room, event_type, content, rel_kind, rel_delivery, rel_event, created, root_key,"
+            " root_rel, batch_root, ord)"
+            f" LEFT JOIN {s}.relation_roots r ON r.key = v.root_key AND r.room = v.room"
+            " ORDER BY v.ord ON CONFLICT (id) DO NOTHING RETURNING id",
+            "lock_root": "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            # A row with root_rel starts the root only where the key has none (else it related).
+            "first_root": f"INSERT INTO {s}.relation_roots (key, room, delivery_id, created)"
+            f" SELECT %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM {s}.relation_roots WHERE key = %s"
+            " AND room = %s) ON CONFLICT (key, room) DO NOTHING",
             "root": f"INSERT INTO {s}.relation_roots AS r (key, room, delivery_id, created)"
             " VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (key, room) DO UPDATE SET delivery_id = excluded.delivery_id,"
@@ -324,25 +340,41 @@ class PostgresStore:
             self._committers -= 1
 
     async def _commit(self, connection: psycopg.AsyncConnection[Any], batch: _Batch) -> None:
-        added: set[str] = set()
-        kept: set[int] = set()
-        async with connection.transaction():
+        inserted: psycopg.AsyncCursor[Any] | None = None
+        finished: psycopg.AsyncCursor[Any] | None = None
+        # Pipeline mode: the whole transaction, BEGIN to COMMIT, in one round trip.
+        async with connection.pipeline(), connection.transaction():
             rows = [row for insert in batch.inserts for row in insert.rows]
+            # Who starts a root and who relates to it is decided here; a lock per key (in one order)
+            # makes a replica committing the same key wait for the other's root, then see it.
+            for key in sorted({f"{self.schema} {row.room} {row.root_key}" for row in rows if row.root_key}):
+                await connection.execute(self._sql["lock_root"], (key,))
             if rows:
-                columns = list(zip(*[(r.id, r.room, r.event_type, r.content, r.rel_kind, r.rel_delivery,
-                                      r.rel_event, r.created) for r in rows], strict=True))  # fmt: skip
-                cursor = await connection.execute(self._sql["insert"], [list(c) for c in columns])
-                added = {found[0] for found in await cursor.fetchall()}
+                started: dict[tuple[str, str], str] = {}
+                batch_roots = []
+                for row in rows:
+                    found = started.get((row.root_key, row.room)) if row.root_key else None
+                    batch_roots.append(found if row.root_rel else None)
+                    if row.root_key and found is None:
+                        started[(row.root_key, row.room)] = row.id
+                fields = [(r.id, r.room, r.event_type, r.content, r.rel_kind, r.rel_delivery, r.rel_event,
+                           r.created, r.root_key, r.root_rel) for r in rows]  # fmt: skip
+                columns = [list(column) for column in zip(*fields, strict=True)]
+                inserted = await connection.execute(self._sql["insert"], [*columns, batch_roots])
             for insert in batch.inserts:  # in arrival order: a resolve then a new firing keeps the latter
-                for root in insert.roots:
-                    await connection.execute(
-                        self._sql["root"], (root.key, root.room, root.delivery_id, root.created)
-                    )
+                for row in insert.rows:
+                    if row.root_key is not None and row.root_rel is not None:
+                        first = (row.root_key, row.room, row.id, row.created, row.root_key, row.room)
+                        await connection.execute(self._sql["first_root"], first)
+                    elif row.root_key is not None:
+                        await connection.execute(
+                            self._sql["root"], (row.root_key, row.room, row.id, row.created)
+                        )
                 for key, room in insert.resolved:
                     await connection.execute(self._sql["resolve"], (insert.now, key, room))
             if batch.finishes:
                 f = batch.finishes
-                cursor = await connection.execute(
+                finished = await connection.execute(
                     self._sql["finish"],
                     (
                         [x.row.seq for x in f], [x.state for x in f], [x.row.attempts for x in f],
@@ -350,10 +382,11 @@ class PostgresStore:
                         [x.row.room for x in f], [x.claim.generation for x in f], self.holder,
                     ),
                 )  # fmt: skip
-                kept = {found[0] for found in await cursor.fetchall()}
             rooms = sorted({row.room for row in rows})
             if rooms:
                 await connection.execute(self._sql["notify"], (self.channel, rooms))
+        added = {found[0] for found in await inserted.fetchall()} if inserted is not None else set()
+        kept = {found[0] for found in await finished.fetchall()} if finished is not None else set()
         for insert in batch.inserts:
             _settle(insert.future, sum(1 for row in insert.rows if row.id in added))
         for finish in batch.finishes:
@@ -364,12 +397,11 @@ class PostgresStore:
     async def insert(
         self,
         rows: Sequence[NewDelivery],
-        roots: Sequence[NewRoot],
         resolved: Sequence[tuple[str, str]],
         now: float,
     ) -> int:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.inserts.append(_Insert(rows, roots, resolved, now, future))
+        self._pending.inserts.append(_Insert(rows, resolved, now, future))
         self._queue()
         return await future
 

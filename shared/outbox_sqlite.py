@@ -77,6 +77,8 @@ UPSERT_ROOT = (
     " ON CONFLICT (key, room) DO UPDATE SET delivery_id = excluded.delivery_id,"
     " created = excluded.created, resolved = NULL WHERE relation_roots.resolved IS NOT NULL"
 )
+# A message joining a key's thread relates to its root, resolved or not (until the root is pruned).
+ANY_ROOT = "SELECT delivery_id FROM relation_roots WHERE key = ? AND room = ?"
 RESOLVE_ROOT = "UPDATE relation_roots SET resolved = ? WHERE key = ? AND room = ? AND resolved IS NULL"
 PRUNE_ROOTS = (
     "DELETE FROM relation_roots WHERE resolved < ? OR (resolved IS NULL AND created < ?) RETURNING key, room"
@@ -261,15 +263,21 @@ class SqliteStore:
     async def insert(
         self,
         rows: Sequence[NewDelivery],
-        roots: Sequence[NewRoot],
         resolved: Sequence[tuple[str, str]],
         now: float,
     ) -> int:
         def insert(c: sqlite3.Connection) -> int:
-            before = c.total_changes
-            c.executemany(INSERT_DELIVERY, [delivery_values(row) for row in rows])
-            added = c.total_changes - before
-            c.executemany(UPSERT_ROOT, [(r.key, r.room, r.delivery_id, r.created) for r in roots])
+            added = 0
+            for row in rows:  # in order: a later row sees the root an earlier one started
+                values = delivery_values(row)
+                related = None
+                if row.root_key is not None and row.root_rel is not None:
+                    related = c.execute(ANY_ROOT, (row.root_key, row.room)).fetchone()
+                    if related is not None:
+                        values = (*values[:4], row.root_rel, related[0], None, *values[7:])
+                added += c.execute(INSERT_DELIVERY, values).rowcount
+                if row.root_key is not None and related is None:
+                    c.execute(UPSERT_ROOT, (row.root_key, row.room, row.id, row.created))
             c.executemany(RESOLVE_ROOT, [(now, key, room) for key, room in resolved])
             return added
 

@@ -31,6 +31,11 @@ class NewDelivery:
     rel_delivery: str | None
     rel_event: str | None
     created: float
+    # It becomes the root of this key in its room unless a live root exists. With root_rel: it
+    # relates to the key's root if there is one, resolved or not, else it becomes the root (decided
+    # in the transaction that stores it: replicas cannot race).
+    root_key: str | None = None
+    root_rel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,12 +133,11 @@ class OutboxStore(Protocol):
     async def insert(
         self,
         rows: Sequence[NewDelivery],
-        roots: Sequence[NewRoot],
         resolved: Sequence[tuple[str, str]],
         now: float,
     ) -> int:
-        """Commit deliveries (known ids are skipped), new roots and resolutions in one transaction; the
-        number of deliveries added. Raises NotDurable."""
+        """Commit deliveries (known ids are skipped), the roots they start, their relations to live
+        roots and resolutions, in one transaction; the number of deliveries added. Raises NotDurable."""
         ...
 
     async def root(self, key: str, room: str) -> Root | None: ...

@@ -244,3 +244,21 @@ async def test_relation_roots_live_in_the_outbox(
     assert await reopened.adopt_roots(legacy) == 0  # once
     refired = await reopened.enqueue(room_id, content.message("firing anew"), root_key="group:a")
     assert await reopened.root("group:a", room_id) == Root(refired, False)
+
+
+async def test_concurrent_first_messages_of_a_key_make_one_root(
+    make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom, bot: Account, reader: Account
+) -> None:
+    """Whether a message starts a key's thread or joins it is decided when it is committed."""
+    room_id = await new_room()
+    outbox = await make_outbox(await make_client(bot))
+    await asyncio.gather(*(
+        outbox.enqueue(room_id, content.message(f"event {i}"), root_key="issue:7", relate_to_root="thread")
+        for i in range(12)
+    ))  # fmt: skip
+    events = await reader.wait_for_messages(room_id, 12)
+    roots = [e for e in events if "m.relates_to" not in e["content"]]
+    assert len(roots) == 1
+    assert all(
+        e["content"]["m.relates_to"]["event_id"] == roots[0]["event_id"] for e in events if e is not roots[0]
+    )

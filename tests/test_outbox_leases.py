@@ -33,8 +33,8 @@ async def test_one_holder_then_takeover_with_a_new_generation(postgres: LocalPos
     await b.open()
     try:
         row = NewDelivery("d1", ROOM, "m.room.message", "{}", None, None, None, time.time())
-        assert await a.insert([row], [], [], time.time()) == 1
-        assert await b.insert([row], [], [], time.time()) == 0  # a known delivery id is not stored again
+        assert await a.insert([row], [], time.time()) == 1
+        assert await b.insert([row], [], time.time()) == 0  # a known delivery id is not stored again
         held = await a.claim(ROOM)
         assert held is not None
         assert held.valid()
@@ -73,7 +73,7 @@ async def test_the_survey_renews_what_it_holds(postgres: LocalPostgres) -> None:
     await a.open()
     await b.open()
     try:
-        await a.insert([NewDelivery("d2", ROOM, "m.room.message", "{}", None, None, None, time.time())], [], [],
+        await a.insert([NewDelivery("d2", ROOM, "m.room.message", "{}", None, None, None, time.time())], [],
                        time.time())  # fmt: skip
         held = await a.claim(ROOM)
         assert held is not None
@@ -100,9 +100,32 @@ async def test_a_schema_made_beforehand_needs_no_create_on_the_database(postgres
     await store.open()
     try:
         row = NewDelivery("d3", ROOM, "m.room.message", "{}", None, None, None, time.time())
-        assert await store.insert([row], [], [], time.time()) == 1
+        assert await store.insert([row], [], time.time()) == 1
     finally:
         await store.close()
     elsewhere = PostgresStore(url, "other_schema", owner="@bot:localhost")
     with pytest.raises(NotDurable, match="permission denied for database"):
         await elsewhere.open()
+
+
+async def test_replicas_racing_on_a_new_key_make_one_root(postgres: LocalPostgres) -> None:
+    """Two replicas committing the first messages of one Sentry issue at once: one root, and every
+    other message relates to it, whichever replica stored it."""
+    a, b = stores(postgres)
+    await a.open()
+    await b.open()
+    try:
+
+        def row(n: int) -> NewDelivery:
+            return NewDelivery(
+                f"r{n}", ROOM, "m.room.message", "{}", None, None, None, time.time(), "issue:9", "thread"
+            )
+
+        await asyncio.gather(*((a if n % 2 else b).insert([row(n)], [], time.time()) for n in range(40)))
+        rows = await a.pending(ROOM, 100)
+        roots = [r.id for r in rows if r.rel_kind is None]
+        assert len(roots) == 1
+        assert {(r.rel_kind, r.rel_delivery) for r in rows if r.id != roots[0]} == {("thread", roots[0])}
+    finally:
+        await a.close()
+        await b.close()

@@ -18,7 +18,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from matrix_stack.core import content
-from matrix_stack.core.outbox import Relation
 from matrix_stack.core.responses import error, invalid_payload
 from matrix_stack.core.service import Service
 from matrix_stack.services.sentry_webhook import format as fmt
@@ -105,14 +104,13 @@ def routes(settings: SentryWebhookSettings, service: Service) -> list[BaseRoute]
             log.info("no room for this project", extra={"projects": notice.projects})
             return accepted(f"no room for project {', '.join(notice.projects) or '(unknown)'}")
         message = content.message(notice.body, notice.html, msgtype=settings.msgtype)
-        relation, key = None, (notice.issue_id if settings.threads and notice.issue_id else None)
-        root = await service.outbox.root(key, room) if key else None
-        if root and not notice.starts_thread:
-            relation = Relation("thread", delivery_id=root.delivery_id)
-        # The first message of an issue becomes its thread's root, in the transaction that stores it.
+        key = notice.issue_id if settings.threads and notice.issue_id else None
+        # The first message of an issue becomes its thread's root and later ones go into that thread,
+        # decided in the transaction that stores them (whichever replica takes them).
         stored = await service.outbox.enqueue(
-            room, message, delivery_id=delivery_id, relation=relation,
-            root_key=key if root is None else None, resolves_key=key if notice.resolves else None,
+            room, message, delivery_id=delivery_id, root_key=key,
+            relate_to_root=None if notice.starts_thread else "thread",
+            resolves_key=key if notice.resolves else None,
         )  # fmt: skip
         return ok(delivery_id=stored)
 
