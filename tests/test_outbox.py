@@ -256,7 +256,11 @@ async def test_concurrent_first_messages_of_a_key_make_one_root(
         outbox.enqueue(room_id, content.message(f"event {i}"), root_key="issue:7", relate_to_root="thread")
         for i in range(12)
     ))  # fmt: skip
-    events = await reader.wait_for_messages(room_id, 12)
+    # Resolved, the root still takes the key's later messages (a Sentry issue's events after it).
+    await outbox.enqueue(room_id, content.message("resolved"), root_key="issue:7", relate_to_root="thread",
+                         resolves_key="issue:7")  # fmt: skip
+    await outbox.enqueue(room_id, content.message("regressed"), root_key="issue:7", relate_to_root="thread")
+    events = await reader.wait_for_messages(room_id, 14)
     roots = [e for e in events if "m.relates_to" not in e["content"]]
     assert len(roots) == 1
     assert all(
