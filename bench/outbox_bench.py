@@ -311,6 +311,12 @@ async def _arrivals(reader: Account, rooms: list[str], seen: dict[str, tuple[str
                     seen.setdefault(event["content"]["body"], (room_id, now))
 
 
+async def _leases(http: httpx.AsyncClient, service: LocalService) -> float:
+    text = (await http.get(f"{service.url}/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("matrix_stack_outbox_room_leases "))  # fmt: skip
+
+
 async def takeover(directory: Path, pg: LocalPostgres) -> None:
     """Two notify replicas on one PostgreSQL outbox with the default lease; one SIGKILLed while
     both deliver a backlog: how long its rooms pause before the other replica takes them."""
@@ -346,8 +352,10 @@ async def takeover(directory: Path, pg: LocalPostgres) -> None:
                                              headers={"Authorization": f"Bearer {'t' * 24}"})  # fmt: skip
                     assert posted.status_code == 202
             await asyncio.sleep(3)
-            victim = replicas[0].process
-            assert victim is not None
+            # Kill the replica sending to rooms (the first to claim a busy room keeps it until drained).
+            held = [await _leases(http, replica) for replica in replicas]
+            victim = replicas[held.index(max(held))].process
+            assert victim is not None and max(held) > 0, f"no replica holds a room: {held}"
             victim.send_signal(signal.SIGKILL)
             killed = time.perf_counter()
             victim.wait()
