@@ -355,7 +355,8 @@ async def takeover(directory: Path, pg: LocalPostgres) -> None:
             # Kill the replica sending to rooms (the first to claim a busy room keeps it until drained).
             held = [await _leases(http, replica) for replica in replicas]
             victim = replicas[held.index(max(held))].process
-            assert victim is not None and max(held) > 0, f"no replica holds a room: {held}"
+            assert victim is not None
+            assert max(held) > 0, f"no replica holds a room: {held}"
             victim.send_signal(signal.SIGKILL)
             killed = time.perf_counter()
             victim.wait()
