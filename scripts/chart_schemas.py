@@ -164,6 +164,14 @@ OUTBOX = obj(
     }
 )
 
+# Alert rules (the library's msl.prometheusRule); each chart adds how its series are selected.
+PROMETHEUS_RULE: dict[str, Schema] = {
+    "enabled": BOOL,
+    "namespace": string(),
+    "additionalLabels": string_map(),
+    "runbookBaseUrl": string(description="runbook_url is this plus #<alert name in lower case>"),
+}
+
 # What only a Matrix bridge chart has (msl.deployment's default): the bot account, the outbox's
 # volume or database, and HTTP exposure through an Ingress or HTTPRoute.
 BRIDGE_ONLY = ("matrix", "persistence", "outbox", "ingress", "httpRoute")
@@ -220,6 +228,7 @@ def service_chart(
         "serviceMonitor": obj(
             {"enabled": BOOL, "interval": string(), "scrapeTimeout": string(), "labels": string_map()}
         ),
+        "prometheusRule": obj({**PROMETHEUS_RULE, "selector": string()}),
         "podDisruptionBudget": obj(
             {
                 "enabled": BOOL,
@@ -420,6 +429,18 @@ SYNAPSE: Schema = {
                 }
             ),
             "podMonitor": obj({"enabled": BOOL, "interval": string(), "labels": string_map()}),
+            "prometheusRule": obj(
+                {
+                    **PROMETHEUS_RULE,
+                    "selectors": obj({"synapse": string(), "router": string()}),
+                    "slowRequests": obj(
+                        {
+                            "seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
+                            "excludedServlets": array(string(pattern=r"^[A-Za-z0-9_]+$")),
+                        }
+                    ),
+                }
+            ),
             "extraConfig": free_map(),
             "mas": obj(
                 {
@@ -700,7 +721,10 @@ LIVEKIT_JWT = service_chart(
 
 # What only a long-running service has (msl.deployment): replicas, probes, a Service and its
 # monitor, a PDB, an HPA.
-SERVICE_ONLY = ("replicaCount", "probes", "service", "serviceMonitor", "podDisruptionBudget", "autoscaling")
+SERVICE_ONLY = (
+    "replicaCount", "probes", "service", "serviceMonitor", "prometheusRule", "podDisruptionBudget",
+    "autoscaling",
+)  # fmt: skip
 
 
 def job_chart(specific: dict[str, Schema], *, required: list[str] | None = None) -> Schema:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the tests run for real: Prometheus Alertmanager, PgBouncer, OpenLDAP (slapd and the
+# Debian packages the tests run for real: Prometheus (its promtool runs the charts' alert-rule unit
+# tests), Prometheus Alertmanager, PgBouncer, OpenLDAP (slapd and the
 # ldap-utils clients), HAProxy as the LDAP tests' comparison point, dnsmasq as the federation tests'
 # DNS server, the Prometheus Pushgateway compress-state pushes its run to (and, with `bench`, the load
 # generator wrk). Installed only when missing; daemons live in
@@ -8,6 +9,7 @@
 # Installing slapd writes a default configuration to /etc/ldap: the tests ignore it and bring their own.
 set -euo pipefail
 needed=()
+command -v promtool >/dev/null 2>&1 || needed+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || needed+=(prometheus-alertmanager)
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || needed+=(pgbouncer)
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || needed+=(slapd)

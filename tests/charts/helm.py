@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"
 KUBERNETES_VERSION = "1.33.0"
 CORE_API_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1", "batch/v1")
-CRD_KINDS = {"monitoring.coreos.com/v1": {"ServiceMonitor", "PodMonitor"},
+CRD_KINDS = {"monitoring.coreos.com/v1": {"ServiceMonitor", "PodMonitor", "PrometheusRule"},
              "gateway.networking.k8s.io/v1": {"HTTPRoute"},
              "keda.sh/v1alpha1": {"ScaledObject"}}  # fmt: skip
 

@@ -16,7 +16,7 @@ from tests.charts import helm
 # Charts with a service Deployment (probes, a Service). compress-state runs a CronJob and a Job,
 # nothing listening: its checks are in test_compress_state_chart.py.
 SERVICE_CHARTS = ["webhook", "sentry-webhook", "matrix-alertmanager-receiver", "ldap", "livekit-jwt"]
-MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor",)
+MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
 
 
 def ci_values(chart: str) -> list[Path]:
