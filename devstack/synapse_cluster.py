@@ -42,6 +42,19 @@ class Process:
     def port(self, chart_port: int) -> int:
         return self.ports[chart_port]
 
+    def launch(self, directory: Path) -> None:
+        """Start the process (again, after `halt`), logging to its log file."""
+        app = "synapse.app.homeserver" if self.name == "main" else "synapse.app.generic_worker"
+        self.log = directory / f"{self.name}.log"
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", app, "-c", str(directory / "homeserver.yaml"), "-c", str(self.config)],
+                stdout=output, stderr=subprocess.STDOUT, cwd=directory,
+            )  # fmt: skip
+
+    def halt(self) -> None:
+        stop(self.process, timeout=15)
+
 
 @dataclass
 class Cluster:
@@ -169,24 +182,9 @@ def boot(
     cluster.processes = processes
     try:
         for process in processes:
-            app = "synapse.app.homeserver" if process is main else "synapse.app.generic_worker"
-            process.log = directory / f"{process.name}.log"
-            with process.log.open("ab") as output:
-                process.process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        app,
-                        "-c",
-                        str(directory / "homeserver.yaml"),
-                        "-c",
-                        str(process.config),
-                    ],
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    cwd=directory,
-                )
+            process.launch(directory)
             if process is main:  # main creates the schema; workers wait for it
+                assert process.process is not None
                 wait_ready("main", process.process, http_ok(f"http://127.0.0.1:{main.port(8008)}/health"),
                            timeout=timeout, log=process.log, interval=0.2)  # fmt: skip
         for process in processes[1:]:
