@@ -172,9 +172,29 @@ PROMETHEUS_RULE: dict[str, Schema] = {
     "runbookBaseUrl": string(description="runbook_url is this plus #<alert name in lower case>"),
 }
 
+# NetworkPolicy values (the library's msl.networkPolicy): the switch, where DNS is, extra rules, and
+# each chart's peer lists (NetworkPolicyPeers, passed through), the same name for the same peer in
+# every chart (ingressFrom, clientsFrom, metricsFrom, databaseTo...).
+PEERS = array(free_map())
+PORTS: Schema = {**array({"type": "integer", "minimum": 1, "maximum": 65535}), "uniqueItems": True}
+
+
+def network_policy(peers: list[str], *, ingress: bool = True, **extra: Schema) -> Schema:
+    properties: dict[str, Schema] = {"enabled": BOOL, **{name: PEERS for name in peers}, "dnsTo": PEERS}
+    if ingress:
+        properties["extraIngress"] = array(free_map())
+    return obj({**properties, "extraEgress": array(free_map()), **extra})
+
+
+# A bridge's policy (msl.networkPolicy.bridge).
+BRIDGE_NETWORK_POLICY = network_policy(
+    ["ingressFrom", "clientsFrom", "metricsFrom", "homeserverTo", "databaseTo"],
+    databasePort={"type": "integer", "minimum": 1, "maximum": 65535},
+)
+
 # What only a Matrix bridge chart has (msl.deployment's default): the bot account, the outbox's
 # volume or database, and HTTP exposure through an Ingress or HTTPRoute.
-BRIDGE_ONLY = ("matrix", "persistence", "outbox", "ingress", "httpRoute")
+BRIDGE_ONLY = ("matrix", "persistence", "outbox", "ingress", "httpRoute", "networkPolicy")
 
 
 def service_chart(
@@ -229,6 +249,7 @@ def service_chart(
             {"enabled": BOOL, "interval": string(), "scrapeTimeout": string(), "labels": string_map()}
         ),
         "prometheusRule": obj({**PROMETHEUS_RULE, "selector": string()}),
+        "networkPolicy": BRIDGE_NETWORK_POLICY,
         "podDisruptionBudget": obj(
             {
                 "enabled": BOOL,
@@ -429,6 +450,19 @@ SYNAPSE: Schema = {
                 }
             ),
             "podMonitor": obj({"enabled": BOOL, "interval": string(), "labels": string_map()}),
+            "networkPolicy": network_policy(
+                [
+                    "ingressFrom",
+                    "clientsFrom",
+                    "metricsFrom",
+                    "databaseTo",
+                    "redisTo",
+                    "federationTo",
+                    "masUpstreamTo",
+                    "matrixRTCTo",
+                ],
+                federationPorts=PORTS,
+            ),
             "prometheusRule": obj(
                 {
                     **PROMETHEUS_RULE,
@@ -564,8 +598,6 @@ LDAP_BACKEND = obj(
     ["name", "host"],
 )
 
-PEERS = array(free_map())  # NetworkPolicyPeer entries, passed through
-
 LDAP = service_chart(
     {
         "backends": array(LDAP_BACKEND),
@@ -620,17 +652,7 @@ LDAP = service_chart(
                 "ports": obj({"ldap": PORT, "ldaps": PORT, "http": PORT}),
             }
         ),
-        "networkPolicy": obj(
-            {
-                "enabled": BOOL,
-                "ldapFrom": PEERS,
-                "metricsFrom": PEERS,
-                "backendsTo": PEERS,
-                "dnsTo": PEERS,
-                "extraIngress": array(free_map()),
-                "extraEgress": array(free_map()),
-            }
-        ),
+        "networkPolicy": network_policy(["ldapFrom", "metricsFrom", "backendsTo"]),
     },
     bridge=False,
 )
@@ -703,16 +725,8 @@ LIVEKIT_JWT = service_chart(
         "podAntiAffinity": string(enum=["", "soft", "hard"]),
         "ingress": ingress(paths=False),
         "httpRoute": http_route(paths=False),
-        "networkPolicy": obj(
-            {
-                "enabled": BOOL,
-                "from": PEERS,
-                "dnsTo": PEERS,
-                "federationTo": PEERS,
-                "sfuTo": PEERS,
-                "extraIngress": array(free_map()),
-                "extraEgress": array(free_map()),
-            }
+        "networkPolicy": network_policy(
+            ["ingressFrom", "clientsFrom", "metricsFrom", "federationTo", "sfuTo"], federationPorts=PORTS
         ),
     },
     bridge=False,
@@ -810,15 +824,7 @@ COMPRESS_STATE = job_chart(
                 "overrides": obj(COMPRESS_STATE_TOOL),
             }
         ),
-        "networkPolicy": obj(
-            {
-                "enabled": BOOL,
-                "databaseTo": PEERS,
-                "pushgatewayTo": PEERS,
-                "dnsTo": PEERS,
-                "extraEgress": array(free_map()),
-            }
-        ),
+        "networkPolicy": network_policy(["databaseTo", "pushgatewayTo"], ingress=False),
     }
 )
 

@@ -364,18 +364,22 @@ def test_network_policy() -> None:
         "NetworkPolicy"
     ]
     helm.validate(default)
-    [public] = default["spec"]["ingress"]
-    assert public == {"ports": [{"port": 8080, "protocol": "TCP"}]}  # any source: the endpoints are public
+    public, metrics = default["spec"]["ingress"]
+    namespace = [{"podSelector": {}}]  # nothing named: the release's namespace (charts/library)
+    assert public == metrics == {"from": namespace, "ports": [{"port": 8080, "protocol": "TCP"}]}
     dns, federation, sfu = default["spec"]["egress"]
     assert dns == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
     assert federation == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 8448, "protocol": "TCP"}]}
     assert sfu == {"ports": [{"port": 443, "protocol": "TCP"}]}  # wss://sfu.example.org
 
     full = kinds(helm.template(CHART, FULL))["NetworkPolicy"]["spec"]
-    [public] = full["ingress"]
-    assert public["from"][0] == {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
-    }
+    public, metrics = full["ingress"]
+    assert public["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+    assert metrics["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
     dns, federation, sfu = full["egress"]
     assert sorted({p["port"] for p in dns["ports"]}) == [53, 5353]  # and federation.dnsServers' port
     assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}

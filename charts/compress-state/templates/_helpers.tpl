@@ -164,9 +164,3 @@ rules:
   "volumes" (include "compress-state.volumes" $root)
   "volumeMounts" (include "compress-state.volumeMounts" $root)) -}}
 {{- end -}}
-
-{{/* The Pushgateway's port, for the NetworkPolicy: the URL's, else 443 for https and 80 for http. */}}
-{{- define "compress-state.pushgatewayPort" -}}
-{{- $url := urlParse .Values.pushgateway.url -}}
-{{- regexFind ":[0-9]+$" $url.host | trimPrefix ":" | default (ternary "443" "80" (eq $url.scheme "https")) -}}
-{{- end -}}

@@ -106,13 +106,6 @@ paths.
 {{- toYaml $config -}}
 {{- end -}}
 
-{{/* The port of the SFU's API (livekitApiUrl, else livekitUrl: ws→http), for the NetworkPolicy. */}}
-{{- define "livekit-jwt.sfuPort" -}}
-{{- $url := urlParse (.Values.livekitApiUrl | default .Values.livekitUrl) -}}
-{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
-{{- $port | default (ternary "443" "80" (has $url.scheme (list "https" "wss"))) -}}
-{{- end -}}
-
 {{/* The DNS ports: 53 and those of federation.dnsServers (host:port, [v6]:port). */}}
 {{- define "livekit-jwt.dnsPorts" -}}
 {{- $ports := list 53 -}}
