@@ -172,6 +172,11 @@ PROMETHEUS_RULE: dict[str, Schema] = {
     "runbookBaseUrl": string(description="runbook_url is this plus #<alert name in lower case>"),
 }
 
+# Grafana dashboards as ConfigMaps for Grafana's sidecar (the library's msl.dashboardConfigMap).
+GRAFANA_DASHBOARDS = obj(
+    {"enabled": BOOL, "namespace": string(), "labels": string_map(), "annotations": string_map()}
+)
+
 # NetworkPolicy values (the library's msl.networkPolicy): the switch, where DNS is, extra rules, and
 # each chart's peer lists (NetworkPolicyPeers, passed through), the same name for the same peer in
 # every chart (ingressFrom, clientsFrom, metricsFrom, databaseTo...).
@@ -194,7 +199,15 @@ BRIDGE_NETWORK_POLICY = network_policy(
 
 # What only a Matrix bridge chart has (msl.deployment's default): the bot account, the outbox's
 # volume or database, and HTTP exposure through an Ingress or HTTPRoute.
-BRIDGE_ONLY = ("matrix", "persistence", "outbox", "ingress", "httpRoute", "networkPolicy")
+BRIDGE_ONLY = (
+    "matrix",
+    "persistence",
+    "outbox",
+    "ingress",
+    "httpRoute",
+    "networkPolicy",
+    "grafanaDashboards",
+)
 
 
 def service_chart(
@@ -249,6 +262,7 @@ def service_chart(
             {"enabled": BOOL, "interval": string(), "scrapeTimeout": string(), "labels": string_map()}
         ),
         "prometheusRule": obj({**PROMETHEUS_RULE, "selector": string()}),
+        "grafanaDashboards": GRAFANA_DASHBOARDS,
         "networkPolicy": BRIDGE_NETWORK_POLICY,
         "podDisruptionBudget": obj(
             {
@@ -463,6 +477,7 @@ SYNAPSE: Schema = {
                 ],
                 federationPorts=PORTS,
             ),
+            "grafanaDashboards": GRAFANA_DASHBOARDS,
             "prometheusRule": obj(
                 {
                     **PROMETHEUS_RULE,
