@@ -117,7 +117,6 @@ class Outbox:
     _stopping: bool = field(init=False, default=False)
     _depth: int = field(init=False, default=0)
     _last_prune: float = field(init=False, default=0.0)
-    _roots: dict[tuple[str, str], Root] | None = field(init=False, default=None)  # not shared: a cache
     # Event ids of deliveries this process sent (they never change): relations to them need no read.
     _sent: dict[str, str] = field(init=False, default_factory=dict)
 
@@ -133,7 +132,6 @@ class Outbox:
         opened = await self.store.open()
         self._depth = opened.depth
         self._due = dict(opened.heads)
-        self._roots = opened.roots
         self._set_depth()
 
     def start(self) -> None:
@@ -203,19 +201,8 @@ class Outbox:
             )
             for item in items
         ]  # fmt: skip
-        roots = [NewRoot(item.root_key, item.room, row.id, now)
-                 for item, row in zip(items, rows, strict=True) if item.root_key is not None]  # fmt: skip
         resolved = [(item.resolves_key, item.room) for item in items if item.resolves_key is not None]
         added = await self.store.insert(rows, resolved, now)
-        if self._roots is not None:  # the same rules as the store's
-            for item, root in zip([i for i in items if i.root_key is not None], roots, strict=True):
-                known = self._roots.get((root.key, root.room))
-                if known is None or (known.resolved and item.relate_to_root is None):
-                    self._roots[(root.key, root.room)] = Root(root.delivery_id, False)
-            for key, room in resolved:
-                known = self._roots.get((key, room))
-                if known is not None:
-                    self._roots[(key, room)] = Root(known.delivery_id, True)
         self._depth += added
         self._set_depth()
         for row in rows:
@@ -225,8 +212,6 @@ class Outbox:
 
     async def root(self, key: str, room: str) -> Root | None:
         """The message `key` relates to in `room`, if any. Raises NotDurable."""
-        if self._roots is not None:
-            return self._roots.get((key, room))
         return await self.store.root(key, room)
 
     async def adopt_roots(self, legacy: Path) -> int:
@@ -236,9 +221,6 @@ class Outbox:
             return 0
         now = time.time()
         await self.store.adopt_roots([NewRoot(key, room, delivery, now) for key, room, delivery in found])
-        if self._roots is not None:
-            for key, room, delivery in found:
-                self._roots.setdefault((key, room), Root(delivery, False))
         await asyncio.to_thread(legacy.rename, legacy.with_name(legacy.name + ".imported"))
         log.info("imported relation roots from %s", legacy, extra={"roots": len(found)})
         return len(found)
@@ -361,15 +343,11 @@ class Outbox:
             if now - self._last_prune > 3600:
                 self._last_prune = now
                 try:
-                    forgotten = await self.store.prune(
+                    await self.store.prune(
                         now - self.retention, now - self.root_retention, now - self.root_max_age
                     )
                 except NotDurable as exc:
                     log.warning("outbox prune failed", extra={"error": str(exc)})
-                    forgotten = []
-                for key in forgotten:
-                    if self._roots is not None:
-                        self._roots.pop(key, None)
             timeout = 300.0 if next_due is None else max(next_due - time.time(), 0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

@@ -43,7 +43,6 @@ from matrix_stack.core.outbox_store import (
     DeliveryStatus,
     NewDelivery,
     NewRoot,
-    Opened,
     Root,
     Row,
     State,
@@ -220,7 +219,7 @@ class PostgresStore:
             " VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (key, room) DO NOTHING",
             "prune_roots": f"DELETE FROM {s}.relation_roots WHERE resolved < %s OR"
-            " (resolved IS NULL AND created < %s) RETURNING key, room",
+            " (resolved IS NULL AND created < %s)",
             "prune_sent": f"DELETE FROM {s}.deliveries WHERE state = 'sent' AND finished < %s"
             f" AND id NOT IN (SELECT delivery_id FROM {s}.relation_roots)",
             "claim": f"WITH previous AS (SELECT holder FROM {s}.room_leases WHERE room = %(room)s)"
@@ -277,7 +276,7 @@ class PostgresStore:
 
     # -- life cycle -------------------------------------------------------------------------------
 
-    async def open(self) -> Opened:
+    async def open(self) -> Survey:
         try:
             await self._pool.open(wait=True, timeout=self._connect_timeout)
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
@@ -307,8 +306,7 @@ class PostgresStore:
                 f"{self.description} is the outbox of {owner}, not {self.owner}: give this deployment its own"
                 " OUTBOX_SCHEMA"
             )
-        survey = await self.survey([])
-        return Opened(survey.depth, survey.heads, None)
+        return await self.survey([])
 
     async def close(self) -> None:
         await self._pool.close()
@@ -447,17 +445,13 @@ class PostgresStore:
             return False
         return True
 
-    async def prune(
-        self, cutoff: float, resolved_before: float, created_before: float
-    ) -> list[tuple[str, str]]:
-        async def prune(connection: psycopg.AsyncConnection[Any]) -> list[tuple[str, str]]:
+    async def prune(self, cutoff: float, resolved_before: float, created_before: float) -> None:
+        async def prune(connection: psycopg.AsyncConnection[Any]) -> None:
             async with connection.transaction():
-                cursor = await connection.execute(self._sql["prune_roots"], (resolved_before, created_before))
-                gone = [(str(key), str(room)) for key, room in await cursor.fetchall()]
+                await connection.execute(self._sql["prune_roots"], (resolved_before, created_before))
                 await connection.execute(self._sql["prune_sent"], (cutoff,))
-            return gone
 
-        return await self._run(prune)
+        await self._run(prune)
 
     # -- leases -----------------------------------------------------------------------------------
 

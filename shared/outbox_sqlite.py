@@ -2,7 +2,7 @@
 
 Operations queued while a transaction runs are committed together with the next one (group commit),
 so concurrent enqueues share an fsync. Not shared: one replica owns the file, so every claim on a
-room is granted and the relation roots are cached in memory.
+room is granted.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from matrix_stack.core.outbox_store import (
     DeliveryStatus,
     NewDelivery,
     NewRoot,
-    Opened,
     Root,
     Row,
     State,
@@ -77,12 +76,11 @@ UPSERT_ROOT = (
     " ON CONFLICT (key, room) DO UPDATE SET delivery_id = excluded.delivery_id,"
     " created = excluded.created, resolved = NULL WHERE relation_roots.resolved IS NOT NULL"
 )
+ROOT = "SELECT delivery_id, resolved FROM relation_roots WHERE key = ? AND room = ?"
 # A message joining a key's thread relates to its root, resolved or not (until the root is pruned).
 ANY_ROOT = "SELECT delivery_id FROM relation_roots WHERE key = ? AND room = ?"
 RESOLVE_ROOT = "UPDATE relation_roots SET resolved = ? WHERE key = ? AND room = ? AND resolved IS NULL"
-PRUNE_ROOTS = (
-    "DELETE FROM relation_roots WHERE resolved < ? OR (resolved IS NULL AND created < ?) RETURNING key, room"
-)
+PRUNE_ROOTS = "DELETE FROM relation_roots WHERE resolved < ? OR (resolved IS NULL AND created < ?)"
 PRUNE_SENT = (
     "DELETE FROM deliveries WHERE state = 'sent' AND finished < ?"
     " AND id NOT IN (SELECT delivery_id FROM relation_roots)"
@@ -238,22 +236,17 @@ class SqliteStore:
         self.description = str(self.path)
         self._db = _Database(self.path)
 
-    async def open(self) -> Opened:
+    async def open(self) -> Survey:
         await asyncio.to_thread(self._db.start)
 
-        def load(c: sqlite3.Connection) -> Opened:
+        def load(c: sqlite3.Connection) -> Survey:
             depth = c.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'").fetchone()[0]
             heads = c.execute(
                 "SELECT d.room, d.next_attempt FROM deliveries d JOIN"
                 " (SELECT room, MIN(seq) AS seq FROM deliveries WHERE state = 'pending' GROUP BY room) h"
                 " ON d.seq = h.seq"
             ).fetchall()
-            roots = c.execute("SELECT key, room, delivery_id, resolved FROM relation_roots").fetchall()
-            return Opened(
-                depth,
-                [(room, due) for room, due in heads],
-                {(k, r): Root(d, resolved is not None) for k, r, d, resolved in roots},
-            )
+            return Survey(depth, [(room, due) for room, due in heads])
 
         return await self._db.run(load)
 
@@ -284,7 +277,11 @@ class SqliteStore:
         return await self._db.run(insert)
 
     async def root(self, key: str, room: str) -> Root | None:
-        raise NotImplementedError("the engine serves SQLite's roots from its cache")  # pragma: no cover
+        def read(c: sqlite3.Connection) -> Root | None:
+            found = c.execute(ROOT, (key, room)).fetchone()
+            return None if found is None else Root(found[0], found[1] is not None)
+
+        return await self._db.run(read)
 
     async def adopt_roots(self, roots: Sequence[NewRoot]) -> None:
         await self._db.run(
@@ -323,15 +320,12 @@ class SqliteStore:
             return False
         return True
 
-    async def prune(
-        self, cutoff: float, resolved_before: float, created_before: float
-    ) -> list[tuple[str, str]]:
-        def prune(c: sqlite3.Connection) -> list[tuple[str, str]]:
-            gone = c.execute(PRUNE_ROOTS, (resolved_before, created_before)).fetchall()
+    async def prune(self, cutoff: float, resolved_before: float, created_before: float) -> None:
+        def prune(c: sqlite3.Connection) -> None:
+            c.execute(PRUNE_ROOTS, (resolved_before, created_before))
             c.execute(PRUNE_SENT, (cutoff,))
-            return [(key, room) for key, room in gone]
 
-        return await self._db.run(prune)
+        await self._db.run(prune)
 
     async def claim(self, room: str) -> Claim | None:
         return Claim(room)

@@ -104,20 +104,12 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Opened:
-    """What the engine learns when the store opens."""
-
-    depth: int
-    heads: list[tuple[str, float]]  # rooms with pending deliveries, and when their head is due
-    roots: dict[tuple[str, str], Root] | None  # every root, when the store is not shared (a cache)
-
-
-@dataclass(frozen=True)
 class Survey:
-    """A shared store's periodic look at what every replica wrote."""
+    """The queue as a store sees it: when it opens, and (a shared store) every third of a lease."""
 
     depth: int
-    heads: list[tuple[str, float]]  # rooms with pending deliveries that no live lease holds
+    # Rooms with pending deliveries that no live lease holds, and when their head is due.
+    heads: list[tuple[str, float]]
     lost: list[str] = field(default_factory=list)  # our claims the database no longer honours
 
 
@@ -126,7 +118,7 @@ class OutboxStore(Protocol):
     shared: bool  # several replicas write and deliver at once
     description: str  # where it is, for messages (no secrets)
 
-    async def open(self) -> Opened: ...
+    async def open(self) -> Survey: ...
 
     async def close(self) -> None: ...
 
@@ -160,10 +152,8 @@ class OutboxStore(Protocol):
 
     async def writable(self) -> bool: ...
 
-    async def prune(
-        self, cutoff: float, resolved_before: float, created_before: float
-    ) -> list[tuple[str, str]]:
-        """Drop old sent deliveries and old roots (a live root's delivery stays); the roots dropped."""
+    async def prune(self, cutoff: float, resolved_before: float, created_before: float) -> None:
+        """Drop old sent deliveries and old roots (a live root's delivery stays)."""
         ...
 
     # Sharing (no-ops on SQLite).
