@@ -13,7 +13,6 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from bench.no_sender import NoSender
 from matrix_stack.core import content
 from matrix_stack.core.outbox import Outbox
 from matrix_stack.core.outbox_postgres import PostgresStore
@@ -30,11 +30,6 @@ from matrix_stack.core.outbox_store import OutboxStore
 ROOM = "!bench:localhost"
 
 
-class _NoSender:
-    async def send(self, room: str, content: dict[str, Any], *, txn_id: str, event_type: str) -> str:
-        raise RuntimeError("the comparison outbox never sends")
-
-
 def _store() -> OutboxStore:
     url = os.environ.get("BARE_OUTBOX_URL")
     if url:
@@ -42,7 +37,7 @@ def _store() -> OutboxStore:
     return SqliteStore(Path(os.environ.get("BARE_OUTBOX") or Path(tempfile.mkdtemp()) / "bare.sqlite3"))
 
 
-outbox = Outbox(_store(), _NoSender())
+outbox = Outbox(_store(), NoSender())
 
 
 @asynccontextmanager

@@ -27,13 +27,14 @@ import psutil
 import psycopg
 
 from bench.homeserver import PASSWORD, durable_postgres, homeserver
+from bench.no_sender import NoSender
 from matrix_stack.core import content
 from matrix_stack.core.matrix import MatrixClient
 from matrix_stack.core.metrics import Metrics
 from matrix_stack.core.outbox import Outbox, Outgoing
 from matrix_stack.core.outbox_postgres import PostgresStore
 from matrix_stack.core.outbox_sqlite import SqliteStore
-from matrix_stack.core.processes import free_port
+from matrix_stack.core.processes import free_port, metric_sum
 from matrix_stack.devstack.postgres import LocalPostgres
 from matrix_stack.devstack.stack import LocalService
 from matrix_stack.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
@@ -42,11 +43,6 @@ ENQUEUE_COUNT = 20_000
 PRODUCERS = 64
 DELIVERY_COUNT = 400
 ROUNDS = 3
-
-
-class _NullSender:
-    async def send(self, room: str, content: dict[str, Any], *, txn_id: str, event_type: str) -> str:
-        raise AssertionError("not started")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -82,7 +78,7 @@ async def _enqueue_rate(directory: Path) -> None:
     naive_rate = count / (time.perf_counter() - started)
     naive.close()
 
-    outbox = Outbox.at(directory / "outbox.sqlite3", _NullSender())
+    outbox = Outbox(SqliteStore(directory / "outbox.sqlite3"), NoSender())
     await outbox.open()
     started = time.perf_counter()
     for _ in range(count):
@@ -311,12 +307,6 @@ async def _arrivals(reader: Account, rooms: list[str], seen: dict[str, tuple[str
                     seen.setdefault(event["content"]["body"], (room_id, now))
 
 
-async def _leases(http: httpx.AsyncClient, service: LocalService) -> float:
-    text = (await http.get(f"{service.url}/metrics")).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("matrix_stack_outbox_room_leases "))  # fmt: skip
-
-
 async def takeover(directory: Path, pg: LocalPostgres) -> None:
     """Two notify replicas on one PostgreSQL outbox with the default lease; one SIGKILLed while
     both deliver a backlog: how long its rooms pause before the other replica takes them."""
@@ -353,7 +343,10 @@ async def takeover(directory: Path, pg: LocalPostgres) -> None:
                     assert posted.status_code == 202
             await asyncio.sleep(3)
             # Kill the replica sending to rooms (the first to claim a busy room keeps it until drained).
-            held = [await _leases(http, replica) for replica in replicas]
+            held = [
+                await asyncio.to_thread(metric_sum, f"{r.url}/metrics", "matrix_stack_outbox_room_leases")
+                for r in replicas
+            ]
             victim = replicas[held.index(max(held))].process
             assert victim is not None
             assert max(held) > 0, f"no replica holds a room: {held}"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import Any
 
+from bench.no_sender import NoSender
 from matrix_stack.core import content
 from matrix_stack.core.outbox import Outbox
 from matrix_stack.core.outbox_postgres import PostgresStore
@@ -19,13 +19,8 @@ MESSAGE = content.message(
 )
 
 
-class _NoSender:
-    async def send(self, room: str, content: dict[str, Any], *, txn_id: str, event_type: str) -> str:
-        raise AssertionError("not started")
-
-
 async def run(url: str, schema: str, count: int, producers: int, start_at: float) -> float:
-    outbox = Outbox(PostgresStore(url, schema, owner="@bench:localhost"), _NoSender())
+    outbox = Outbox(PostgresStore(url, schema, owner="@bench:localhost"), NoSender())
     await outbox.open()
     per_producer = count // producers
     rooms = [f"!room{i}:localhost" for i in range(8)]

@@ -32,7 +32,7 @@ from matrix_stack.core.content import Content, RelationKind, relate
 from matrix_stack.core.durability import NotDurable
 from matrix_stack.core.matrix import HomeserverUnavailable, MatrixError
 from matrix_stack.core.metrics import OutboxMetrics
-from matrix_stack.core.outbox_sqlite import SqliteStore, legacy_roots
+from matrix_stack.core.outbox_sqlite import legacy_roots
 from matrix_stack.core.outbox_store import (
     Claim,
     DeadLetter,
@@ -119,11 +119,6 @@ class Outbox:
     _last_prune: float = field(init=False, default=0.0)
     # Event ids of deliveries this process sent (they never change): relations to them need no read.
     _sent: dict[str, str] = field(init=False, default_factory=dict)
-
-    @classmethod
-    def at(cls, path: Path, sender: Sender, metrics: OutboxMetrics | None = None, **options: Any) -> Outbox:
-        """An outbox in a SQLite file (the embedded default)."""
-        return cls(SqliteStore(path), sender, metrics, **options)
 
     # -- life cycle -------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from matrix_stack.core.processes import free_port
+from matrix_stack.core.processes import free_port, metric_sum
 from matrix_stack.devstack.postgres import LocalPostgres
 from matrix_stack.devstack.stack import LocalService
 from matrix_stack.devstack.synapse import Account, LocalSynapse, register
@@ -69,6 +69,24 @@ def sentry_replica(name: str, directory: Path, outbox_url: str, rooms: list[str]
                         directory / name)  # fmt: skip
 
 
+def sentry_pair(
+    synapse: LocalSynapse,
+    bot: Account,
+    url: str,
+    rooms: list[str],
+    started: list[LocalService],
+    tmp_path: Path,
+) -> tuple[LocalService, LocalService]:
+    """Two sentry-webhook replicas on the outbox at `url`, started together, ready."""
+    a, b = (sentry_replica(name, tmp_path, url, rooms) for name in ("a", "b"))
+    started += [a, b]
+    for service in (a, b):
+        service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    for service in (a, b):
+        service.wait_ready()
+    return a, b
+
+
 def issue(room: int, number: int, *, issue_id: str | None = None, action: str = "created") -> bytes:
     payload = json.loads(json.dumps(ISSUE))
     payload["action"] = action
@@ -94,13 +112,8 @@ def numbers(events: list[dict[str, Any]], room: int) -> list[int]:
     return [int(match[2]) for match in found if match is not None]
 
 
-async def metric(http: httpx.AsyncClient, service: LocalService, name: str) -> float:
-    text = (await http.get(f"{service.url}/metrics")).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+async def metric(service: LocalService, name: str) -> float:
+    return await asyncio.to_thread(metric_sum, f"{service.url}/metrics", name)
 
 
 async def devices(synapse: LocalSynapse, admin: Account, user_id: str) -> int:
@@ -132,13 +145,8 @@ async def test_two_sentry_replicas_one_killed_mid_delivery(
     bot = await slow_bot(synapse, http, admin, 0)
     rooms = [await reader.create_room(name=f"replicas {i}", invite=[bot.user_id]) for i in range(5)]
     url = postgres.create_database(f"sentry_{uuid.uuid4().hex[:8]}")
-    a, b = (sentry_replica(name, tmp_path, url, rooms) for name in ("a", "b"))
-    started += [a, b]
     before = await devices(synapse, admin, bot.user_id)  # registering made one
-    for service in (a, b):
-        service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
-    for service in (a, b):
-        service.wait_ready()
+    a, b = sentry_pair(synapse, bot, url, rooms, started, tmp_path)  # both log in at once
     assert await devices(synapse, admin, bot.user_id) == before + 1  # one login, shared through the database
 
     async def room_burst(room: int) -> None:
@@ -152,11 +160,11 @@ async def test_two_sentry_replicas_one_killed_mid_delivery(
             break
         await asyncio.sleep(0.05)
     # The replica sending to rooms is killed (the first to claim a busy room keeps it until drained).
-    if await metric(http, a, "matrix_stack_outbox_room_leases") < await metric(
-        http, b, "matrix_stack_outbox_room_leases"
+    if await metric(a, "matrix_stack_outbox_room_leases") < await metric(
+        b, "matrix_stack_outbox_room_leases"
     ):
         a, b = b, a
-    assert await metric(http, a, "matrix_stack_outbox_room_leases") >= 1
+    assert await metric(a, "matrix_stack_outbox_room_leases") >= 1
     assert a.process is not None
     a.process.send_signal(signal.SIGKILL)
     a.process.wait()
@@ -168,7 +176,7 @@ async def test_two_sentry_replicas_one_killed_mid_delivery(
         await asyncio.sleep(0.5)
         events = await reader.messages(room)
         assert numbers(events, index) == list(range(100)), f"room {index}: lost, doubled or out of order"
-    assert await metric(http, b, "matrix_stack_outbox_lease_takeovers_total") >= 1
+    assert await metric(b, "matrix_stack_outbox_lease_takeovers_total") >= 1
     assert await devices(synapse, admin, bot.user_id) == before + 1
 
     # One Sentry issue, its events through either replica: all in the first message's thread.
@@ -200,11 +208,7 @@ async def test_database_outage_answers_503_and_loses_nothing(
     bot = await slow_bot(synapse, http, admin, 200)
     rooms = [await reader.create_room(name="pg outage", invite=[bot.user_id])]
     url = outbox_db.dsn()
-    a, b = (sentry_replica(name, tmp_path, url, rooms) for name in ("a", "b"))
-    started += [a, b]
-    for service in (a, b):
-        service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
-        service.wait_ready()
+    a, b = sentry_pair(synapse, bot, url, rooms, started, tmp_path)
     accepted: list[int] = []
     for number in range(30):
         assert await post_sentry(http, (a, b)[number % 2].url, issue(0, number)) == 200
@@ -249,11 +253,7 @@ async def test_homeserver_outage_with_two_replicas(
     bot = await slow_bot(synapse, http, admin, 200)
     rooms = [await reader.create_room(name=f"hs outage {i}", invite=[bot.user_id]) for i in range(2)]
     url = postgres.create_database(f"hs_{uuid.uuid4().hex[:8]}")
-    a, b = (sentry_replica(name, tmp_path, url, rooms) for name in ("a", "b"))
-    started += [a, b]
-    for service in (a, b):
-        service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
-        service.wait_ready()
+    a, b = sentry_pair(synapse, bot, url, rooms, started, tmp_path)
     synapse.stop()
     try:
         for number in range(40):
