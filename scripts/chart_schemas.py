@@ -450,6 +450,13 @@ SYNAPSE: Schema = {
                     "extraClientContent": free_map(),
                 }
             ),
+            "configCheck": obj(
+                {
+                    "enabled": BOOL,
+                    "timeoutSeconds": {"type": "integer", "minimum": 30},
+                    "resources": free_map(),
+                }
+            ),
             "podDisruptionBudget": obj({"enabled": BOOL}),
             "pgbouncer": obj(
                 {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests run for real: Prometheus (its promtool runs the charts' alert-rule unit
-# tests), Prometheus Alertmanager, PgBouncer, OpenLDAP (slapd and the
+# tests), bubblewrap (the synapse chart's config-check Job runs in it, laid out as its pod),
+# Prometheus Alertmanager, PgBouncer, OpenLDAP (slapd and the
 # ldap-utils clients), HAProxy as the LDAP tests' comparison point, dnsmasq as the federation tests'
 # DNS server, the Prometheus Pushgateway compress-state pushes its run to (and, with `bench`, the load
 # generator wrk). Installed only when missing; daemons live in
@@ -10,6 +11,7 @@
 set -euo pipefail
 needed=()
 command -v promtool >/dev/null 2>&1 || needed+=(prometheus)
+command -v bwrap >/dev/null 2>&1 || needed+=(bubblewrap)
 command -v prometheus-alertmanager >/dev/null 2>&1 || needed+=(prometheus-alertmanager)
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || needed+=(pgbouncer)
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || needed+=(slapd)

@@ -192,7 +192,9 @@ def test_dns_and_prometheus_by_default_and_as_named(chart: str) -> None:
         for rule in rules:
             assert rule["from"] == (monitoring if named else NAMESPACE)
         for name, policy in found.items():
-            if "Egress" not in policy["spec"]["policyTypes"] or name.endswith(("-postgres", "-admin-ui")):
+            if "Egress" not in policy["spec"]["policyTypes"] or name.endswith(
+                ("-postgres", "-admin-ui", "-config-check")
+            ):
                 continue
             [rule] = [r for r in policy["spec"]["egress"] if 53 in ports_of(r)]
             assert [p for p in rule["ports"] if p["port"] == 53] == [

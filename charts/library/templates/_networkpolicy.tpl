@@ -90,6 +90,10 @@ metadata:
   name: {{ .name | default (include "msl.fullname" $root) }}
   labels:
     {{- .labels | default (include "msl.labels" $root) | nindent 4 }}
+  {{- with .annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 spec:
   podSelector:
     {{- toYaml (.podSelector | default (dict "matchLabels" (include "msl.selectorLabels" $root | fromYaml))) | nindent 4 }}

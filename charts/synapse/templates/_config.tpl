@@ -1,4 +1,17 @@
 {{/* Synapse's configuration: what every process shares, each pool's own, logging. */}}
+{{/* The ConfigMap's files (the config-check hook carries a copy): the shared config, each pool's, logging. */}}
+{{- define "synapse.configFiles" -}}
+{{- $t := include "synapse.topology" . | fromYaml -}}
+homeserver.yaml: |
+  {{- include "synapse.homeserver" . | nindent 2 }}
+{{- range $name, $pool := $t.pools }}
+{{ printf "process-%s.yaml" $name }}: |
+  {{- include "synapse.processConfig" (dict "root" $ "pool" $pool) | nindent 2 }}
+{{- end }}
+log.yaml: |
+  {{- include "synapse.logConfig" . | nindent 2 }}
+{{- end -}}
+
 {{/* homeserver.yaml: what every process shares. */}}
 {{- define "synapse.homeserver" -}}
 {{- $t := include "synapse.topology" . | fromYaml -}}
