@@ -103,6 +103,10 @@ def run(
             args += ["--ro-bind", path, path]
     for path, source, read_only in sorted(mounts, key=lambda m: len(Path(m[0]).parts)):
         args += ["--ro-bind" if read_only else "--bind", str(source), path]
+    # The stand-in image's Python stays where it is, even under a pod's mount (a venv in /tmp).
+    for prefix in sorted({sys.prefix, sys.base_prefix}):
+        if any(Path(prefix).is_relative_to(path) for path, _, _ in mounts):
+            args += ["--ro-bind", prefix, prefix]
     args += ["--remount-ro", "/", "--chdir", "/", "--clearenv"]
     for key, value in _environment(spec, by_name).items():
         args += ["--setenv", key, value]

@@ -24,7 +24,7 @@ QUIET = {
     }
 }
 
-pytestmark = pytest.mark.skipif(
+needs_bwrap = pytest.mark.skipif(
     sandbox.binary() is None, reason="needs bubblewrap (scripts/ensure-system-packages.sh)"
 )
 
@@ -130,6 +130,7 @@ def test_switched_off_there_is_no_hook() -> None:
     )
 
 
+@needs_bwrap
 @pytest.mark.parametrize("values_file", sorted(CI.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_ci_configuration_passes_for_every_process(values_file: Path, tmp_path: Path) -> None:
     documents = helm.template("synapse", values_file, values=QUIET)
@@ -147,6 +148,7 @@ def test_every_ci_configuration_passes_for_every_process(values_file: Path, tmp_
     assert "WARNING" not in output
 
 
+@needs_bwrap
 def test_a_bad_setting_fails_with_synapses_own_error(tmp_path: Path) -> None:
     # Registration left on beside MAS, which owns it: Synapse's words, once; every process refuses it.
     values = {"extraConfig": {**QUIET["extraConfig"], "enable_registration": True}}
@@ -157,6 +159,7 @@ def test_a_bad_setting_fails_with_synapses_own_error(tmp_path: Path) -> None:
     assert re.search(r"\(stops (\d+) of \1 processes: main, ", output), output
 
 
+@needs_bwrap
 def test_a_missing_operator_secret_is_named(tmp_path: Path) -> None:
     values = {**QUIET, "secrets": {"signingKey": {"secret": "synapse-keys", "secretKey": "signing.key"}}}
     code, output = run_check(tmp_path, CI / "monolith-values.yaml", values=values)
@@ -176,6 +179,7 @@ def test_a_missing_operator_secret_is_named(tmp_path: Path) -> None:
     assert "Error in configuration:\n  Error reading signing_key: Unsupported algorithm not" in output
 
 
+@needs_bwrap
 def test_a_module_the_image_lacks_fails_the_release(tmp_path: Path) -> None:
     values = {
         "extraConfig": {
@@ -191,6 +195,7 @@ def test_a_module_the_image_lacks_fails_the_release(tmp_path: Path) -> None:
     )
 
 
+@needs_bwrap
 def test_a_registration_the_pods_do_not_have_fails_the_release(tmp_path: Path) -> None:
     # A bridge's registration named but not in the image: Synapse would fail at start, mid-rollout.
     values = {
@@ -205,3 +210,31 @@ def test_a_registration_the_pods_do_not_have_fails_the_release(tmp_path: Path) -
         "app_service_config_files: FileNotFoundError: [Errno 2] No such file or directory: "
         "'/data/telegram-registration.yaml'"
     ) in output
+
+
+@needs_bwrap
+def test_worker_app_on_main_fails_the_release(tmp_path: Path) -> None:
+    # extraConfig goes into homeserver.yaml: the workers' own file overrides it, main's does not.
+    values = {"extraConfig": {**QUIET["extraConfig"], "worker_app": "synapse.app.generic_worker"}}
+    code, output = run_check(tmp_path, CI / "default-values.yaml", values=values)
+    assert code == 1
+    assert (
+        "worker_app is 'synapse.app.generic_worker': the main process refuses to start with it\n  (stops 1 of "
+        in output
+    )
+
+
+@needs_bwrap
+def test_the_database_password_secret_must_exist(tmp_path: Path) -> None:
+    values = {**QUIET, "postgres": {"password": {"secret": "synapse-db", "secretKey": "password"}}}
+    code, output = run_check(tmp_path, CI / "monolith-values.yaml", values=values)
+    assert code == 1
+    assert (
+        "postgres.password: no file /secrets/ext/synapse-db/password: its Secret or key is missing" in output
+    )
+    wrong_key = [secret("synapse-db", {"pass": "x"})]
+    code, output = run_check(tmp_path / "wrong", CI / "monolith-values.yaml", values=values, extra=wrong_key)
+    assert code == 1, output
+    code, output = run_check(tmp_path / "given", CI / "monolith-values.yaml", values=values,
+                             extra=[secret("synapse-db", {"password": "x"})])  # fmt: skip
+    assert code == 0, output
