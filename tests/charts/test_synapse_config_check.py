@@ -179,49 +179,37 @@ def test_a_missing_operator_secret_is_named(tmp_path: Path) -> None:
     assert "Error in configuration:\n  Error reading signing_key: Unsupported algorithm not" in output
 
 
-@needs_bwrap
-def test_a_module_the_image_lacks_fails_the_release(tmp_path: Path) -> None:
-    values = {
-        "extraConfig": {
-            **QUIET["extraConfig"],
-            "modules": [{"module": "synapse_spam_checker_nowhere.Checker"}],
-        }
-    }
-    code, output = run_check(tmp_path, CI / "monolith-values.yaml", values=values)
-    assert code == 1
-    assert (
-        "ModuleNotFoundError: No module named 'synapse_spam_checker_nowhere'\n  (stops 1 of 1 processes: main)"
-        in output
-    )
-
-
-@needs_bwrap
-def test_a_registration_the_pods_do_not_have_fails_the_release(tmp_path: Path) -> None:
-    # A bridge's registration named but not in the image: Synapse would fail at start, mid-rollout.
-    values = {
-        "extraConfig": {
-            **QUIET["extraConfig"],
-            "app_service_config_files": ["/data/telegram-registration.yaml"],
-        }
-    }
-    code, output = run_check(tmp_path, CI / "monolith-values.yaml", values=values)
-    assert code == 1
-    assert (
+# What the pods would meet only at start, mid-rollout: extraConfig and the refusal it brings.
+REFUSED = {
+    "a module the image lacks": (
+        "monolith-values.yaml",
+        {"modules": [{"module": "synapse_spam_checker_nowhere.Checker"}]},
+        "ModuleNotFoundError: No module named 'synapse_spam_checker_nowhere'\n  (stops 1 of 1 processes: main)",
+    ),
+    "a bridge registration the pods do not have": (
+        "monolith-values.yaml",
+        {"app_service_config_files": ["/data/telegram-registration.yaml"]},
         "app_service_config_files: FileNotFoundError: [Errno 2] No such file or directory: "
-        "'/data/telegram-registration.yaml'"
-    ) in output
+        "'/data/telegram-registration.yaml'",
+    ),
+    # extraConfig goes into homeserver.yaml: the workers' own file overrides it, main's does not.
+    "worker_app on main": (
+        "default-values.yaml",
+        {"worker_app": "synapse.app.generic_worker"},
+        "worker_app is 'synapse.app.generic_worker': the main process refuses to start with it\n  (stops 1 of ",
+    ),
+}
 
 
 @needs_bwrap
-def test_worker_app_on_main_fails_the_release(tmp_path: Path) -> None:
-    # extraConfig goes into homeserver.yaml: the workers' own file overrides it, main's does not.
-    values = {"extraConfig": {**QUIET["extraConfig"], "worker_app": "synapse.app.generic_worker"}}
-    code, output = run_check(tmp_path, CI / "default-values.yaml", values=values)
+@pytest.mark.parametrize(("values_file", "extra_config", "message"), REFUSED.values(), ids=list(REFUSED))
+def test_what_a_process_would_refuse_at_start_fails_the_release(
+    values_file: str, extra_config: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    values = {"extraConfig": {**QUIET["extraConfig"], **extra_config}}
+    code, output = run_check(tmp_path, CI / values_file, values=values)
     assert code == 1
-    assert (
-        "worker_app is 'synapse.app.generic_worker': the main process refuses to start with it\n  (stops 1 of "
-        in output
-    )
+    assert message in output
 
 
 @needs_bwrap
