@@ -29,12 +29,10 @@ def binary() -> str | None:
     return shutil.which("bwrap")
 
 
-def _write(directory: Path, files: dict[str, bytes], items: list[dict[str, str]] | None) -> None:
+def _write(directory: Path, files: dict[str, bytes]) -> None:
     directory.mkdir(parents=True)
-    chosen = {item["key"]: item["path"] for item in items} if items else {k: k for k in files}
-    for key, path in chosen.items():
-        (directory / path).parent.mkdir(parents=True, exist_ok=True)
-        (directory / path).write_bytes(files[key])
+    for key, content in files.items():
+        (directory / key).write_bytes(content)
 
 
 def _volume(volume: Manifest, objects: dict[tuple[str, str], Manifest], directory: Path) -> None:
@@ -46,27 +44,24 @@ def _volume(volume: Manifest, objects: dict[tuple[str, str], Manifest], director
         source = volume["secret"]
         found = objects.get(("Secret", source["secretName"]))
         data = {} if found is None else {k: base64.b64decode(v) for k, v in (found.get("data") or {}).items()}
-    elif "emptyDir" in volume or "persistentVolumeClaim" in volume:
+    elif "emptyDir" in volume:
         directory.mkdir(parents=True)
         return
     else:
-        raise NotImplementedError(
-            f"volume {volume['name']}: only configMap, secret, emptyDir, persistentVolumeClaim"
-        )
+        raise NotImplementedError(f"volume {volume['name']}: only configMap, secret, emptyDir")
     if found is None and not source.get("optional"):
         raise VolumeMissing(f"volume {volume['name']}: no such object, and not optional")
-    _write(directory, data, source.get("items"))
+    if "items" in source:
+        raise NotImplementedError(f"volume {volume['name']}: items")
+    _write(directory, data)
 
 
-def _environment(container: Manifest, objects: dict[tuple[str, str], Manifest]) -> dict[str, str]:
+def _environment(container: Manifest) -> dict[str, str]:
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp"}
     for entry in container.get("env") or []:
-        if "value" in entry:
-            env[entry["name"]] = str(entry["value"])
-        else:
-            ref = entry["valueFrom"]["secretKeyRef"]
-            secret = objects[("Secret", ref["name"])]
-            env[entry["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+        if "value" not in entry:
+            raise NotImplementedError(f"env {entry['name']}: only value")
+        env[entry["name"]] = str(entry["value"])
     return env
 
 
@@ -79,7 +74,7 @@ def run(
     timeout: float = 120.0,
 ) -> subprocess.CompletedProcess[str]:
     """Run one container (`container`, else the first) of `pod` (a PodSpec) to its end; `objects`
-    are the rendered ConfigMaps and Secrets its volumes and env name."""
+    are the rendered ConfigMaps and Secrets its volumes name."""
     bwrap = binary()
     if bwrap is None:
         raise RuntimeError("bubblewrap (bwrap) is not installed")
@@ -108,7 +103,7 @@ def run(
         if any(Path(prefix).is_relative_to(path) for path, _, _ in mounts):
             args += ["--ro-bind", prefix, prefix]
     args += ["--remount-ro", "/", "--chdir", "/", "--clearenv"]
-    for key, value in _environment(spec, by_name).items():
+    for key, value in _environment(spec).items():
         args += ["--setenv", key, value]
     command = [*(spec.get("command") or []), *(spec.get("args") or [])]
     return subprocess.run(

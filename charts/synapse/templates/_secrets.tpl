@@ -1,3 +1,21 @@
+{{/* The volume name of a Secret a Synapse pod mounts (by the Secret's name). */}}
+{{- define "synapse.secretVolumeName" -}}
+{{- printf "secret-%s" (. | sha256sum | trunc 12) -}}
+{{- end -}}
+
+{{/*
+The volumeMounts of the Secrets a Synapse pod mounts (dict root, secrets: names): the chart's own at
+/secrets/synapse, an operator's where msl.secretMountPath puts it.
+*/}}
+{{- define "synapse.secretMounts" -}}
+{{- $own := include "synapse.name" (dict "root" .root "suffix" "secrets" "max" 63) -}}
+{{- range $secret := .secrets }}
+- name: {{ include "synapse.secretVolumeName" $secret }}
+  mountPath: {{ ternary "/secrets/synapse" (include "msl.secretMountPath" $secret) (eq $secret $own) }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
 {{/* The Secrets a Synapse pod mounts: the chart's own and every operator Secret a credential names. */}}
 {{- define "synapse.secretVolumes" -}}
 {{- $names := list (include "synapse.name" (dict "root" . "suffix" "secrets" "max" 63)) -}}
