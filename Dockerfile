@@ -7,10 +7,8 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-# matrix_stack/ holds the links that name the folders below; the wheel built from them is the runtime.
+# The package and the charts it carries as package data: the wheel built from them is the runtime.
 COPY matrix_stack ./matrix_stack
-COPY shared ./shared
-COPY services ./services
 COPY charts ./charts
 RUN python -m venv /opt/matrix-stack \
  && /opt/matrix-stack/bin/pip install . \

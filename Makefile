@@ -21,7 +21,7 @@ helm: $(HELM)
 
 ## A local stack: real Synapse on SQLite, every service wired to it, ready-to-curl URLs.
 run: $(STAMP)
-	$(BIN)/matrix-stack run
+	$(BIN)/python -m devstack
 
 ## Install what the tests need and run them all.
 test: $(STAMP) $(HELM)

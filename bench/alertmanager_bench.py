@@ -14,8 +14,8 @@ import yaml
 
 from bench.homeserver import durable_postgres, homeserver, serving
 from bench.loadgen import Comparison, against_bare
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.stack import LocalService
+from devstack.processes import free_port
+from devstack.stack import LocalService
 
 REQUESTS = 2000
 CONNECTIONS = 32

@@ -21,11 +21,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bench.no_sender import NoSender
-from matrix_stack.core import content
-from matrix_stack.core.outbox import Outbox
-from matrix_stack.core.outbox_postgres import PostgresStore
-from matrix_stack.core.outbox_sqlite import SqliteStore
-from matrix_stack.core.outbox_store import OutboxStore
+from matrix_stack.shared.matrix import content
+from matrix_stack.shared.outbox.engine import Outbox
+from matrix_stack.shared.outbox.postgres import PostgresStore
+from matrix_stack.shared.outbox.sqlite import SqliteStore
+from matrix_stack.shared.outbox.store import OutboxStore
 
 ROOM = "!bench:localhost"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import psutil
 import yaml
 
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.mas import MasStandIn
-from matrix_stack.devstack.postgres import LocalPostgres
-from matrix_stack.devstack.redis import LocalRedis
-from matrix_stack.devstack.synapse_cluster import MAS_SECRET, boot
+from devstack.mas import MasStandIn
+from devstack.postgres import LocalPostgres
+from devstack.processes import free_port
+from devstack.redis import LocalRedis
+from devstack.synapse_cluster import MAS_SECRET, boot
 from tests.charts import helm
 
 ONE_EACH = {"pools": {name: {"replicas": 1} for name in ("event_persister", "room", "sync", "client_reader")}}

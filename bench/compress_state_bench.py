@@ -32,10 +32,10 @@ import httpx
 import psutil
 import psycopg
 
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack import state_history
-from matrix_stack.devstack.postgres import LocalPostgres
-from matrix_stack.devstack.synapse import LocalSynapse
+from devstack import state_history
+from devstack.postgres import LocalPostgres
+from devstack.processes import free_port
+from devstack.synapse import LocalSynapse
 
 ROOMS = int(os.environ.get("COMPRESS_BENCH_ROOMS", "30"))
 GROUPS = int(os.environ.get("COMPRESS_BENCH_GROUPS", "3000"))

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx
 
-from matrix_stack.core.processes import free_port, stop, wait_ready
-from matrix_stack.devstack.postgres import LocalPostgres
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+from devstack.postgres import LocalPostgres
+from devstack.processes import free_port
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+from matrix_stack.shared.route.processes import stop, wait_ready
 
 PASSWORD = "bench-password-123"
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.ldap_load import LoadResult, merge
-from matrix_stack.devstack import haproxy as local_haproxy
-from matrix_stack.devstack import slapd as local_slapd
-from matrix_stack.devstack.haproxy import LocalHaproxy
-from matrix_stack.devstack.ldap_proxy import LocalLdapProxy
-from matrix_stack.devstack.slapd import LdapUser, LocalSlapd, ldap_bind
+from devstack import haproxy as local_haproxy
+from devstack import slapd as local_slapd
+from devstack.haproxy import LocalHaproxy
+from devstack.ldap_proxy import LocalLdapProxy
+from devstack.slapd import LdapUser, LocalSlapd, ldap_bind
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("LDAP_BENCH_SECONDS", "10"))

@@ -4,7 +4,7 @@ a bare endpoint that makes the same single userinfo request, in the same run, on
 The parts are the end-to-end test's: a real Synapse named `127.0.0.1:PORT` serving federation over
 TLS (the service takes the name through its resolution, an IP literal with a port: no well-known, no
 SRV, and asks `/_matrix/federation/v1/openid/userinfo` there over its SSRF-safe egress), the
-LiveKit RoomService stand-in (`python -m matrix_stack.devstack.livekit`, its own process) and the
+LiveKit RoomService stand-in (`python -m devstack.livekit`, its own process) and the
 service through its console entry point, twice: with full access for the homeserver (CreateRoom on
 every request, as lk-jwt-service does) and restricted (no CreateRoom). The OpenID tokens (a few per
 user, a few users) are requested once and reused: one stays valid for an hour, and Synapse does not
@@ -42,9 +42,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.loadgen import Result, closed_loop, open_loop
-from matrix_stack.core.processes import free_ports, port_open, stop, wait_ready
-from matrix_stack.devstack.livekit_jwt import LocalLivekitJwt
-from matrix_stack.devstack.synapse import LocalSynapse, openid_token, register
+from devstack.livekit_jwt import LocalLivekitJwt
+from devstack.synapse import LocalSynapse, openid_token, register
+from matrix_stack.shared.route.processes import free_ports, port_open, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 4
@@ -131,7 +131,7 @@ def start_sfu(port: int, log: Path) -> subprocess.Popen[bytes]:
     """The RoomService stand-in in its own process (its log: a line per call)."""
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "matrix_stack.devstack.livekit", "--port", str(port), "--key", KEY,
+            [sys.executable, "-m", "devstack.livekit", "--port", str(port), "--key", KEY,
              "--secret", SECRET], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=output,
         )  # fmt: skip
     wait_ready("livekit stand-in", process, lambda: port_open(port), timeout=30, log=log)

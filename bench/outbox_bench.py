@@ -28,16 +28,16 @@ import psycopg
 
 from bench.homeserver import PASSWORD, durable_postgres, homeserver
 from bench.no_sender import NoSender
-from matrix_stack.core import content
-from matrix_stack.core.matrix import MatrixClient
-from matrix_stack.core.metrics import Metrics
-from matrix_stack.core.outbox import Outbox, Outgoing
-from matrix_stack.core.outbox_postgres import PostgresStore
-from matrix_stack.core.outbox_sqlite import SqliteStore
-from matrix_stack.core.processes import free_port, metric_sum
-from matrix_stack.devstack.postgres import LocalPostgres
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+from devstack.postgres import LocalPostgres
+from devstack.processes import free_port, metric_sum
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+from matrix_stack.shared.bridge.metrics import Metrics
+from matrix_stack.shared.matrix import content
+from matrix_stack.shared.matrix.client import MatrixClient
+from matrix_stack.shared.outbox.engine import Outbox, Outgoing
+from matrix_stack.shared.outbox.postgres import PostgresStore
+from matrix_stack.shared.outbox.sqlite import SqliteStore
 
 ENQUEUE_COUNT = 20_000
 PRODUCERS = 64

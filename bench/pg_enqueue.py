@@ -10,9 +10,9 @@ import sys
 import time
 
 from bench.no_sender import NoSender
-from matrix_stack.core import content
-from matrix_stack.core.outbox import Outbox
-from matrix_stack.core.outbox_postgres import PostgresStore
+from matrix_stack.shared.matrix import content
+from matrix_stack.shared.outbox.engine import Outbox
+from matrix_stack.shared.outbox.postgres import PostgresStore
 
 MESSAGE = content.message(
     "CPU usage over 90% on node-17", "<b>CPU usage</b> over 90% on <code>node-17</code>"

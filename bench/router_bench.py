@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 import yaml
 
-from matrix_stack.core import envoy as local_envoy
-from matrix_stack.core import helm
-from matrix_stack.core.route_explain import PLACEHOLDERS
+from matrix_stack.shared.route import envoy as local_envoy
+from matrix_stack.shared.route import helm
+from matrix_stack.shared.route.explain import PLACEHOLDERS
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_VALUES = ROOT.parent / "shared" / "reference" / "synapse" / "codetool-values.yaml"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from bench.homeserver import durable_postgres, homeserver, serving
 from bench.loadgen import Comparison, against_bare
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.stack import LocalService
+from devstack.processes import free_port
+from devstack.stack import LocalService
 
 SAMPLE = (
     Path(__file__).resolve().parent.parent / "tests" / "data" / "sentry" / "sentry_event_alert_triggered.json"

@@ -18,8 +18,8 @@ import httpx
 
 from bench.homeserver import PASSWORD, homeserver
 from bench.loadgen import closed_loop, open_loop
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.stack import LocalService
+from devstack.processes import free_port
+from devstack.stack import LocalService
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX_WEBHOOK = "matrix-webhook==3.9.1"

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import yaml
 
-from matrix_stack.core.processes import http_ok, metric_sum, stop, wait_ready
+from devstack.processes import metric_sum
+from matrix_stack.shared.route.processes import http_ok, stop, wait_ready
 
 BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from matrix_stack.core.processes import free_ports, port_open, stop, wait_ready
-from matrix_stack.devstack.slapd import bind_ok
+from devstack.slapd import bind_ok
+from matrix_stack.shared.route.processes import free_ports, port_open, stop, wait_ready
 
 INSTALL_HINT = "apt-get install haproxy"
 

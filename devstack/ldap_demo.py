@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matrix_stack.devstack import slapd
-from matrix_stack.devstack.ldap_proxy import LocalLdapProxy
-from matrix_stack.devstack.slapd import LdapUser, LocalSlapd
+from devstack import slapd
+from devstack.ldap_proxy import LocalLdapProxy
+from devstack.slapd import LdapUser, LocalSlapd
 
 DEMO_UID = "demo"
 

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import yaml
 
-from matrix_stack.core.processes import free_ports, http_ok, json_log_lines, metric_sum, stop, wait_ready
+from devstack.processes import json_log_lines, metric_sum
+from matrix_stack.shared.route.processes import free_ports, http_ok, stop, wait_ready
 
 
 @dataclass

@@ -10,7 +10,7 @@ denied" (401). Grants as livekit-server checks them: `roomCreate` for CreateRoom
 
 Rooms live in memory and have no participants. Every call that reaches a method is recorded.
 
-    python -m matrix_stack.devstack.livekit --port 7880 --key devkey --secret <32+ characters>
+    python -m devstack.livekit --port 7880 --key devkey --secret <32+ characters>
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-log = logging.getLogger("matrix_stack.devstack.livekit")  # also when run as __main__
+log = logging.getLogger("devstack.livekit")  # also when run as __main__
 
 SERVICE_PREFIX = "/twirp/livekit.RoomService/"
 # livekit-server's defaults (config.go) for a CreateRoomRequest that leaves them 0
@@ -354,7 +354,7 @@ def _brief(message: Message) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m matrix_stack.devstack.livekit", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.livekit", description=__doc__)
     parser.add_argument("--port", type=int, default=7880)
     parser.add_argument("--key", default="devkey")
     parser.add_argument("--secret", required=True)

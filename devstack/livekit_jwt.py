@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matrix_stack.core.processes import free_port, http_ok, json_log_lines, stop, wait_ready
+from devstack.processes import free_port, json_log_lines
+from matrix_stack.shared.route.processes import http_ok, stop, wait_ready
 
 
 @dataclass

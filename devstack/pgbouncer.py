@@ -9,8 +9,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matrix_stack.core.processes import stop, wait_ready
-from matrix_stack.devstack.postgres import _system_user
+from devstack.postgres import _system_user
+from matrix_stack.shared.route.processes import stop, wait_ready
 
 
 def _accepting(port: int) -> bool:

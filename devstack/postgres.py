@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matrix_stack.core.processes import stop, wait_ready
+from matrix_stack.shared.route.processes import stop, wait_ready
 
 PG_USER = "matrixstack-pg"  # postgres refuses to run as root
 

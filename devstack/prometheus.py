@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import yaml
 
-from matrix_stack.core.processes import http_ok, stop, wait_ready
+from matrix_stack.shared.route.processes import http_ok, stop, wait_ready
 
 
 def binary() -> str | None:

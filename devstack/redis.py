@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from matrix_stack.core.processes import stop, wait_ready
+from matrix_stack.shared.route.processes import stop, wait_ready
 
 
 def _server_binary() -> str:

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from matrix_stack.devstack.livekit import LocalLivekit
-from matrix_stack.devstack.livekit_jwt import LocalLivekitJwt
-from matrix_stack.devstack.synapse import LocalSynapse
+from devstack.livekit import LocalLivekit
+from devstack.livekit_jwt import LocalLivekitJwt
+from devstack.synapse import LocalSynapse
 
 KEY = "devkey"
 

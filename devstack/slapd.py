@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from matrix_stack.core.processes import free_ports, port_open, stop, wait_ready
-from matrix_stack.devstack.tls import TlsFiles, make_tls
+from devstack.tls import TlsFiles, make_tls
+from matrix_stack.shared.route.processes import free_ports, port_open, stop, wait_ready
 
 INSTALL_HINT = "apt-get install slapd ldap-utils"
 MODULE_PATH = "/usr/lib/ldap"

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import httpx
 
-from matrix_stack.core.processes import free_port, http_ok, port_open, stop, wait_ready
-from matrix_stack.devstack.ldap_demo import LdapDemo
-from matrix_stack.devstack.rtc_demo import RtcDemo
-from matrix_stack.devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
+from devstack.ldap_demo import LdapDemo
+from devstack.processes import free_port
+from devstack.rtc_demo import RtcDemo
+from devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
+from matrix_stack.shared.route.processes import http_ok, port_open, stop, wait_ready
 
 DEMO_ALIAS = "#demo:localhost"
 ALERT_DEMO = {

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
-from matrix_stack.devstack.synapse import Account, LocalSynapse, register
+from devstack.synapse import Account, LocalSynapse, register
 
 
 @dataclass

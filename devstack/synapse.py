@@ -22,8 +22,8 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-from matrix_stack.core.processes import http_ok, port_open, stop, wait_ready
-from matrix_stack.devstack.tls import TlsFiles, make_tls
+from devstack.tls import TlsFiles, make_tls
+from matrix_stack.shared.route.processes import http_ok, port_open, stop, wait_ready
 
 SERVER_NAME = "localhost"
 

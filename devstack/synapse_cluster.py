@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from matrix_stack.core.processes import free_ports, http_ok, stop, wait_ready
+from matrix_stack.shared.route.processes import free_ports, http_ok, stop, wait_ready
 
 LOG_CONFIG = """version: 1
 formatters: {precise: {format: '%(asctime)s %(name)s %(levelname)s %(message)s'}}

@@ -1,12 +1,13 @@
-"""matrix-stack: the one import namespace of the distribution.
+"""matrix-stack: the runtime package.
 
-The repository keeps its folders at the top (`shared/`, `services/`, `charts/`, `devstack/`); the
-links in this directory give them their import names, so an editable install and the wheel import
-the same modules:
+- `matrix_stack.shared`: the core every service uses, one subpackage per concept, layered (each may
+  import only those below it): `bridge` (a Matrix bridge: settings, client + outbox as one component),
+  `outbox` (the durable exactly-once outbox and its stores), `matrix` (the Matrix client layer:
+  client, content, HTML, sessions), `kit` (settings, app, server, middleware, metrics, logs, errors);
+  `route` (`route explain`: helm and the real Envoy) stands apart.
+- `matrix_stack.services`: one package per service.
+- `matrix_stack.cli`: the `matrix-stack` command.
+- `matrix_stack/charts` in the wheel: the repository's `charts/`, package data for `route explain`.
 
-- `matrix_stack.core`: the core every service uses (`shared/`)
-- `matrix_stack.services`: one package per service (`services/`)
-- `matrix_stack.charts`: the Helm charts, package data (`charts/`)
-- `matrix_stack.devstack`: the local stack and test harness (`devstack/`); development only, not in
-  the wheel
+The harness (`devstack`), the tests and the benchmarks live in the checkout, never in the wheel.
 """

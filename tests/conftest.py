@@ -11,16 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from matrix_stack.core.matrix import MatrixClient
-from matrix_stack.core.metrics import Metrics
-from matrix_stack.core.outbox import Outbox
-from matrix_stack.core.outbox_postgres import PostgresStore
-from matrix_stack.core.outbox_sqlite import SqliteStore
-from matrix_stack.core.outbox_store import OutboxStore
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.postgres import LocalPostgres
-from matrix_stack.devstack.redis import LocalRedis
-from matrix_stack.devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+from devstack.postgres import LocalPostgres
+from devstack.processes import free_port
+from devstack.redis import LocalRedis
+from devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
+from matrix_stack.shared.bridge.metrics import Metrics
+from matrix_stack.shared.matrix.client import MatrixClient
+from matrix_stack.shared.outbox.engine import Outbox
+from matrix_stack.shared.outbox.postgres import PostgresStore
+from matrix_stack.shared.outbox.sqlite import SqliteStore
+from matrix_stack.shared.outbox.store import OutboxStore
 
 # The helm that `make test` fetches, also when pytest is run by hand.
 os.environ["PATH"] = (

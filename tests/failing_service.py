@@ -4,9 +4,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from matrix_stack.core.server import main_for
-from matrix_stack.core.service import Service
 from matrix_stack.services.notify.config import NotifySettings
+from matrix_stack.shared.bridge.service import Service
+from matrix_stack.shared.kit.server import main_for
 
 
 def routes(settings: NotifySettings, service: Service) -> list[BaseRoute]:
@@ -17,4 +17,4 @@ def routes(settings: NotifySettings, service: Service) -> list[BaseRoute]:
 
 
 if __name__ == "__main__":
-    main_for(NotifySettings, routes)
+    main_for(NotifySettings, Service.from_settings, routes)

@@ -18,13 +18,13 @@ import httpx
 import pytest
 import yaml
 
-from matrix_stack.core.html import html_to_text, sanitize
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.alertmanager import LocalAlertmanager
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse
+from devstack.alertmanager import LocalAlertmanager
+from devstack.processes import free_port
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse
 from matrix_stack.services.alertmanager_receiver.config import ComputedValue
 from matrix_stack.services.alertmanager_receiver.payload import Alert, computed_values, silence_url
+from matrix_stack.shared.matrix.html import html_to_text, sanitize
 from tests.conftest import PASSWORD
 from tests.test_slack_webhook import assert_inert
 

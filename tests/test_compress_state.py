@@ -27,10 +27,11 @@ import httpx
 import psycopg
 import pytest
 
-from matrix_stack.core.processes import free_port, http_ok, stop, wait_ready
-from matrix_stack.devstack import state_history
-from matrix_stack.devstack.postgres import LocalPostgres
-from matrix_stack.devstack.synapse import LocalSynapse
+from devstack import state_history
+from devstack.postgres import LocalPostgres
+from devstack.processes import free_port
+from devstack.synapse import LocalSynapse
+from matrix_stack.shared.route.processes import http_ok, stop, wait_ready
 
 TOOL = [str(Path(sys.executable).parent / "compress-state")]
 SOURCE = "cs_synapse"  # the database Synapse runs on

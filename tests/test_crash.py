@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import httpx
 
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse, register
+from devstack.processes import free_port
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse, register
 from tests.conftest import PASSWORD
 
 TOKEN = "crash-token-0123456789abcdef"

@@ -1,4 +1,4 @@
-"""The local components the later Synapse-worker tests stand on, and `matrix-stack run` itself."""
+"""The local components the later Synapse-worker tests stand on, and `make run` itself (`python -m devstack`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import jwt
 import psycopg2
 
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.postgres import LocalPostgres
-from matrix_stack.devstack.redis import LocalRedis, ping
+from devstack.postgres import LocalPostgres
+from devstack.processes import free_port
+from devstack.redis import LocalRedis, ping
 
 
 def test_postgres_has_a_c_collated_database(postgres: LocalPostgres) -> None:
@@ -56,8 +56,7 @@ def test_make_run_stack(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "matrix_stack.core.cli",
-        "run",
+        "devstack",
         "--data-dir",
         str(tmp_path / "local"),
         "--synapse-port",

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from matrix_stack.devstack.blackhole import hanging_server
-from matrix_stack.devstack.haproxy import LocalHaproxy
-from matrix_stack.devstack.slapd import LdapUser, LocalSlapd, ldap_bind
-from matrix_stack.devstack.tls import make_tls
+from devstack.blackhole import hanging_server
+from devstack.haproxy import LocalHaproxy
+from devstack.slapd import LdapUser, LocalSlapd, ldap_bind
+from devstack.tls import make_tls
 
 ALICE = LdapUser("alice", "alice's password", "Alice Liddell", "alice@example.org")
 BOB = LdapUser("bob", "bob's password", "Bob Builder", "bob@example.org")

@@ -18,9 +18,10 @@ from livekit import api
 from livekit.api.twirp_client import TwirpClient
 from livekit.protocol import models, room
 
-from matrix_stack.core.processes import free_port, free_ports, port_open
-from matrix_stack.devstack.livekit import LocalLivekit
-from matrix_stack.devstack.synapse import LocalSynapse, openid_token, register
+from devstack.livekit import LocalLivekit
+from devstack.processes import free_port
+from devstack.synapse import LocalSynapse, openid_token, register
+from matrix_stack.shared.route.processes import free_ports, port_open
 
 PASSWORD = "correct horse battery staple"
 SECRET = "a-devstack-secret-of-forty-characters-xx"  # 32+: PyJWT warns about shorter HMAC keys
@@ -174,10 +175,10 @@ async def test_twirp_json_routes_and_malformed_bodies(livekit: LocalLivekit) -> 
 
 
 def test_runs_as_a_program() -> None:
-    """`python -m matrix_stack.devstack.livekit`: nothing on stdout, logs on stderr, exit 0 on TERM."""
+    """`python -m devstack.livekit`: nothing on stdout, logs on stderr, exit 0 on TERM."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "matrix_stack.devstack.livekit", "--port", str(port), "--key", "k",
+        [sys.executable, "-m", "devstack.livekit", "--port", str(port), "--key", "k",
          "--secret", SECRET],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -16,9 +16,9 @@ import httpx
 import pytest
 import yaml
 
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse
+from devstack.processes import free_port
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse
 from tests.conftest import PASSWORD
 
 MATRIX_LINK = "matrix:r/ops:example.org"

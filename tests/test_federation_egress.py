@@ -20,17 +20,17 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from dns.nameserver import Do53Nameserver
 
-from matrix_stack.core import egress, federation
-from matrix_stack.core.egress import AddressPolicy, EgressError, EgressRefused
-from matrix_stack.core.federation import (
+from devstack.tls import TlsFiles, make_tls
+from matrix_stack.services.livekit_jwt import egress, federation
+from matrix_stack.services.livekit_jwt.egress import AddressPolicy, EgressError, EgressRefused
+from matrix_stack.services.livekit_jwt.federation import (
     Destination,
     FederationError,
     InvalidServerName,
     UserinfoRejected,
     WellKnownCache,
 )
-from matrix_stack.core.processes import free_ports, port_open, stop, wait_ready
-from matrix_stack.devstack.tls import TlsFiles, make_tls
+from matrix_stack.shared.route.processes import free_ports, port_open, stop, wait_ready
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 TOKEN = "s3cr3t+openid/token="  # needs quoting in a URL; must appear in no message

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from matrix_stack.core.content import edit, message, reply, thread_reply
-from matrix_stack.core.html import html_to_text, sanitize
+from matrix_stack.shared.matrix.content import edit, message, reply, thread_reply
+from matrix_stack.shared.matrix.html import html_to_text, sanitize
 
 
 @pytest.mark.parametrize(

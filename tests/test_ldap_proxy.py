@@ -23,13 +23,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from matrix_stack.core.processes import free_port, port_open, stop, wait_ready
-from matrix_stack.devstack.blackhole import hanging_server
-from matrix_stack.devstack.haproxy import binary as haproxy_binary
-from matrix_stack.devstack.ldap_proxy import LocalLdapProxy
-from matrix_stack.devstack.slapd import LdapUser, LocalSlapd, ldap_bind
-from matrix_stack.devstack.tls import TlsFiles, make_tls
+from devstack.blackhole import hanging_server
+from devstack.haproxy import binary as haproxy_binary
+from devstack.ldap_proxy import LocalLdapProxy
+from devstack.processes import free_port
+from devstack.slapd import LdapUser, LocalSlapd, ldap_bind
+from devstack.tls import TlsFiles, make_tls
 from matrix_stack.services.ldap_proxy import ber
+from matrix_stack.shared.route.processes import port_open, stop, wait_ready
 
 STARTTLS = "1.3.6.1.4.1.1466.20037"
 ALICE = LdapUser("alice", "alice-password-1", "Alice Liddell", "alice@example.org")

@@ -26,11 +26,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from matrix_stack.core.processes import free_ports
-from matrix_stack.devstack.ldap_proxy import LocalLdapProxy
-from matrix_stack.devstack.slapd import PEOPLE_DN, READER_DN, LdapUser, LocalSlapd
-from matrix_stack.devstack.synapse import SERVER_NAME, LocalSynapse
-from matrix_stack.devstack.tls import TlsFiles, make_tls
+from devstack.ldap_proxy import LocalLdapProxy
+from devstack.slapd import PEOPLE_DN, READER_DN, LdapUser, LocalSlapd
+from devstack.synapse import SERVER_NAME, LocalSynapse
+from devstack.tls import TlsFiles, make_tls
+from matrix_stack.shared.route.processes import free_ports
 
 ALICE = LdapUser("alice", "alice-Secret-4711", "Alice Liddell", "alice@example.org")
 BOB = LdapUser("bob", "bob-Secret-0815", "Bob Builder", "bob@example.org")

@@ -24,11 +24,11 @@ from livekit import api
 from livekit.protocol import models
 from livekit.protocol.webhook import WebhookEvent
 
-from matrix_stack.core.processes import free_ports
-from matrix_stack.devstack.livekit import LocalLivekit
-from matrix_stack.devstack.livekit_jwt import LocalLivekitJwt
-from matrix_stack.devstack.synapse import Account, LocalSynapse, openid_token, register
+from devstack.livekit import LocalLivekit
+from devstack.livekit_jwt import LocalLivekitJwt
+from devstack.synapse import Account, LocalSynapse, openid_token, register
 from matrix_stack.services.livekit_jwt import hashing
+from matrix_stack.shared.route.processes import free_ports
 
 PASSWORD = "delegating-caller-7"
 KEY = "lk-key"

@@ -19,11 +19,11 @@ import jwt
 import pytest
 from livekit import api
 
-from matrix_stack.core.processes import free_ports
-from matrix_stack.devstack.livekit import LocalLivekit
-from matrix_stack.devstack.livekit_jwt import LocalLivekitJwt
-from matrix_stack.devstack.synapse import Account, LocalSynapse, openid_token, register
+from devstack.livekit import LocalLivekit
+from devstack.livekit_jwt import LocalLivekitJwt
+from devstack.synapse import Account, LocalSynapse, openid_token, register
 from matrix_stack.services.livekit_jwt import hashing
+from matrix_stack.shared.route.processes import free_ports
 
 PASSWORD = "caller-password-5"
 SECRET = "a-livekit-secret-of-forty-bytes-or-so-xx"

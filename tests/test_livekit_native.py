@@ -14,11 +14,12 @@ import jwt
 import pytest
 import yaml
 
-from matrix_stack.core.processes import free_port, free_ports
-from matrix_stack.devstack.livekit import LocalLivekit
-from matrix_stack.devstack.livekit_jwt import LocalLivekitJwt
-from matrix_stack.devstack.synapse import Account, LocalSynapse, register
+from devstack.livekit import LocalLivekit
+from devstack.livekit_jwt import LocalLivekitJwt
+from devstack.processes import free_port
+from devstack.synapse import Account, LocalSynapse, register
 from matrix_stack.services.livekit_jwt import hashing
+from matrix_stack.shared.route.processes import free_ports
 
 SECRET = "a-livekit-secret-of-forty-bytes-or-so-yy"
 HS_TOKEN = secrets.token_urlsafe(24)

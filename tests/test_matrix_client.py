@@ -10,10 +10,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from matrix_stack.core import content
-from matrix_stack.core.discovery import DiscoveryError, discover_homeserver
-from matrix_stack.core.matrix import MatrixClient, MatrixError, StartupError
-from matrix_stack.devstack.synapse import Account, LocalSynapse, register
+from devstack.synapse import Account, LocalSynapse, register
+from matrix_stack.shared.matrix import content
+from matrix_stack.shared.matrix.client import MatrixClient, MatrixError, StartupError
+from matrix_stack.shared.matrix.discovery import DiscoveryError, discover_homeserver
 from tests.conftest import PASSWORD
 
 MakeClient = Callable[..., Awaitable[MatrixClient]]

@@ -12,10 +12,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from matrix_stack.core import content
-from matrix_stack.core.matrix import MatrixClient
-from matrix_stack.core.outbox import Outbox, Outgoing, Relation, Root
-from matrix_stack.devstack.synapse import Account, LocalSynapse, register
+from devstack.synapse import Account, LocalSynapse, register
+from matrix_stack.shared.matrix import content
+from matrix_stack.shared.matrix.client import MatrixClient
+from matrix_stack.shared.outbox.engine import Outbox, Outgoing, Relation, Root
 from tests.conftest import PASSWORD, MakeStore
 
 MakeClient = Callable[..., Awaitable[MatrixClient]]

@@ -11,10 +11,10 @@ import uuid
 import psycopg
 import pytest
 
-from matrix_stack.core.durability import NotDurable
-from matrix_stack.core.outbox_postgres import PostgresStore
-from matrix_stack.core.outbox_store import NewDelivery
-from matrix_stack.devstack.postgres import LocalPostgres
+from devstack.postgres import LocalPostgres
+from matrix_stack.shared.kit.errors import NotDurable
+from matrix_stack.shared.outbox.postgres import PostgresStore
+from matrix_stack.shared.outbox.store import NewDelivery
 
 ROOM = "!leases:localhost"
 

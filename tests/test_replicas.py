@@ -19,10 +19,10 @@ import httpx
 import pytest
 import yaml
 
-from matrix_stack.core.processes import free_port, metric_sum
-from matrix_stack.devstack.postgres import LocalPostgres
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse, register
+from devstack.postgres import LocalPostgres
+from devstack.processes import free_port, metric_sum
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse, register
 from tests.conftest import PASSWORD
 from tests.test_alertmanager_receiver import DATA as AM_DATA
 from tests.test_alertmanager_receiver import auth, metio_config

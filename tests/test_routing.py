@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from matrix_stack.core.route_explain import Explainer
+from matrix_stack.shared.route.explain import Explainer
 
 DATA = Path(__file__).parent / "data" / "routing"
 # livekit-jwt registered as an application service (MSC4512), its Service where Synapse forwards to.
@@ -33,7 +33,7 @@ def rows(*names: str) -> list[tuple[str, str, str, str]]:
 
 
 def explain_batch(lines: list[tuple[str, str]], *sets: str) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "matrix_stack.core.cli", "route", "explain", "--batch"]
+    args = [sys.executable, "-m", "matrix_stack.cli", "route", "explain", "--batch"]
     for item in sets:
         args += ["--set", item]
     stdin = "".join(f"{method}\t{path}\n" for method, path in lines)
@@ -63,7 +63,7 @@ def test_every_request_family_reaches_the_right_pool(tables: tuple[str, ...], se
 
 def test_single_request_and_bad_input() -> None:
     single = subprocess.run(
-        [sys.executable, "-m", "matrix_stack.core.cli", "route", "explain", "GET",
+        [sys.executable, "-m", "matrix_stack.cli", "route", "explain", "GET",
          "/_matrix/client/v3/rooms/%21r%3Aexample.org/messages"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse
+from devstack.processes import free_port
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse
 from matrix_stack.services.sentry_webhook.app import choose_room, filtered_out
 from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
 from matrix_stack.services.sentry_webhook.format import Notice

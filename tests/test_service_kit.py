@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from matrix_stack.core.logs import Redactor
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse
+from devstack.processes import free_port
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse
+from matrix_stack.shared.kit.logs import Redactor
 from tests.conftest import PASSWORD
 
 TOKEN = "notify-token-0123456789abcdef"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.alertmanager import LocalAlertmanager
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse
+from devstack.alertmanager import LocalAlertmanager
+from devstack.processes import free_port
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse
 from tests.conftest import PASSWORD
 
 HOOK = "alertmanager-hook-0123456789abc"

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from matrix_stack.core.html import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse
+from devstack.processes import free_port
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse
+from matrix_stack.shared.matrix.html import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
 from tests.conftest import PASSWORD
 
 DATA = Path(__file__).parent / "data" / "slack"

@@ -25,17 +25,17 @@ import httpx
 import pytest
 import yaml
 
-from matrix_stack.core import envoy as local_envoy
-from matrix_stack.core.processes import free_port
-from matrix_stack.devstack.alertmanager import LocalAlertmanager
-from matrix_stack.devstack.mas import MasStandIn
-from matrix_stack.devstack.pgbouncer import LocalPgbouncer
-from matrix_stack.devstack.postgres import LocalPostgres
-from matrix_stack.devstack.prometheus import LocalPrometheus, Target
-from matrix_stack.devstack.redis import LocalRedis
-from matrix_stack.devstack.stack import LocalService
-from matrix_stack.devstack.synapse import Account, LocalSynapse
-from matrix_stack.devstack.synapse_cluster import MAS_SECRET, Cluster, boot
+from devstack.alertmanager import LocalAlertmanager
+from devstack.mas import MasStandIn
+from devstack.pgbouncer import LocalPgbouncer
+from devstack.postgres import LocalPostgres
+from devstack.processes import free_port
+from devstack.prometheus import LocalPrometheus, Target
+from devstack.redis import LocalRedis
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse
+from devstack.synapse_cluster import MAS_SECRET, Cluster, boot
+from matrix_stack.shared.route import envoy as local_envoy
 from tests.charts import helm
 from tests.conftest import PASSWORD
 from tests.test_alertmanager_receiver import BASIC, metio_config

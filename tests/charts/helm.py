@@ -10,8 +10,8 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from matrix_stack.core.helm import RenderError as RenderError  # re-exported for the tests
-from matrix_stack.core.helm import helm_binary
+from matrix_stack.shared.route.helm import RenderError as RenderError
+from matrix_stack.shared.route.helm import helm_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"

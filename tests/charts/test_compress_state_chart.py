@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from matrix_stack.core.helm import RenderError
+from matrix_stack.shared.route.helm import RenderError
 from tests.charts import helm
 
 CHART = "compress-state"

@@ -294,7 +294,7 @@ def test_alertmanager_chart_config_loads_in_the_service(
     assert settings.file.matrix.room_mapping == {"ops": "!ops:example.org", "pager": "#pager:example.org"}
     assert settings.file.receiver.message_mode == "alert"
     assert settings.file.receiver.on_resolve == "both"
-    from matrix_stack.core.service import Service
+    from matrix_stack.shared.bridge.service import Service
 
     assert len(routes(settings, Service.from_settings(settings))) == 2  # templates compiled
 

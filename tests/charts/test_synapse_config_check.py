@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from matrix_stack.devstack import sandbox
+from devstack import sandbox
 from tests.charts import helm
 
 CI = helm.CHARTS / "synapse" / "ci"

@@ -1,0 +1,39 @@
+"""Process helpers only the harness, tests and benchmarks use (the shipped ones are in
+`matrix_stack.shared.route.processes`)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def metric_sum(url: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus metric's samples at `url` whose labels include `labels`."""
+    total = 0.0
+    for line in httpx.get(url, timeout=10).text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(
+            f'{key}="{value}"' in line for key, value in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def json_log_lines(path: Path) -> list[dict[str, Any]]:
+    """A JSON-lines log read back: each line as its object, a line that is not JSON as {"msg": line}."""
+    lines: list[dict[str, Any]] = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:
+            lines.append({"msg": line})
+    return lines

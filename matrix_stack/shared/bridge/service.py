@@ -1,0 +1,126 @@
+"""The Matrix side of a service: one client, one outbox and their background tasks.
+
+The kit's app owns its lifecycle: the app's lifespan calls `start` before serving HTTP and `stop`
+after; route builders get the service, started by the time a request arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from matrix_stack.shared.bridge.metrics import Metrics
+from matrix_stack.shared.bridge.settings import ServiceSettings
+from matrix_stack.shared.kit.errors import StartupError
+from matrix_stack.shared.matrix.client import MatrixClient
+from matrix_stack.shared.matrix.sessions import FileSession, SessionStore
+from matrix_stack.shared.outbox.engine import Outbox
+from matrix_stack.shared.outbox.sqlite import SqliteStore
+from matrix_stack.shared.outbox.store import OutboxStore
+
+# Where the bridges kept relation roots before they lived in the outbox: imported once at start.
+LEGACY_ROOT_FILES = ("sentry-threads.sqlite3", "alert-roots.sqlite3")
+READY_CACHE_SECONDS = 2.0  # probes stay cheap however often they come
+
+
+@dataclass
+class Service:
+    settings: ServiceSettings
+    client: MatrixClient
+    outbox: Outbox
+    metrics: Metrics
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _started: bool = False
+    _ready_cache: tuple[float, bool] = (0.0, False)
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings, metrics: Metrics | None = None) -> Service:
+        metrics = metrics or Metrics()
+        store: OutboxStore
+        session: SessionStore
+        if settings.outbox_url is not None:
+            # Imported here: psycopg costs a SQLite-only bridge about 10 MiB of its idle memory.
+            from matrix_stack.shared.outbox.postgres import PostgresStore
+
+            shared = PostgresStore(
+                settings.outbox_url.get_secret_value(),
+                settings.outbox_schema_name,
+                owner=settings.user_id,
+                lease_seconds=settings.outbox_lease_seconds,
+                pool_size=settings.outbox_pool_size,
+            )
+            store, session = shared, shared.session_store()
+        else:
+            store, session = SqliteStore(settings.outbox_file), FileSession(settings.session_file)
+        client = MatrixClient(
+            settings.homeserver,
+            settings.user_id,
+            access_token=settings.access_token.get_secret_value() if settings.access_token else None,
+            password=settings.password.get_secret_value() if settings.password else None,
+            session=session,
+            device_name=settings.device_name,
+            invite_allowlist=settings.invite_allowlist,
+        )
+        outbox = Outbox(
+            store,
+            client,
+            metrics.outbox,
+            max_backoff=settings.backoff_max_seconds,
+            retention=settings.outbox_retention_seconds,
+            root_retention=settings.relation_retention_seconds,
+            survey_seconds=settings.outbox_lease_seconds / 3,
+        )
+        return cls(settings, client, outbox, metrics)
+
+    async def start(self) -> None:
+        """Open the outbox, check the credentials and start delivering. Raises StartupError."""
+        if self._started:
+            return
+        # The outbox first: on PostgreSQL it also holds the bot's shared login.
+        try:
+            await self.outbox.open()
+        except Exception as exc:
+            raise StartupError(f"cannot open the outbox at {self.outbox.description}: {exc}") from exc
+        try:
+            await self.client.start()
+            for legacy in LEGACY_ROOT_FILES:
+                await self.outbox.adopt_roots(self.settings.data_dir / legacy)
+        except Exception as exc:
+            await self.client.close()
+            await self.outbox.store.close()
+            if isinstance(exc, StartupError):
+                raise
+            raise StartupError(f"cannot start: {exc}") from exc
+        self.outbox.start()
+        if self.client.invite_allowlist:
+            self._tasks.append(asyncio.create_task(self.client.run_invite_loop(), name="invites"))
+        self._started = True
+
+    async def stop(self) -> None:
+        """Stop background work, let in-flight sends finish, close everything."""
+        if not self._started:
+            return
+        self._started = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.outbox.stop(self.settings.shutdown_drain_seconds)
+        await self.client.close()
+
+    async def ready(self) -> bool:
+        """Homeserver reachable and outbox writable."""
+        checked_at, answer = self._ready_cache
+        if time.monotonic() - checked_at < READY_CACHE_SECONDS:
+            return answer
+        answer = self._started and await self.client.reachable() and await self.outbox.writable()
+        self._ready_cache = (time.monotonic(), answer)
+        return answer
+
+    def readiness(self) -> dict[str, Any]:
+        return {"outbox_depth": self.outbox.depth, "outbox_backend": self.outbox.store.backend}
+
+    def secrets(self) -> list[str]:
+        return self.settings.secrets()
