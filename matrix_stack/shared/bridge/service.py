@@ -2,21 +2,25 @@
 
 The kit's app owns its lifecycle: the app's lifespan calls `start` before serving HTTP and `stop`
 after; route builders get the service, started by the time a request arrives.
+
+The Matrix side is whatever `Client` the factory makes: `MatrixClient` on the homeserver the settings
+name, or, for an app driven in-process, a stand-in that records what would be sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from matrix_stack.shared.bridge.metrics import Metrics
 from matrix_stack.shared.bridge.settings import ServiceSettings
 from matrix_stack.shared.kit.errors import StartupError
 from matrix_stack.shared.matrix.client import MatrixClient
 from matrix_stack.shared.matrix.sessions import FileSession, SessionStore
-from matrix_stack.shared.outbox.engine import Outbox
+from matrix_stack.shared.outbox.engine import Outbox, Sender
 from matrix_stack.shared.outbox.sqlite import SqliteStore
 from matrix_stack.shared.outbox.store import OutboxStore
 
@@ -25,10 +29,45 @@ LEGACY_ROOT_FILES = ("sentry-threads.sqlite3", "alert-roots.sqlite3")
 READY_CACHE_SECONDS = 2.0  # probes stay cheap however often they come
 
 
+class Client(Sender, Protocol):
+    """What the service drives of its Matrix side: the outbox's sender, started and closed with the
+    service, asked for readiness, and answering invites when it has an allow-list."""
+
+    @property
+    def invite_allowlist(self) -> Sequence[str]: ...
+
+    async def start(self) -> None:
+        """Raises errors.StartupError."""
+
+    async def close(self) -> None: ...
+
+    async def reachable(self) -> bool: ...
+
+    async def run_invite_loop(self) -> None:
+        """Until cancelled."""
+
+
+# (settings, the session store beside the outbox) -> the client
+ClientFactory = Callable[[ServiceSettings, SessionStore], Client]
+
+
+def matrix_client(settings: ServiceSettings, session: SessionStore) -> MatrixClient:
+    """The bot on the homeserver the settings name; a password login is kept in `session`."""
+    return MatrixClient(
+        settings.homeserver,
+        settings.user_id,
+        access_token=settings.access_token.get_secret_value() if settings.access_token else None,
+        password=settings.password.get_secret_value() if settings.password else None,
+        session=session,
+        device_name=settings.device_name,
+        invite_allowlist=settings.invite_allowlist,
+    )
+
+
 @dataclass
 class Service:
     settings: ServiceSettings
-    client: MatrixClient
+    client: Client
     outbox: Outbox
     metrics: Metrics
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -36,7 +75,14 @@ class Service:
     _ready_cache: tuple[float, bool] = (0.0, False)
 
     @classmethod
-    def from_settings(cls, settings: ServiceSettings, metrics: Metrics | None = None) -> Service:
+    def from_settings(
+        cls,
+        settings: ServiceSettings,
+        metrics: Metrics | None = None,
+        *,
+        client: ClientFactory = matrix_client,
+    ) -> Service:
+        """The outbox the settings name (SQLite or PostgreSQL) and the client `client` makes."""
         metrics = metrics or Metrics()
         store: OutboxStore
         session: SessionStore
@@ -54,25 +100,17 @@ class Service:
             store, session = shared, shared.session_store()
         else:
             store, session = SqliteStore(settings.outbox_file), FileSession(settings.session_file)
-        client = MatrixClient(
-            settings.homeserver,
-            settings.user_id,
-            access_token=settings.access_token.get_secret_value() if settings.access_token else None,
-            password=settings.password.get_secret_value() if settings.password else None,
-            session=session,
-            device_name=settings.device_name,
-            invite_allowlist=settings.invite_allowlist,
-        )
+        matrix = client(settings, session)
         outbox = Outbox(
             store,
-            client,
+            matrix,
             metrics.outbox,
             max_backoff=settings.backoff_max_seconds,
             retention=settings.outbox_retention_seconds,
             root_retention=settings.relation_retention_seconds,
             survey_seconds=settings.outbox_lease_seconds / 3,
         )
-        return cls(settings, client, outbox, metrics)
+        return cls(settings, matrix, outbox, metrics)
 
     async def start(self) -> None:
         """Open the outbox, check the credentials and start delivering. Raises StartupError."""
