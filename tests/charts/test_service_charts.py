@@ -47,7 +47,7 @@ def secret_strings(values_file: Path) -> set[str]:
 
 def test_schemas_are_generated_and_current() -> None:
     result = subprocess.run(
-        [sys.executable, str(helm.ROOT / "scripts" / "chart_schemas.py"), "--check"],
+        [sys.executable, str(helm.ROOT / "scripts" / "chart_values.py"), "--check"],
         capture_output=True,
         text=True,
     )

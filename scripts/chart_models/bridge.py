@@ -1,0 +1,141 @@
+"""What the three bridge charts (webhook, sentry-webhook, matrix-alertmanager-receiver) share, declared once.
+
+Each bridge chart's model subclasses BridgeValues and adds (or overrides) only what is its own: a value
+added here appears in all three charts' values.yaml and values.schema.json.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from chart_models.base import OMIT, Strict
+from chart_models.common import (
+    Autoscaling,
+    BridgeNetworkPolicy,
+    GrafanaDashboards,
+    Image,
+    ImagePullSecret,
+    Ingress,
+    PodDisruptionBudget,
+    Probes,
+    PrometheusRule,
+    Service,
+    ServiceAccount,
+    ServiceMonitor,
+)
+
+
+class BridgeValues(Strict):
+    """A Matrix bridge chart's values (msl.deployment's default: the bot account, the outbox, persistence)."""
+
+    nameOverride: str = Field("")
+    fullnameOverride: str = Field("")
+    commonLabels: dict[str, str] = Field({})
+    component: str = Field("bridge")
+    global_: dict[str, Any] = Field(OMIT, alias="global")
+    matrix_stack_lib: dict[str, Any] = Field(OMIT, alias="matrix-stack-lib")
+    image: Image = Field(
+        default_factory=lambda: Image.model_validate(
+            {"registry": "ghcr.io", "repository": "matrix-stack/matrix-stack", "tag": ""}
+        )
+    )
+    imagePullSecrets: list[ImagePullSecret] = Field([])
+    logLevel: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO")
+    extraEnv: list[dict[str, Any]] = Field([])
+    terminationGracePeriodSeconds: int = Field(30, ge=0)
+    resources: dict[str, Any] = Field(
+        {"requests": {"cpu": "20m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}}
+    )
+    probes: Probes = Field(
+        default_factory=lambda: Probes.model_validate(
+            {"readiness": {"periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 4}}
+        )
+    )
+    podSecurityContext: dict[str, Any] = Field(
+        {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    )
+    containerSecurityContext: dict[str, Any] = Field(
+        {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    )
+    serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount)
+    podAnnotations: dict[str, str] = Field({})
+    podLabels: dict[str, str] = Field({})
+    priorityClassName: str = Field("")
+    nodeSelector: dict[str, str] = Field({})
+    tolerations: list[dict[str, Any]] = Field([])
+    affinity: dict[str, Any] = Field({})
+    topologySpreadConstraints: list[dict[str, Any]] = Field([])
+    extraVolumes: list[dict[str, Any]] = Field([])
+    extraVolumeMounts: list[dict[str, Any]] = Field([])
+    service: Service = Field(default_factory=Service)
+    ingress: Ingress = Field(default_factory=Ingress)
+    serviceMonitor: ServiceMonitor = Field(
+        default_factory=ServiceMonitor,
+        description="Prometheus Operator; rendered only when the ServiceMonitor CRD is installed.",
+    )
+    prometheusRule: PrometheusRule = Field(
+        default_factory=PrometheusRule,
+        description=(
+            "Alert rules for the Prometheus Operator (a PrometheusRule; rendered only when its "
+            "CRD is installed).\n"
+            "They read what the ServiceMonitor above scrapes, and kube-state-metrics for "
+            "readiness; the README\n"
+            'has a section per alert ("Alerts"), which each alert\'s runbook_url points at.'
+        ),
+    )
+    grafanaDashboards: GrafanaDashboards = Field(
+        default_factory=GrafanaDashboards,
+        description=(
+            "Grafana dashboards as ConfigMaps that Grafana's dashboard sidecar loads "
+            "(kube-prometheus-stack's\n"
+            "grafana.sidecar.dashboards): the bridges' (requests, deliveries, outbox depth and "
+            "latency, room leases). The sidecar finds them by `labels`\n"
+            "(its `label`/`labelValue`); `annotations` can name a folder (grafana_folder), "
+            "`namespace` puts\n"
+            "them where the sidecar looks (empty: the release's namespace)."
+        ),
+    )
+    networkPolicy: BridgeNetworkPolicy = Field(
+        default_factory=BridgeNetworkPolicy,
+        description=(
+            "NetworkPolicy (see the README): ingress to the HTTP port (8080: the API and "
+            "/metrics), egress\n"
+            "to DNS, the homeserver and, with outbox.postgres, PostgreSQL. Peers are "
+            "NetworkPolicyPeers\n"
+            "(namespaceSelector, podSelector, ipBlock). An ingress rule whose lists (*From) are "
+            "all empty\n"
+            "admits the pods of the release's namespace; an empty egress list (*To) allows any "
+            "address on the\n"
+            "rule's port."
+        ),
+    )
+    podDisruptionBudget: PodDisruptionBudget = Field(
+        default_factory=lambda: PodDisruptionBudget.model_validate({"enabled": False}),
+        description=(
+            "Off: by default there is one pod. Enabled, it has maxUnavailable: 1, which never "
+            "blocks a node\n"
+            "drain; minAvailable, or a maxUnavailable other than 1, would block every drain of "
+            "the one pod\n"
+            "and fails. With outbox.postgres (several replicas) any minAvailable or "
+            "maxUnavailable."
+        ),
+    )
+    autoscaling: Autoscaling = Field(
+        default_factory=Autoscaling,
+        description=("An HPA: only with outbox.postgres; on the SQLite outbox enabled fails (several pods)."),
+    )

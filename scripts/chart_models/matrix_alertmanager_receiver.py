@@ -1,0 +1,124 @@
+"""The matrix-alertmanager-receiver chart's values: each field's type, default and comment, declared once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from chart_models.base import OMIT, Strict
+from chart_models.bridge import BridgeValues
+from chart_models.common import (
+    Credential,
+    HttpRoute,
+    MatrixBot,
+    Outbox,
+    Persistence,
+)
+
+
+class ComputedValue(Strict):
+    values: dict[str, str] = Field(OMIT)
+    when_matching_labels: dict[str, str] = Field(OMIT, alias="when-matching-labels")
+    when_matching_annotations: dict[str, str] = Field(OMIT, alias="when-matching-annotations")
+    when_matching_status: str = Field(OMIT, alias="when-matching-status")
+
+
+class Config(Strict):
+    alertsPathPrefix: str = Field("/alerts", pattern="^/")
+    basicUsername: str = Field("alertmanager")
+    roomMapping: dict[str, Annotated[str, Field(pattern="^[!#].+")]] = Field(
+        {},
+        description=(
+            'Short names for rooms: Alertmanager posts to /alerts/<name>.\n ops: "!abcdef:example.org"'
+        ),
+    )
+    externalUrlMapping: dict[str, str] = Field({})
+    generatorUrlMapping: dict[str, str] = Field({})
+    computedValues: list[ComputedValue] = Field(
+        [], description="metio's computed-values (merged top to bottom, later wins)."
+    )
+    firingTemplate: str = Field(
+        "",
+        description=(
+            "Jinja2 templates; empty: the service's defaults (metio's README templates, re-expressed)."
+        ),
+    )
+    resolvedTemplate: str = Field("")
+    groupTemplate: str = Field("")
+    messageMode: Literal["group", "alert"] = Field(
+        "group",
+        description="group: one message per notification group; alert: one per alert (metio's behaviour).",
+    )
+    onResolve: Literal["edit", "thread", "both", "new"] = Field(
+        "edit",
+        description=(
+            "On resolve: edit the firing message, reply in its thread, both, or post a new message (metio)."
+        ),
+    )
+    pingRoomSeverities: list[str] = Field(
+        [], description="Severities whose firing alerts ping the room (@room)."
+    )
+    msgtype: Literal["m.notice", "m.text"] = Field("m.text")
+
+
+class BasicAuth(Strict):
+    password: Credential = Field(
+        default_factory=Credential,
+        description="{value: ...} stored in the chart's Secret, or {secret: NAME, secretKey: KEY}",
+    )
+
+
+class MatrixAlertmanagerReceiverValues(BridgeValues):
+    """matrix-stack `alertmanager-receiver`: Prometheus Alertmanager into Matrix rooms.
+    Every value is described in README.md; values.schema.json rejects unknown keys.
+    """
+
+    matrix: MatrixBot = Field(default_factory=MatrixBot, description="The bot account the service posts as.")
+    replicaCount: int = Field(
+        1,
+        ge=0,
+        description=(
+            "One pod by default. The outbox (SQLite, with the relation roots) and the bot's "
+            "session are\n"
+            "files in the data directory, which one pod owns: more than 1 fails unless the outbox"
+            " is on\n"
+            "PostgreSQL (outbox.postgres), which any number of replicas share. 0 stops the "
+            "service. See\n"
+            'README.md, "Persistence and replicas".'
+        ),
+    )
+    persistence: Persistence = Field(
+        default_factory=Persistence,
+        description=(
+            "The data directory, /var/lib/matrix-stack: outbox, session, relation roots. Not used"
+            " with\n"
+            "outbox.postgres (an emptyDir then: nothing durable is there)."
+        ),
+    )
+    outbox: Outbox = Field(
+        default_factory=Outbox,
+        description=(
+            "Where the outbox (accepted messages not delivered yet), the relation roots and the "
+            "bot's\n"
+            "session live. Default: files in the data directory (persistence), one pod. See "
+            "README.md,\n"
+            '"Persistence and replicas".'
+        ),
+    )
+    httpRoute: HttpRoute = Field(
+        default_factory=lambda: HttpRoute.model_validate({"paths": ["/alerts"]}),
+        description="Gateway API (gateway.networking.k8s.io/v1).",
+    )
+    config: Config = Field(
+        default_factory=Config,
+        description=(
+            "The receiver's configuration file (metio's format, rendered into a ConfigMap; no secrets in it)."
+        ),
+    )
+    basicAuth: BasicAuth = Field(
+        default_factory=BasicAuth,
+        description=(
+            "Basic auth on the alerts endpoint: a credential ({value} or {secret, secretKey}); empty: none."
+        ),
+    )

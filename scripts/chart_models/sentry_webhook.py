@@ -1,0 +1,116 @@
+"""The sentry-webhook chart's values: each field's type, default and comment, declared once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from chart_models.base import Strict
+from chart_models.bridge import BridgeValues
+from chart_models.common import (
+    Credential,
+    HttpRoute,
+    MatrixBot,
+    Outbox,
+    Persistence,
+)
+
+
+class Sentry(Strict):
+    clientSecret: Credential = Field(
+        default_factory=Credential,
+        description="{value: ...} stored in the chart's Secret, or {secret: NAME, secretKey: KEY}",
+    )
+    legacySecret: Credential = Field(
+        default_factory=Credential,
+        description=(
+            'The legacy per-project "WebHooks" plugin posts unsigned to https://<host>/legacy/<secret>.'
+        ),
+    )
+    url: str = Field(
+        "https://sentry.io", pattern="^https?://", description="For links when a payload carries none."
+    )
+
+
+class Routing(Strict):
+    defaultRoom: str = Field("", pattern="^([!#].+)?$")
+    projectRooms: dict[str, Annotated[str, Field(pattern="^[!#].+")]] = Field(
+        {}, description=' front-end: "#frontend-alerts:example.org"'
+    )
+    metricAlertRooms: dict[str, Annotated[str, Field(pattern="^[!#].+")]] = Field({})
+
+
+class Filters(Strict):
+    environments: list[str] = Field([])
+    levels: list[Literal["fatal", "error", "warning", "info", "debug", "sample"]] = Field([])
+
+
+class SentryWebhookValues(BridgeValues):
+    """matrix-stack `sentry-webhook`: Sentry alerts and issue events into Matrix rooms.
+    Every value is described in README.md; values.schema.json rejects unknown keys.
+    """
+
+    matrix: MatrixBot = Field(default_factory=MatrixBot, description="The bot account the service posts as.")
+    replicaCount: int = Field(
+        1,
+        ge=0,
+        description=(
+            "One pod by default. The outbox (SQLite, with the relation roots) and the bot's "
+            "session are\n"
+            "files in the data directory, which one pod owns: more than 1 fails unless the outbox"
+            " is on\n"
+            "PostgreSQL (outbox.postgres), which any number of replicas share. 0 stops the "
+            "service. See\n"
+            'README.md, "Persistence and replicas".'
+        ),
+    )
+    persistence: Persistence = Field(
+        default_factory=Persistence,
+        description=(
+            "The data directory, /var/lib/matrix-stack: outbox, session, relation roots. Not used"
+            " with\n"
+            "outbox.postgres (an emptyDir then: nothing durable is there)."
+        ),
+    )
+    outbox: Outbox = Field(
+        default_factory=Outbox,
+        description=(
+            "Where the outbox (accepted messages not delivered yet), the relation roots and the "
+            "bot's\n"
+            "session live. Default: files in the data directory (persistence), one pod. See "
+            "README.md,\n"
+            '"Persistence and replicas".'
+        ),
+    )
+    httpRoute: HttpRoute = Field(
+        default_factory=lambda: HttpRoute.model_validate({"paths": ["/sentry", "/legacy"]}),
+        description="Gateway API (gateway.networking.k8s.io/v1).",
+    )
+    sentry: Sentry = Field(
+        default_factory=Sentry,
+        description=(
+            "Sentry side. Integration Platform (Settings > Developer Settings > Custom "
+            "Integration):\n"
+            "webhook URL https://<host>/sentry, the integration's client secret here."
+        ),
+    )
+    routing: Routing = Field(
+        default_factory=Routing,
+        description=(
+            "Where messages go: metric alert rule name first, then project slug or id, then the default room."
+        ),
+    )
+    filters: Filters = Field(
+        default_factory=Filters, description="Only these environments / levels (empty: all)."
+    )
+    tags: list[str] = Field(
+        [], description="Event tags shown in messages (empty: the service's default list)."
+    )
+    msgtype: Literal["m.notice", "m.text"] = Field("m.notice")
+    threads: bool = Field(
+        True, description="Later events about an issue go into the thread of its first message."
+    )
+    postErrors: bool = Field(
+        True, description="error.created arrives once per event (Business plan): noisy, but on by default."
+    )
