@@ -42,7 +42,6 @@ from matrix_stack.shared.outbox.store import (
     DeadLetter,
     DeliveryStatus,
     NewDelivery,
-    NewRoot,
     Root,
     Row,
     State,
@@ -215,9 +214,6 @@ class PostgresStore:
             "status": f"SELECT {STATUS_COLUMNS} FROM {s}.deliveries WHERE id = %s",
             "dead": f"SELECT id, room, reason FROM {s}.dead_letters ORDER BY failed",
             "get_root": f"SELECT delivery_id, resolved FROM {s}.relation_roots WHERE key = %s AND room = %s",
-            "adopt": f"INSERT INTO {s}.relation_roots (key, room, delivery_id, created)"
-            " VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (key, room) DO NOTHING",
             "prune_roots": f"DELETE FROM {s}.relation_roots WHERE resolved < %s OR"
             " (resolved IS NULL AND created < %s)",
             "prune_sent": f"DELETE FROM {s}.deliveries WHERE state = 'sent' AND finished < %s"
@@ -414,15 +410,6 @@ class PostgresStore:
     async def root(self, key: str, room: str) -> Root | None:
         found = await self._fetch(self._sql["get_root"], (key, room))
         return Root(found[0][0], found[0][1] is not None) if found else None
-
-    async def adopt_roots(self, roots: Sequence[NewRoot]) -> None:
-        async def adopt(connection: psycopg.AsyncConnection[Any]) -> None:
-            async with connection.cursor() as cursor:
-                await cursor.executemany(
-                    self._sql["adopt"], [(r.key, r.room, r.delivery_id, r.created) for r in roots]
-                )
-
-        await self._run(adopt)
 
     async def pending(self, room: str, limit: int) -> list[Row]:
         return [Row(*found) for found in await self._fetch(self._sql["pending"], (room, limit))]

@@ -8,7 +8,6 @@ room is granted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import queue
 import sqlite3
 import threading
@@ -24,7 +23,6 @@ from matrix_stack.shared.outbox.store import (
     DeadLetter,
     DeliveryStatus,
     NewDelivery,
-    NewRoot,
     Root,
     Row,
     State,
@@ -96,10 +94,6 @@ RETRY = "UPDATE deliveries SET attempts = ?, next_attempt = ?, error = ? WHERE s
 FINISH = "UPDATE deliveries SET state = ?, attempts = ?, event_id = ?, error = ?, finished = ? WHERE seq = ?"
 STATUS = f"SELECT {STATUS_COLUMNS} FROM deliveries WHERE id = ?"
 DEAD_LETTERS = "SELECT id, room, reason FROM dead_letters ORDER BY failed"
-ADOPT_ROOT = (
-    "INSERT INTO relation_roots (key, room, delivery_id, created) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (key, room) DO NOTHING"
-)
 
 
 def delivery_values(row: NewDelivery) -> tuple[Any, ...]:
@@ -283,11 +277,6 @@ class SqliteStore:
 
         return await self._db.run(read)
 
-    async def adopt_roots(self, roots: Sequence[NewRoot]) -> None:
-        await self._db.run(
-            lambda c: c.executemany(ADOPT_ROOT, [(r.key, r.room, r.delivery_id, r.created) for r in roots])
-        )
-
     async def pending(self, room: str, limit: int) -> list[Row]:
         return await self._db.run(lambda c: [Row(*row) for row in c.execute(PENDING_ROWS, (room, limit))])
 
@@ -338,13 +327,3 @@ class SqliteStore:
 
     async def listen(self, heard: Callable[[list[str]], None]) -> None:
         raise NotImplementedError("SQLite is not shared")  # pragma: no cover
-
-
-def legacy_roots(path: Path) -> list[tuple[str, str, str]]:
-    """The roots a service kept in its own file before they lived in the outbox."""
-    if not path.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(path)) as old:
-        return [
-            (str(k), str(r), str(d)) for k, r, d in old.execute("SELECT key, room, delivery_id FROM roots")
-        ]

@@ -39,14 +39,6 @@ class NewDelivery:
 
 
 @dataclass(frozen=True)
-class NewRoot:
-    key: str
-    room: str
-    delivery_id: str
-    created: float
-
-
-@dataclass(frozen=True)
 class Root:
     delivery_id: str
     resolved: bool
@@ -133,8 +125,6 @@ class OutboxStore(Protocol):
         ...
 
     async def root(self, key: str, room: str) -> Root | None: ...
-
-    async def adopt_roots(self, roots: Sequence[NewRoot]) -> None: ...
 
     async def pending(self, room: str, limit: int) -> list[Row]: ...
 
