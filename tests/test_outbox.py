@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -212,10 +209,10 @@ async def test_rooms_do_not_block_each_other(
 
 
 async def test_relation_roots_live_in_the_outbox(
-    make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom, bot: Account, tmp_path: Path
+    make_client: MakeClient, make_outbox: MakeOutbox, new_room: NewRoom, bot: Account
 ) -> None:
-    """A root is written with its message, survives a restart, takes a resolution, is replaced only
-    once resolved (a new firing), and an old legacy roots file is imported once."""
+    """A root is written with its message, survives a restart, takes a resolution, and is replaced
+    only once resolved (a new firing)."""
     room_id = await new_room()
     client = await make_client(bot)
     outbox = await make_outbox(client, name="roots")
@@ -226,22 +223,8 @@ async def test_relation_roots_live_in_the_outbox(
     assert await outbox.root("group:a", room_id) == Root(first, True)
     await outbox.wait(again, timeout=30)
     await outbox.stop(drain_timeout=5)
-    legacy = tmp_path / "data" / "alert-roots.sqlite3"
-    legacy.parent.mkdir()
-    with contextlib.closing(sqlite3.connect(legacy)) as old:
-        old.execute(
-            "CREATE TABLE roots (key TEXT, room TEXT, delivery_id TEXT NOT NULL, PRIMARY KEY (key, room))"
-        )
-        old.execute("INSERT INTO roots VALUES ('group:b', ?, 'delivery-b'), ('group:a', ?, 'stale')",
-                    (room_id, room_id))  # fmt: skip
-        old.commit()
     reopened = await make_outbox(client, name="roots")
     assert await reopened.root("group:a", room_id) == Root(first, True)  # kept across the restart
-    assert await reopened.adopt_roots(legacy) == 2
-    assert await reopened.root("group:b", room_id) == Root("delivery-b", False)
-    assert await reopened.root("group:a", room_id) == Root(first, True)  # an existing root wins
-    assert not legacy.exists()
-    assert await reopened.adopt_roots(legacy) == 0  # once
     refired = await reopened.enqueue(room_id, content.message("firing anew"), root_key="group:a")
     assert await reopened.root("group:a", room_id) == Root(refired, False)
 

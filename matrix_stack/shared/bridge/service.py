@@ -24,8 +24,6 @@ from matrix_stack.shared.outbox.engine import Outbox, Sender
 from matrix_stack.shared.outbox.sqlite import SqliteStore
 from matrix_stack.shared.outbox.store import OutboxStore
 
-# Where the bridges kept relation roots before they lived in the outbox: imported once at start.
-LEGACY_ROOT_FILES = ("sentry-threads.sqlite3", "alert-roots.sqlite3")
 READY_CACHE_SECONDS = 2.0  # probes stay cheap however often they come
 
 
@@ -123,8 +121,6 @@ class Service:
             raise StartupError(f"cannot open the outbox at {self.outbox.description}: {exc}") from exc
         try:
             await self.client.start()
-            for legacy in LEGACY_ROOT_FILES:
-                await self.outbox.adopt_roots(self.settings.data_dir / legacy)
         except Exception as exc:
             await self.client.close()
             await self.outbox.store.close()

@@ -1,7 +1,7 @@
 """The durable outbox: a message accepted is a message delivered, exactly once, in order per room.
 
-`enqueue()` returns after the row is committed to the store: SQLite (`outbox_sqlite`, one replica)
-or PostgreSQL (`outbox_postgres`, several). A background sender delivers each room's queue in order
+`enqueue()` returns after the row is committed to the store: SQLite (`sqlite.py`, one replica)
+or PostgreSQL (`postgres.py`, several). A background sender delivers each room's queue in order
 with `PUT /send/{txn_id}`, where the txn id is derived from the delivery id, so a resend after a
 crash or a takeover is de-duplicated by the homeserver. Transient failures back off (with jitter,
 or as long as `retry_after_ms` says) for as long as it takes; permanent failures land in the
@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -32,13 +31,11 @@ from matrix_stack.shared.kit.errors import NotDurable
 from matrix_stack.shared.matrix.client import HomeserverUnavailable, MatrixError
 from matrix_stack.shared.matrix.content import Content, RelationKind, relate
 from matrix_stack.shared.outbox.metrics import OutboxMetrics
-from matrix_stack.shared.outbox.sqlite import legacy_roots
 from matrix_stack.shared.outbox.store import (
     Claim,
     DeadLetter,
     DeliveryStatus,
     NewDelivery,
-    NewRoot,
     OutboxStore,
     Root,
     Row,
@@ -208,17 +205,6 @@ class Outbox:
     async def root(self, key: str, room: str) -> Root | None:
         """The message `key` relates to in `room`, if any. Raises NotDurable."""
         return await self.store.root(key, room)
-
-    async def adopt_roots(self, legacy: Path) -> int:
-        """Import, once, the roots file a service kept before roots lived in the outbox."""
-        found = await asyncio.to_thread(legacy_roots, legacy)
-        if not found:
-            return 0
-        now = time.time()
-        await self.store.adopt_roots([NewRoot(key, room, delivery, now) for key, room, delivery in found])
-        await asyncio.to_thread(legacy.rename, legacy.with_name(legacy.name + ".imported"))
-        log.info("imported relation roots from %s", legacy, extra={"roots": len(found)})
-        return len(found)
 
     async def status(self, delivery_id: str) -> DeliveryStatus | None:
         return await self.store.status(delivery_id)

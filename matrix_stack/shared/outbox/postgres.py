@@ -12,7 +12,9 @@ delivery is marked sent, so a replica that lost a room cannot overwrite its succ
 message the dead replica had sent but not yet marked is sent again by its successor with the same
 transaction id on the same device: the homeserver answers with the first event.
 
-Tables live in their own schema (one per bridge deployment), created on first start.
+Tables live in their own schema (one per bridge deployment), created on first start and upgraded
+by schema.py's numbered steps, one transaction each under an advisory lock: replicas starting
+together apply every step once.
 """
 
 from __future__ import annotations
@@ -35,14 +37,22 @@ import psycopg_pool
 
 from matrix_stack.shared.kit.errors import NotDurable
 from matrix_stack.shared.outbox.conninfo import first_line, passwords
+from matrix_stack.shared.outbox.schema import (
+    RECORD_VERSION,
+    STEPS,
+    V1_TABLE,
+    VERSION,
+    VERSION_TABLE,
+    Step,
+    next_step,
+    numbered,
+    postgres_dialect,
+)
 from matrix_stack.shared.outbox.store import (
-    ROW_COLUMNS,
-    STATUS_COLUMNS,
     Claim,
     DeadLetter,
     DeliveryStatus,
     NewDelivery,
-    NewRoot,
     Root,
     Row,
     State,
@@ -56,47 +66,6 @@ SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Serialises schema creation and logins across replicas ("mxs-obox" folded into a bigint).
 _LOCK_BASE = int.from_bytes(b"mxs-obox", "big") & 0x7FFF_FFFF_FFFF_0000
 _SAFETY = 0.3  # of a lease: stop starting sends this long before it would lapse unrenewed
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS {s}.deliveries (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    room TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    content TEXT NOT NULL,
-    rel_kind TEXT,
-    rel_delivery TEXT,
-    rel_event TEXT,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0,
-    created DOUBLE PRECISION NOT NULL,
-    finished DOUBLE PRECISION,
-    event_id TEXT,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS pending_by_room ON {s}.deliveries (room, seq) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS finished_at ON {s}.deliveries (finished) WHERE state = 'sent';
-CREATE TABLE IF NOT EXISTS {s}.relation_roots (
-    key TEXT NOT NULL,
-    room TEXT NOT NULL,
-    delivery_id TEXT NOT NULL,
-    created DOUBLE PRECISION NOT NULL,
-    resolved DOUBLE PRECISION,
-    PRIMARY KEY (key, room)
-);
-CREATE TABLE IF NOT EXISTS {s}.room_leases (
-    room TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,  -- '' when released
-    generation BIGINT NOT NULL,
-    expires TIMESTAMPTZ NOT NULL
-);
--- Whose outbox this is (a second deployment pointed at it by mistake is refused), and the bot's login.
-CREATE TABLE IF NOT EXISTS {s}.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE OR REPLACE VIEW {s}.dead_letters AS
-    SELECT id, room, event_type, content, attempts, created, finished AS failed, error AS reason
-    FROM {s}.deliveries WHERE state = 'dead';
-"""
 
 
 def holder_name() -> str:
@@ -143,6 +112,7 @@ class PostgresStore:
         lease_seconds: float = 10.0,
         pool_size: int = 4,
         connect_timeout: float = 5.0,
+        steps: Sequence[Step] = STEPS,
     ) -> None:
         if not SCHEMA_NAME.match(schema):
             raise ValueError(f"schema {schema!r}: lower-case letters, digits and _ only")
@@ -152,6 +122,8 @@ class PostgresStore:
         self.owner = owner
         self.holder = holder or holder_name()
         self.lease_seconds = lease_seconds
+        self._steps = numbered(steps)
+        self._dialect = postgres_dialect(schema)
         self.channel = f"{schema}_outbox"
         info = psycopg.conninfo.conninfo_to_dict(url)
         self.description = (
@@ -171,7 +143,8 @@ class PostgresStore:
         self._committers = 0
         self._max_committers = max(pool_size - 2, 1)  # leave connections for reads and leases
         s = f'"{schema}"'
-        self._sql = {
+        # The shared statements (schema.py) in PostgreSQL's words, and this store's own.
+        self._sql = self._dialect.statements() | {
             # A row with a root key and root_rel relates to the key's root (resolved or not), else to
             # the row before it in this batch that started the root (batch_root), else to nothing.
             "insert": f"INSERT INTO {s}.deliveries (id, room, event_type, content, rel_kind, rel_delivery,"
@@ -192,12 +165,6 @@ class PostgresStore:
             "first_root": f"INSERT INTO {s}.relation_roots (key, room, delivery_id, created)"
             f" SELECT %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM {s}.relation_roots WHERE key = %s"
             " AND room = %s) ON CONFLICT (key, room) DO NOTHING",
-            "root": f"INSERT INTO {s}.relation_roots AS r (key, room, delivery_id, created)"
-            " VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (key, room) DO UPDATE SET delivery_id = excluded.delivery_id,"
-            " created = excluded.created, resolved = NULL WHERE r.resolved IS NOT NULL",
-            "resolve": f"UPDATE {s}.relation_roots SET resolved = %s WHERE key = %s AND room = %s"
-            " AND resolved IS NULL",
             "finish": f"UPDATE {s}.deliveries d SET state = v.state, attempts = v.attempts,"
             " event_id = v.event_id, error = v.error, finished = v.finished"
             " FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::text[], %s::text[], %s::float8[],"
@@ -210,18 +177,6 @@ class PostgresStore:
             " WHERE seq = %s"
             f" AND EXISTS (SELECT 1 FROM {s}.room_leases l WHERE l.room = d.room AND l.holder = %s"
             " AND l.generation = %s)",
-            "pending": f"SELECT {ROW_COLUMNS} FROM {s}.deliveries WHERE room = %s AND state = 'pending'"
-            " ORDER BY seq LIMIT %s",
-            "status": f"SELECT {STATUS_COLUMNS} FROM {s}.deliveries WHERE id = %s",
-            "dead": f"SELECT id, room, reason FROM {s}.dead_letters ORDER BY failed",
-            "get_root": f"SELECT delivery_id, resolved FROM {s}.relation_roots WHERE key = %s AND room = %s",
-            "adopt": f"INSERT INTO {s}.relation_roots (key, room, delivery_id, created)"
-            " VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (key, room) DO NOTHING",
-            "prune_roots": f"DELETE FROM {s}.relation_roots WHERE resolved < %s OR"
-            " (resolved IS NULL AND created < %s)",
-            "prune_sent": f"DELETE FROM {s}.deliveries WHERE state = 'sent' AND finished < %s"
-            f" AND id NOT IN (SELECT delivery_id FROM {s}.relation_roots)",
             "claim": f"WITH previous AS (SELECT holder FROM {s}.room_leases WHERE room = %(room)s)"
             f" INSERT INTO {s}.room_leases AS l (room, holder, generation, expires)"
             " VALUES (%(room)s, %(me)s, 1, now() + %(lease)s * interval '1 second')"
@@ -237,7 +192,6 @@ class PostgresStore:
             f" WHERE d.state = 'pending' AND NOT EXISTS (SELECT 1 FROM {s}.room_leases l"
             " WHERE l.room = d.room"
             " AND l.holder <> '' AND l.holder <> %s AND l.expires >= now()) ORDER BY d.room, d.seq",
-            "depth": f"SELECT count(*) FROM {s}.deliveries WHERE state = 'pending'",
             "meta_get": f"SELECT value FROM {s}.meta WHERE key = %s",
             "meta_set": f"INSERT INTO {s}.meta (key, value) VALUES (%s, %s)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -283,23 +237,11 @@ class PostgresStore:
             await self._pool.close()
             raise self._error(exc) from exc
 
-        async def migrate(connection: psycopg.AsyncConnection[Any]) -> str:
-            async with connection.transaction():
-                await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_BASE,))
-                # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
-                # exists: a schema made beforehand and granted to the role must not need it.
-                cursor = await connection.execute(
-                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
-                )
-                if await cursor.fetchone() is None:
-                    await connection.execute(f'CREATE SCHEMA "{self.schema}"')
-                await connection.execute(_SCHEMA.format(s=f'"{self.schema}"'))
-                await connection.execute(self._sql["meta_init"], ("owner", self.owner))
-                cursor = await connection.execute(self._sql["meta_get"], ("owner",))
-                found = await cursor.fetchone()
-                return str(found[0]) if found else self.owner
-
-        owner = await self._run(migrate)
+        try:
+            owner = await self._run(self._upgrade)
+        except BaseException:
+            await self._pool.close()
+            raise
         if owner != self.owner:
             await self._pool.close()
             raise NotDurable(
@@ -310,6 +252,42 @@ class PostgresStore:
 
     async def close(self) -> None:
         await self._pool.close()
+
+    async def _upgrade(self, connection: psycopg.AsyncConnection[Any]) -> str:
+        """Bring the schema to the latest version, one step per transaction under the advisory lock
+        (another replica waits, then sees the step done); returns the outbox's owner. Someone else's
+        outbox is not upgraded, and a newer one is refused (NotDurable)."""
+        while True:
+            async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_BASE,))
+                found = await self._version(connection)
+                step = next_step(found, self._steps, self.description)
+                if found >= 1:
+                    await connection.execute(self._sql["meta_init"], ("owner", self.owner))
+                    owner = await _one(await connection.execute(self._sql["meta_get"], ("owner",)))
+                    if owner != self.owner:
+                        return str(owner)
+                if step is None:
+                    return self.owner
+                for statement in step.statements(self._dialect):
+                    await connection.execute(statement)
+                await connection.execute(self._dialect.sql(RECORD_VERSION), (step.version, time.time()))
+            log.info("outbox schema upgraded", extra={"schema": self.schema, "version": step.version})
+
+    async def _version(self, connection: psycopg.AsyncConnection[Any]) -> int:
+        """The schema's version (0: new); one made before versions were kept is at 1."""
+        # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: a
+        # schema made beforehand and granted to the role must not need it.
+        cursor = await connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
+        if await cursor.fetchone() is None:
+            await connection.execute(f'CREATE SCHEMA "{self.schema}"')
+        d = self._dialect
+        if not await _one(await connection.execute(d.exists, (d.table + "schema_version",))):
+            made_before = await _one(await connection.execute(d.exists, (d.table + V1_TABLE,)))
+            await connection.execute(d.sql(VERSION_TABLE))
+            if made_before:
+                await connection.execute(d.sql(RECORD_VERSION), (1, time.time()))
+        return int(await _one(await connection.execute(d.sql(VERSION))))
 
     # -- group commit -----------------------------------------------------------------------------
 
@@ -366,10 +344,10 @@ class PostgresStore:
                         await connection.execute(self._sql["first_root"], first)
                     elif row.root_key is not None:
                         await connection.execute(
-                            self._sql["root"], (row.root_key, row.room, row.id, row.created)
+                            self._sql["upsert_root"], (row.root_key, row.room, row.id, row.created)
                         )
                 for key, room in insert.resolved:
-                    await connection.execute(self._sql["resolve"], (insert.now, key, room))
+                    await connection.execute(self._sql["resolve_root"], (insert.now, key, room))
             if batch.finishes:
                 f = batch.finishes
                 finished = await connection.execute(
@@ -412,17 +390,8 @@ class PostgresStore:
         return future
 
     async def root(self, key: str, room: str) -> Root | None:
-        found = await self._fetch(self._sql["get_root"], (key, room))
+        found = await self._fetch(self._sql["root"], (key, room))
         return Root(found[0][0], found[0][1] is not None) if found else None
-
-    async def adopt_roots(self, roots: Sequence[NewRoot]) -> None:
-        async def adopt(connection: psycopg.AsyncConnection[Any]) -> None:
-            async with connection.cursor() as cursor:
-                await cursor.executemany(
-                    self._sql["adopt"], [(r.key, r.room, r.delivery_id, r.created) for r in roots]
-                )
-
-        await self._run(adopt)
 
     async def pending(self, room: str, limit: int) -> list[Row]:
         return [Row(*found) for found in await self._fetch(self._sql["pending"], (room, limit))]
@@ -436,7 +405,7 @@ class PostgresStore:
         return DeliveryStatus(*found[0]) if found else None
 
     async def dead_letters(self) -> list[DeadLetter]:
-        return [DeadLetter(*found) for found in await self._fetch(self._sql["dead"], ())]
+        return [DeadLetter(*found) for found in await self._fetch(self._sql["dead_letters"], ())]
 
     async def writable(self) -> bool:
         try:
@@ -561,6 +530,13 @@ class PostgresSession:
 
     def exclusive(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self._store.locked(1)
+
+
+async def _one(cursor: psycopg.AsyncCursor[Any]) -> Any:
+    """The first column of a query's one row."""
+    found = await cursor.fetchone()
+    assert found is not None
+    return found[0]
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -2,103 +2,61 @@
 
 Operations queued while a transaction runs are committed together with the next one (group commit),
 so concurrent enqueues share an fsync. Not shared: one replica owns the file, so every claim on a
-room is granted.
+room is granted. Opening the file creates or upgrades its tables (schema.py's numbered steps).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from matrix_stack.shared.kit.errors import NotDurable
+from matrix_stack.shared.outbox.schema import (
+    RECORD_VERSION,
+    SQLITE,
+    STEPS,
+    V1_TABLE,
+    VERSION,
+    VERSION_TABLE,
+    Step,
+    next_step,
+    numbered,
+)
 from matrix_stack.shared.outbox.store import (
-    ROW_COLUMNS,
-    STATUS_COLUMNS,
     Claim,
     DeadLetter,
     DeliveryStatus,
     NewDelivery,
-    NewRoot,
     Root,
     Row,
     State,
     Survey,
 )
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    room TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    content TEXT NOT NULL,
-    rel_kind TEXT,
-    rel_delivery TEXT,
-    rel_event TEXT,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    finished REAL,
-    event_id TEXT,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS pending_by_room ON deliveries (room, seq) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS finished_at ON deliveries (finished) WHERE state = 'sent';
--- The message later ones relate to, by a caller's key (a Sentry issue, an Alertmanager group or
--- alert), written in the transaction that stores that message. A root's delivery is kept past the
--- sent rows' retention for as long as the root is.
-CREATE TABLE IF NOT EXISTS relation_roots (
-    key TEXT NOT NULL,
-    room TEXT NOT NULL,
-    delivery_id TEXT NOT NULL,
-    created REAL NOT NULL,
-    resolved REAL,
-    PRIMARY KEY (key, room)
-);
-CREATE VIEW IF NOT EXISTS dead_letters AS
-    SELECT id, room, event_type, content, attempts, created, finished AS failed, error AS reason
-    FROM deliveries WHERE state = 'dead';
-"""
-
-# SQL both stores share (PostgreSQL with its own placeholders): one statement per fact.
-# A root replaces only a resolved one (the alert fires again); the first live root stays.
-UPSERT_ROOT = (
-    "INSERT INTO relation_roots (key, room, delivery_id, created) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (key, room) DO UPDATE SET delivery_id = excluded.delivery_id,"
-    " created = excluded.created, resolved = NULL WHERE relation_roots.resolved IS NOT NULL"
-)
-ROOT = "SELECT delivery_id, resolved FROM relation_roots WHERE key = ? AND room = ?"
-# A message joining a key's thread relates to its root, resolved or not (until the root is pruned).
-ANY_ROOT = "SELECT delivery_id FROM relation_roots WHERE key = ? AND room = ?"
-RESOLVE_ROOT = "UPDATE relation_roots SET resolved = ? WHERE key = ? AND room = ? AND resolved IS NULL"
-PRUNE_ROOTS = "DELETE FROM relation_roots WHERE resolved < ? OR (resolved IS NULL AND created < ?)"
-PRUNE_SENT = (
-    "DELETE FROM deliveries WHERE state = 'sent' AND finished < ?"
-    " AND id NOT IN (SELECT delivery_id FROM relation_roots)"
-)
+# The shared statements (schema.py) in SQLite's words, and this store's own: it inserts and ends
+# deliveries one by one, on its one connection, and every claim is granted.
+SQL = SQLITE.statements()
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, room, event_type, content, rel_kind, rel_delivery, rel_event, created)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
-PENDING_ROWS = (
-    f"SELECT {ROW_COLUMNS} FROM deliveries WHERE room = ? AND state = 'pending' ORDER BY seq LIMIT ?"
-)
 RETRY = "UPDATE deliveries SET attempts = ?, next_attempt = ?, error = ? WHERE seq = ?"
 FINISH = "UPDATE deliveries SET state = ?, attempts = ?, event_id = ?, error = ?, finished = ? WHERE seq = ?"
-STATUS = f"SELECT {STATUS_COLUMNS} FROM deliveries WHERE id = ?"
-DEAD_LETTERS = "SELECT id, room, reason FROM dead_letters ORDER BY failed"
-ADOPT_ROOT = (
-    "INSERT INTO relation_roots (key, room, delivery_id, created) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (key, room) DO NOTHING"
+HEADS = (
+    "SELECT d.room, d.next_attempt FROM deliveries d JOIN"
+    " (SELECT room, MIN(seq) AS seq FROM deliveries WHERE state = 'pending' GROUP BY room) h"
+    " ON d.seq = h.seq"
 )
 
 
@@ -110,8 +68,9 @@ def delivery_values(row: NewDelivery) -> tuple[Any, ...]:
 class _Database:
     """One SQLite connection on its own thread; queued operations share transactions."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, steps: Sequence[Step]) -> None:
         self.path = path
+        self._steps = steps
         self._queue: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]] | None]
         self._queue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"outbox-db:{path.name}", daemon=True)
@@ -146,11 +105,34 @@ class _Database:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")  # a commit is on disk when enqueue() returns
-        connection.execute("PRAGMA busy_timeout=10000")
-        connection.executescript(SCHEMA)
+        try:
+            connection.execute("PRAGMA busy_timeout=10000")  # first: another opener may hold the file
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")  # a commit is on disk when enqueue() returns
+            while self._upgrade(connection):
+                pass
+        except BaseException:
+            connection.close()
+            raise
         return connection
+
+    def _upgrade(self, connection: sqlite3.Connection) -> bool:
+        """Apply the next schema step, in one transaction with its version; False when current."""
+        connection.execute("BEGIN IMMEDIATE")  # the write lock: another opener waits, then sees it
+        try:
+            step = next_step(_version(connection), self._steps, str(self.path))
+            if step is not None:
+                for statement in step.statements(SQLITE):
+                    connection.execute(statement)
+                connection.execute(SQLITE.sql(RECORD_VERSION), (step.version, time.time()))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        if step is not None:
+            log.info("outbox schema upgraded", extra={"path": str(self.path), "version": step.version})
+        return step is not None
 
     def _run(self) -> None:
         try:
@@ -221,31 +203,31 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]
             future.set_result(result)
 
 
-def _status(row: sqlite3.Row | tuple[Any, ...] | None) -> DeliveryStatus | None:
-    if row is None:
-        return None
-    return DeliveryStatus(*row)
+def _version(c: sqlite3.Connection) -> int:
+    """The database's schema version; a database made before versions were kept is at 1."""
+    if not c.execute(SQLITE.exists, ("schema_version",)).fetchone()[0]:
+        made_before = c.execute(SQLITE.exists, (V1_TABLE,)).fetchone()[0]
+        c.execute(SQLITE.sql(VERSION_TABLE))
+        if made_before:
+            c.execute(SQLITE.sql(RECORD_VERSION), (1, time.time()))
+    return int(c.execute(SQLITE.sql(VERSION)).fetchone()[0])
 
 
 class SqliteStore:
     backend: Literal["sqlite", "postgres"] = "sqlite"
     shared = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, steps: Sequence[Step] = STEPS) -> None:
         self.path = Path(path)
         self.description = str(self.path)
-        self._db = _Database(self.path)
+        self._db = _Database(self.path, numbered(steps))
 
     async def open(self) -> Survey:
         await asyncio.to_thread(self._db.start)
 
         def load(c: sqlite3.Connection) -> Survey:
-            depth = c.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'").fetchone()[0]
-            heads = c.execute(
-                "SELECT d.room, d.next_attempt FROM deliveries d JOIN"
-                " (SELECT room, MIN(seq) AS seq FROM deliveries WHERE state = 'pending' GROUP BY room) h"
-                " ON d.seq = h.seq"
-            ).fetchall()
+            depth = c.execute(SQL["depth"]).fetchone()[0]
+            heads = c.execute(HEADS).fetchall()
             return Survey(depth, [(room, due) for room, due in heads])
 
         return await self._db.run(load)
@@ -265,31 +247,27 @@ class SqliteStore:
                 values = delivery_values(row)
                 related = None
                 if row.root_key is not None and row.root_rel is not None:
-                    related = c.execute(ANY_ROOT, (row.root_key, row.room)).fetchone()
+                    # Joining a key's thread: its root, resolved or not (until the root is pruned).
+                    related = c.execute(SQL["root"], (row.root_key, row.room)).fetchone()
                     if related is not None:
                         values = (*values[:4], row.root_rel, related[0], None, *values[7:])
                 added += c.execute(INSERT_DELIVERY, values).rowcount
                 if row.root_key is not None and related is None:
-                    c.execute(UPSERT_ROOT, (row.root_key, row.room, row.id, row.created))
-            c.executemany(RESOLVE_ROOT, [(now, key, room) for key, room in resolved])
+                    c.execute(SQL["upsert_root"], (row.root_key, row.room, row.id, row.created))
+            c.executemany(SQL["resolve_root"], [(now, key, room) for key, room in resolved])
             return added
 
         return await self._db.run(insert)
 
     async def root(self, key: str, room: str) -> Root | None:
         def read(c: sqlite3.Connection) -> Root | None:
-            found = c.execute(ROOT, (key, room)).fetchone()
+            found = c.execute(SQL["root"], (key, room)).fetchone()
             return None if found is None else Root(found[0], found[1] is not None)
 
         return await self._db.run(read)
 
-    async def adopt_roots(self, roots: Sequence[NewRoot]) -> None:
-        await self._db.run(
-            lambda c: c.executemany(ADOPT_ROOT, [(r.key, r.room, r.delivery_id, r.created) for r in roots])
-        )
-
     async def pending(self, room: str, limit: int) -> list[Row]:
-        return await self._db.run(lambda c: [Row(*row) for row in c.execute(PENDING_ROWS, (room, limit))])
+        return await self._db.run(lambda c: [Row(*row) for row in c.execute(SQL["pending"], (room, limit))])
 
     async def retry(self, row: Row, claim: Claim, reason: str) -> None:
         await self._db.run(lambda c: c.execute(RETRY, (row.attempts, row.next_attempt, reason, row.seq)))
@@ -305,13 +283,13 @@ class SqliteStore:
 
     async def status(self, delivery_id: str) -> DeliveryStatus | None:
         def read(c: sqlite3.Connection) -> DeliveryStatus | None:
-            found = c.execute(STATUS, (delivery_id,)).fetchone()
+            found = c.execute(SQL["status"], (delivery_id,)).fetchone()
             return None if found is None else DeliveryStatus(*found)
 
         return await self._db.run(read)
 
     async def dead_letters(self) -> list[DeadLetter]:
-        return await self._db.run(lambda c: [DeadLetter(*row) for row in c.execute(DEAD_LETTERS)])
+        return await self._db.run(lambda c: [DeadLetter(*row) for row in c.execute(SQL["dead_letters"])])
 
     async def writable(self) -> bool:
         try:
@@ -322,8 +300,8 @@ class SqliteStore:
 
     async def prune(self, cutoff: float, resolved_before: float, created_before: float) -> None:
         def prune(c: sqlite3.Connection) -> None:
-            c.execute(PRUNE_ROOTS, (resolved_before, created_before))
-            c.execute(PRUNE_SENT, (cutoff,))
+            c.execute(SQL["prune_roots"], (resolved_before, created_before))
+            c.execute(SQL["prune_sent"], (cutoff,))
 
         await self._db.run(prune)
 
@@ -338,13 +316,3 @@ class SqliteStore:
 
     async def listen(self, heard: Callable[[list[str]], None]) -> None:
         raise NotImplementedError("SQLite is not shared")  # pragma: no cover
-
-
-def legacy_roots(path: Path) -> list[tuple[str, str, str]]:
-    """The roots a service kept in its own file before they lived in the outbox."""
-    if not path.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(path)) as old:
-        return [
-            (str(k), str(r), str(d)) for k, r, d in old.execute("SELECT key, room, delivery_id FROM roots")
-        ]

@@ -1,8 +1,9 @@
 """What the outbox keeps, and the interface of the stores that keep it (SQLite, PostgreSQL).
 
-The delivery engine (`outbox.py`) is the same on both; a store only commits rows. A shared store
-(PostgreSQL) is written by several replicas at once: they take a room's lease before sending to it,
-so that one sender at a time keeps the room's order, and hear of each other's enqueues.
+The delivery engine (`engine.py`) is the same on both; a store only commits rows, in tables that
+`schema.py` describes once for both (with their numbered upgrades). A shared store (PostgreSQL) is
+written by several replicas at once: they take a room's lease before sending to it, so that one
+sender at a time keeps the room's order, and hear of each other's enqueues.
 """
 
 from __future__ import annotations
@@ -36,14 +37,6 @@ class NewDelivery:
     # in the transaction that stores it: replicas cannot race).
     root_key: str | None = None
     root_rel: str | None = None
-
-
-@dataclass(frozen=True)
-class NewRoot:
-    key: str
-    room: str
-    delivery_id: str
-    created: float
 
 
 @dataclass(frozen=True)
@@ -118,7 +111,10 @@ class OutboxStore(Protocol):
     shared: bool  # several replicas write and deliver at once
     description: str  # where it is, for messages (no secrets)
 
-    async def open(self) -> Survey: ...
+    async def open(self) -> Survey:
+        """Create or upgrade the tables and look at the queue. Raises NotDurable, also for a database
+        at a schema version newer than this release knows."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -133,8 +129,6 @@ class OutboxStore(Protocol):
         ...
 
     async def root(self, key: str, room: str) -> Root | None: ...
-
-    async def adopt_roots(self, roots: Sequence[NewRoot]) -> None: ...
 
     async def pending(self, room: str, limit: int) -> list[Row]: ...
 
