@@ -23,6 +23,7 @@ from devstack.ldap_demo import LdapDemo
 from devstack.processes import free_port
 from devstack.rtc_demo import RtcDemo
 from devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
+from matrix_stack.services import catalog
 from matrix_stack.shared.route.processes import http_ok, port_open, stop, wait_ready
 
 DEMO_ALIAS = "#demo:localhost"
@@ -63,6 +64,12 @@ class LocalService:
     env: dict[str, str]
     data_dir: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, script: str, port: int, env: dict[str, str], data_dir: Path) -> LocalService:
+        """The catalog's service of this console script, named by it."""
+        service = catalog.named(script)
+        return cls(script, service.module, service.env_prefix, port, env, data_dir)
 
     @property
     def url(self) -> str:
@@ -183,34 +190,23 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     )
     hooks = [{"id": creds["slack_hook"], "room": DEMO_ALIAS, "name": "demo"}]
     services = [
-        LocalService(
+        LocalService.of(
             "notify",
-            "matrix_stack.services.notify",
-            "NOTIFY_",
             _pick_port(8081),
             {"TOKEN": creds["notify_token"], "DEFAULT_ROOM": DEMO_ALIAS},
             data_dir / "notify",
         ),
-        LocalService(
-            "slack-webhook",
-            "matrix_stack.services.slack_webhook",
-            "SLACK_WEBHOOK_",
-            _pick_port(8082),
-            {"HOOKS": json.dumps(hooks)},
-            data_dir / "slack-webhook",
+        LocalService.of(
+            "slack-webhook", _pick_port(8082), {"HOOKS": json.dumps(hooks)}, data_dir / "slack-webhook"
         ),
-        LocalService(
+        LocalService.of(
             "sentry-webhook",
-            "matrix_stack.services.sentry_webhook",
-            "SENTRY_WEBHOOK_",
             _pick_port(8083),
             {"CLIENT_SECRET": creds["sentry_secret"], "DEFAULT_ROOM": DEMO_ALIAS},
             data_dir / "sentry-webhook",
         ),
-        LocalService(
+        LocalService.of(
             "alertmanager-receiver",
-            "matrix_stack.services.alertmanager_receiver",
-            "ALERTMANAGER_RECEIVER_",
             alerts_port,
             {"CONFIG_PATH": str(alerts_config)},
             data_dir / "alertmanager-receiver",

@@ -1,6 +1,7 @@
 """Write (or, with --check, verify) every chart's values.schema.json.
 
-The parts every service chart shares are defined once here; each chart adds its own. Every object
+The parts every service chart shares are defined once here; each chart adds its own, and which
+shared parts it has follows from its service's kind in `matrix_stack/services/catalog.py`. Every object
 gets `additionalProperties: false`, so a typo in values fails `helm lint`/`install` at once.
 """
 
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from matrix_stack.services.catalog import SERVICES, Kind, charts
 
 CHARTS = Path(__file__).resolve().parent.parent / "charts"
 
@@ -208,6 +212,14 @@ BRIDGE_ONLY = (
     "networkPolicy",
     "grafanaDashboards",
 )
+
+
+@dataclass(frozen=True)
+class Own:
+    """A service chart's own values, and those of them that must be given."""
+
+    values: dict[str, Schema]
+    required: list[str] | None = None
 
 
 def service_chart(
@@ -620,7 +632,7 @@ LDAP_BACKEND = obj(
     ["name", "host"],
 )
 
-LDAP = service_chart(
+LDAP = Own(
     {
         "backends": array(LDAP_BACKEND),
         "balance": string(enum=["first", "round_robin", "least_conn"]),
@@ -676,14 +688,13 @@ LDAP = service_chart(
         ),
         "networkPolicy": network_policy(["ldapFrom", "metricsFrom", "backendsTo"]),
     },
-    bridge=False,
 )
 
 # A Matrix server name (host name, IPv4 or [IPv6], optional port); an IP address, v4 or v6.
 SERVER_NAME = r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
 IPV6 = r"[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*"
 
-LIVEKIT_JWT = service_chart(
+LIVEKIT_JWT = Own(
     {
         "livekitUrl": string(pattern=r"^wss?://[^\s/]+", description="the SFU's URL, given to clients"),
         "livekitApiUrl": string(pattern=r"^(https?://\S+)?$", description="RoomService URL"),
@@ -751,7 +762,6 @@ LIVEKIT_JWT = service_chart(
             ["ingressFrom", "clientsFrom", "metricsFrom", "federationTo", "sfuTo"], federationPorts=PORTS
         ),
     },
-    bridge=False,
     required=["livekitUrl", "fullAccessHomeservers"],
 )
 
@@ -791,7 +801,7 @@ COMPRESS_STATE_TOOL: dict[str, Schema] = {
     "logLevel": string(enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
 }
 
-COMPRESS_STATE = job_chart(
+COMPRESS_STATE = Own(
     {
         **COMPRESS_STATE_TOOL,
         "database": obj(
@@ -850,12 +860,13 @@ COMPRESS_STATE = job_chart(
     }
 )
 
-SCHEMAS: dict[str, Schema] = {
-    "synapse": SYNAPSE,
+# Each service chart's own values, by chart; what it shares with the others follows from its kind in
+# the catalog of the services.
+OWN: dict[str, Own] = {
     "ldap": LDAP,
     "livekit-jwt": LIVEKIT_JWT,
     "compress-state": COMPRESS_STATE,
-    "matrix-alertmanager-receiver": service_chart(
+    "matrix-alertmanager-receiver": Own(
         {
             "config": obj(
                 {
@@ -888,7 +899,7 @@ SCHEMAS: dict[str, Schema] = {
             "basicAuth": obj({"password": CREDENTIAL}),
         }
     ),
-    "sentry-webhook": service_chart(
+    "sentry-webhook": Own(
         {
             "sentry": obj(
                 {"clientSecret": CREDENTIAL, "legacySecret": CREDENTIAL, "url": string(pattern="^https?://")}
@@ -907,7 +918,7 @@ SCHEMAS: dict[str, Schema] = {
             "postErrors": BOOL,
         }
     ),
-    "webhook": service_chart(
+    "webhook": Own(
         {
             "hooks": array(HOOK),
             "hooksSecret": obj({"secret": string(minLength=1), "secretKey": string(minLength=1)}),
@@ -917,6 +928,21 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
+def service_schema(chart: str, kind: Kind) -> Schema:
+    """A service chart's values: its own on top of what every chart of its kind has."""
+    own = OWN[chart]
+    if kind == "job":
+        return job_chart(own.values, required=own.required)
+    return service_chart(own.values, bridge=kind == "bridge", required=own.required)
+
+
+def schemas() -> dict[str, Schema]:
+    """Every chart's schema: the homeserver's and one per service chart in the catalog."""
+    if set(OWN) != set(charts()):
+        raise SystemExit(f"OWN has charts {sorted(OWN)}, the catalog of the services {sorted(charts())}")
+    return {"synapse": SYNAPSE, **{s.chart: service_schema(s.chart, s.kind) for s in SERVICES if s.chart}}
+
+
 def render(schema: Schema) -> str:
     return json.dumps(schema, indent=2) + "\n"
 
@@ -924,7 +950,7 @@ def render(schema: Schema) -> str:
 def main() -> int:
     check = "--check" in sys.argv[1:]
     stale = []
-    for chart, schema in SCHEMAS.items():
+    for chart, schema in schemas().items():
         path = CHARTS / chart / "values.schema.json"
         text = render(schema)
         if check:
