@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
+from devstack.process import Command, LocalServer
 from devstack.slapd import bind_ok
-from matrix_stack.shared.route.processes import free_ports, port_open, stop, wait_ready
+from matrix_stack.shared.route.processes import free_ports, port_open
 
 INSTALL_HINT = "apt-get install haproxy"
 
@@ -31,7 +30,7 @@ def binary() -> str | None:
 
 
 @dataclass
-class LocalHaproxy:
+class LocalHaproxy(LocalServer):
     backends: Sequence[tuple[str, int]]
     balance: Literal["roundrobin", "first"] = "roundrobin"
     server_maxconn: int = 512  # `first` fills one server up to this before it uses the next
@@ -39,16 +38,11 @@ class LocalHaproxy:
     threads: int | None = None  # nbthread; None: haproxy's default, one thread per CPU
     log_connections: bool = False  # a tcplog line per connection to stdout (the log file)
     port: int = field(default_factory=lambda: free_ports(1)[0])
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="matrix-stack-haproxy-")))
-    process: subprocess.Popen[bytes] | None = None
+    name: str = field(default="haproxy", init=False)
 
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.directory / "haproxy.log"
 
     def config(self) -> str:
         check = f"check inter 1s rise 2 fall 2 maxconn {self.server_maxconn}"
@@ -84,34 +78,18 @@ class LocalHaproxy:
             f"{servers}"
         )
 
-    def start(self, timeout: float = 20.0) -> None:
+    def command(self) -> Command:
         executable = binary()
         if executable is None:
             raise RuntimeError(f"haproxy is not installed ({INSTALL_HINT})")
-        self.directory.mkdir(parents=True, exist_ok=True)
         config_path = self.directory / "haproxy.cfg"
         config_path.write_text(self.config())
         check = subprocess.run([executable, "-c", "-q", "-f", str(config_path)],
                                capture_output=True, text=True, check=False)  # fmt: skip
         if check.returncode != 0:
             raise RuntimeError(f"haproxy rejects its configuration:\n{check.stdout}{check.stderr}")
-        with self.log.open("ab") as log:
-            # -db: foreground, no daemon; -Ws would add a master process for reloads we do not do.
-            self.process = subprocess.Popen([executable, "-db", "-f", str(config_path)],
-                                            stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)  # fmt: skip
-        port = self.port
-        try:
-            wait_ready("haproxy", self.process, lambda: port_open(port) and bind_ok(port),
-                       timeout=timeout, log=self.log)  # fmt: skip
-        except RuntimeError:
-            self.stop()
-            raise
+        # -db: foreground, no daemon; -Ws would add a master process for reloads we do not do.
+        return Command([executable, "-db", "-f", str(config_path)])
 
-    def stop(self) -> None:
-        stop(self.process)
-        self.process = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
+    def ready(self) -> bool:
+        return port_open(self.port) and bind_ok(self.port)

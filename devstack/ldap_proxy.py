@@ -4,30 +4,27 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from devstack.process import Command, LocalServer
 from devstack.processes import json_log_lines, metric_sum
-from matrix_stack.shared.route.processes import free_ports, http_ok, stop, wait_ready
+from matrix_stack.shared.route.processes import free_ports, http_ok
 
 
 @dataclass
-class LocalLdapProxy:
+class LocalLdapProxy(LocalServer):
     backends: list[dict[str, Any]]
     settings: dict[str, Any] = field(default_factory=dict)  # any other LdapProxySettings field
     env: dict[str, str] = field(default_factory=dict)
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ldap-proxy-")))
     port: int = 0  # 0: a free one
     http_port: int = 0
-    process: subprocess.Popen[bytes] | None = None
+    name: str = field(default="ldap-proxy", init=False)
+    wait_for: str = field(default="/healthz", init=False)  # what `start` waits for
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -43,24 +40,22 @@ class LocalLdapProxy:
     def control(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    @property
-    def log(self) -> Path:
-        return self.directory / "ldap-proxy.log"
-
     def config(self) -> dict[str, Any]:
         return {"listen_host": "127.0.0.1", "listen_port": self.port, "host": "127.0.0.1",
                 "port": self.http_port, "backends": self.backends, **self.settings}  # fmt: skip
 
-    def start(self, timeout: float = 20.0, *, wait_for: str = "/healthz") -> None:
+    def start(self, timeout: float | None = None, *, wait_for: str = "/healthz") -> None:
+        self.wait_for = wait_for
+        super().start(timeout)
+
+    def command(self) -> Command:
         path = self.directory / "ldap-proxy.yaml"
         path.write_text(yaml.safe_dump(self.config()))
         env = {**os.environ, "LDAP_PROXY_CONFIG_FILE": str(path), **self.env}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "matrix_stack.services.ldap_proxy"],
-            env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        ready = http_ok(self.control + wait_for)
-        wait_ready("ldap-proxy", self.process, ready, timeout=timeout, log=self.log)
+        return Command([sys.executable, "-m", "matrix_stack.services.ldap_proxy"], env=env)
+
+    def ready(self) -> bool:
+        return http_ok(self.control + self.wait_for)()
 
     def backends_state(self) -> dict[str, str]:
         answer = httpx.get(self.control + "/backends", timeout=5).json()
@@ -71,11 +66,3 @@ class LocalLdapProxy:
 
     def log_lines(self) -> list[dict[str, Any]]:
         return json_log_lines(self.log)
-
-    def stop(self) -> None:
-        stop(self.process)
-        self.process = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)

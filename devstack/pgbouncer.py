@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from devstack.postgres import _system_user
-from matrix_stack.shared.route.processes import stop, wait_ready
+from devstack.process import Command, LocalServer
 
 
 def _accepting(port: int) -> bool:
@@ -22,14 +19,15 @@ def _accepting(port: int) -> bool:
 
 
 @dataclass
-class LocalPgbouncer:
+class LocalPgbouncer(LocalServer):
     port: int
     postgres_port: int
     pool_mode: str = "session"
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="matrix-stack-pgbouncer-")))
-    process: subprocess.Popen[bytes] | None = None
+    name: str = field(default="pgbouncer", init=False)
 
-    def start(self, timeout: float = 20.0) -> None:
+    stop_removes_directory = True
+
+    def command(self) -> Command:
         binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
         (self.directory / "userlist.txt").write_text('"postgres" ""\n')
         (self.directory / "pgbouncer.ini").write_text(
@@ -38,19 +36,15 @@ class LocalPgbouncer:
             f"auth_type = trust\nauth_file = {self.directory / 'userlist.txt'}\n"
             f"pool_mode = {self.pool_mode}\n"
             "max_client_conn = 1000\ndefault_pool_size = 150\n"
-            f"logfile = {self.directory / 'pgbouncer.log'}\npidfile = {self.directory / 'pgbouncer.pid'}\n"
+            f"logfile = {self.log}\npidfile = {self.directory / 'pgbouncer.pid'}\n"
         )
         user = _system_user()  # pgbouncer refuses to run as root
         self.directory.chmod(0o755)
         if user is not None:
             for path in (self.directory, *self.directory.iterdir()):
                 shutil.chown(path, user)
-        self.process = subprocess.Popen([binary, str(self.directory / "pgbouncer.ini")], user=user,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
-        wait_ready("pgbouncer", self.process, lambda: _accepting(self.port), timeout=timeout,
-                   log=self.directory / "pgbouncer.log")  # fmt: skip
+        # pgbouncer writes its own log (`logfile`): its output is dropped
+        return Command([binary, str(self.directory / "pgbouncer.ini")], user=user, logs_itself=True)
 
-    def stop(self) -> None:
-        stop(self.process)
-        self.process = None
-        shutil.rmtree(self.directory, ignore_errors=True)
+    def ready(self) -> bool:
+        return _accepting(self.port)

@@ -7,12 +7,11 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matrix_stack.shared.route.processes import stop, wait_ready
+from devstack.process import Command, LocalServer
 
 PG_USER = "matrixstack-pg"  # postgres refuses to run as root
 
@@ -40,16 +39,19 @@ def _system_user() -> str | None:
 
 
 @dataclass
-class LocalPostgres:
+class LocalPostgres(LocalServer):
     port: int
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="matrix-stack-pg-")))
-    process: subprocess.Popen[bytes] | None = None
     durable: bool = False  # fsync on, as in production (benchmarks); tests run faster without
+    name: str = field(default="postgres", init=False)
+
+    start_timeout = 60.0
+    ready_interval = 0.2
+    stop_removes_directory = True
 
     def _run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(args, check=True, capture_output=True, user=_system_user(), **kwargs)
 
-    def start(self, timeout: float = 60.0) -> None:
+    def command(self) -> Command:
         user = _system_user()
         self.directory.chmod(0o755)
         data = self.directory / "data"
@@ -66,8 +68,7 @@ class LocalPostgres:
                 "--encoding=UTF8",
                 "--locale=C",
             )
-        log = (self.directory / "postgres.log").open("ab")
-        self.process = subprocess.Popen(
+        return Command(
             [
                 _bin("postgres"),
                 "-D",
@@ -82,20 +83,10 @@ class LocalPostgres:
                 "-c",
                 "max_connections=200",
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
             user=user,
         )
-        wait_ready(
-            "postgres",
-            self.process,
-            self._accepting,
-            timeout=timeout,
-            log=self.directory / "postgres.log",
-            interval=0.2,
-        )
 
-    def _accepting(self) -> bool:
+    def ready(self) -> bool:
         command = [_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)]
         return subprocess.run(command, capture_output=True).returncode == 0
 
@@ -135,8 +126,3 @@ class LocalPostgres:
         if self.process is not None:
             self.process.wait(30)
         self.process = None
-
-    def stop(self) -> None:
-        stop(self.process)
-        self.process = None
-        shutil.rmtree(self.directory, ignore_errors=True)

@@ -4,8 +4,6 @@ files, sends alerts to an Alertmanager. Intervals are short so a test sees a rul
 from __future__ import annotations
 
 import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,8 @@ from typing import Any
 import httpx
 import yaml
 
-from matrix_stack.shared.route.processes import http_ok, stop, wait_ready
+from devstack.process import Command, LocalServer
+from matrix_stack.shared.route.processes import http_ok
 
 
 def binary() -> str | None:
@@ -30,14 +29,16 @@ class Target:
 
 
 @dataclass
-class LocalPrometheus:
+class LocalPrometheus(LocalServer):
     port: int
     targets: list[Target]
     rule_files: list[Path] = field(default_factory=list)
     alertmanager: str | None = None  # host:port
     interval: str = "1s"
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="prometheus-")))
-    process: subprocess.Popen[bytes] | None = None
+    name: str = field(default="prometheus", init=False)
+
+    start_timeout = 60.0
+    stop_removes_directory = True
 
     @property
     def url(self) -> str:
@@ -64,22 +65,18 @@ class LocalPrometheus:
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [self.alertmanager]}]}]}
         return config
 
-    def start(self, timeout: float = 60.0) -> None:
+    def command(self) -> Command:
         executable = binary()
         if executable is None:
             raise RuntimeError("prometheus is not installed (make test installs it)")
         config_path = self.directory / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        log = (self.directory / "prometheus.log").open("ab")
-        self.process = subprocess.Popen(
-            [executable, f"--config.file={config_path}", f"--storage.tsdb.path={self.directory / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        wait_ready(
-            "prometheus", self.process, http_ok(f"{self.url}/-/ready"), timeout=timeout,
-            log=self.directory / "prometheus.log",
-        )  # fmt: skip
+        return Command([executable, f"--config.file={config_path}",
+                        f"--storage.tsdb.path={self.directory / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"])  # fmt: skip
+
+    def ready(self) -> bool:
+        return http_ok(f"{self.url}/-/ready")()
 
     def api(self, path: str, **params: str) -> Any:
         response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
@@ -95,8 +92,3 @@ class LocalPrometheus:
     def alerts(self) -> list[dict[str, Any]]:
         """Active alerts (pending and firing) with their labels and state."""
         return list(self.api("alerts")["alerts"])
-
-    def stop(self) -> None:
-        stop(self.process)
-        self.process = None
-        shutil.rmtree(self.directory, ignore_errors=True)

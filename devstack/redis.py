@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from matrix_stack.shared.route.processes import stop, wait_ready
+from devstack.process import Command, LocalServer
 
 
 def _server_binary() -> str:
@@ -26,12 +25,15 @@ def ping(port: int) -> bool:
 
 
 @dataclass
-class LocalRedis:
+class LocalRedis(LocalServer):
     port: int
-    process: subprocess.Popen[bytes] | None = None
+    name: str = field(default="redis-server", init=False)
 
-    def start(self, timeout: float = 20.0) -> None:
-        self.process = subprocess.Popen(
+    ready_interval = 0.05
+    stop_removes_directory = True  # only its log: no persistence
+
+    def command(self) -> Command:
+        return Command(
             [
                 _server_binary(),
                 "--port",
@@ -44,13 +46,8 @@ class LocalRedis:
                 "no",
                 "--protected-mode",
                 "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            ]
         )
-        port = self.port
-        wait_ready("redis-server", self.process, lambda: ping(port), timeout=timeout, interval=0.05)
 
-    def stop(self) -> None:
-        stop(self.process)
-        self.process = None
+    def ready(self) -> bool:
+        return ping(self.port)

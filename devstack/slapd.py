@@ -15,14 +15,13 @@ import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
+from devstack.process import Command, LocalServer
 from devstack.tls import TlsFiles, make_tls
-from matrix_stack.shared.route.processes import free_ports, port_open, stop, wait_ready
+from matrix_stack.shared.route.processes import free_ports, port_open
 
 INSTALL_HINT = "apt-get install slapd ldap-utils"
 MODULE_PATH = "/usr/lib/ldap"
@@ -162,7 +161,7 @@ def bind_ok(port: int, dn: str = "", password: str = "", *, timeout: float = 1.0
 
 
 @dataclass
-class LocalSlapd:
+class LocalSlapd(LocalServer):
     """slapd serving `dc=example,dc=org` from mdb, with `users` under `ou=people`.
 
     `reader_password` adds `cn=reader,dc=example,dc=org`, a service account that may read and search
@@ -180,9 +179,8 @@ class LocalSlapd:
     port: int = 0  # 0: a free port, chosen once so a restart listens where it did
     ldaps_port: int = 0
     log_level: str = "none"  # slapd's -d: "none" logs only errors, "stats" every operation
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="matrix-stack-slapd-")))
-    process: subprocess.Popen[bytes] | None = None
     tls_files: TlsFiles | None = None
+    name: str = field(default="slapd", init=False)
 
     def __post_init__(self) -> None:
         self.tls = self.tls or self.tls_files is not None
@@ -213,10 +211,6 @@ class LocalSlapd:
     @property
     def reader_dn(self) -> str:
         return READER_DN
-
-    @property
-    def log(self) -> Path:
-        return self.directory / "slapd.log"
 
     def user_dn(self, uid: str) -> str:
         return f"uid={escape_dn_value(uid)},{PEOPLE_DN}"
@@ -301,50 +295,19 @@ class LocalSlapd:
         password_file.touch(mode=0o600)
         password_file.write_text(self.admin_password)  # -y takes it byte for byte: no newline
 
-    def start(self, timeout: float = 20.0) -> None:
+    def command(self) -> Command:
         executable = binary()
         if executable is None:
             raise RuntimeError(f"slapd is not installed ({INSTALL_HINT})")
         if not (self.directory / "slapd.d").exists():
             self._initialise(executable)
         urls = [f"{self.url}/"] + ([f"{self.ldaps_url}/"] if self.tls else [])
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [executable, "-d", self.log_level, "-F", str(self.directory / "slapd.d"),
-                 "-h", " ".join(urls)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+        return Command([executable, "-d", self.log_level, "-F", str(self.directory / "slapd.d"),
+                        "-h", " ".join(urls)])  # fmt: skip
 
-        def ready() -> bool:
-            plain = bind_ok(self.port, ADMIN_DN, self.admin_password)
-            return plain and (not self.tls or port_open(self.ldaps_port))
-
-        try:
-            wait_ready("slapd", self.process, ready, timeout=timeout, log=self.log)
-        except RuntimeError as error:
-            self.stop()
-            # wait_ready adds the log only when slapd exited; one that hangs has a log to show too.
-            if "exited with" not in str(error) and self.log.exists():
-                raise RuntimeError(f"{error}\n{self.log.read_text(errors='replace')[-3000:]}") from None
-            raise
-
-    def stop(self) -> None:
-        """Stop slapd and keep its data: `start()` again serves the same entries on the same ports."""
-        stop(self.process)
-        self.process = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> LocalSlapd:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.close()
+    def ready(self) -> bool:
+        plain = bind_ok(self.port, ADMIN_DN, self.admin_password)
+        return plain and (not self.tls or port_open(self.ldaps_port))
 
     def _admin(self, tool: str, *args: str, stdin: str | None = None) -> str:
         command = [_client(tool), "-x", "-H", self.url, "-D", ADMIN_DN,

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -20,10 +19,12 @@ from pathlib import Path
 import httpx
 
 from devstack.ldap_demo import LdapDemo
+from devstack.process import Command, LocalProcess
 from devstack.processes import free_port
 from devstack.rtc_demo import RtcDemo
 from devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
-from matrix_stack.shared.route.processes import http_ok, port_open, stop, wait_ready
+from matrix_stack.services import catalog
+from matrix_stack.shared.route.processes import http_ok, port_open
 
 DEMO_ALIAS = "#demo:localhost"
 ALERT_DEMO = {
@@ -53,8 +54,9 @@ SENTRY_DEMO = {
 
 
 @dataclass
-class LocalService:
-    """A service process started from its console module with its environment."""
+class LocalService(LocalProcess):
+    """A service process started from its console module with its environment. `start` launches it
+    as a bot account without waiting (several start at once); `wait_ready` waits for it."""
 
     name: str
     module: str
@@ -62,7 +64,22 @@ class LocalService:
     port: int
     env: dict[str, str]
     data_dir: Path
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    directory: Path = field(init=False, repr=False)  # its data directory
+    log_dir: Path | None = field(default=None, init=False)
+    account: tuple[str, str, str] | None = field(default=None, init=False, repr=False)
+
+    ready_interval = 0.2
+    stop_timeout = 15.0
+    start_timeout = 30.0
+
+    def __post_init__(self) -> None:
+        self.directory = self.data_dir
+
+    @classmethod
+    def of(cls, script: str, port: int, env: dict[str, str], data_dir: Path) -> LocalService:
+        """The catalog's service of this console script, named by it."""
+        service = catalog.named(script)
+        return cls(script, service.module, service.env_prefix, port, env, data_dir)
 
     @property
     def url(self) -> str:
@@ -82,22 +99,23 @@ class LocalService:
             **{f"{p}{k}": v for k, v in self.env.items()},
         }
 
+    @property
+    def log(self) -> Path:
+        if self.log_dir is None:
+            raise RuntimeError(f"{self.name} has no log before start()")
+        return self.log_dir / f"{self.name}.log"
+
     def start(self, homeserver: str, user_id: str, password: str, log_dir: Path) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with (log_dir / f"{self.name}.log").open("ab") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=self.environment(homeserver, user_id, password),
-            )
+        self.account = (homeserver, user_id, password)
+        self.log_dir = log_dir
+        self.launch()
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        assert self.process is not None
-        wait_ready(self.name, self.process, http_ok(f"{self.url}/readyz"), timeout=timeout, interval=0.2)
+    def command(self) -> Command:
+        assert self.account is not None, "start() names the account"
+        return Command([sys.executable, "-m", self.module], env=self.environment(*self.account))
 
-    def stop(self) -> None:
-        stop(self.process, timeout=15)
+    def ready(self) -> bool:
+        return http_ok(f"{self.url}/readyz")()
 
 
 def _pick_port(preferred: int) -> int:
@@ -183,34 +201,23 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     )
     hooks = [{"id": creds["slack_hook"], "room": DEMO_ALIAS, "name": "demo"}]
     services = [
-        LocalService(
+        LocalService.of(
             "notify",
-            "matrix_stack.services.notify",
-            "NOTIFY_",
             _pick_port(8081),
             {"TOKEN": creds["notify_token"], "DEFAULT_ROOM": DEMO_ALIAS},
             data_dir / "notify",
         ),
-        LocalService(
-            "slack-webhook",
-            "matrix_stack.services.slack_webhook",
-            "SLACK_WEBHOOK_",
-            _pick_port(8082),
-            {"HOOKS": json.dumps(hooks)},
-            data_dir / "slack-webhook",
+        LocalService.of(
+            "slack-webhook", _pick_port(8082), {"HOOKS": json.dumps(hooks)}, data_dir / "slack-webhook"
         ),
-        LocalService(
+        LocalService.of(
             "sentry-webhook",
-            "matrix_stack.services.sentry_webhook",
-            "SENTRY_WEBHOOK_",
             _pick_port(8083),
             {"CLIENT_SECRET": creds["sentry_secret"], "DEFAULT_ROOM": DEMO_ALIAS},
             data_dir / "sentry-webhook",
         ),
-        LocalService(
+        LocalService.of(
             "alertmanager-receiver",
-            "matrix_stack.services.alertmanager_receiver",
-            "ALERTMANAGER_RECEIVER_",
             alerts_port,
             {"CONFIG_PATH": str(alerts_config)},
             data_dir / "alertmanager-receiver",

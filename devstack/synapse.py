@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ from urllib.parse import quote
 import httpx
 import yaml
 
+from devstack.process import Command, LocalServer
 from devstack.tls import TlsFiles, make_tls
-from matrix_stack.shared.route.processes import http_ok, port_open, stop, wait_ready
+from matrix_stack.shared.route.processes import http_ok, port_open
 
 SERVER_NAME = "localhost"
 
@@ -56,17 +56,20 @@ def _generous(per_second: float = 1000, burst: int = 1000) -> dict[str, float]:
 
 
 @dataclass
-class LocalSynapse:
+class LocalSynapse(LocalServer):
     """One homeserver process. Its data stays in `directory`, so a restart keeps users and rooms."""
 
     directory: Path
     port: int
     rc_message: dict[str, float] = field(default_factory=lambda: _generous(10, 50))
     extra_config: dict[str, Any] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
     server_name: str = SERVER_NAME
     # A TLS listener with the federation and openid resources; its certificate from `make_tls`.
     federation_port: int | None = None
+    name: str = field(default="synapse", init=False)
+
+    start_timeout = 120.0
+    ready_interval = 0.2
 
     @classmethod
     def federating(cls, directory: Path, port: int, federation_port: int, **options: Any) -> LocalSynapse:
@@ -180,39 +183,22 @@ class LocalSynapse:
         tls = self.federation_tls
         return {"tls_certificate_path": str(tls.cert), "tls_private_key_path": str(tls.key)}
 
-    def start(self, timeout: float = 120.0) -> None:
-        """Start Synapse and wait until the client API answers."""
+    @property
+    def log(self) -> Path:
+        """Its output; Synapse's own log is homeserver.log beside it."""
+        return self.directory / "stdout.log"
+
+    def command(self) -> Command:
         self.write_config()
-        log_path = self.directory / "stdout.log"
-        with log_path.open("ab") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-                env={**os.environ, "SYNAPSE_ASYNC_IO_REACTOR": "0"},
-            )
-        try:
-            client_ready = http_ok(f"{self.url}/_matrix/client/versions")
-            federation_port = self.federation_port
-            wait_ready(
-                "synapse",
-                self.process,
-                lambda: client_ready() and (federation_port is None or port_open(federation_port)),
-                timeout=timeout,
-                log=log_path,
-                interval=0.2,
-            )
-        except RuntimeError:
-            self.stop()
-            raise
+        return Command(
+            [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
+            env={**os.environ, "SYNAPSE_ASYNC_IO_REACTOR": "0"},
+            cwd=self.directory,
+        )
 
-    def stop(self) -> None:
-        stop(self.process)
-        self.process = None
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    def ready(self) -> bool:
+        client_ready = http_ok(f"{self.url}/_matrix/client/versions")()
+        return client_ready and (self.federation_port is None or port_open(self.federation_port))
 
 
 @dataclass

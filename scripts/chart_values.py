@@ -26,16 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chart_models.base import OMIT
 
+from matrix_stack.services.catalog import charts
+
 CHARTS = Path(__file__).resolve().parent.parent / "charts"
-MODELS = {
-    "compress-state": "CompressStateValues",
-    "ldap": "LdapValues",
-    "livekit-jwt": "LivekitJwtValues",
-    "matrix-alertmanager-receiver": "MatrixAlertmanagerReceiverValues",
-    "sentry-webhook": "SentryWebhookValues",
-    "synapse": "SynapseValues",
-    "webhook": "WebhookValues",
-}
+# Every service chart of the catalog, and the synapse chart; each chart's model is
+# chart_models.<chart>.<Chart>Values (webhook: WebhookValues).
+MODELS = [*charts(), "synapse"]
 Schema = dict[str, Any]
 
 
@@ -48,7 +44,7 @@ class _NoDefaults(GenerateJsonSchema):
 
 def model(chart: str) -> type[BaseModel]:
     module = importlib.import_module("chart_models." + chart.replace("-", "_"))
-    found: type[BaseModel] = getattr(module, MODELS[chart])
+    found: type[BaseModel] = getattr(module, "".join(part.title() for part in chart.split("-")) + "Values")
     return found
 
 

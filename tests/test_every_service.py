@@ -19,12 +19,14 @@ import yaml
 from devstack.processes import free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse
+from matrix_stack.services import catalog
 from tests.conftest import PASSWORD
 
 MATRIX_LINK = "matrix:r/ops:example.org"
 NOTIFY_TOKEN = "every-service-token-0123456789"
 LEGACY_SECRET = "every-service-legacy-secret"
 BASIC = ("alertmanager", "every-service-basic-password")
+BRIDGES = [service.script for service in catalog.SERVICES if service.kind == "bridge"]
 
 
 @dataclass
@@ -77,7 +79,7 @@ async def services(
 ) -> AsyncIterator[dict[str, Running]]:
     directory = tmp_path_factory.mktemp("every-service")
     rooms = {}
-    for name in ("notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver"):
+    for name in BRIDGES:
         rooms[name] = await reader.create_room(name=f"every service: {name}", invite=[bot.user_id])
     config = directory / "alertmanager.yaml"
     config.write_text(yaml.safe_dump({
@@ -89,18 +91,14 @@ async def services(
     am_port = yaml.safe_load(config.read_text())["http"]["port"]
     hooks = [{"id": "every-service-hook-0123456789", "room": rooms["slack-webhook"]}]
     specs = {
-        "notify": ("matrix_stack.services.notify", "NOTIFY_", free_port(),
-                   {"TOKEN": NOTIFY_TOKEN, "DEFAULT_ROOM": rooms["notify"]}),
-        "slack-webhook": ("matrix_stack.services.slack_webhook", "SLACK_WEBHOOK_", free_port(),
-                          {"HOOKS": json.dumps(hooks)}),
-        "sentry-webhook": ("matrix_stack.services.sentry_webhook", "SENTRY_WEBHOOK_", free_port(),
-                           {"LEGACY_SECRET": LEGACY_SECRET, "DEFAULT_ROOM": rooms["sentry-webhook"]}),
-        "alertmanager-receiver": ("matrix_stack.services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_",
-                                  am_port, {"CONFIG_PATH": str(config)}),
+        "notify": (free_port(), {"TOKEN": NOTIFY_TOKEN, "DEFAULT_ROOM": rooms["notify"]}),
+        "slack-webhook": (free_port(), {"HOOKS": json.dumps(hooks)}),
+        "sentry-webhook": (free_port(), {"LEGACY_SECRET": LEGACY_SECRET, "DEFAULT_ROOM": rooms["sentry-webhook"]}),
+        "alertmanager-receiver": (am_port, {"CONFIG_PATH": str(config)}),
     }  # fmt: skip
     running = {}
-    for name, (module, prefix, port, env) in specs.items():
-        service = LocalService(name, module, prefix, port, {"LOG_JSON": "true", **env}, directory / name)
+    for name, (port, env) in specs.items():
+        service = LocalService.of(name, port, {"LOG_JSON": "true", **env}, directory / name)
         service.start(synapse.url, bot.user_id, PASSWORD, directory / "logs")
         running[name] = Running(service, rooms[name])
     for each in running.values():
@@ -126,7 +124,7 @@ async def delivered(reader: Account, room: str, marker: str, timeout: float = 30
         await asyncio.sleep(0.2)
 
 
-@pytest.mark.parametrize("name", ["notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver"])
+@pytest.mark.parametrize("name", BRIDGES)
 async def test_a_matrix_link_survives_every_formatter(
     services: dict[str, Running], reader: Account, http: httpx.AsyncClient, name: str
 ) -> None:

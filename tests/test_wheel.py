@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from matrix_stack.services import catalog
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver", "ldap-proxy", "livekit-jwt",
-            "compress-state")  # fmt: skip
+SERVICES = tuple(service.script for service in catalog.SERVICES)
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from matrix_stack.services import catalog
 from tests.charts import helm
 
 
 @pytest.fixture(scope="session", autouse=True)
 def chart_dependencies() -> None:
-    for chart in ("webhook", "sentry-webhook", "matrix-alertmanager-receiver", "ldap", "livekit-jwt"):
+    for chart in catalog.charts("bridge", "component"):
         helm.build_dependencies(chart)

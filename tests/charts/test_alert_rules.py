@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from matrix_stack.services import catalog
 from tests.charts import helm
 
 CRDS = (
@@ -29,8 +30,8 @@ CRDS = (
     "monitoring.coreos.com/v1/PodMonitor",
     "monitoring.coreos.com/v1/ServiceMonitor",
 )
-CHARTS = ["synapse", "webhook", "sentry-webhook", "matrix-alertmanager-receiver", "ldap", "livekit-jwt"]
-BRIDGES = ["webhook", "sentry-webhook", "matrix-alertmanager-receiver"]
+CHARTS = ["synapse", *catalog.charts("bridge", "component")]
+BRIDGES = catalog.charts("bridge")
 RULES_ON = {"prometheusRule": {"enabled": True}}
 
 

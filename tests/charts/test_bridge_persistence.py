@@ -10,15 +10,12 @@ from typing import Any
 
 import pytest
 
+from matrix_stack.services import catalog
 from tests.charts import helm
 
-BRIDGES = ["webhook", "sentry-webhook", "matrix-alertmanager-receiver"]
+BRIDGES = catalog.charts("bridge")
 DATA_DIR = "/var/lib/matrix-stack"
-PREFIX = {
-    "webhook": "SLACK_WEBHOOK_",
-    "sentry-webhook": "SENTRY_WEBHOOK_",
-    "matrix-alertmanager-receiver": "ALERTMANAGER_RECEIVER_",
-}
+PREFIX = {s.chart: s.env_prefix for s in catalog.SERVICES if s.chart in BRIDGES}
 # What each chart's NOTES say an emptyDir loses besides the undelivered messages (its relation roots).
 ROOTS = {
     "webhook": None,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from matrix_stack.services import catalog
 from tests.charts import helm
 from tests.charts.test_bridge_persistence import (
     BRIDGES,
@@ -31,11 +32,7 @@ SCHEMA = {
     "sentry-webhook": "sentry_prod",
     "matrix-alertmanager-receiver": "alerts_prod",
 }
-DEFAULT_SCHEMA = {
-    "webhook": "slack_webhook",
-    "sentry-webhook": "sentry_webhook",
-    "matrix-alertmanager-receiver": "alertmanager_receiver",
-}
+DEFAULT_SCHEMA = {s.chart: s.package for s in catalog.SERVICES if s.chart in BRIDGES}
 PASSWORD = "outbox-pw-0123456789"
 URL = f"postgresql://bridges:{PASSWORD}@pgbouncer.db.svc:5432/bridges?sslmode=require"
 

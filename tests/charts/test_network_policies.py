@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from matrix_stack.services import catalog
 from tests.charts import helm
 from tests.charts.selectors import Pod, matches, pods, same_namespace, selected
 
-CHARTS = ["webhook", "sentry-webhook", "matrix-alertmanager-receiver", "ldap", "livekit-jwt", "compress-state",
-          "synapse"]  # fmt: skip
-BRIDGES = ["webhook", "sentry-webhook", "matrix-alertmanager-receiver"]
+CHARTS = [*catalog.charts(), "synapse"]
+BRIDGES = catalog.charts("bridge")
 RELEASE = "t"
 ON = {"networkPolicy": {"enabled": True}}
 NAMESPACE = [{"podSelector": {}}]  # what an ingress rule with no peers named admits

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
+from matrix_stack.services import catalog
 from tests.charts import helm
 
 # Charts with a service Deployment (probes, a Service). compress-state runs a CronJob and a Job,
 # nothing listening: its checks are in test_compress_state_chart.py.
-SERVICE_CHARTS = ["webhook", "sentry-webhook", "matrix-alertmanager-receiver", "ldap", "livekit-jwt"]
+SERVICE_CHARTS = catalog.charts("bridge", "component")
 MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
 
 
