@@ -37,8 +37,8 @@ from devstack.synapse import Account, LocalSynapse
 from devstack.synapse_cluster import MAS_SECRET, Cluster, boot
 from matrix_stack.shared.route import envoy as local_envoy
 from tests.charts import helm
-from tests.conftest import PASSWORD
-from tests.test_alertmanager_receiver import BASIC, metio_config
+from tests.integration.conftest import PASSWORD
+from tests.integration.test_alertmanager_receiver import BASIC, metio_config
 
 CI = helm.CHARTS / "synapse" / "ci"
 ONE_EACH = {

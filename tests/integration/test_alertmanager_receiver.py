@@ -25,10 +25,10 @@ from devstack.synapse import Account, LocalSynapse
 from matrix_stack.services.alertmanager_receiver.config import ComputedValue
 from matrix_stack.services.alertmanager_receiver.payload import Alert, computed_values, silence_url
 from matrix_stack.shared.matrix.html import html_to_text, sanitize
-from tests.conftest import PASSWORD
-from tests.test_slack_webhook import assert_inert
+from tests.integration.conftest import PASSWORD
+from tests.integration.test_slack_webhook import assert_inert
 
-DATA = Path(__file__).parent / "data" / "alertmanager"
+DATA = Path(__file__).parent.parent / "data" / "alertmanager"
 BASIC = ("alertmanager", "basic-secret-123")
 
 

@@ -17,7 +17,7 @@ from devstack.processes import free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse
 from matrix_stack.shared.kit.logs import Redactor
-from tests.conftest import PASSWORD
+from tests.integration.conftest import PASSWORD
 
 TOKEN = "notify-token-0123456789abcdef"
 NewRoom = Callable[..., Awaitable[str]]

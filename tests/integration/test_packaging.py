@@ -21,7 +21,7 @@ from matrix_stack.services.notify.config import NotifySettings
 from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
 from matrix_stack.services.slack_webhook.config import SlackWebhookSettings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SETTINGS = {
     "notify": NotifySettings,

@@ -21,10 +21,10 @@ from devstack.synapse import Account, LocalSynapse
 from matrix_stack.services.sentry_webhook.app import choose_room, filtered_out
 from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
 from matrix_stack.services.sentry_webhook.format import Notice
-from tests.conftest import PASSWORD
-from tests.test_slack_webhook import assert_inert
+from tests.integration.conftest import PASSWORD
+from tests.integration.test_slack_webhook import assert_inert
 
-DATA = Path(__file__).parent / "data" / "sentry"
+DATA = Path(__file__).parent.parent / "data" / "sentry"
 SECRET = "sentry-client-secret-0123456789abcdef"
 LEGACY = "legacy-secret-0123456789"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("notify", "slack-webhook", "sentry-webhook", "alertmanager-receiver", "ldap-proxy", "livekit-jwt",
             "compress-state")  # fmt: skip
 
