@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HELM := .tools/bin/helm
 
-.PHONY: run test lint bench helm clean
+.PHONY: run test test-fast lint bench helm clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,10 +23,15 @@ helm: $(HELM)
 run: $(STAMP)
 	$(BIN)/python -m devstack
 
-## Install what the tests need and run them all.
+## Install what the tests need and run them all (every tier: unit, charts, integration).
 test: $(STAMP) $(HELM)
 	./scripts/ensure-system-packages.sh
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
+
+## The fast tiers only: unit (pure functions, in-process apps) and charts (render-only helm).
+test-fast: $(STAMP) $(HELM)
+	./scripts/ensure-system-packages.sh
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -m "unit or charts" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

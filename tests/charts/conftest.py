@@ -8,5 +8,5 @@ from tests.charts import helm
 
 @pytest.fixture(scope="session", autouse=True)
 def chart_dependencies() -> None:
-    for chart in catalog.charts("bridge", "component"):
+    for chart in ("synapse", *catalog.charts("bridge", "component")):
         helm.build_dependencies(chart)

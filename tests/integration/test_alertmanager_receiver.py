@@ -22,13 +22,12 @@ from devstack.alertmanager import LocalAlertmanager
 from devstack.processes import free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse
-from matrix_stack.services.alertmanager_receiver.config import ComputedValue
-from matrix_stack.services.alertmanager_receiver.payload import Alert, computed_values, silence_url
+from matrix_stack.services.alertmanager_receiver.payload import silence_url
 from matrix_stack.shared.matrix.html import html_to_text, sanitize
-from tests.conftest import PASSWORD
-from tests.test_slack_webhook import assert_inert
+from tests.integration.conftest import PASSWORD
+from tests.integration.test_slack_webhook import assert_inert
 
-DATA = Path(__file__).parent / "data" / "alertmanager"
+DATA = Path(__file__).parent.parent / "data" / "alertmanager"
 BASIC = ("alertmanager", "basic-secret-123")
 
 
@@ -292,23 +291,6 @@ def test_go_templates_are_refused_with_one_line(tmp_path: Path) -> None:
                             text=True, timeout=30)  # fmt: skip
     assert result.returncode == 1  # the config is fine; the example homeserver is not reachable
     assert "matrix.example.com" in result.stderr
-
-
-def test_silence_url_and_computed_values() -> None:
-    assert silence_url("example.com/", {}) == "example.com/#/silences/new"
-    assert silence_url("example.com/", {"something": "value", "else": "other", "more": "labels"}) == (
-        "example.com/#/silences/new?filter=%7Belse%3D%22other%22%2C%20more%3D%22labels%22%2C%20something%3D%22value%22%7D"
-    )
-    assert silence_url("", {"a": "b"}) == ""
-    rules = [ComputedValue(values={"color": "white"}),
-             ComputedValue(values={"color": "orange"}, when_matching_labels={"severity": "warning"}),
-             ComputedValue(values={"color": "limegreen", "x": "y"}, when_matching_status="resolved"),
-             ComputedValue(values={}, when_matching_status="resolved")]  # fmt: skip
-    assert computed_values(rules, Alert(status="firing", labels={"severity": "warning"})) == {
-        "color": "orange"
-    }
-    assert computed_values(rules, Alert(status="resolved", labels={"severity": "warning"})) == {
-        "color": "limegreen", "x": "y"}  # fmt: skip
 
 
 def _go(value: str) -> str:

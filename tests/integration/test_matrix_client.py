@@ -14,7 +14,7 @@ from devstack.synapse import Account, LocalSynapse, register
 from matrix_stack.shared.matrix import content
 from matrix_stack.shared.matrix.client import MatrixClient, MatrixError, StartupError
 from matrix_stack.shared.matrix.discovery import DiscoveryError, discover_homeserver
-from tests.conftest import PASSWORD
+from tests.integration.conftest import PASSWORD
 
 MakeClient = Callable[..., Awaitable[MatrixClient]]
 NewRoom = Callable[..., Awaitable[str]]

@@ -20,7 +20,7 @@ from devstack.processes import free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse
 from matrix_stack.services import catalog
-from tests.conftest import PASSWORD
+from tests.integration.conftest import PASSWORD
 
 MATRIX_LINK = "matrix:r/ops:example.org"
 NOTIFY_TOKEN = "every-service-token-0123456789"

@@ -14,7 +14,7 @@ import pytest
 
 from matrix_stack.services import catalog
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = tuple(service.script for service in catalog.SERVICES)
 
 

@@ -23,12 +23,12 @@ from devstack.postgres import LocalPostgres
 from devstack.processes import free_port, metric_sum
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse, register
-from tests.conftest import PASSWORD
-from tests.test_alertmanager_receiver import DATA as AM_DATA
-from tests.test_alertmanager_receiver import auth, metio_config
-from tests.test_sentry_webhook import DATA as SENTRY_DATA
-from tests.test_sentry_webhook import SECRET, sign
-from tests.test_service_kit import run_notify
+from tests.integration.conftest import PASSWORD
+from tests.integration.test_alertmanager_receiver import DATA as AM_DATA
+from tests.integration.test_alertmanager_receiver import auth, metio_config
+from tests.integration.test_sentry_webhook import DATA as SENTRY_DATA
+from tests.integration.test_sentry_webhook import SECRET, sign
+from tests.integration.test_service_kit import run_notify
 
 LEASE = "3"  # seconds: takeover within 4 s of a replica's last renewal
 ISSUE = json.loads((SENTRY_DATA / "sentry_issue_created.json").read_text())

@@ -18,13 +18,10 @@ import pytest
 from devstack.processes import free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse
-from matrix_stack.services.sentry_webhook.app import choose_room, filtered_out
-from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
-from matrix_stack.services.sentry_webhook.format import Notice
-from tests.conftest import PASSWORD
-from tests.test_slack_webhook import assert_inert
+from tests.integration.conftest import PASSWORD
+from tests.integration.test_slack_webhook import assert_inert
 
-DATA = Path(__file__).parent / "data" / "sentry"
+DATA = Path(__file__).parent.parent / "data" / "sentry"
 SECRET = "sentry-client-secret-0123456789abcdef"
 LEGACY = "legacy-secret-0123456789"
 
@@ -290,28 +287,3 @@ async def test_injection_is_inert(sentry: Sentry, http: httpx.AsyncClient) -> No
     [message] = await sentry.new_messages("front-end")
     assert_inert(message["content"]["formatted_body"])
     assert attack in message["content"]["body"]  # shown as text
-
-
-def test_routing_and_filters() -> None:
-    settings = SentryWebhookSettings(
-        homeserver="https://hs",
-        user_id="@a:hs",
-        access_token="t",
-        client_secret="s",
-        default_room="!d:hs",
-        project_rooms={"web": "!w:hs", "7": "!seven:hs"},
-        metric_alert_rooms={"Latency": "!m:hs"},
-        environments=["production"],
-        levels=["error", "fatal"],
-    )
-    assert choose_room(settings, Notice("", "", projects=["web", "7"])) == "!w:hs"
-    assert choose_room(settings, Notice("", "", projects=["other", "7"])) == "!seven:hs"
-    assert choose_room(settings, Notice("", "", projects=["web"], rule="Latency")) == "!m:hs"
-    assert choose_room(settings, Notice("", "", projects=["nope"])) == "!d:hs"
-    assert (
-        filtered_out(settings, Notice("", "", environment="staging", level="error")) == "environment staging"
-    )
-    assert (
-        filtered_out(settings, Notice("", "", environment="production", level="warning")) == "level warning"
-    )
-    assert filtered_out(settings, Notice("", "", environment=None, level="fatal")) is None

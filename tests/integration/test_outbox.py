@@ -13,7 +13,7 @@ from devstack.synapse import Account, LocalSynapse, register
 from matrix_stack.shared.matrix import content
 from matrix_stack.shared.matrix.client import MatrixClient
 from matrix_stack.shared.outbox.engine import Outbox, Outgoing, Relation, Root
-from tests.conftest import PASSWORD, MakeStore
+from tests.integration.conftest import PASSWORD, MakeStore
 
 MakeClient = Callable[..., Awaitable[MatrixClient]]
 MakeOutbox = Callable[..., Awaitable[Outbox]]

@@ -19,9 +19,9 @@ from devstack.processes import free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse
 from matrix_stack.shared.matrix.html import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
-from tests.conftest import PASSWORD
+from tests.integration.conftest import PASSWORD
 
-DATA = Path(__file__).parent / "data" / "slack"
+DATA = Path(__file__).parent.parent / "data" / "slack"
 HOOK = "hook-main-0123456789abcdefgh"
 BEARER_HOOK = "hook-bearer-0123456789abcdefg"
 LIMITED_HOOK = "hook-limited-0123456789abcdef"

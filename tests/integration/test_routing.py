@@ -17,7 +17,7 @@ import pytest
 
 from matrix_stack.shared.route.explain import Explainer
 
-DATA = Path(__file__).parent / "data" / "routing"
+DATA = Path(__file__).parent.parent / "data" / "routing"
 # livekit-jwt registered as an application service (MSC4512), its Service where Synapse forwards to.
 MATRIXRTC = ("matrixRTC.appservice.enabled=true", "matrixRTC.appservice.url=http://rtc-livekit-jwt:8080")
 

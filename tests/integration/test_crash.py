@@ -13,7 +13,7 @@ import httpx
 from devstack.processes import free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse, register
-from tests.conftest import PASSWORD
+from tests.integration.conftest import PASSWORD
 
 TOKEN = "crash-token-0123456789abcdef"
 

@@ -14,7 +14,7 @@ from devstack.alertmanager import LocalAlertmanager
 from devstack.processes import free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse
-from tests.conftest import PASSWORD
+from tests.integration.conftest import PASSWORD
 
 HOOK = "alertmanager-hook-0123456789abc"
 

@@ -16,8 +16,7 @@ import pytest
 from devstack.processes import free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse
-from matrix_stack.shared.kit.logs import Redactor
-from tests.conftest import PASSWORD
+from tests.integration.conftest import PASSWORD
 
 TOKEN = "notify-token-0123456789abcdef"
 NewRoom = Callable[..., Awaitable[str]]
@@ -236,9 +235,3 @@ async def test_sigterm_drains_and_exits_cleanly(
     events = await reader.wait_for_messages(room_id, 20)
     assert [e["content"]["body"] for e in events] == [f"d{i}" for i in range(20)]
     assert restarted.process is not None
-
-
-def test_redactor() -> None:
-    redact = Redactor(["hunter2-secret"])
-    line = 'password hunter2-secret url /x?access_token=syt_abc&x=1 "Authorization": "Bearer syt_abc"'
-    assert redact(line) == 'password *** url /x?access_token=***&x=1 "Authorization": "Bearer ***"'

