@@ -75,12 +75,13 @@ log.yaml: |
 {{/* The process-specific config of a pool; @HOSTNAME@ becomes the pod name at start. */}}
 {{- define "synapse.processConfig" -}}
 {{- $pool := .pool -}}
-{{- $http := list (dict "type" "metrics" "port" 9000 "bind_addresses" (list "0.0.0.0")) -}}
+{{- $ports := include "synapse.ports" .root | fromYaml -}}
+{{- $http := list (dict "type" "metrics" "port" $ports.metrics "bind_addresses" (list "0.0.0.0")) -}}
 {{- if $pool.listeners -}}
-{{- $http = append $http (dict "type" "http" "port" 8008 "x_forwarded" true "bind_addresses" (list "0.0.0.0") "resources" (list (dict "names" $pool.listeners "compress" false))) -}}
+{{- $http = append $http (dict "type" "http" "port" $ports.http "x_forwarded" true "bind_addresses" (list "0.0.0.0") "resources" (list (dict "names" $pool.listeners "compress" false))) -}}
 {{- end -}}
 {{- if $pool.named -}}
-{{- $http = append $http (dict "type" "http" "port" 9093 "bind_addresses" (list "0.0.0.0") "resources" (list (dict "names" (list "replication")))) -}}
+{{- $http = append $http (dict "type" "http" "port" $ports.replication "bind_addresses" (list "0.0.0.0") "resources" (list (dict "names" (list "replication")))) -}}
 {{- end -}}
 {{- $root := .root -}}
 {{- $override := dict -}}

@@ -47,7 +47,7 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- define "synapse.topology" -}}
 {{- $root := . -}}
 {{- $pools := include "synapse.pools" . | fromYaml -}}
-{{- $ns := .Release.Namespace -}}
+{{- $ports := include "synapse.ports" . | fromYaml -}}
 {{- $instances := list -}}
 {{- $writers := dict -}}
 {{- $instanceMap := dict -}}
@@ -57,7 +57,7 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- if eq $pool.kind "main" -}}
 {{- $mainPool = $name -}}
 {{- $workload := include "synapse.poolName" (dict "root" $root "pool" $name) -}}
-{{- $_ := set $instanceMap "main" (dict "host" (printf "%s-0.%s.%s.svc.cluster.local" $workload $workload $ns) "port" 9093) -}}
+{{- $_ := set $instanceMap "main" (dict "host" (include "synapse.address" (dict "root" $root "name" (printf "%s-0.%s" $workload $workload))) "port" $ports.replication) -}}
 {{- else if $pool.named -}}
 {{- $workload := include "synapse.poolName" (dict "root" $root "pool" $name) -}}
 {{- range $i := until (int $pool.replicas) -}}
@@ -65,7 +65,7 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- $instances = append $instances (dict "name" $instance "pool" $name "kind" $pool.kind) -}}
 {{- range $stream := $pool.writes -}}
 {{- $_ := set $writers $stream (append (get $writers $stream | default list) $instance) -}}
-{{- $_ := set $instanceMap $instance (dict "host" (printf "%s.%s.%s.svc.cluster.local" $instance $workload $ns) "port" 9093) -}}
+{{- $_ := set $instanceMap $instance (dict "host" (include "synapse.address" (dict "root" $root "name" (printf "%s.%s" $instance $workload))) "port" $ports.replication) -}}
 {{- end -}}
 {{- $_ := set $roles $pool.kind (append (get $roles $pool.kind | default list) $instance) -}}
 {{- end -}}

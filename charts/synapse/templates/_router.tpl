@@ -6,16 +6,17 @@ pool), else by main, which then holds the role.
 */}}
 {{- define "synapse.router.clusters" -}}
 {{- $t := include "synapse.topology" . | fromYaml -}}
+{{- $ports := include "synapse.ports" . | fromYaml -}}
 {{- $clusters := dict -}}
 {{- range $name, $pool := $t.pools -}}
 {{- if or $pool.listeners (eq $pool.kind "main") -}}
-{{- $service := printf "%s.%s.svc.cluster.local" (include "synapse.poolName" (dict "root" $ "pool" $name)) $.Release.Namespace -}}
+{{- $service := include "synapse.address" (dict "root" $ "name" (include "synapse.poolName" (dict "root" $ "pool" $name))) -}}
 {{- $existing := get $clusters $pool.kind | default (dict "pools" list) -}}
-{{- $_ := set $clusters $pool.kind (dict "pools" (append $existing.pools (dict "pool" $name "address" $service "port" 8008))) -}}
+{{- $_ := set $clusters $pool.kind (dict "pools" (append $existing.pools (dict "pool" $name "address" $service "port" $ports.http))) -}}
 {{- end -}}
 {{- end -}}
 {{- if .Values.mas.enabled -}}
-{{- $_ := set $clusters "mas" (dict "pools" (list (dict "pool" "mas" "address" (printf "%s.%s.svc.cluster.local" (include "synapse.mas.name" .) .Release.Namespace) "port" 8080))) -}}
+{{- $_ := set $clusters "mas" (dict "pools" (list (dict "pool" "mas" "address" (include "synapse.address" (dict "root" . "name" (include "synapse.mas.name" .))) "port" 8080))) -}}
 {{- end -}}
 {{- toYaml $clusters -}}
 {{- end -}}
@@ -58,6 +59,7 @@ CACHE_MAX = {{ .Values.router.whoamiCacheEntries }}
 
 {{- define "synapse.router.envoy" -}}
 {{- $r := .Values.router -}}
+{{- $ports := include "synapse.ports" . | fromYaml -}}
 {{- $clusters := include "synapse.router.clusters" . | fromYaml -}}
 {{- $routes := include "synapse.router.routeList" . | fromYamlArray -}}
 {{- $hashed := dict -}}
@@ -90,7 +92,7 @@ overload_manager:
 static_resources:
   listeners:
     - name: matrix
-      address: {socket_address: {address: 0.0.0.0, port_value: 8008}}
+      address: {socket_address: {address: 0.0.0.0, port_value: {{ $ports.http }}}}
       filter_chains:
         - filters:
             - name: envoy.filters.network.http_connection_manager
