@@ -12,8 +12,10 @@ log.yaml: |
   {{- include "synapse.logConfig" . | nindent 2 }}
 {{- end -}}
 
-{{/* homeserver.yaml: what every process shares. */}}
-{{- define "synapse.homeserver" -}}
+{{/* homeserver.yaml: what every process shares (made once, synapse.once). */}}
+{{- define "synapse.homeserver" -}}{{ include "synapse.once" (dict "root" . "define" "synapse.homeserver.build") }}{{- end -}}
+
+{{- define "synapse.homeserver.build" -}}
 {{- $t := include "synapse.topology" . | fromYaml -}}
 {{- $config := dict
   "server_name" (required "serverName is required" .Values.serverName)
