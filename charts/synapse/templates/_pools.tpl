@@ -43,9 +43,9 @@ reader of .Values.pools; fails on invalid pools):
 {{- $kind := get $kinds $pool.kind -}}
 {{- $replicas := int (default 1 $pool.replicas) -}}
 {{- if and $kind.singleton (gt $replicas 1) -}}
-{{- fail (printf "pools.%s: a %s pool runs exactly one instance (Synapse allows one %s); set replicas: 1" $name $pool.kind (ternary "writer of its stream" "process of this kind" (gt (len $kind.writes) 0))) -}}
+{{- fail (printf "pools.%s: a %s pool runs exactly one instance (Synapse allows one %s); set replicas: 1" $name $pool.kind (ternary "writer of its stream" "process of this kind" (and (eq $kind.app "generic_worker") (gt (len $kind.writes) 0)))) -}}
 {{- end -}}
-{{- if eq $pool.kind "main" }}{{ $mains = append $mains $name }}{{ end -}}
+{{- if eq $kind.app "homeserver" }}{{ $mains = append $mains $name }}{{ end -}}
 {{- $defaults := pick $values "priorityClassName" "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" -}}
 {{- if and $kind.media $sharedRWO (not $defaults.affinity) }}{{ $_ := set $defaults "affinity" $mediaAffinity }}{{ end -}}
 {{- $scheduling := dict -}}
@@ -110,6 +110,7 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 
 {{- define "synapse.topology.build" -}}
 {{- $root := . -}}
+{{- $kinds := include "synapse.kinds" . | fromYaml -}}
 {{- $pools := include "synapse.pools" . | fromYaml -}}
 {{- $ports := include "synapse.ports" . | fromYaml -}}
 {{- $instances := list -}}
@@ -118,12 +119,15 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- $roles := dict -}}
 {{- $mainPool := "" -}}
 {{- range $name, $pool := $pools -}}
-{{- if eq $pool.kind "main" -}}
+{{- $workload := include "synapse.poolName" (dict "root" $root "pool" $name) -}}
+{{- if eq $pool.app "homeserver" -}}
+{{- /* The main process: `main` in instance_map, `master` first among the writers of its streams. */ -}}
 {{- $mainPool = $name -}}
-{{- $workload := include "synapse.poolName" (dict "root" $root "pool" $name) -}}
 {{- $_ := set $instanceMap "main" (dict "host" (include "synapse.address" (dict "root" $root "name" (printf "%s-0.%s" $workload $workload))) "port" $ports.replication) -}}
+{{- range $stream := $pool.writes -}}
+{{- $_ := set $writers $stream (prepend (get $writers $stream | default list) "master") -}}
+{{- end -}}
 {{- else if $pool.named -}}
-{{- $workload := include "synapse.poolName" (dict "root" $root "pool" $name) -}}
 {{- range $i := until (int $pool.replicas) -}}
 {{- $instance := printf "%s-%d" $workload $i -}}
 {{- $instances = append $instances (dict "name" $instance "pool" $name "kind" $pool.kind) -}}
@@ -131,7 +135,7 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- $_ := set $writers $stream (append (get $writers $stream | default list) $instance) -}}
 {{- $_ := set $instanceMap $instance (dict "host" (include "synapse.address" (dict "root" $root "name" (printf "%s.%s" $instance $workload))) "port" $ports.replication) -}}
 {{- end -}}
-{{- $_ := set $roles $pool.kind (append (get $roles $pool.kind | default list) $instance) -}}
+{{- with $pool.role }}{{ $_ := set $roles . (append (get $roles . | default list) $instance) }}{{ end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -140,29 +144,35 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- fail "workers replicate through Redis: set redis.host (or disable every pool but main)" -}}
 {{- end -}}
 {{- $media := list -}}
-{{- range $name, $pool := $pools }}{{ if $pool.media }}{{ $media = append $media $name }}{{ end }}{{ end -}}
+{{- $enabledKinds := dict -}}
+{{- range $name, $pool := $pools -}}
+{{- $_ := set $enabledKinds $pool.kind true -}}
+{{- if $pool.media }}{{ $media = append $media $name }}{{ end -}}
+{{- end -}}
+{{- if $media -}}
+{{- range $kind := keys $kinds | sortAlpha -}}
+{{- with (get $kinds $kind).needed_with_media -}}
+{{- if not (hasKey $enabledKinds $kind) -}}
+{{- fail (printf "media pools (%s) need a %s pool: %s" (join ", " $media) $kind .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* A stream no pool writes is main's. */ -}}
 {{- $streamWriters := dict -}}
-{{- range $stream := without (include "synapse.streams" . | fromJsonArray) "quarantined_media_changes" -}}
+{{- range $stream := include "synapse.streams" . | fromJsonArray -}}
 {{- $_ := set $streamWriters $stream (get $writers $stream | default (list "master")) -}}
 {{- end -}}
-{{- /* Quarantine writes: main (its background update writes the stream) and the media-capable writers. */ -}}
-{{- $_ := set $streamWriters "quarantined_media_changes" (concat (list "master") (get $writers "quarantined_media_changes" | default list)) -}}
-{{- $backgroundMedia := "" -}}
-{{- with get $roles "media_background" }}{{ $backgroundMedia = first . }}{{ end -}}
-{{- if and $media (not $backgroundMedia) -}}
-{{- fail (printf "media pools (%s) need a media_background pool: the one media instance that runs background jobs" (join ", " $media)) -}}
+{{- /* Each role's setting: a singleton kind's one instance, else the list. */ -}}
+{{- $settings := dict -}}
+{{- range $name, $pool := $pools -}}
+{{- with $pool.role -}}
+{{- $_ := set $settings . (ternary (first (get $roles .)) (get $roles .) $pool.singleton) -}}
 {{- end -}}
-{{- if and $media (not (get $writers "quarantined_media_changes")) -}}
-{{- fail (printf "media pools (%s) need a quarantined_media pool: with media off on main, quarantine writes need a media-capable stream writer" (join ", " $media)) -}}
 {{- end -}}
 {{- $topology := dict
   "pools" $pools "mainPool" $mainPool "instances" $instances "workers" $workers
   "stream_writers" $streamWriters "instance_map" $instanceMap "media" (gt (len $media) 0)
-  "media_background" $backgroundMedia
-  "pusher_instances" (get $roles "pusher" | default list)
-  "federation_sender_instances" (get $roles "federation_sender" | default list)
-  "background" (get $roles "background" | default list)
-  "user_dir" (get $roles "user_dir" | default list) -}}
+  "roles" $settings -}}
 {{- toYaml $topology -}}
 {{- end -}}
-
