@@ -562,6 +562,14 @@ class SynapseValues(Strict):
     fullnameOverride: str = Field("")
     commonLabels: dict[str, str] = Field({})
     component: str = Field("homeserver")
+    clusterDomain: str = Field(
+        "cluster.local",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description=(
+            "The cluster's DNS domain: in-cluster addresses (instance_map, the router's upstreams, MAS)\n"
+            "are <service>.<namespace>.svc.<clusterDomain>."
+        ),
+    )
     global_: dict[str, Any] = Field(OMIT, alias="global")
     matrix_stack_lib: dict[str, Any] = Field(OMIT, alias="matrix-stack-lib")
     image: Image = Field(

@@ -12,8 +12,10 @@ log.yaml: |
   {{- include "synapse.logConfig" . | nindent 2 }}
 {{- end -}}
 
-{{/* homeserver.yaml: what every process shares. */}}
-{{- define "synapse.homeserver" -}}
+{{/* homeserver.yaml: what every process shares (made once, synapse.once). */}}
+{{- define "synapse.homeserver" -}}{{ include "synapse.once" (dict "root" . "define" "synapse.homeserver.build") }}{{- end -}}
+
+{{- define "synapse.homeserver.build" -}}
 {{- $t := include "synapse.topology" . | fromYaml -}}
 {{- $config := dict
   "server_name" (required "serverName is required" .Values.serverName)
@@ -35,11 +37,8 @@ log.yaml: |
 {{- end -}}
 {{- $_ := set $config "instance_map" $t.instance_map -}}
 {{- $_ := set $config "stream_writers" $t.stream_writers -}}
-{{- with $t.pusher_instances }}{{ $_ := set $config "pusher_instances" . }}{{ end -}}
-{{- with $t.federation_sender_instances }}{{ $_ := set $config "federation_sender_instances" . }}{{ end -}}
-{{- with $t.background }}{{ $_ := set $config "run_background_tasks_on" (first .) }}{{ end -}}
-{{- with $t.user_dir }}{{ $_ := set $config "update_user_directory_from_worker" (first .) }}{{ end -}}
-{{- with $t.media_background }}{{ $_ := set $config "media_instance_running_background_jobs" . }}{{ end -}}
+{{- /* pusher_instances, run_background_tasks_on, ...: the kinds' roles (files/kinds.yaml). */ -}}
+{{- range $setting, $instances := $t.roles }}{{ $_ := set $config $setting $instances }}{{ end -}}
 {{- end -}}
 {{- if .Values.wellKnown.enabled -}}
 {{- $_ := set $config "serve_client_wellknown" true -}}
@@ -75,12 +74,13 @@ log.yaml: |
 {{/* The process-specific config of a pool; @HOSTNAME@ becomes the pod name at start. */}}
 {{- define "synapse.processConfig" -}}
 {{- $pool := .pool -}}
-{{- $http := list (dict "type" "metrics" "port" 9000 "bind_addresses" (list "0.0.0.0")) -}}
+{{- $ports := include "synapse.ports" .root | fromYaml -}}
+{{- $http := list (dict "type" "metrics" "port" $ports.metrics "bind_addresses" (list "0.0.0.0")) -}}
 {{- if $pool.listeners -}}
-{{- $http = append $http (dict "type" "http" "port" 8008 "x_forwarded" true "bind_addresses" (list "0.0.0.0") "resources" (list (dict "names" $pool.listeners "compress" false))) -}}
+{{- $http = append $http (dict "type" "http" "port" $ports.http "x_forwarded" true "bind_addresses" (list "0.0.0.0") "resources" (list (dict "names" $pool.listeners "compress" false))) -}}
 {{- end -}}
 {{- if $pool.named -}}
-{{- $http = append $http (dict "type" "http" "port" 9093 "bind_addresses" (list "0.0.0.0") "resources" (list (dict "names" (list "replication")))) -}}
+{{- $http = append $http (dict "type" "http" "port" $ports.replication "bind_addresses" (list "0.0.0.0") "resources" (list (dict "names" (list "replication")))) -}}
 {{- end -}}
 {{- $root := .root -}}
 {{- $override := dict -}}
@@ -92,10 +92,10 @@ log.yaml: |
 {{- $_ := set $database.args "port" 5432 -}}
 {{- $_ := set $override "database" $database -}}
 {{- end -}}
-{{- if eq $pool.kind "main" -}}
+{{- if eq $pool.app "homeserver" -}}
 {{- toYaml (merge (dict "listeners" $http) $override) -}}
 {{- else -}}
-{{- $config := dict "worker_app" "synapse.app.generic_worker" "worker_listeners" $http "worker_log_config" "/conf/log.yaml" -}}
+{{- $config := dict "worker_app" (printf "synapse.app.%s" $pool.app) "worker_listeners" $http "worker_log_config" "/conf/log.yaml" -}}
 {{- if $pool.named }}{{ $_ := set $config "worker_name" "@HOSTNAME@" }}{{ end -}}
 {{- if $pool.media }}{{ $_ := set $config "enable_media_repo" true }}{{ end -}}
 {{- toYaml (merge $config $override) -}}

@@ -4,7 +4,7 @@
 {{- toYaml (dict "name" (include "synapse.router.name" .) "port" (int .Values.router.service.port)) -}}
 {{- else -}}
 {{- $t := include "synapse.topology" . | fromYaml -}}
-{{- toYaml (dict "name" (include "synapse.poolName" (dict "root" . "pool" $t.mainPool)) "port" 8008) -}}
+{{- toYaml (dict "name" (include "synapse.poolName" (dict "root" . "pool" $t.mainPool)) "port" (int (include "synapse.ports" . | fromYaml).http)) -}}
 {{- end -}}
 {{- end -}}
 

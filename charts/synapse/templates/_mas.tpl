@@ -2,14 +2,14 @@
 {{- define "synapse.mas.name" -}}{{ include "synapse.name" (dict "root" . "suffix" "mas" "max" 63) }}{{- end -}}
 
 {{- define "synapse.mas.endpoint" -}}
-{{- printf "http://%s.%s.svc.cluster.local:8080/" (include "synapse.mas.name" .) .Release.Namespace -}}
+{{- printf "http://%s:8080/" (include "synapse.address" (dict "root" . "name" (include "synapse.mas.name" .))) -}}
 {{- end -}}
 
 {{/* Synapse's client API inside the cluster: the main process's Service. */}}
 {{- define "synapse.clientEndpoint" -}}
 {{- $t := include "synapse.topology" . | fromYaml -}}
 {{- $main := include "synapse.poolName" (dict "root" . "pool" $t.mainPool) -}}
-{{- printf "http://%s.%s.svc.cluster.local:8008/" $main .Release.Namespace -}}
+{{- printf "http://%s:%d/" (include "synapse.address" (dict "root" . "name" $main)) (int (include "synapse.ports" . | fromYaml).http) -}}
 {{- end -}}
 
 {{/*

@@ -20,3 +20,16 @@ the full name, so two long release names stay apart), never the suffix, so compo
 {{- printf "%s-%s" $release .suffix -}}
 {{- end -}}
 
+
+{{/* Synapse's listeners, the same in every process (HTTP: client, federation, media; replication; metrics). */}}
+{{- define "synapse.ports" -}}
+{http: 8008, replication: 9093, metrics: 9000}
+{{- end -}}
+
+{{/*
+The in-cluster DNS name of `name` (a Service, or `<pod>.<headless Service>`) in the release's
+namespace: `<name>.<namespace>.svc.<clusterDomain>`.
+*/}}
+{{- define "synapse.address" -}}
+{{- printf "%s.%s.svc.%s" .name .root.Release.Namespace .root.Values.clusterDomain -}}
+{{- end -}}

@@ -13,7 +13,7 @@ The pods of the NetworkPolicies (networkpolicy.yaml), each group the pools' labe
 {{- $_ := set $groups "all" (append $groups.all $label) -}}
 {{- if $pool.listeners }}{{ $_ := set $groups "http" (append $groups.http $label) }}{{ end -}}
 {{- if $pool.named }}{{ $_ := set $groups "named" (append $groups.named $label) }}{{ end -}}
-{{- if eq $pool.kind "main" }}{{ $_ := set $groups "main" (list $label) }}{{ end -}}
+{{- if eq $name $t.mainPool }}{{ $_ := set $groups "main" (list $label) }}{{ end -}}
 {{- if and $.Values.pgbouncer.enabled (not (has $pool.kind $.Values.pgbouncer.bypassKinds)) -}}
 {{- $_ := set $groups "pgbouncer" (append $groups.pgbouncer $label) -}}
 {{- else -}}

@@ -12,12 +12,27 @@
 {{- $streams | uniq | sortAlpha | toJson -}}
 {{- end -}}
 
-{{/* Enabled pools, sorted by name, each with its kind's properties; fails on invalid topologies. */}}
+{{/*
+The enabled pools, sorted by name: each pool as every template uses it, computed here once (the one
+reader of .Values.pools; fails on invalid pools):
+  name, kind and the kind's properties (files/kinds.yaml); replicas;
+  resources, podAnnotations and scheduling (priorityClassName, nodeSelector, tolerations, affinity,
+    topologySpreadConstraints): the pool's own when it sets them (even empty), else the chart-wide
+    ones; media processes on a ReadWriteOnce volume default to one node (required pod affinity);
+  scaling: fixed (replicas), hpa (a HorizontalPodAutoscaler: hpa.minReplicas, .maxReplicas,
+    .targetCPUUtilizationPercentage) or keda (a KEDA cron ScaledObject: keda.minReplicas,
+    .maxReplicas, .timezone, .schedules).
+*/}}
 {{- define "synapse.pools" -}}
+{{- $values := .Values -}}
 {{- $kinds := include "synapse.kinds" . | fromYaml -}}
+{{- $schedulingFields := list "priorityClassName" "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" -}}
+{{- /* A ReadWriteOnce media volume attaches to one node: media processes are kept together there. */ -}}
+{{- $sharedRWO := and $values.media.persistence.enabled (eq $values.media.persistence.accessMode "ReadWriteOnce") -}}
+{{- $mediaAffinity := dict "podAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list (dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (merge (dict "matrix-stack.io/media" "true") (include "msl.selectorLabels" . | fromYaml)))))) -}}
 {{- $pools := dict -}}
 {{- $mains := list -}}
-{{- range $name, $pool := .Values.pools -}}
+{{- range $name, $pool := $values.pools -}}
 {{- if or (not (hasKey $pool "enabled")) $pool.enabled -}}
 {{- if not (hasKey $kinds $pool.kind) -}}
 {{- fail (printf "pools.%s.kind %q is not a pool kind (one of: %s)" $name $pool.kind (keys $kinds | sortAlpha | join ", ")) -}}
@@ -28,10 +43,45 @@
 {{- $kind := get $kinds $pool.kind -}}
 {{- $replicas := int (default 1 $pool.replicas) -}}
 {{- if and $kind.singleton (gt $replicas 1) -}}
-{{- fail (printf "pools.%s: a %s pool runs exactly one instance (Synapse allows one %s); set replicas: 1" $name $pool.kind (ternary "writer of its stream" "process of this kind" (gt (len $kind.writes) 0))) -}}
+{{- fail (printf "pools.%s: a %s pool runs exactly one instance (Synapse allows one %s); set replicas: 1" $name $pool.kind (ternary "writer of its stream" "process of this kind" (and (eq $kind.app "generic_worker") (gt (len $kind.writes) 0)))) -}}
 {{- end -}}
-{{- if eq $pool.kind "main" }}{{ $mains = append $mains $name }}{{ end -}}
-{{- $_ := set $pools $name (merge (dict "name" $name "kind" $pool.kind "replicas" $replicas) $kind) -}}
+{{- if eq $kind.app "homeserver" }}{{ $mains = append $mains $name }}{{ end -}}
+{{- $defaults := pick $values "priorityClassName" "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" -}}
+{{- if and $kind.media $sharedRWO (not $defaults.affinity) }}{{ $_ := set $defaults "affinity" $mediaAffinity }}{{ end -}}
+{{- $scheduling := dict -}}
+{{- range $field := $schedulingFields -}}
+{{- $_ := set $scheduling $field (hasKey $pool $field | ternary (get $pool $field) (get $defaults $field)) -}}
+{{- end -}}
+{{- $effective := merge (dict
+  "name" $name "kind" $pool.kind "replicas" $replicas
+  "resources" ($pool.resources | default $values.resources)
+  "podAnnotations" (hasKey $pool "podAnnotations" | ternary $pool.podAnnotations $values.podAnnotations)
+  "scheduling" $scheduling
+  "scaling" "fixed") $kind -}}
+{{- $hpa := $pool.autoscaling | default dict -}}
+{{- $keda := $pool.keda | default dict -}}
+{{- if and (or $hpa.enabled $keda.enabled) $kind.named -}}
+{{- fail (printf "pools.%s: a %s pool is named in Synapse's configuration; it cannot autoscale (set replicas)" $name $pool.kind) -}}
+{{- end -}}
+{{- if $hpa.enabled -}}
+{{- $_ := set $effective "scaling" "hpa" -}}
+{{- $_ := set $effective "hpa" (dict
+  "minReplicas" ($hpa.minReplicas | default 1)
+  "maxReplicas" (required (printf "pools.%s.autoscaling.maxReplicas is required" $name) $hpa.maxReplicas)
+  "targetCPUUtilizationPercentage" ($hpa.targetCPUUtilizationPercentage | default 75)) -}}
+{{- end -}}
+{{- if $keda.enabled -}}
+{{- if $hpa.enabled -}}
+{{- fail (printf "pools.%s: use autoscaling (HPA) or keda, not both (KEDA creates its own HPA)" $name) -}}
+{{- end -}}
+{{- $_ := set $effective "scaling" "keda" -}}
+{{- $_ := set $effective "keda" (dict
+  "minReplicas" (hasKey $keda "minReplicas" | ternary $keda.minReplicas $replicas)
+  "maxReplicas" (required (printf "pools.%s.keda.maxReplicas is required" $name) $keda.maxReplicas)
+  "timezone" ($keda.timezone | default "Etc/UTC")
+  "schedules" (required (printf "pools.%s.keda.schedules needs at least one schedule" $name) $keda.schedules)) -}}
+{{- end -}}
+{{- $_ := set $pools $name $effective -}}
 {{- end -}}
 {{- end -}}
 {{- if ne (len $mains) 1 -}}
@@ -41,33 +91,51 @@
 {{- end -}}
 
 {{/*
+The output of the define `define` for the root context `root`, made once per render: Helm hands every
+template of the chart the same top-level context, so the first call keeps the text there and the
+others reuse it (each caller parses its own copy). For what many templates, and every pool, read.
+*/}}
+{{- define "synapse.once" -}}
+{{- if not (hasKey .root "synapseOnce") }}{{ $_ := set .root "synapseOnce" dict }}{{ end -}}
+{{- $cache := get .root "synapseOnce" -}}
+{{- if not (hasKey $cache .define) }}{{ $_ := set $cache .define (include .define .root) }}{{ end -}}
+{{- get $cache .define -}}
+{{- end -}}
+
+{{/*
 Everything Synapse's configuration derives from the pools: instance names (a named instance's
 worker_name is its pod name), stream writers, instance_map, and the instances of each role.
 */}}
-{{- define "synapse.topology" -}}
+{{- define "synapse.topology" -}}{{ include "synapse.once" (dict "root" . "define" "synapse.topology.build") }}{{- end -}}
+
+{{- define "synapse.topology.build" -}}
 {{- $root := . -}}
+{{- $kinds := include "synapse.kinds" . | fromYaml -}}
 {{- $pools := include "synapse.pools" . | fromYaml -}}
-{{- $ns := .Release.Namespace -}}
+{{- $ports := include "synapse.ports" . | fromYaml -}}
 {{- $instances := list -}}
 {{- $writers := dict -}}
 {{- $instanceMap := dict -}}
 {{- $roles := dict -}}
 {{- $mainPool := "" -}}
 {{- range $name, $pool := $pools -}}
-{{- if eq $pool.kind "main" -}}
+{{- $workload := include "synapse.poolName" (dict "root" $root "pool" $name) -}}
+{{- if eq $pool.app "homeserver" -}}
+{{- /* The main process: `main` in instance_map, `master` first among the writers of its streams. */ -}}
 {{- $mainPool = $name -}}
-{{- $workload := include "synapse.poolName" (dict "root" $root "pool" $name) -}}
-{{- $_ := set $instanceMap "main" (dict "host" (printf "%s-0.%s.%s.svc.cluster.local" $workload $workload $ns) "port" 9093) -}}
+{{- $_ := set $instanceMap "main" (dict "host" (include "synapse.address" (dict "root" $root "name" (printf "%s-0.%s" $workload $workload))) "port" $ports.replication) -}}
+{{- range $stream := $pool.writes -}}
+{{- $_ := set $writers $stream (prepend (get $writers $stream | default list) "master") -}}
+{{- end -}}
 {{- else if $pool.named -}}
-{{- $workload := include "synapse.poolName" (dict "root" $root "pool" $name) -}}
 {{- range $i := until (int $pool.replicas) -}}
 {{- $instance := printf "%s-%d" $workload $i -}}
 {{- $instances = append $instances (dict "name" $instance "pool" $name "kind" $pool.kind) -}}
 {{- range $stream := $pool.writes -}}
 {{- $_ := set $writers $stream (append (get $writers $stream | default list) $instance) -}}
-{{- $_ := set $instanceMap $instance (dict "host" (printf "%s.%s.%s.svc.cluster.local" $instance $workload $ns) "port" 9093) -}}
+{{- $_ := set $instanceMap $instance (dict "host" (include "synapse.address" (dict "root" $root "name" (printf "%s.%s" $instance $workload))) "port" $ports.replication) -}}
 {{- end -}}
-{{- $_ := set $roles $pool.kind (append (get $roles $pool.kind | default list) $instance) -}}
+{{- with $pool.role }}{{ $_ := set $roles . (append (get $roles . | default list) $instance) }}{{ end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -76,29 +144,35 @@ worker_name is its pod name), stream writers, instance_map, and the instances of
 {{- fail "workers replicate through Redis: set redis.host (or disable every pool but main)" -}}
 {{- end -}}
 {{- $media := list -}}
-{{- range $name, $pool := $pools }}{{ if $pool.media }}{{ $media = append $media $name }}{{ end }}{{ end -}}
+{{- $enabledKinds := dict -}}
+{{- range $name, $pool := $pools -}}
+{{- $_ := set $enabledKinds $pool.kind true -}}
+{{- if $pool.media }}{{ $media = append $media $name }}{{ end -}}
+{{- end -}}
+{{- if $media -}}
+{{- range $kind := keys $kinds | sortAlpha -}}
+{{- with (get $kinds $kind).needed_with_media -}}
+{{- if not (hasKey $enabledKinds $kind) -}}
+{{- fail (printf "media pools (%s) need a %s pool: %s" (join ", " $media) $kind .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* A stream no pool writes is main's. */ -}}
 {{- $streamWriters := dict -}}
-{{- range $stream := without (include "synapse.streams" . | fromJsonArray) "quarantined_media_changes" -}}
+{{- range $stream := include "synapse.streams" . | fromJsonArray -}}
 {{- $_ := set $streamWriters $stream (get $writers $stream | default (list "master")) -}}
 {{- end -}}
-{{- /* Quarantine writes: main (its background update writes the stream) and the media-capable writers. */ -}}
-{{- $_ := set $streamWriters "quarantined_media_changes" (concat (list "master") (get $writers "quarantined_media_changes" | default list)) -}}
-{{- $backgroundMedia := "" -}}
-{{- with get $roles "media_background" }}{{ $backgroundMedia = first . }}{{ end -}}
-{{- if and $media (not $backgroundMedia) -}}
-{{- fail (printf "media pools (%s) need a media_background pool: the one media instance that runs background jobs" (join ", " $media)) -}}
+{{- /* Each role's setting: a singleton kind's one instance, else the list. */ -}}
+{{- $settings := dict -}}
+{{- range $name, $pool := $pools -}}
+{{- with $pool.role -}}
+{{- $_ := set $settings . (ternary (first (get $roles .)) (get $roles .) $pool.singleton) -}}
 {{- end -}}
-{{- if and $media (not (get $writers "quarantined_media_changes")) -}}
-{{- fail (printf "media pools (%s) need a quarantined_media pool: with media off on main, quarantine writes need a media-capable stream writer" (join ", " $media)) -}}
 {{- end -}}
 {{- $topology := dict
   "pools" $pools "mainPool" $mainPool "instances" $instances "workers" $workers
   "stream_writers" $streamWriters "instance_map" $instanceMap "media" (gt (len $media) 0)
-  "media_background" $backgroundMedia
-  "pusher_instances" (get $roles "pusher" | default list)
-  "federation_sender_instances" (get $roles "federation_sender" | default list)
-  "background" (get $roles "background" | default list)
-  "user_dir" (get $roles "user_dir" | default list) -}}
+  "roles" $settings -}}
 {{- toYaml $topology -}}
 {{- end -}}
-

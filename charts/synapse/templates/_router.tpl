@@ -6,41 +6,52 @@ pool), else by main, which then holds the role.
 */}}
 {{- define "synapse.router.clusters" -}}
 {{- $t := include "synapse.topology" . | fromYaml -}}
+{{- $ports := include "synapse.ports" . | fromYaml -}}
 {{- $clusters := dict -}}
 {{- range $name, $pool := $t.pools -}}
-{{- if or $pool.listeners (eq $pool.kind "main") -}}
-{{- $service := printf "%s.%s.svc.cluster.local" (include "synapse.poolName" (dict "root" $ "pool" $name)) $.Release.Namespace -}}
+{{- if $pool.listeners -}}
+{{- $service := include "synapse.address" (dict "root" $ "name" (include "synapse.poolName" (dict "root" $ "pool" $name))) -}}
 {{- $existing := get $clusters $pool.kind | default (dict "pools" list) -}}
-{{- $_ := set $clusters $pool.kind (dict "pools" (append $existing.pools (dict "pool" $name "address" $service "port" 8008))) -}}
+{{- $_ := set $clusters $pool.kind (dict "pools" (append $existing.pools (dict "pool" $name "address" $service "port" $ports.http))) -}}
 {{- end -}}
 {{- end -}}
 {{- if .Values.mas.enabled -}}
-{{- $_ := set $clusters "mas" (dict "pools" (list (dict "pool" "mas" "address" (printf "%s.%s.svc.cluster.local" (include "synapse.mas.name" .) .Release.Namespace) "port" 8080))) -}}
+{{- $_ := set $clusters "mas" (dict "pools" (list (dict "pool" "mas" "address" (include "synapse.address" (dict "root" . "name" (include "synapse.mas.name" .))) "port" 8080))) -}}
 {{- end -}}
 {{- toYaml $clusters -}}
 {{- end -}}
 
-{{- define "synapse.router.clusterFor" -}}
-{{- $clusters := .clusters -}}
-{{- $fallbacks := dict "media_repository" (list "media_background" "quarantined_media") -}}
+{{/*
+Where the router sends each route target's requests (target -> cluster): a kind's own cluster, else
+its fallbacks' (files/kinds.yaml), else main's, which then holds the role; mas to MAS.
+*/}}
+{{- define "synapse.router.targets" -}}
+{{- $t := include "synapse.topology" . | fromYaml -}}
+{{- $clusters := include "synapse.router.clusters" . | fromYaml -}}
+{{- $main := (get $t.pools $t.mainPool).kind -}}
+{{- $targets := dict -}}
+{{- range $name, $kind := include "synapse.kinds" . | fromYaml -}}
 {{- $found := "" -}}
-{{- range $kind := prepend (get $fallbacks .target | default list) .target -}}
-{{- if and (not $found) (hasKey $clusters $kind) }}{{ $found = $kind }}{{ end -}}
+{{- range $candidate := prepend ($kind.fallback | default list) $name -}}
+{{- if and (not $found) (hasKey $clusters $candidate) }}{{ $found = $candidate }}{{ end -}}
 {{- end -}}
-{{- $found | default "main" -}}
+{{- $_ := set $targets $name ($found | default $main) -}}
+{{- end -}}
+{{- if hasKey $clusters "mas" }}{{ $_ := set $targets "mas" "mas" }}{{ end -}}
+{{- toYaml $targets -}}
 {{- end -}}
 
 {{/* The routes as Envoy takes them: one route per table entry, its regexes joined. */}}
 {{- define "synapse.router.routeList" -}}
 {{- $root := . -}}
-{{- $clusters := include "synapse.router.clusters" . | fromYaml -}}
+{{- $targets := include "synapse.router.targets" . | fromYaml -}}
 {{- $routes := list -}}
 {{- range $entry := include "synapse.routes" . | fromYamlArray -}}
 {{- $when := $entry.when | default "" -}}
 {{- if or (eq $when "") (and (eq $when "mas") $root.Values.mas.enabled) (and (eq $when "nomas") (not $root.Values.mas.enabled)) (and (eq $when "msc4306") $root.Values.experimental.msc4306) (and (eq $when "matrixrtc") $root.Values.matrixRTC.appservice.enabled) -}}
 {{- $regexes := list -}}
 {{- range $entry.regex }}{{ $regexes = append $regexes (printf "(?:%s)" .) }}{{ end -}}
-{{- $cluster := include "synapse.router.clusterFor" (dict "clusters" $clusters "target" $entry.target) -}}
+{{- $cluster := required (printf "route %s: target %q is no pool kind" $entry.name $entry.target) (get $targets $entry.target) -}}
 {{- $routes = append $routes (merge (dict "cluster" $cluster "pattern" (join "|" $regexes)) (omit $entry "regex" "when")) -}}
 {{- end -}}
 {{- end -}}
@@ -49,8 +60,7 @@ pool), else by main, which then holds the role.
 
 {{/* The Lua filter: the chart's settings, then files/router.lua. */}}
 {{- define "synapse.router.lua" -}}
-{{- $clusters := include "synapse.router.clusters" . | fromYaml -}}
-WHOAMI_CLUSTER = {{ include "synapse.router.clusterFor" (dict "clusters" $clusters "target" "client_reader") | quote }}
+WHOAMI_CLUSTER = {{ get (include "synapse.router.targets" . | fromYaml) "client_reader" | quote }}
 CACHE_TTL = {{ .Values.router.whoamiCacheSeconds }}
 CACHE_MAX = {{ .Values.router.whoamiCacheEntries }}
 {{ .Files.Get "files/router.lua" }}
@@ -58,6 +68,7 @@ CACHE_MAX = {{ .Values.router.whoamiCacheEntries }}
 
 {{- define "synapse.router.envoy" -}}
 {{- $r := .Values.router -}}
+{{- $ports := include "synapse.ports" . | fromYaml -}}
 {{- $clusters := include "synapse.router.clusters" . | fromYaml -}}
 {{- $routes := include "synapse.router.routeList" . | fromYamlArray -}}
 {{- $hashed := dict -}}
@@ -90,7 +101,7 @@ overload_manager:
 static_resources:
   listeners:
     - name: matrix
-      address: {socket_address: {address: 0.0.0.0, port_value: 8008}}
+      address: {socket_address: {address: 0.0.0.0, port_value: {{ $ports.http }}}}
       filter_chains:
         - filters:
             - name: envoy.filters.network.http_connection_manager
