@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, cast
 from matrix_stack.services.ldap_proxy import ber
 from matrix_stack.services.ldap_proxy.backends import BackendState
 from matrix_stack.services.ldap_proxy.config import STARTTLS_OID
-from matrix_stack.services.ldap_proxy.upstream import PduProtocol, UpstreamError, connect
+from matrix_stack.services.ldap_proxy.relay import UpstreamSide
+from matrix_stack.services.ldap_proxy.upstream import UpstreamError, connect
 
 if TYPE_CHECKING:
     from matrix_stack.services.ldap_proxy.proxy import LdapProxy
@@ -28,46 +29,9 @@ audit_log = logging.getLogger("matrix_stack.ldap_proxy.audit")
 PENDING_FACTOR = 4  # requests buffered while the backend connection opens: this many PDUs' worth
 
 
-class UpstreamSide(PduProtocol):
-    """The backend's end: a PduProtocol while it is set up, then a relay into its session."""
-
-    def __init__(self, session: ClientConnection) -> None:
-        super().__init__()
-        self.session: ClientConnection | None = session  # None while parked in the idle pool
-        self.relaying = False
-
-    def data_received(self, data: bytes) -> None:
-        if self.relaying and self.session is not None:
-            self.session.from_upstream(data)
-        elif self.session is None:  # an idle connection has nothing to hear (a notice of disconnection)
-            self._closed = True
-            if self.transport is not None:
-                self.transport.close()
-        else:
-            super().data_received(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if self.relaying and self.session is not None:
-            self.session.upstream_lost()
-
-    def pause_writing(self) -> None:
-        if self.session is not None:
-            self.session.pause_client("backend_full")
-
-    def resume_writing(self) -> None:
-        if self.session is not None:
-            self.session.resume_client("backend_full")
-
-    def park(self) -> None:
-        self.session = None
-        self.relaying = False
-
-    def adopt(self, session: ClientConnection) -> None:
-        self.session = session
-
-
 class ClientConnection(asyncio.Protocol):
+    """The client's end of a session, and the Relay its backend connection reports to."""
+
     def __init__(self, proxy: LdapProxy, listener: str, tls: bool) -> None:
         self.proxy = proxy
         self.settings = proxy.settings
@@ -439,17 +403,18 @@ class ClientConnection(asyncio.Protocol):
         self.backend = state
         self.upstream = transport
         self.upstream_protocol = protocol
-        protocol.relaying = True
+        early = protocol.start_relaying()
         if self.pending:
             self.pending_bytes = 0
             self.resume_client("pending")  # before the write, which may pause it again
             transport.write(b"".join(self.pending))
             self.pending.clear()
-        early = protocol.take_buffer()
         if early:
             self.from_upstream(early)
-        if protocol._closed:
+        if protocol.closed:
             self.upstream_lost()
+
+    # --- Relay: what the backend connection reports -----------------------------------------------
 
     def from_upstream(self, data: bytes) -> None:
         now = time.monotonic()
