@@ -54,10 +54,13 @@ class LdapProxy:
         self._pruned_at = time.monotonic()
         self._accepted = {name: self._metrics.connections.labels(name) for name in ("ldap", "ldaps")}
 
-    def opened(self, session: ClientConnection) -> None:
+    # --- the sessions' Registry ---------------------------------------------------------------------
+
+    def admit(self, session: ClientConnection) -> bool:
         self.sessions.add(session)
         self.metrics.active.inc()
         self._accepted[session.listener].inc()
+        return len(self.sessions) <= self.settings.max_connections
 
     def forget(self, session: ClientConnection) -> None:
         session.count_bytes()
@@ -74,6 +77,12 @@ class LdapProxy:
     def metrics(self) -> LdapMetrics:
         return self._metrics
 
+    def _session(self, listener: str, tls: bool) -> ClientConnection:
+        """A new client connection, handed what it works with."""
+        return ClientConnection(
+            self.settings, self.pool, self.limiter, self.metrics, self.server_context, self, listener, tls
+        )
+
     async def start(self) -> None:
         settings = self.settings
         # Check first, so the listener opens knowing which backends are up.
@@ -85,7 +94,7 @@ class LdapProxy:
         for name, port, context in listeners:
             try:
                 server = await loop.create_server(
-                    lambda n=name, c=context: ClientConnection(self, n, c is not None),
+                    lambda n=name, c=context: self._session(n, c is not None),
                     settings.listen_host, port, ssl=context, backlog=1024, reuse_address=True,
                     ssl_handshake_timeout=settings.connect_timeout if context else None,
                 )  # fmt: skip
@@ -177,7 +186,6 @@ class LdapProxy:
 
     def _sweep_once(self, stamp: tuple[float, ...], stamp_checked: float) -> tuple[tuple[float, ...], float]:
         settings = self.settings
-        idle, answer = settings.idle_timeout, settings.response_timeout
         now = time.monotonic()
         for state in self.pool.backends:
             state.prune_idle(now, settings.upstream_pool_idle_seconds)
@@ -191,12 +199,5 @@ class LdapProxy:
                 self.reload_certificate()
         for session in list(self.sessions):
             session.count_bytes()  # long sessions show their traffic as it goes
-            if session.closing:
-                continue
-            if session.waiting_since is not None and now - session.waiting_since > answer:
-                if session.backend is not None:
-                    self.pool.connect_failed(session.backend)
-                session.fail("response_timeout", f"no answer from the backend in {answer:g}s")
-            elif now - session.last_activity > idle:
-                session.fail("idle_timeout", f"idle for {idle:g}s")
+            session.expire(now)
         return stamp, stamp_checked

@@ -5,6 +5,9 @@ outside the allow-list are answered here when read-only, StartTLS is terminated 
 through), binds are audited and may be refused by the failed-bind limit; everything else is forwarded
 as it came. Responses are written through as they arrive and only their heads are read, to audit
 bind results and follow a passed-through StartTLS.
+
+A session is handed what it works with (settings, backends, bind limiter, metrics, certificate, the
+registry that counts it): it knows nothing of the proxy that accepts it.
 """
 
 from __future__ import annotations
@@ -13,28 +16,52 @@ import asyncio
 import logging
 import ssl
 import time
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from matrix_stack.services.ldap_proxy import ber
-from matrix_stack.services.ldap_proxy.backends import BackendState
-from matrix_stack.services.ldap_proxy.config import STARTTLS_OID
+from matrix_stack.services.ldap_proxy.backends import BackendState, Pool
+from matrix_stack.services.ldap_proxy.bind_limit import BindLimiter
+from matrix_stack.services.ldap_proxy.config import STARTTLS_OID, LdapProxySettings
+from matrix_stack.services.ldap_proxy.metrics import LdapMetrics
 from matrix_stack.services.ldap_proxy.relay import UpstreamSide
 from matrix_stack.services.ldap_proxy.upstream import UpstreamError, connect
-
-if TYPE_CHECKING:
-    from matrix_stack.services.ldap_proxy.proxy import LdapProxy
 
 log = logging.getLogger("matrix_stack.ldap_proxy")
 audit_log = logging.getLogger("matrix_stack.ldap_proxy.audit")
 PENDING_FACTOR = 4  # requests buffered while the backend connection opens: this many PDUs' worth
 
 
+class Registry(Protocol):
+    """Where the open sessions are counted (the proxy: its connection limit, drain and sweep)."""
+
+    def admit(self, session: ClientConnection) -> bool:
+        """Count a new session in; False when it is over the connection limit (it is counted all
+        the same, and forgotten when it ends)."""
+
+    def forget(self, session: ClientConnection) -> None:
+        """Count an ended session out."""
+
+
 class ClientConnection(asyncio.Protocol):
     """The client's end of a session, and the Relay its backend connection reports to."""
 
-    def __init__(self, proxy: LdapProxy, listener: str, tls: bool) -> None:
-        self.proxy = proxy
-        self.settings = proxy.settings
+    def __init__(
+        self,
+        settings: LdapProxySettings,
+        pool: Pool,
+        limiter: BindLimiter,
+        metrics: LdapMetrics,
+        server_context: ssl.SSLContext | None,
+        registry: Registry,
+        listener: str,
+        tls: bool,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.limiter = limiter
+        self.metrics = metrics
+        self.server_context = server_context  # for StartTLS terminated here
+        self.registry = registry
         self.listener = listener
         self.tls = tls
         self.transport: asyncio.Transport | None = None
@@ -64,20 +91,19 @@ class ClientConnection(asyncio.Protocol):
         self._upgrading_task: asyncio.Task[None] | None = None
         self._head = bytearray()
         self._skip = 0
-        self._counted = False
+        self._counted = False  # in the registry: forgotten once, however the session ends
 
     # --- client events ------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         self.peer = _address(transport.get_extra_info("peername"))
-        proxy = self.proxy
-        proxy.opened(self)
+        admitted = self.registry.admit(self)
         self._counted = True
-        if len(proxy.sessions) > self.settings.max_connections:
+        if not admitted:
             self.refuse("connection_limit", 51, "too many connections to the LDAP proxy")  # busy
             return
-        if not proxy.pool.any_up():
+        if not self.pool.any_up():
             self.refuse("no_backend", ber.UNAVAILABLE, "no LDAP backend is available")
         # The backend is chosen and connected when the first request is forwarded: connections that
         # never send one (ldap3's ServerPool opens and closes one per server to probe it) cost nothing
@@ -121,11 +147,11 @@ class ClientConnection(asyncio.Protocol):
         if self.upstream is not None and not self._park():
             self.upstream.close()
         for dn, _ in self.binds.values():
-            self.proxy.limiter.end(dn, None)
+            self.limiter.end(dn, None)
         self.binds.clear()
         if self._counted:
             self._counted = False
-            self.proxy.forget(self)
+            self.registry.forget(self)
 
     def pause_writing(self) -> None:  # the client reads slower than it is answered
         self.upstream_paused = True
@@ -204,7 +230,7 @@ class ClientConnection(asyncio.Protocol):
             self.upstream.write(data)
             return
         if self.connecting is None:
-            candidates = self.proxy.pool.candidates()
+            candidates = self.pool.candidates()
             if not candidates:
                 self.refuse("no_backend", ber.UNAVAILABLE, "no LDAP backend is available")
                 return
@@ -218,7 +244,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _answer(self, response: bytes, reason: str, operation: str) -> None:
         """A response the proxy gives itself, instead of forwarding the request."""
-        self.proxy.metrics.refusals.labels(reason).inc()
+        self.metrics.refusals.labels(reason).inc()
         log.info("answered by the proxy", extra={"operation": operation, "reason": reason,
                                                  "client": _show(self.peer)})  # fmt: skip
         self._to_client(response)
@@ -230,7 +256,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _bind(self, pdu: bytes, env: ber.Envelope) -> None:
         bind = ber.bind_request(pdu, env)
-        if self.proxy.limiter.blocked(bind.name):  # its failures and binds in flight
+        if self.limiter.blocked(bind.name):  # its failures and binds in flight
             message = "too many failed binds for this DN; try again later"
             self._refuse_bind(env, bind.name, ber.UNWILLING_TO_PERFORM, message, "bind_limit")
             return
@@ -239,7 +265,7 @@ class ClientConnection(asyncio.Protocol):
             self._refuse_bind(env, bind.name, ber.CONFIDENTIALITY_REQUIRED, message, "tls_required")
             return
         self.binds[env.message_id] = (bind.name, time.perf_counter())
-        self.proxy.limiter.begin(bind.name)
+        self.limiter.begin(bind.name)
         self._forward(pdu, ber.BIND_REQUEST, env.message_id)
 
     def _extended(self, pdu: bytes, env: ber.Envelope) -> None:
@@ -286,15 +312,15 @@ class ClientConnection(asyncio.Protocol):
 
     async def _upgrade(self) -> None:
         assert self.transport is not None
-        assert self.proxy.server_context is not None
+        assert self.server_context is not None
         loop = asyncio.get_running_loop()
         try:
             upgraded = await loop.start_tls(
-                self.transport, self, self.proxy.server_context, server_side=True,
+                self.transport, self, self.server_context, server_side=True,
                 ssl_handshake_timeout=self.settings.connect_timeout,
             )  # fmt: skip
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            self.proxy.metrics.refusals.labels("tls_handshake").inc()
+            self.metrics.refusals.labels("tls_handshake").inc()
             log.warning("connection closed", extra={"reason": "tls_handshake", "detail": f"StartTLS: {exc}",
                                                     "client": _show(self.peer)})  # fmt: skip
             self.transport.abort()
@@ -323,11 +349,11 @@ class ClientConnection(asyncio.Protocol):
             return False
         transport, protocol = idle
         protocol.adopt(self)
-        self.proxy.pool.opened(state)
+        self.pool.opened(state)
         self.replay = [first]  # resent on a new connection if this one turns out to be closed
         self._attach(state, transport, protocol)
         transport.write(first)
-        self.proxy.metrics.reused.inc()
+        self.metrics.reused.inc()
         return True
 
     def _reusable(self) -> bool:
@@ -359,18 +385,18 @@ class ClientConnection(asyncio.Protocol):
         if not backend.park(upstream, protocol, time.monotonic(), self.settings.upstream_pool_size):
             return False
         protocol.park()
-        self.proxy.pool.closed(backend)
+        self.pool.closed(backend)
         self.upstream = self.backend = self.upstream_protocol = None
         return True
 
     # --- the backend --------------------------------------------------------------------------------
 
     async def _connect(self, candidates: list[BackendState]) -> None:
-        settings = self.settings
+        settings, pool = self.settings, self.pool
         for state in candidates:
             if state.full() and not state.drop_one_idle():
                 continue
-            self.proxy.pool.opened(state)  # reserved now, so a burst cannot pass the limit
+            pool.opened(state)  # reserved now, so a burst cannot pass the limit
             try:
                 async with asyncio.timeout(settings.connect_timeout):
                     transport, protocol = await connect(
@@ -381,14 +407,14 @@ class ClientConnection(asyncio.Protocol):
                 detail = str(exc) or f"no connection within {settings.connect_timeout:g}s"
                 log.warning("backend connect failed; trying the next", extra={"backend": state.name,
                                                                               "error": detail})  # fmt: skip
-                self.proxy.pool.closed(state)
-                self.proxy.pool.connect_failed(state)
+                pool.closed(state)
+                pool.connect_failed(state)
                 continue
             except BaseException:
-                self.proxy.pool.closed(state)
+                pool.closed(state)
                 raise
             if self.closing:
-                self.proxy.pool.closed(state)
+                pool.closed(state)
                 transport.close()
                 return
             self._attach(state, transport, protocol)
@@ -463,7 +489,7 @@ class ClientConnection(asyncio.Protocol):
             if bind is not None:
                 dn, started = bind
                 self._audit(dn, code, self._backend_name(), time.perf_counter() - started)
-                self.proxy.limiter.end(dn, code)
+                self.limiter.end(dn, code)
         elif op == ber.EXTENDED_RESPONSE and message_id == self.starttls_id:
             self.starttls_id = None
             if code == ber.SUCCESS:
@@ -471,7 +497,7 @@ class ClientConnection(asyncio.Protocol):
 
     def upstream_lost(self) -> None:
         if self.backend is not None:
-            self.proxy.pool.closed(self.backend)
+            self.pool.closed(self.backend)
             self.backend = None
         self.upstream = self.upstream_protocol = None
         if self.replay is not None and not self.closing:
@@ -481,7 +507,7 @@ class ClientConnection(asyncio.Protocol):
             self.pending_bytes = sum(len(data) for data in self.pending)
             self._head.clear()
             self._skip = 0
-            candidates = self.proxy.pool.candidates()
+            candidates = self.pool.candidates()
             if candidates:
                 self.connecting = asyncio.get_running_loop().create_task(self._connect(candidates))
                 return
@@ -499,33 +525,45 @@ class ClientConnection(asyncio.Protocol):
 
     def _audit(self, dn: str, code: int, backend: str | None, seconds: float) -> None:
         result = ber.result_name(code)
-        self.proxy.metrics.bind_result(result).inc()
+        self.metrics.bind_result(result).inc()
         if self.settings.audit_binds:
             audit_log.info("bind", extra={"dn": dn, "result": result, "code": code,
                                           "backend": backend or "proxy", "ms": round(seconds * 1000, 2),
                                           "client": _show(self.peer)})  # fmt: skip
 
     def count_bytes(self) -> None:
-        metrics = self.proxy.metrics
+        metrics = self.metrics
         if self.bytes_up:
             metrics.to_backend.inc(self.bytes_up)
         if self.bytes_down:
             metrics.to_client.inc(self.bytes_down)
         self.bytes_up = self.bytes_down = 0
 
+    def expire(self, now: float) -> None:
+        """The sweep's look: closed when the backend has not answered in time, or when idle too long."""
+        if self.closing:
+            return
+        idle, answer = self.settings.idle_timeout, self.settings.response_timeout
+        if self.waiting_since is not None and now - self.waiting_since > answer:
+            if self.backend is not None:
+                self.pool.connect_failed(self.backend)
+            self.fail("response_timeout", f"no answer from the backend in {answer:g}s")
+        elif now - self.last_activity > idle:
+            self.fail("idle_timeout", f"idle for {idle:g}s")
+
     def _backend_name(self) -> str:
         return self.backend.name if self.backend is not None else "-"
 
     def refuse(self, reason: str, code: int, message: str) -> None:
         """Tell the client why (a notice of disconnection) and close: it never waits on a dead end."""
-        self.proxy.metrics.refusals.labels(reason).inc()
+        self.metrics.refusals.labels(reason).inc()
         log.warning("connection refused", extra={"reason": reason, "client": _show(self.peer)})
         self._to_client(ber.notice_of_disconnection(code, message))
         self.close()
 
     def fail(self, reason: str, detail: str) -> None:
         """Bad input: one log line and this connection closed; nothing else is touched."""
-        self.proxy.metrics.refusals.labels(reason).inc()
+        self.metrics.refusals.labels(reason).inc()
         log.warning("connection closed", extra={"reason": reason, "detail": detail,
                                                 "client": _show(self.peer)})  # fmt: skip
         self._to_client(ber.notice_of_disconnection(ber.PROTOCOL_ERROR, detail))
