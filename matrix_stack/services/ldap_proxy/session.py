@@ -25,6 +25,7 @@ from matrix_stack.services.ldap_proxy.bind_limit import BindLimiter
 from matrix_stack.services.ldap_proxy.config import STARTTLS_OID, LdapProxySettings
 from matrix_stack.services.ldap_proxy.metrics import LdapMetrics
 from matrix_stack.services.ldap_proxy.relay import UpstreamSide
+from matrix_stack.services.ldap_proxy.responses import ResponseHeads
 from matrix_stack.services.ldap_proxy.upstream import UpstreamError, connect
 
 log = logging.getLogger("matrix_stack.ldap_proxy")
@@ -106,8 +107,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_activity = time.monotonic()
         self.waiting_since: float | None = None  # oldest unanswered request, for the response timeout
         self._upgrading_task: asyncio.Task[None] | None = None
-        self._head = bytearray()
-        self._skip = 0
+        self._heads = ResponseHeads()
         self._counted = False  # in the registry: forgotten once, however the session ends
 
     @property
@@ -392,8 +392,7 @@ class ClientConnection(asyncio.Protocol):
             and not self.binds
             and not self.upstream_paused
             and not self.upstream.is_closing()
-            and not self._head
-            and not self._skip
+            and self._heads.between_pdus
         )
 
     def _park(self) -> bool:
@@ -471,32 +470,24 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.in_flight:
             self.waiting_since = now
-        if self._skip >= len(data):
-            self._skip -= len(data)
+        heads = self._heads
+        if not heads.feed(data):
             return
-        head = self._head
-        head += memoryview(data)[self._skip :]
-        self._skip = 0
-        while head:
+        while True:
             try:
-                seen = ber.peek(head)
+                seen = heads.next()
             except ber.BerError as exc:
                 self.fail("backend_garbage", f"backend {self._backend_name()} sent garbage: {exc}")
                 return
             if seen is None:
                 return
-            length, message_id, op, code = seen
+            _, message_id, op, code = seen
             if message_id:
                 self.replay = None  # answered: this connection was alive
             self._response(message_id, op, code)
             if self.state is RAW:  # the rest is TLS, relayed unread
-                head.clear()
+                heads.clear()
                 return
-            if length <= len(head):
-                del head[:length]
-            else:
-                self._skip = length - len(head)
-                head.clear()
 
     def _response(self, message_id: int, op: int, code: int | None) -> None:
         if op not in ber.FINAL_RESPONSES or message_id == 0:
@@ -526,8 +517,7 @@ class ClientConnection(asyncio.Protocol):
             # so the opening bind goes again, once, on a new connection.
             self.pending, self.replay = self.replay, None
             self.pending_bytes = sum(len(data) for data in self.pending)
-            self._head.clear()
-            self._skip = 0
+            self._heads.clear()
             candidates = self.pool.candidates()
             if candidates:
                 self.connecting = asyncio.get_running_loop().create_task(self._connect(candidates))
