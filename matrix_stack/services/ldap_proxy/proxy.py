@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import ssl
@@ -54,18 +55,18 @@ class LdapProxy:
         self._pruned_at = time.monotonic()
         self._accepted = {name: self._metrics.connections.labels(name) for name in ("ldap", "ldaps")}
 
-    # --- the sessions' Registry ---------------------------------------------------------------------
+    # --- the sessions' Registry (per connection: the fields, not the properties, save a call) -------
 
     def admit(self, session: ClientConnection) -> bool:
         self.sessions.add(session)
-        self.metrics.active.inc()
+        self._metrics.active.inc()
         self._accepted[session.listener].inc()
-        return len(self.sessions) <= self.settings.max_connections
+        return len(self.sessions) <= self._settings.max_connections
 
     def forget(self, session: ClientConnection) -> None:
         session.count_bytes()
         self.sessions.discard(session)
-        self.metrics.active.dec()
+        self._metrics.active.dec()
         if not self.sessions:
             self._drained.set()
 
@@ -77,12 +78,6 @@ class LdapProxy:
     def metrics(self) -> LdapMetrics:
         return self._metrics
 
-    def _session(self, listener: str, tls: bool) -> ClientConnection:
-        """A new client connection, handed what it works with."""
-        return ClientConnection(
-            self.settings, self.pool, self.limiter, self.metrics, self.server_context, self, listener, tls
-        )
-
     async def start(self) -> None:
         settings = self.settings
         # Check first, so the listener opens knowing which backends are up.
@@ -92,9 +87,12 @@ class LdapProxy:
             listeners.append(("ldaps", settings.ldaps_port, self.server_context))
         loop = asyncio.get_running_loop()
         for name, port, context in listeners:
+            # Each connection is handed what it works with (and this proxy as the Registry counting it).
+            session = functools.partial(ClientConnection, settings, self.pool, self.limiter, self.metrics,
+                                        self.server_context, self, name, context is not None)  # fmt: skip
             try:
                 server = await loop.create_server(
-                    lambda n=name, c=context: self._session(n, c is not None),
+                    session,
                     settings.listen_host, port, ssl=context, backlog=1024, reuse_address=True,
                     ssl_handshake_timeout=settings.connect_timeout if context else None,
                 )  # fmt: skip

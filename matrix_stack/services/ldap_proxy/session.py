@@ -470,28 +470,17 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.in_flight:
             self.waiting_since = now
-        heads = self._heads
-        if not heads.feed(data):
-            return
-        while True:
-            try:
-                seen = heads.next()
-            except ber.BerError as exc:
-                self.fail("backend_garbage", f"backend {self._backend_name()} sent garbage: {exc}")
-                return
-            if seen is None:
-                return
-            _, message_id, op, code = seen
-            if message_id:
-                self.replay = None  # answered: this connection was alive
-            self._response(message_id, op, code)
-            if self.state is RAW:  # the rest is TLS, relayed unread
-                heads.clear()
-                return
+        try:
+            self._heads.read(data, self._response)
+        except ber.BerError as exc:
+            self.fail("backend_garbage", f"backend {self._backend_name()} sent garbage: {exc}")
 
-    def _response(self, message_id: int, op: int, code: int | None) -> None:
+    def _response(self, message_id: int, op: int, code: int | None) -> bool:
+        """A response's head; True when the rest is TLS, relayed unread (a passed-through StartTLS)."""
+        if message_id:
+            self.replay = None  # answered: this connection was alive
         if op not in ber.FINAL_RESPONSES or message_id == 0:
-            return
+            return False
         self.in_flight.discard(message_id)
         if not self.in_flight:
             self.waiting_since = None
@@ -506,6 +495,8 @@ class ClientConnection(asyncio.Protocol):
             self.starttls_id = None
             if code == ber.SUCCESS and self.state is OPEN:
                 self.state = RAW
+                return True
+        return False
 
     def upstream_lost(self) -> None:
         if self.backend is not None:
@@ -586,7 +577,7 @@ class ClientConnection(asyncio.Protocol):
     def _end(self, state: State) -> None:
         """Close the client's side; after a kept unbind (UNBOUND) the backend connection stays open,
         for _finish to park."""
-        if self.closing:
+        if self.state is CLOSING or self.state is UNBOUND:
             return
         self.state = state
         if self.connecting is not None and not self.connecting.done():
