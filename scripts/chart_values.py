@@ -1,11 +1,13 @@
-"""Write (or, with --check, verify) every chart's values.yaml and values.schema.json.
+"""Write (or, with --check, verify) every chart's values.yaml and values.schema.json, and the README
+sections the bridge charts share.
 
 Both come from one pydantic model per chart (`scripts/chart_models/<chart>.py`): each field's type,
 default and comment are declared once, the parts several charts share once in
 `chart_models/common.py`. The schema is pydantic's, made self-contained (no `$ref`: helm resolves
 them against the working directory) and strict (every object refuses unknown keys), so a typo in
 values fails `helm lint`/`install` at once. values.yaml holds every default, each field's
-description as the comment above its key.
+description as the comment above its key. The README sections every bridge chart shares are written
+once in scripts/chart_docs/ (chart_readme.py fills them in).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pydantic_core import core_schema
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chart_models.base import OMIT
+from chart_models.bridge import BridgeValues
+from chart_readme import bridge_facts, generated
 
 from matrix_stack.services.catalog import charts
 
@@ -169,6 +173,10 @@ def outputs() -> dict[Path, str]:
     for chart in MODELS:
         out[CHARTS / chart / "values.schema.json"] = json.dumps(schema(chart), indent=2) + "\n"
         out[CHARTS / chart / "values.yaml"] = values_yaml(chart)
+        cls = model(chart)
+        if issubclass(cls, BridgeValues):
+            readme = CHARTS / chart / "README.md"
+            out[readme] = generated(readme.read_text(), bridge_facts(chart, cls))
     return out
 
 

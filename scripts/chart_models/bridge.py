@@ -6,7 +6,8 @@ added here appears in all three charts' values.yaml and values.schema.json.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -27,8 +28,23 @@ from chart_models.common import (
 )
 
 
+@dataclass(frozen=True)
+class BridgeReadme:
+    """What a bridge chart's README says its own way inside the sections every bridge shares
+    (scripts/chart_docs/bridge-*.md); the chart's name, settings prefix, schema and paths come from
+    the catalog and the values."""
+
+    roots: str | None  # what its relation roots are; None: it keeps none
+    roots_lost: str  # what an emptyDir loses with the roots ("" without roots)
+    clients: str  # who posts to the Service directly (networkPolicy.clientsFrom)
+    clients_example: str  # the clientsFrom lines of the NetworkPolicy example
+    alerts_note: str = ""  # a paragraph after the alerts table
+
+
 class BridgeValues(Strict):
     """A Matrix bridge chart's values (msl.deployment's default: the bot account, the outbox, persistence)."""
+
+    README: ClassVar[BridgeReadme]
 
     nameOverride: str = Field("")
     fullnameOverride: str = Field("")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from chart_models.base import OMIT, Strict
-from chart_models.bridge import BridgeValues
+from chart_models.bridge import BridgeReadme, BridgeValues
 from chart_models.common import (
     Credential,
     HttpRoute,
@@ -73,6 +73,29 @@ class MatrixAlertmanagerReceiverValues(BridgeValues):
     """matrix-stack `alertmanager-receiver`: Prometheus Alertmanager into Matrix rooms.
     Every value is described in README.md; values.schema.json rejects unknown keys.
     """
+
+    README = BridgeReadme(
+        roots=(
+            "the firing message of each group or alert, which a resolve edits or replies to "
+            "(`config.onResolve`)"
+        ),
+        roots_lost=(
+            "the firing messages: a resolve then posts a new message instead of editing or threading "
+            "onto its firing one"
+        ),
+        clients="Alertmanager, which usually posts to the Service directly",
+        clients_example=(
+            "  clientsFrom:  # Alertmanager (kube-prometheus-stack's, in monitoring)\n"
+            "    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}\n"
+            "      podSelector: {matchLabels: {app.kubernetes.io/name: alertmanager}}\n"
+        ),
+        alerts_note=(
+            "This chart's own alerts reach Matrix through this chart: when it is down they cannot. "
+            "Route\n`MatrixStackServiceDown`, `MatrixStackServiceNotReady` and "
+            "`MatrixStackOutboxDeliveriesFailing` of\nits job to a second receiver as well (e-mail, a "
+            "pager), or watch them from another Alertmanager.\n"
+        ),
+    )
 
     matrix: MatrixBot = Field(default_factory=MatrixBot, description="The bot account the service posts as.")
     replicaCount: int = Field(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from chart_models.base import Strict
-from chart_models.bridge import BridgeValues
+from chart_models.bridge import BridgeReadme, BridgeValues
 from chart_models.common import (
     Credential,
     HttpRoute,
@@ -50,6 +50,24 @@ class SentryWebhookValues(BridgeValues):
     """matrix-stack `sentry-webhook`: Sentry alerts and issue events into Matrix rooms.
     Every value is described in README.md; values.schema.json rejects unknown keys.
     """
+
+    README = BridgeReadme(
+        roots=(
+            "the first message of each Sentry issue, which later messages about it reply to (`threads: true`)"
+        ),
+        roots_lost=(
+            "the thread roots: later events about an issue post new messages instead of replying in "
+            "its thread"
+        ),
+        clients=(
+            "a self-hosted Sentry posting to the Service directly (its web and worker pods); sentry.io comes "
+            "through the ingress controller"
+        ),
+        clients_example=(
+            "  clientsFrom:  # a self-hosted Sentry in the sentry namespace\n"
+            "    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: sentry}}\n"
+        ),
+    )
 
     matrix: MatrixBot = Field(default_factory=MatrixBot, description="The bot account the service posts as.")
     replicaCount: int = Field(

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from chart_models.base import OMIT, Strict
-from chart_models.bridge import BridgeValues
+from chart_models.bridge import BridgeReadme, BridgeValues
 from chart_models.common import (
     HttpRoute,
     MatrixBot,
@@ -38,6 +38,20 @@ class WebhookValues(BridgeValues):
     """matrix-stack `slack-webhook`: Slack-compatible incoming webhooks into Matrix rooms.
     Every value is described in README.md; values.schema.json rejects unknown keys.
     """
+
+    README = BridgeReadme(
+        roots=None,
+        roots_lost="",
+        clients=(
+            "in-cluster senders posting to the Service directly (Alertmanager's `slack_configs`, "
+            "Grafana, CI jobs)"
+        ),
+        clients_example=(
+            "  clientsFrom:  # Alertmanager's slack_configs posting to the Service\n"
+            "    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}\n"
+            "      podSelector: {matchLabels: {app.kubernetes.io/name: alertmanager}}\n"
+        ),
+    )
 
     matrix: MatrixBot = Field(default_factory=MatrixBot, description="The bot account the hooks post as.")
     replicaCount: int = Field(

@@ -68,6 +68,34 @@ def test_ingress_without_router() -> None:
         helm.template("synapse", CI / "large-values.yaml", values={"router": {"enabled": False}})
 
 
+ROUTE_TABLE = yaml.safe_load((helm.CHARTS / "synapse" / "files" / "routes.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("values_file", "values", "conditions"),
+    [
+        ("matrixrtc-values.yaml", {}, {"mas", "matrixrtc"}),
+        ("mas-off-values.yaml", {"experimental": {"msc4306": True}}, {"nomas", "msc4306"}),
+    ],
+)
+def test_the_routers_routes_are_the_route_table(
+    values_file: str, values: dict[str, Any], conditions: set[str]
+) -> None:
+    """files/routes.yaml is the router's table: every entry whose `when` holds is one Envoy route, in
+    the table's order, with its regexes and methods (between CORS preflights and the 404)."""
+    documents = helm.template("synapse", CI / values_file, values=values)
+    config = yaml.safe_load(by_name(documents, "ConfigMap", "t-synapse-router")["data"]["envoy.yaml"])
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    first, *rendered, last = manager["route_config"]["virtual_hosts"][0]["routes"]
+    assert (first["name"], last["name"]) == ("cors-preflight", "unmatched")
+    expected = [e for e in ROUTE_TABLE if e.get("when", "") in {"", *conditions}]
+    assert [r["name"] for r in rendered] == [e["name"] for e in expected]
+    for route, entry in zip(rendered, expected, strict=True):
+        assert route["match"]["safe_regex"]["regex"] == "|".join(f"(?:{r})" for r in entry["regex"])
+        methods = [h["string_match"]["safe_regex"]["regex"] for h in route["match"].get("headers", [])]
+        assert methods == (["|".join(entry["methods"])] if "methods" in entry else [])
+
+
 def test_router_objects() -> None:
     documents = helm.template("synapse", CI / "large-values.yaml")
     router = by_name(documents, "Deployment", "t-synapse-router")
