@@ -10,7 +10,7 @@ from pathlib import Path
 from devstack.processes import free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse
-from tests.conftest import PASSWORD
+from tests.integration.conftest import PASSWORD
 
 IDLE = 6.0  # seconds: past httpx's keep-alive expiry and uvicorn's default idle timeout (5 s each)
 
