@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from matrix_stack.shared.kit.settings import CommaList, KitSettings
@@ -77,6 +77,17 @@ class LivekitJwtSettings(KitSettings):
     federation_ca_file: Path | None = Field(default=None, description="Extra CA bundle for federation TLS")
     federation_timeout: float = Field(default=10.0, gt=0, le=60)
     dns_servers: CommaList = Field(default_factory=list, description="host[:port] resolvers; default system")
+
+    # lk-jwt-service's variables this start read (aliases.py), one line each for the log
+    _aliases_used: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def aliases_used(self) -> list[str]:
+        return self._aliases_used
+
+    @aliases_used.setter
+    def aliases_used(self, lines: list[str]) -> None:
+        self._aliases_used = lines
 
     @field_validator("database_url")
     @classmethod

@@ -125,6 +125,8 @@ class Issuer:
     def __init__(self, settings: LivekitJwtSettings, metrics: LivekitMetrics | None = None) -> None:
         self._settings = settings
         self._metrics = metrics or LivekitMetrics()
+        for line in settings.aliases_used:
+            log.info(line)
         self.credentials = credentials(settings)
         try:
             self.policy = egress.AddressPolicy(settings.federation_allow)
