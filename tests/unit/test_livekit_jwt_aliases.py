@@ -70,3 +70,12 @@ def test_refused(environ: dict[str, str], message: str) -> None:
 
 def test_an_empty_redis_url_is_off_there_too() -> None:
     assert resolve({"LIVEKIT_REDIS_URL": ""}).used == []
+
+
+def test_the_older_name_of_full_access_homeservers() -> None:
+    assert (
+        resolve({"LIVEKIT_LOCAL_HOMESERVERS": "a.org b.org"}).environ["LIVEKIT_JWT_FULL_ACCESS_HOMESERVERS"]
+        == "a.org,b.org"
+    )
+    both = resolve({"LIVEKIT_LOCAL_HOMESERVERS": "old.org", "LIVEKIT_FULL_ACCESS_HOMESERVERS": "new.org"})
+    assert both.environ["LIVEKIT_JWT_FULL_ACCESS_HOMESERVERS"] == "new.org"

@@ -24,6 +24,7 @@ SAME = {
 # ...and those whose value is spelled differently (see `_translate`)
 TRANSLATED = {
     "LIVEKIT_FULL_ACCESS_HOMESERVERS": "LIVEKIT_JWT_FULL_ACCESS_HOMESERVERS",
+    "LIVEKIT_LOCAL_HOMESERVERS": "LIVEKIT_JWT_FULL_ACCESS_HOMESERVERS",  # 0.4.x's older name for it
     "LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS": "LIVEKIT_JWT_SANITY_CHECK_INTERVAL_SECONDS",
     "LIVEKIT_LOG_LEVEL": "LIVEKIT_JWT_LOG_LEVEL",
 }
@@ -51,6 +52,7 @@ _OVERRIDDEN_BY = {
     "LIVEKIT_SECRET": ("LIVEKIT_KEY_FILE", "LIVEKIT_SECRET_FROM_FILE"),
     "LIVEKIT_KEY_FROM_FILE": ("LIVEKIT_KEY_FILE",),
     "LIVEKIT_SECRET_FROM_FILE": ("LIVEKIT_KEY_FILE",),
+    "LIVEKIT_LOCAL_HOMESERVERS": ("LIVEKIT_FULL_ACCESS_HOMESERVERS",),
 }
 _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
 _BIND = re.compile(r"^(?:(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):)?(?P<port>[0-9]{1,5})$")
@@ -69,7 +71,7 @@ class Aliased:
 
 
 def _translate(name: str, value: str) -> str:
-    if name == "LIVEKIT_FULL_ACCESS_HOMESERVERS":  # comma or space separated there, commas here
+    if name.endswith("_HOMESERVERS"):  # comma or space separated there, commas here
         return ",".join(value.replace(",", " ").split())
     if name == "LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS":
         if not value.strip().isdigit():
