@@ -274,3 +274,46 @@ async def test_the_sanity_check_sends_a_leave_whose_webhook_was_lost(
     finally:
         livekit.webhook_urls = []
         service.close()
+
+
+async def test_a_replica_killed_and_restarted_with_jobs_pending_loses_none(
+    synapse: LocalSynapse, livekit: LocalLivekit, secrets_dir: Path, postgres: LocalPostgres,
+    caller: Account, tmp_path: Path,
+) -> None:  # fmt: skip
+    """The only replica, SIGKILLed (nothing released) and started again at once: the new process
+    takes the jobs when their leases run out, before any delayed leave fires."""
+    schema = f"lk_{uuid.uuid4().hex[:8]}"
+    env = service_env(
+        synapse, livekit, secrets_dir, tmp_path / "unused", DATABASE_URL=postgres.dsn(),
+        DATABASE_SCHEMA=schema, DELEGATION_LEASE_SECONDS=str(LEASE),
+    )  # fmt: skip
+    service = replica(env, tmp_path, "only")
+    room = Room(caller, await caller.create_room(name="a call across a restart"))
+    try:
+        service.start()
+        livekit.webhook_urls = [service.url + "/sfu_webhook"]
+        memberships = [await join_call(caller, room.room_id, DELAY_MS) for _ in range(4)]
+        for membership in memberships:
+            await delegate(service, membership)
+            assert livekit.join(membership.sfu_room, membership.identity) == 200
+        await held(room, memberships, 1.0)
+        assert service.process is not None
+        killed_ms = time.time() * 1000
+        service.process.kill()
+        service.process.wait()
+        service.process = None
+        service.start()
+        await held(room, memberships, DELAY_MS / 1000 * 1.5, since_ms=killed_ms)
+        taken = [line for line in service.log_lines() if line.get("msg") == "delegation taken over"]
+        assert len(taken) == len(memberships)
+        before, told = await room.pending(), time.monotonic()
+        for membership in memberships:
+            assert livekit.leave(membership.sfu_room, membership.identity) == 200
+        await left_soon(room, memberships, before, told, within=2.5)
+        assert await room.leaves() == {m.state_key: 1 for m in memberships}
+    except BaseException:
+        print(tail(service, 60))
+        raise
+    finally:
+        livekit.webhook_urls = []
+        service.close()
