@@ -22,9 +22,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
+from matrix_stack.services.livekit_jwt.metrics import LivekitMetrics
 from matrix_stack.services.livekit_jwt.store import JobStore, Refused, Row, StoreError
 
 log = logging.getLogger("matrix_stack.livekit_jwt.delegation")
@@ -46,14 +47,12 @@ class DelegationRefused(Exception):
         self.limit = limit
 
 
-class Sfu:
+class Sfu(Protocol):
     """What the SFU says about participants; None when it could not say (the job carries on)."""
 
-    async def present(self, room: str, identity: str) -> bool | None:
-        raise NotImplementedError
+    async def present(self, room: str, identity: str) -> bool | None: ...
 
-    async def participants(self, room: str) -> set[str] | None:
-        raise NotImplementedError
+    async def participants(self, room: str) -> set[str] | None: ...
 
 
 def interval(row: Row) -> float:
@@ -71,6 +70,7 @@ class Held:
     next_send: float = 0.0
     next_lookup: float = 0.0
     lookup_wait: float = LOOKUP_FIRST
+    why: str = "left"  # why it is leaving, for the log
 
     @classmethod
     def of(cls, row: Row, at: float) -> Held:
@@ -79,9 +79,11 @@ class Held:
 
 class Delegations:
     def __init__(
-        self, store: JobStore, post: Poster, sfu: Sfu | None, *, join_grace: float, sanity_interval: float
-    ) -> None:
+        self, store: JobStore, post: Poster, sfu: Sfu | None, *, join_grace: float, sanity_interval: float,
+        metrics: LivekitMetrics | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
+        self.metrics = metrics or LivekitMetrics()
         self.post = post
         self.sfu = sfu
         self.join_grace = join_grace
@@ -179,6 +181,8 @@ class Delegations:
         found = {row.key: row for row in renewed}
         for row in claimed:
             found[row.key] = row
+            if row.generation > 1:  # not a job nobody ever held
+                self.metrics.delegation_takeovers.inc()
             log.info("delegation taken over", extra={"room": row.room, "generation": row.generation})
         for key, held in list(self.held.items()):
             mine = found.get(key)
@@ -192,6 +196,7 @@ class Delegations:
         for key, row in found.items():
             if key not in self.held:
                 self.held[key] = Held.of(row, started)
+        self.metrics.delegations_held.set(len(self.held))
 
     async def _round(self) -> None:
         now = time.monotonic()
@@ -256,7 +261,7 @@ class Delegations:
             log.warning("delayed event call not done", extra={"action": action, "status": status})
         return status
 
-    async def _end(self, held: Held, why: str) -> None:
+    async def _end(self, held: Held, why: str, reason: str) -> None:
         try:
             ended = await self.store.finish(held.row)
         except StoreError as exc:
@@ -265,13 +270,16 @@ class Delegations:
         if self.held.get(held.row.key) is held:
             del self.held[held.row.key]
         if ended:
+            self.metrics.delegations_ended.labels(reason).inc()
             log.info("delegation ended", extra={"room": held.row.room, "reason": why})
 
     async def _restart(self, held: Held) -> None:
         try:
             status = await self._call(held.row, "restart")
+            if held.row.leaving:  # decided meanwhile (the sanity check): the next round sends it
+                return
             if status in (400, 404):  # sent, cancelled or expired on the homeserver: nothing to keep
-                await self._end(held, f"restart answered {status}")
+                await self._end(held, f"restart answered {status}", "expired")
             elif status == 200:
                 held.next_restart = time.monotonic() + interval(held.row)
             else:  # unreachable, rate-limited (429) or failing: try again soon
@@ -285,28 +293,35 @@ class Delegations:
         try:
             status = await self._call(held.row, "send")
             if status in (200, 404):
-                await self._end(held, "left")
+                await self._end(held, held.why, "never_joined" if held.why == "never joined" else "left")
             elif held.row.leaving_for + time.monotonic() - held.leased > held.row.timeout_ms / 1000 + 1:
-                await self._end(held, f"send gave up after {status}")
+                await self._end(held, f"send gave up after {status}", "gave_up")
             else:
                 held.next_send = time.monotonic() + RETRY_SECONDS
         finally:
             self._busy.discard(held.row.key)
 
     async def _leave(self, held: Held, why: str) -> None:
-        """A job this replica holds is to be left now (never joined, or gone from the SFU)."""
+        """A job this replica holds (and marked busy) is to be left now: never joined."""
+        try:
+            if await self._leaving(held, why):
+                await self._send(held)
+        finally:
+            self._busy.discard(held.row.key)
+
+    async def _leaving(self, held: Held, why: str) -> bool:
+        """Record that a job this replica holds is to be left; False when another replica took it
+        meanwhile (or the store could not be written: the next round tries again)."""
         try:
             row = await self.store.left_held(held.row)
         except StoreError as exc:
             log.warning("delegation leave not recorded", extra={"reason": str(exc)})
-            self._busy.discard(held.row.key)
-            return
-        if row is None:  # another replica took it meanwhile
-            self._busy.discard(held.row.key)
-            return
+            return False
+        if row is None:
+            return False
         log.info("delegation leaving", extra={"room": row.room, "reason": why})
-        held.row = row
-        await self._send(held)
+        held.row, held.why = row, why
+        return True
 
     async def _lookup(self, held: Held) -> None:
         """A waiting job: is its participant on the SFU already (no join webhook will come for one
@@ -331,10 +346,13 @@ class Delegations:
             gone = [
                 held for held in list(self.held.values())
                 if held.row.room == room and held.row.joined and not held.row.leaving
-                and held.row.identity not in present and held.row.key not in self._busy
+                and held.row.identity not in present
             ]  # fmt: skip
-            for held in gone:
+            # one whose restart is in flight is recorded now and sent when the restart is back
+            await asyncio.gather(*(self._leaving(held, "gone from the SFU") for held in gone))
+            ready = [held for held in gone if held.row.leaving and held.row.key not in self._busy]
+            for held in ready:
                 self._busy.add(held.row.key)
-            await asyncio.gather(*(self._leave(held, "gone from the SFU") for held in gone))
+            await asyncio.gather(*(self._send(held) for held in ready))
         finally:
             self._checking.discard(room)

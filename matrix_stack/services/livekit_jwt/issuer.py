@@ -15,7 +15,7 @@ from livekit import api
 
 from matrix_stack.services.livekit_jwt import egress, federation
 from matrix_stack.services.livekit_jwt.config import LivekitJwtSettings
-from matrix_stack.services.livekit_jwt.delegation import Delegations, Sfu
+from matrix_stack.services.livekit_jwt.delegation import Delegations
 from matrix_stack.services.livekit_jwt.metrics import LivekitMetrics
 from matrix_stack.services.livekit_jwt.store import JobStore, StoreError
 from matrix_stack.shared.kit.errors import NotDurable, StartupError
@@ -88,7 +88,7 @@ def job_store(settings: LivekitJwtSettings) -> JobStore:
     return JobStore.sqlite(settings.data_dir / "delegations.sqlite3", holder=holder, lease_seconds=lease)
 
 
-class RoomServiceSfu(Sfu):
+class RoomServiceSfu:
     """The SFU's RoomService (the same credentials as room creation: they carry roomAdmin)."""
 
     def __init__(self, rooms: api.LiveKitAPI) -> None:
@@ -170,7 +170,7 @@ class Issuer:
             store = job_store(settings)
             self.delegations = Delegations(
                 store, self._post, RoomServiceSfu(self._rooms), join_grace=settings.delegation_join_grace,
-                sanity_interval=settings.sanity_check_interval_seconds,
+                sanity_interval=settings.sanity_check_interval_seconds, metrics=self.metrics,
             )  # fmt: skip
             try:
                 await self.delegations.open()
