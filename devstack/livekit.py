@@ -8,7 +8,10 @@ status 401); the methods then check the grants and refuse with Twirp `unauthenti
 denied" (401). Grants as livekit-server checks them: `roomCreate` for CreateRoom and DeleteRoom,
 `roomList` for ListRooms, `roomAdmin` on the named room for the participant methods.
 
-Rooms live in memory and have no participants. Every call that reaches a method is recorded.
+Rooms and participants live in memory. A test puts participants in and out (`join`, `leave`) and
+the stand-in posts the webhooks livekit-server would (`participant_joined`, `participant_left`),
+signed as it signs them, to `webhook_urls` in turn (one URL per call, as a Service picks one pod);
+`leave(..., webhook=False)` loses the webhook. Every call that reaches a method is recorded.
 
     python -m devstack.livekit --port 7880 --key devkey --secret <32+ characters>
 """
@@ -16,6 +19,9 @@ Rooms live in memory and have no participants. Every call that reaches a method 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import itertools
 import logging
 import secrets
 import signal
@@ -29,12 +35,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import httpx
 import jwt
 import uvicorn
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
-from livekit.api.access_token import Claims, TokenVerifier
+from livekit.api.access_token import AccessToken, Claims, TokenVerifier
 from livekit.protocol import models, room
+from livekit.protocol.webhook import WebhookEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -108,7 +116,11 @@ class LocalLivekit:
         self._requested_port = port
         self._lock = threading.Lock()
         self._rooms: dict[str, models.Room] = {}
+        self._participants: dict[str, dict[str, models.ParticipantInfo]] = {}  # room -> identity -> info
         self._calls: list[Call] = []
+        self.webhook_urls: list[str] = []  # where webhooks go, one per event, in turn
+        self._turn = itertools.count()
+        self._events = itertools.count(1)
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -331,15 +343,81 @@ class LocalLivekit:
         self, request: room.ListParticipantsRequest, claims: Claims | None
     ) -> room.ListParticipantsResponse:
         _ensure(claims, "room_admin", request.room)
-        return room.ListParticipantsResponse()
+        with self._lock:
+            found = [_copy_participant(p) for p in self._participants.get(request.room, {}).values()]
+        return room.ListParticipantsResponse(participants=found)
 
     def _get_participant(self, request: room.RoomParticipantIdentity, claims: Claims | None) -> Message:
         _ensure(claims, "room_admin", request.room)
+        with self._lock:
+            found = self._participants.get(request.room, {}).get(request.identity)
+            if found is not None:
+                return _copy_participant(found)
         raise TwirpError("not_found", "participant does not exist")
 
     def _remove_participant(self, request: room.RoomParticipantIdentity, claims: Claims | None) -> Message:
         _ensure(claims, "room_admin", request.room)
         raise TwirpError("not_found", "participant not found")
+
+    # -- participants and webhooks ------------------------------------------------------------
+
+    def join(self, room_name: str, identity: str, *, webhook: bool = True) -> int | None:
+        """A participant connects (the room is made if it is not there, as the SFU does); the
+        `participant_joined` webhook's HTTP status, None when none was sent."""
+        with self._lock:
+            if room_name not in self._rooms:
+                now = time.time()
+                self._rooms[room_name] = models.Room(
+                    sid=_new_sid(), name=room_name, empty_timeout=DEFAULT_EMPTY_TIMEOUT,
+                    departure_timeout=DEFAULT_DEPARTURE_TIMEOUT, creation_time=int(now),
+                    creation_time_ms=int(now * 1000),
+                )  # fmt: skip
+            info = models.ParticipantInfo(
+                sid="PA_" + _new_sid()[3:], identity=identity, state=models.ParticipantInfo.ACTIVE,
+                joined_at=int(time.time()),
+            )  # fmt: skip
+            self._participants.setdefault(room_name, {})[identity] = info
+        return self._webhook("participant_joined", room_name, info) if webhook else None
+
+    def leave(
+        self, room_name: str, identity: str, *, webhook: bool = True,
+        reason: int = models.DisconnectReason.CLIENT_INITIATED,
+    ) -> int | None:  # fmt: skip
+        """A participant goes; the `participant_left` webhook's status (None: lost, or none)."""
+        with self._lock:
+            info = self._participants.get(room_name, {}).pop(identity, None)
+        if info is None or not webhook:
+            return None
+        info.state = models.ParticipantInfo.DISCONNECTED
+        info.disconnect_reason = reason  # type: ignore[assignment]  # the enum is an int at run time
+        return self._webhook("participant_left", room_name, info)
+
+    def participants(self, room_name: str) -> list[str]:
+        with self._lock:
+            return list(self._participants.get(room_name, {}))
+
+    def _webhook(self, event: str, room_name: str, participant: models.ParticipantInfo) -> int | None:
+        """livekit-server's webhook: the event as JSON, signed with a JWT of the API key whose
+        `sha256` claim is the body's; to the next URL in turn."""
+        if not self.webhook_urls:
+            return None
+        with self._lock:
+            found = self._rooms.get(room_name)
+            message = WebhookEvent(
+                event=event, id=f"EV_{next(self._events)}", created_at=int(time.time()),
+                room=_copy(found) if found is not None else models.Room(name=room_name),
+                participant=participant,
+            )  # fmt: skip
+            url = self.webhook_urls[next(self._turn) % len(self.webhook_urls)]
+        body = json_format.MessageToJson(message).encode()
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        signed = AccessToken(self.key, self.secret).with_sha256(digest).to_jwt()
+        headers = {"Authorization": signed, "Content-Type": "application/webhook+json"}
+        try:
+            return httpx.post(url, content=body, headers=headers, timeout=10).status_code
+        except httpx.HTTPError:
+            log.warning("webhook %s to %s not delivered", event, url)
+            return None
 
 
 _ALL_METHODS = frozenset(room.DESCRIPTOR.services_by_name["RoomService"].methods_by_name)
@@ -347,6 +425,12 @@ _ALL_METHODS = frozenset(room.DESCRIPTOR.services_by_name["RoomService"].methods
 
 def _copy(message: models.Room) -> models.Room:
     copied = models.Room()
+    copied.CopyFrom(message)
+    return copied
+
+
+def _copy_participant(message: models.ParticipantInfo) -> models.ParticipantInfo:
+    copied = models.ParticipantInfo()
     copied.CopyFrom(message)
     return copied
 

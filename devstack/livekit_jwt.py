@@ -16,6 +16,9 @@ from matrix_stack.shared.route.processes import http_ok
 class LocalLivekitJwt(LocalServer):
     env: dict[str, str]  # LIVEKIT_JWT_* settings (the prefix may be left out)
     port: int = 0
+    # env as it is, nothing added (lk-jwt-service's variables: LIVEKIT_JWT_BIND must name `port`);
+    # the process runs in the directory, so the default data dir is there
+    verbatim: bool = False
     name: str = field(default="livekit-jwt", init=False)
 
     def __post_init__(self) -> None:
@@ -27,6 +30,9 @@ class LocalLivekitJwt(LocalServer):
         return f"http://127.0.0.1:{self.port}"
 
     def environment(self) -> dict[str, str]:
+        if self.verbatim:
+            clean = {key: value for key, value in os.environ.items() if not key.startswith("LIVEKIT_")}
+            return {**clean, **self.env}
         named = {key if key.startswith("LIVEKIT_JWT_") else f"LIVEKIT_JWT_{key}": value
                  for key, value in self.env.items()}  # fmt: skip
         clean = {key: value for key, value in os.environ.items() if not key.startswith("LIVEKIT_JWT_")}
@@ -35,7 +41,8 @@ class LocalLivekitJwt(LocalServer):
         return {**clean, **base, **named}
 
     def command(self) -> Command:
-        return Command([sys.executable, "-m", "matrix_stack.services.livekit_jwt"], env=self.environment())
+        argv = [sys.executable, "-m", "matrix_stack.services.livekit_jwt"]
+        return Command(argv, env=self.environment(), cwd=self.directory if self.verbatim else None)
 
     def ready(self) -> bool:
         return http_ok(self.url + "/readyz")()

@@ -20,7 +20,6 @@ from chart_models.common import (
     Service,
     ServiceAccount,
     ServiceMonitor,
-    Switch,
 )
 
 
@@ -46,6 +45,49 @@ class Appservice(Strict):
     hsToken: Credential = Field(
         default_factory=Credential,
         description="{value: ...} stored in the chart's Secret, or {secret: NAME, secretKey: KEY}",
+    )
+
+
+class DelegationDatabase(Strict):
+    url: Credential = Field(
+        default_factory=Credential,
+        description=(
+            "PostgreSQL every replica shares, as a libpq URL or key=value string (it holds a "
+            "password):\n"
+            "{secret: NAME, secretKey: KEY} (your Secret) or {value: ...} (this chart's Secret). "
+            "Unset: each\n"
+            "pod keeps its jobs in its own SQLite file, safe with one replica only."
+        ),
+    )
+    schema_: str = Field(
+        "livekit_jwt",
+        alias="schema",
+        pattern="^[a-z_][a-z0-9_]{0,62}$",
+        description="The schema for the jobs' table (made on first start, if the role may).",
+    )
+    leaseSeconds: float = Field(
+        3,
+        ge=1,
+        le=60,
+        description=(
+            "A job's lease: a replica that dies hands its jobs over within 4/3 of it. Keep 4/3 of "
+            "it under\n"
+            "two thirds of the shortest delayed-leave timeout your clients delegate."
+        ),
+    )
+
+
+class Delegation(Strict):
+    enabled: bool = Field(True)
+    database: DelegationDatabase = Field(default_factory=DelegationDatabase)
+    sanityCheckIntervalSeconds: int = Field(
+        30,
+        ge=0,
+        description=(
+            "Every so many seconds, ask the SFU (ListParticipants) whether joined participants are "
+            "still\n"
+            "there, and send the leave of those gone without a webhook; 0: webhooks only."
+        ),
     )
 
 
@@ -167,6 +209,16 @@ class NetworkPolicy(Strict):
         ),
     )
     extraIngress: list[dict[str, Any]] = Field([], description="More rules, as Kubernetes spells them.")
+    databaseTo: list[dict[str, Any]] = Field(
+        [],
+        description=(
+            "With delegation.database.url: where PostgreSQL (or its pgbouncer) is; its port is "
+            "databasePort\n"
+            "(the URL is a secret, so the chart does not read it from there).\n"
+            " - podSelector: {matchLabels: {cnpg.io/cluster: rtc-db}}"
+        ),
+    )
+    databasePort: int = Field(5432, ge=1, le=65535)
     extraEgress: list[dict[str, Any]] = Field([])
     federationPorts: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
         [443, 8448],
@@ -341,15 +393,18 @@ class LivekitJwtValues(Strict):
     )
     roomDepartureTimeout: int = Field(20, ge=0)
     tokenTtlSeconds: int = Field(3600, ge=60, le=86400)
-    delegation: Switch = Field(
-        default_factory=lambda: Switch.model_validate({"enabled": False}),
+    delegation: Delegation = Field(
+        default_factory=Delegation,
         description=(
-            "MSC4140 delegated leave (/delegate_delayed_leave, /sfu_webhook): jobs are kept per "
-            "pod, and the\n"
-            "SFU's webhooks reach any pod, so enable it with replicaCount 1 (and persistence for "
-            "jobs that\n"
-            "outlive the pod); off, clients that ask to delegate get 400 and keep their own "
-            "delayed events."
+            "MSC4140 delegated leave (/delegate_delayed_leave, /sfu_webhook): the service keeps a "
+            "client's\n"
+            "delayed leave event from firing while the participant is on the SFU and sends it when "
+            "they go.\n"
+            "The SFU's webhooks reach any pod, so with more than one (replicaCount above 1, "
+            "autoscaling)\n"
+            "it needs database.url; without one it is only turned on for a single replica (NOTES "
+            "say so).\n"
+            "Off, clients that ask to delegate get 400 and keep their own delayed events."
         ),
     )
     appservice: Appservice = Field(

@@ -201,6 +201,7 @@ def test_a_keys_file_instead_of_the_pair(tmp_path: Path, monkeypatch: pytest.Mon
         "livekit-keys.yaml",
         "federation-ca.pem",
         "appservice-hs-token",
+        "delegation-database-url",  # FULL's delegation.database.url
     }
     assert (settings.key, settings.secret) == (None, None)
     assert credentials(settings).secret == "keys-file-secret-0123456789"  # the service reads the file itself
@@ -380,7 +381,9 @@ def test_network_policy() -> None:
     assert metrics["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
-    dns, federation, sfu = full["egress"]
+    dns, federation, sfu, database = full["egress"]
+    assert database == {"ports": [{"port": 5432, "protocol": "TCP"}],
+                        "to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "rtc-db"}}}]}  # fmt: skip
     assert sorted({p["port"] for p in dns["ports"]}) == [53, 5353]  # and federation.dnsServers' port
     assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
     assert "to" not in federation  # homeservers are anywhere
@@ -476,3 +479,42 @@ def test_the_readme_pairs_this_chart_with_the_synapse_chart(
     assert env["LIVEKIT_JWT_APPSERVICE_TOKEN_FILE"] == "/secrets/ext/matrixrtc-appservice/hs-token"
     assert "appservice-hs-token" not in rendered["Secret"]["data"]  # neither chart stores the token
     assert "matrixrtc-hs-token" not in secret
+
+
+def test_delegation_is_on_where_it_is_safe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On by default; each pod's own SQLite file is safe with one replica only (the SFU's webhooks
+    reach any pod), so two or more, or autoscaling, need the shared PostgreSQL."""
+    settings, rendered = _settings_from_chart(MINIMAL, tmp_path, monkeypatch)  # two replicas
+    assert (settings.delegation, settings.database_url) == (False, None)
+    assert "delegated leave (delegation.enabled) is off" in helm.notes(CHART, MINIMAL)
+    single = {"replicaCount": 1}
+    settings, rendered = _settings_from_chart(MINIMAL, tmp_path, monkeypatch, values=single)
+    assert (settings.delegation, str(settings.data_dir)) == (True, "/var/lib/matrix-stack")
+    assert settings.sanity_check_interval_seconds == 30
+    assert "LIVEKIT_JWT_DATABASE_URL_FILE" not in {e["name"] for e in container(rendered)["env"]}
+    assert "is off" not in helm.notes(CHART, MINIMAL, values=single)
+    scaled = {"replicaCount": 1, "autoscaling": {"enabled": True}}
+    assert config(kinds(helm.template(CHART, MINIMAL, values=scaled)))["delegation"] is False
+    assert config(kinds(helm.template(CHART, MINIMAL, values={"delegation": {"enabled": False},
+                                                               "replicaCount": 1})))["delegation"] is False  # fmt: skip
+
+
+def test_the_shared_store_from_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, rendered = _settings_from_chart(FULL, tmp_path, monkeypatch)
+    assert settings.delegation is True  # three replicas, on PostgreSQL
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value().startswith(
+        "postgresql://livekit_jwt:a-database-password@"
+    )
+    assert (settings.database_schema, settings.delegation_lease_seconds) == ("rtc_jobs", 4)
+    assert settings.sanity_check_interval_seconds == 15
+    assert "a-database-password" not in rendered["ConfigMap"]["data"]["config.yaml"]
+    values = {"delegation": {"database": {"url": {"secret": "rtc-db-app", "secretKey": "uri"}}}}
+    rendered = kinds(helm.template(CHART, MINIMAL, values=values))
+    env = {e["name"]: e["value"] for e in container(rendered)["env"]}
+    assert env["LIVEKIT_JWT_DATABASE_URL_FILE"].endswith("/uri")
+    assert not env["LIVEKIT_JWT_DATABASE_URL_FILE"].startswith("/secrets/chart/")
+    assert "delegation-database-url" not in rendered["Secret"]["data"]
+    assert config(rendered)["delegation"] is True
+    egress = kinds(helm.template(CHART, MINIMAL, values={**values, "networkPolicy": {"enabled": True}}))
+    assert egress["NetworkPolicy"]["spec"]["egress"][3] == {"ports": [{"port": 5432, "protocol": "TCP"}]}

@@ -297,3 +297,75 @@ async def test_a_restarted_sfu_does_not_fail_a_token(
     finally:
         process.close()
         first.stop()
+
+
+def ess_helm_env(
+    synapse: LocalSynapse, livekit: LocalLivekit, secrets_dir: Path, port: int
+) -> dict[str, str]:
+    """The variables ess-helm 26.8 renders for lk-jwt-service 0.6.0 (its Deployment's env, read in
+    ../shared/reference/livekit/lk_jwt_07.md §8), with LIVEKIT_JWT_BIND for the port, and the two
+    settings of ours this harness needs to reach a homeserver on loopback."""
+    return {
+        "LIVEKIT_KEY": "lk-key",
+        "LIVEKIT_SECRET_FROM_FILE": str(secrets_dir / "secret"),
+        "LIVEKIT_URL": livekit.url,
+        "LIVEKIT_FULL_ACCESS_HOMESERVERS": synapse.server_name,
+        "LIVEKIT_CS_API_URL_OVERRIDES": f"{synapse.server_name}={synapse.url}",
+        "LIVEKIT_JWT_BIND": f"127.0.0.1:{port}",
+        "LIVEKIT_JWT_FEDERATION_ALLOW": "127.0.0.1/32",
+        "LIVEKIT_JWT_FEDERATION_CA_FILE": str(synapse.federation_tls.ca),
+    }
+
+
+async def test_ess_helm_variables_start_it_and_it_issues_the_same_tokens(
+    synapse: LocalSynapse, livekit: LocalLivekit, secrets_dir: Path, service: LocalLivekitJwt,
+    caller: Account, tmp_path: Path,
+) -> None:  # fmt: skip
+    (port,) = free_ports(1)
+    env = ess_helm_env(synapse, livekit, secrets_dir, port)
+    with LocalLivekitJwt(env, port=port, verbatim=True, directory=tmp_path / "ess") as dropped_in:
+        body = token_body(caller, await openid(caller))
+        ours, theirs = [await post(s.url + "/get_token", json=body) for s in (service, dropped_in)]
+        legacy = {"room": "!call:example.org", "openid_token": await openid(caller), "device_id": "D1"}
+        legacy_answers = [await post(s.url + "/sfu/get", json=legacy) for s in (service, dropped_in)]
+        lines = [line["msg"] for line in dropped_in.log_lines()]
+    assert (ours.status_code, theirs.status_code) == (200, 200), theirs.text
+    for mine, dropped in ((ours, theirs), tuple(legacy_answers)):
+        assert mine.json()["url"] == dropped.json()["url"] == livekit.url
+        a, b = verify(mine.json()["jwt"]), verify(dropped.json()["jwt"])
+        assert {k: v for k, v in a.items() if k not in ("exp", "nbf", "jti")} == {
+            k: v for k, v in b.items() if k not in ("exp", "nbf", "jti")
+        }
+    used = [line for line in lines if "lk-jwt-service" in line]
+    assert used == [
+        "LIVEKIT_URL read as LIVEKIT_JWT_LIVEKIT_URL (lk-jwt-service's variable)",
+        "LIVEKIT_KEY read as LIVEKIT_JWT_KEY (lk-jwt-service's variable)",
+        "LIVEKIT_SECRET_FROM_FILE read as LIVEKIT_JWT_SECRET_FILE (lk-jwt-service's variable)",
+        "LIVEKIT_CS_API_URL_OVERRIDES read as LIVEKIT_JWT_CS_API_OVERRIDES (lk-jwt-service's variable)",
+        "LIVEKIT_FULL_ACCESS_HOMESERVERS read as LIVEKIT_JWT_FULL_ACCESS_HOMESERVERS"
+        " (lk-jwt-service's variable)",
+        "LIVEKIT_JWT_BIND read as LIVEKIT_JWT_PORT (lk-jwt-service's variable)",
+        "LIVEKIT_JWT_BIND read as LIVEKIT_JWT_HOST (lk-jwt-service's variable)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("LIVEKIT_REDIS_URL", "redis://valkey:6379", "Redis is not supported"),
+        ("LIVEKIT_INSECURE_SKIP_VERIFY_TLS", "YES_I_KNOW_WHAT_I_AM_DOING", "TLS is always verified"),
+        ("LIVEKIT_HS_TOKEN", "t", "lk-jwt-service's application-service mode is not supported"),
+    ],
+)
+def test_an_lk_jwt_variable_we_do_not_support_exits_2_with_one_line(
+    variable: str, value: str, says: str, tmp_path: Path
+) -> None:
+    env = {"LIVEKIT_URL": "ws://sfu:7880", "LIVEKIT_KEY": "k", "LIVEKIT_SECRET": "s",
+           "LIVEKIT_FULL_ACCESS_HOMESERVERS": "example.org", variable: value}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "matrix_stack.services.livekit_jwt"], capture_output=True, text=True,
+        timeout=30, env=LocalLivekitJwt(env, verbatim=True, directory=tmp_path).environment(),
+    )  # fmt: skip
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"config error: {variable}: {says}")

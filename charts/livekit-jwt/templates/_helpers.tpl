@@ -32,6 +32,23 @@ federation-ca.pem: {{ . }}
 {{- if .Values.appservice.enabled }}
 appservice-hs-token: {{ .Values.appservice.hsToken | default dict | toJson }}
 {{- end }}
+{{- if include "livekit-jwt.sharedStore" . }}
+delegation-database-url: {{ .Values.delegation.database.url | toJson }}
+{{- end }}
+{{- end -}}
+
+{{/* "true" when delegation jobs are in PostgreSQL (delegation.database.url), shared by every pod. */}}
+{{- define "livekit-jwt.sharedStore" -}}
+{{- if and .Values.delegation.enabled (include "msl.credential.set" (.Values.delegation.database.url | default dict)) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when delegated leave is on: asked for, and safe. Each pod's own SQLite file is safe with one
+replica only (the SFU's webhooks reach any pod); more need the shared store.
+*/}}
+{{- define "livekit-jwt.delegation" -}}
+{{- $single := and (le (int .Values.replicaCount) 1) (not .Values.autoscaling.enabled) -}}
+{{- if and .Values.delegation.enabled (or (include "livekit-jwt.sharedStore" .) $single) -}}true{{- end -}}
 {{- end -}}
 
 {{/* Where the service reads federation.caBundle; "" for the system CAs only. */}}
@@ -50,7 +67,8 @@ appservice-hs-token: {{ .Values.appservice.hsToken | default dict | toJson }}
 {{/*
 The credentials as the service reads them: LIVEKIT_JWT_KEY_FILE and _SECRET_FILE, or
 LIVEKIT_JWT_KEYS_FILE (a keys file); LIVEKIT_JWT_APPSERVICE_TOKEN_FILE (the registration's
-hs_token) with appservice.enabled. A YAML list of env entries.
+hs_token) with appservice.enabled; LIVEKIT_JWT_DATABASE_URL_FILE (the delegation jobs' PostgreSQL,
+whose URL holds a password) with delegation.database.url. A YAML list of env entries.
 */}}
 {{- define "livekit-jwt.credentialEnv" -}}
 {{- $key := include "msl.credential.set" .Values.livekitKey -}}
@@ -75,6 +93,9 @@ hs_token) with appservice.enabled. A YAML list of env entries.
 {{- $env = append $env (dict "name" "LIVEKIT_JWT_APPSERVICE_TOKEN_FILE" "value" (include "msl.credential.path" (dict "root" $ "credential" .hsToken "key" "appservice-hs-token"))) -}}
 {{- end -}}
 {{- end -}}
+{{- if include "livekit-jwt.sharedStore" . -}}
+{{- $env = append $env (dict "name" "LIVEKIT_JWT_DATABASE_URL_FILE" "value" (include "msl.credential.path" (dict "root" . "credential" .Values.delegation.database.url "key" "delegation-database-url"))) -}}
+{{- end -}}
 {{- toYaml $env -}}
 {{- end -}}
 
@@ -93,12 +114,16 @@ paths.
   "room_empty_timeout" (int $v.roomEmptyTimeout)
   "room_departure_timeout" (int $v.roomDepartureTimeout)
   "token_ttl_seconds" (int $v.tokenTtlSeconds)
-  "delegation" $v.delegation.enabled
+  "delegation" (include "livekit-jwt.delegation" . | eq "true")
+  "data_dir" "/var/lib/matrix-stack"
+  "sanity_check_interval_seconds" (int $v.delegation.sanityCheckIntervalSeconds)
+  "delegation_lease_seconds" $v.delegation.database.leaseSeconds
   "federation_allow" ($v.federation.allow | default list)
   "federation_timeout" $v.federation.timeout
   "dns_servers" ($v.federation.dnsServers | default list)
   "federation_overrides" (include "livekit-jwt.overrides" . | fromJsonArray) -}}
 {{- with $v.livekitApiUrl }}{{ $_ := set $config "livekit_api_url" . }}{{ end -}}
+{{- if include "livekit-jwt.sharedStore" . }}{{ $_ := set $config "database_schema" $v.delegation.database.schema }}{{ end -}}
 {{- with include "livekit-jwt.caFile" . }}{{ $_ := set $config "federation_ca_file" . }}{{ end -}}
 {{- if $v.appservice.enabled -}}
 {{- $_ := set $config "homeserver_name" (required "appservice.homeserverName is required with appservice.enabled: the homeserver's server name" $v.appservice.homeserverName) -}}

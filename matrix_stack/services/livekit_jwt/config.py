@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from matrix_stack.shared.kit.settings import CommaList, KitSettings
+from matrix_stack.shared.outbox.conninfo import passwords
 
 # How rooms and identities are derived, by the lk-jwt-service version whose clients must keep working:
 # v0.4.3 (JSON arrays; what current Element Call and matrix-js-sdk compute), v0.4.1 (pipe-joined,
@@ -42,9 +43,21 @@ class LivekitJwtSettings(KitSettings):
     )
     homeserver_name: str | None = Field(default=None, description="The server name of that homeserver")
 
-    # MSC4140 delegated leave: jobs kept in <data_dir>/delegations.sqlite3
+    # MSC4140 delegated leave: jobs kept in <data_dir>/delegations.sqlite3 (one replica), or in
+    # PostgreSQL shared by every replica (database_url)
     delegation: bool = Field(default=True, description="Accept delayed leave events to send for clients")
     data_dir: Path = Path("data")
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL (libpq URL or key=value string) shared by every replica"
+    )
+    database_schema: str = Field(default="livekit_jwt", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    delegation_lease_seconds: float = Field(
+        default=3.0, ge=1, le=60, description="A job's lease: a dead replica's jobs move within 4/3 of it"
+    )
+    replica: str | None = Field(default=None, description="This replica's name in leases; default the host's")
+    sanity_check_interval_seconds: int = Field(
+        default=0, ge=0, description="Ask the SFU whether joined participants are still there; 0: never"
+    )
     cs_api_overrides: CommaList = Field(
         default_factory=list, description="server_name=https://base: a homeserver's client-server API"
     )
@@ -64,6 +77,24 @@ class LivekitJwtSettings(KitSettings):
     federation_ca_file: Path | None = Field(default=None, description="Extra CA bundle for federation TLS")
     federation_timeout: float = Field(default=10.0, gt=0, le=60)
     dns_servers: CommaList = Field(default_factory=list, description="host[:port] resolvers; default system")
+
+    # lk-jwt-service's variables this start read (aliases.py), one line each for the log
+    _aliases_used: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def aliases_used(self) -> list[str]:
+        return self._aliases_used
+
+    @aliases_used.setter
+    def aliases_used(self, lines: list[str]) -> None:
+        self._aliases_used = lines
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            passwords(value.get_secret_value())  # ValueError naming the problem, never the string
+        return value
 
     @model_validator(mode="after")
     def _credentials(self) -> LivekitJwtSettings:

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,10 @@ from livekit import api
 
 from matrix_stack.services.livekit_jwt import egress, federation
 from matrix_stack.services.livekit_jwt.config import LivekitJwtSettings
-from matrix_stack.services.livekit_jwt.delegation import Delegations, Job
+from matrix_stack.services.livekit_jwt.delegation import Delegations
 from matrix_stack.services.livekit_jwt.metrics import LivekitMetrics
-from matrix_stack.shared.kit.errors import StartupError
+from matrix_stack.services.livekit_jwt.store import JobStore, StoreError
+from matrix_stack.shared.kit.errors import NotDurable, StartupError
 
 log = logging.getLogger("matrix_stack.livekit_jwt")
 CALL_TIMEOUT = 5.0  # one delayed-event call, all told
@@ -76,10 +78,55 @@ def api_url(settings: LivekitJwtSettings) -> str:
     return "http" + url.removeprefix("ws") if url.startswith("ws") else url
 
 
+def job_store(settings: LivekitJwtSettings) -> JobStore:
+    """PostgreSQL when configured (every replica), else the pod's own SQLite file."""
+    holder = f"{settings.replica or socket.gethostname()}:{uuid.uuid4().hex[:8]}"  # a new name per start
+    lease = settings.delegation_lease_seconds
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        return JobStore.postgres(url, settings.database_schema, holder=holder, lease_seconds=lease)
+    return JobStore.sqlite(settings.data_dir / "delegations.sqlite3", holder=holder, lease_seconds=lease)
+
+
+class RoomServiceSfu:
+    """The SFU's RoomService (the same credentials as room creation: they carry roomAdmin)."""
+
+    def __init__(self, rooms: api.LiveKitAPI) -> None:
+        self._rooms = rooms
+
+    async def present(self, room: str, identity: str) -> bool | None:
+        try:
+            await self._rooms.room.get_participant(api.RoomParticipantIdentity(room=room, identity=identity))
+        except api.TwirpError as exc:
+            if exc.code == "not_found":
+                return False
+            log.warning("participant lookup failed", extra={"reason": str(exc)})
+            return None
+        except Exception as exc:  # unreachable: not an answer either way
+            log.warning("participant lookup failed", extra={"reason": str(exc)})
+            return None
+        return True
+
+    async def participants(self, room: str) -> set[str] | None:
+        try:
+            answer = await self._rooms.room.list_participants(api.ListParticipantsRequest(room=room))
+        except api.TwirpError as exc:
+            if exc.code == "not_found":  # the room is gone, and everyone with it
+                return set()
+            log.warning("participant list failed", extra={"reason": str(exc)})
+            return None
+        except Exception as exc:
+            log.warning("participant list failed", extra={"reason": str(exc)})
+            return None
+        return {participant.identity for participant in answer.participants}
+
+
 class Issuer:
     def __init__(self, settings: LivekitJwtSettings, metrics: LivekitMetrics | None = None) -> None:
         self._settings = settings
         self._metrics = metrics or LivekitMetrics()
+        for line in settings.aliases_used:
+            log.info(line)
         self.credentials = credentials(settings)
         try:
             self.policy = egress.AddressPolicy(settings.federation_allow)
@@ -120,13 +167,18 @@ class Issuer:
             self._http = httpx.AsyncClient(
                 timeout=CALL_TIMEOUT, verify=egress.tls_context(settings.federation_ca_file), trust_env=False
             )
-            path = settings.data_dir / "delegations.sqlite3"
-            self.delegations = Delegations(path, self._post, join_grace=settings.delegation_join_grace)
+            store = job_store(settings)
+            self.delegations = Delegations(
+                store, self._post, RoomServiceSfu(self._rooms), join_grace=settings.delegation_join_grace,
+                sanity_interval=settings.sanity_check_interval_seconds, metrics=self.metrics,
+            )  # fmt: skip
             try:
-                self.delegations.open()
-            except (OSError, sqlite3.Error) as exc:
+                await self.delegations.open()
+            except (StoreError, NotDurable) as exc:
+                self.delegations = None
                 await self.stop()
-                raise StartupError(f"cannot open {path}: {exc}") from exc
+                raise StartupError(f"delegation jobs: {exc}") from exc
+            log.info("delegation jobs", extra={"store": store.description, "replica": store.holder})
             self.delegations.start()
         self._started = True
 
@@ -247,8 +299,8 @@ class Issuer:
         if self.delegations is None:  # stopping meanwhile
             raise NoClientApi("the service is stopping")
         try:
-            self.delegations.add(Job(delay_id, cs_api, room, identity, timeout_ms, time.time()))
-        except sqlite3.Error as exc:
+            await self.delegations.add(delay_id, cs_api, room, identity, timeout_ms)
+        except StoreError as exc:
             raise NoClientApi(f"cannot keep the delegation: {exc}") from exc
 
     async def webhook(self, body: bytes, authorization: str) -> None:
@@ -262,7 +314,7 @@ class Issuer:
         room = event.room.name
         identity = event.participant.identity if event.HasField("participant") else None
         if event.event == "participant_joined" and identity:
-            self.delegations.joined(room, identity)
+            await self.delegations.joined(room, identity)
         elif event.event in ("participant_left", "participant_connection_aborted") and identity:
             await self.delegations.left(room, identity)
         elif event.event == "room_finished":

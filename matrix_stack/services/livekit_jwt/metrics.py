@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from matrix_stack.shared.kit.metrics import HttpMetrics
 
@@ -24,3 +24,13 @@ class LivekitMetrics(HttpMetrics):
             "refusals", "Lookups refused by the egress policy, by reason", ["reason"], **kw
         )
         self.rooms = Counter("rooms_created", "CreateRoom calls on the SFU by outcome", ["outcome"], **kw)
+        # delegated leave: what this replica drives, what it took from a dead one, how jobs end
+        # (left: the SFU said so, by webhook or by the sanity check; never_joined; expired: the
+        # homeserver no longer has the delayed event; gave_up: the send kept failing)
+        self.delegations_held = Gauge("delegations_held", "Delegation jobs this replica holds", **kw)
+        self.delegation_takeovers = Counter(
+            "delegation_takeovers", "Jobs taken from another holder (lease ran out, or released)", **kw
+        )
+        self.delegations_ended = Counter(
+            "delegations_ended", "Delegation jobs ended, by reason", ["reason"], **kw
+        )
