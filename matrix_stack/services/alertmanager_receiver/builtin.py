@@ -16,9 +16,14 @@ from dataclasses import dataclass
 
 from matrix_stack.services.alertmanager_receiver import defaults
 from matrix_stack.services.alertmanager_receiver.config import TemplatingConfig
-from matrix_stack.services.alertmanager_receiver.filters import go_escape as e
+from matrix_stack.services.alertmanager_receiver.filters import escape_text as e
 from matrix_stack.services.alertmanager_receiver.filters import url
-from matrix_stack.services.alertmanager_receiver.payload import Alert, Notification, silence_url
+from matrix_stack.services.alertmanager_receiver.payload import (
+    Alert,
+    Notification,
+    silence_filter,
+    silence_url,
+)
 from matrix_stack.shared.matrix.html import tidy_text
 
 
@@ -36,21 +41,15 @@ def t(value: str) -> str:
     return value
 
 
-class _Text:
-    """`html_to_text`'s line handling, fed the text nodes and blocks directly."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def add(self, *pieces: str) -> None:
-        self.parts.extend(piece for piece in pieces if piece)
-
-    def newline(self) -> None:
-        if self.parts and not self.parts[-1].endswith("\n"):
-            self.parts.append("\n")
-
-    def value(self) -> str:
-        return tidy_text("".join(self.parts))
+def _lines(blocks: list[str]) -> str:
+    """`html_to_text` for consecutive blocks (none empty): a line break between two unless the
+    first already ends with one."""
+    out: list[str] = []
+    for block in blocks:
+        if out and not out[-1].endswith("\n"):
+            out.append("\n")
+        out.append(block)
+    return tidy_text("".join(out))
 
 
 def _external(notification: Notification, templating: TemplatingConfig) -> str:
@@ -64,39 +63,38 @@ def firing(notification: Notification, alert: Alert, templating: TemplatingConfi
     colour = "orange" if severity == "warning" else "red" if severity == "critical" else "yellow"
     if status == "resolved":
         colour = "green"
-    html = ['<p> <strong><font color="', colour, '">', e(status.upper()), "</font></strong> "]
-    text = _Text()
-    text.add(" ", t(status.upper()), " ")
+    html = [f'<p> <strong><font color="{colour}">{e(status.upper())}</font></strong> ']
+    text = [f" {t(status.upper())} "]
     name = labels.get("name") or labels.get("alertname")
     if name:
-        html += [" ", e(name), " "]
-        text.add(" ", t(name), " ")
+        html.append(f" {e(name)} ")
+        text.append(f" {t(name)} ")
     html.append(" >> ")
-    text.add(" >> ")
+    text.append(" >> ")
     if severity:
-        html += [" ", e(severity.upper()), ": "]
-        text.add(" ", t(severity.upper()), ": ")
+        html.append(f" {e(severity.upper())}: ")
+        text.append(f" {t(severity.upper())}: ")
     html.append(" ")
-    text.add(" ")
+    text.append(" ")
     description = annotations.get("description") or annotations.get("summary")
     if description:
-        html += [" ", e(description), " "]
-        text.add(" ", t(description), " ")
+        html.append(f" {e(description)} ")
+        text.append(f" {t(description)} ")
     html.append(" >> ")
-    text.add(" >> ")
-    for key, label in (("runbook", "Runbook"), ("dashboard", "Dashboard")):
-        link = annotations.get(key)
-        if link:
-            html += [' <a href="', e(url(link)), '">', label, "</a> | "]
-            text.add(" ", label, " | ")
-        if key == "runbook":
-            html.append(" ")
-            text.add(" ")
+    text.append(" >> ")
+    runbook, dashboard = annotations.get("runbook"), annotations.get("dashboard")
+    if runbook:
+        html.append(f' <a href="{e(url(runbook))}">Runbook</a> | ')
+        text.append(" Runbook | ")
+    html.append(" ")
+    text.append(" ")
+    if dashboard:
+        html.append(f' <a href="{e(url(dashboard))}">Dashboard</a> | ')
+        text.append(" Dashboard | ")
     silence = silence_url(_external(notification, templating), labels)
-    html += [' <a href="', e(url(silence)), '">Silence</a> </p>']
-    text.add(" ", "Silence", " ")
-    text.newline()
-    return Rendered("".join(html), text.value())
+    html.append(f' <a href="{e(url(silence))}">Silence</a> </p>')
+    text.append(" Silence ")
+    return Rendered("".join(html), _lines(["".join(text)]))
 
 
 def group(notification: Notification, templating: TemplatingConfig) -> Rendered:
@@ -104,24 +102,17 @@ def group(notification: Notification, templating: TemplatingConfig) -> Rendered:
     status, common = notification.status, notification.commonLabels.get("severity")
     colour = ("green" if status == "resolved" else "red" if common == "critical"
               else "orange" if common == "warning" else "yellow")  # fmt: skip
-    html = ['<p><strong><font color="', colour, '">', e(status.upper())]
-    text = _Text()
-    text.add(t(status.upper()))
+    count = ""
     if status == "firing":
-        count = str(sum(1 for alert in notification.alerts if alert.status == "firing"))
-        html += [":", count]
-        text.add(":", count)
+        count = f":{sum(1 for alert in notification.alerts if alert.status == 'firing')}"
     group_labels = " ".join(notification.groupLabels.values())
-    html += ["</font></strong> ", e(group_labels)]
-    text.add(" ", t(group_labels))
-    if common:
-        html += [" (", e(common.upper()), ")"]
-        text.add(" (", t(common.upper()), ")")
-    html.append("</p><ul>")
-    text.newline()
-    external = _external(notification, templating)
+    severity = f" ({common.upper()})" if common else ""
+    html = [f'<p><strong><font color="{colour}">{e(status.upper())}{count}</font></strong> {e(group_labels)}'
+            f"{e(severity)}</p><ul>"]  # fmt: skip
+    lines = [f"{t(status.upper())}{count} {t(group_labels)}{t(severity)}"]
     generators = templating.generator_url_mapping
     links: dict[str, str] = {}  # the same runbook or source link in many alerts: checked once
+    silences = _Silences(_external(notification, templating))
 
     def href(link: str) -> str:
         escaped = links.get(link)
@@ -132,37 +123,55 @@ def group(notification: Notification, templating: TemplatingConfig) -> Rendered:
     for alert in notification.alerts:
         labels, annotations = alert.labels, alert.annotations
         name = labels.get("name") or labels.get("alertname") or ""
-        mark = "🔴" if alert.status == "firing" else "✅"
-        html += ["<li>", mark, " <strong>", e(name), "</strong>"]
-        text.newline()
-        text.add("• ", mark, " ", t(name))
+        firing = alert.status == "firing"
+        mark = "🔴" if firing else "✅"
+        item = [f"<li>{mark} <strong>{e(name)}</strong>"]
+        line = [f"• {mark} {t(name)}"]
         instance = labels.get("instance")
         if instance:
-            html += [" on <code>", e(instance), "</code>"]
-            text.add(" on ", t(instance))
+            item.append(f" on <code>{e(instance)}</code>")
+            line.append(f" on {t(instance)}")
         description = annotations.get("description") or annotations.get("summary")
         if description:
-            html += [": ", e(description)]
-            text.add(": ", t(description))
+            item.append(f": {e(description)}")
+            line.append(f": {t(description)}")
         source = generators.get(alert.generatorURL, alert.generatorURL)
         for link, label in ((annotations.get("runbook"), "Runbook"),
                             (annotations.get("dashboard"), "Dashboard"), (source, "Source")):  # fmt: skip
             if link:
-                html += [' · <a href="', href(link), '">', label, "</a>"]
-                text.add(" · ", label)
-        if alert.status == "firing" and external:
-            html += [' · <a href="', e(url(silence_url(external, labels))), '">Silence</a>']
-            text.add(" · ", "Silence")
-        html.append("</li>")
-        text.newline()
+                item.append(f' · <a href="{href(link)}">{label}</a>')
+                line.append(f" · {label}")
+        if firing and silences.external:
+            item.append(f' · <a href="{silences.href(labels)}">Silence</a>')
+            line.append(" · Silence")
+        item.append("</li>")
+        html += item
+        lines.append("".join(line))
     html.append("</ul>")
-    text.newline()
     if notification.truncatedAlerts:
-        truncated = str(notification.truncatedAlerts)
-        html += ["<p>… and ", truncated, " more alerts not sent by Alertmanager</p>"]
-        text.add(f"… and {truncated} more alerts not sent by Alertmanager")
-        text.newline()
-    return Rendered("".join(html), text.value())
+        truncated = f"… and {notification.truncatedAlerts} more alerts not sent by Alertmanager"
+        html.append(f"<p>{truncated}</p>")
+        lines.append(truncated)
+    return Rendered("".join(html), _lines(lines))
+
+
+class _Silences:
+    """Each alert's silence link as `e(url(silence_url(external, labels)))`, with the part every
+    alert shares checked and encoded once: the filter is percent-encoded already (no whitespace, no
+    colon, nothing `url` or `e` changes), so it only decides whether the link stays."""
+
+    def __init__(self, external: str) -> None:
+        self.external = external
+        base = external.removesuffix("/")
+        self._bare = e(url(f"{base}/#/silences/new"))  # an alert without labels
+        self._prefix = e(url(f"{base}/#/silences/new?filter="))
+
+    def href(self, labels: dict[str, str]) -> str:
+        if not labels:
+            return self._bare
+        if not self._prefix:
+            return ""  # the link policy refused the external URL
+        return self._prefix + silence_filter(labels)
 
 
 AlertRenderer = Callable[[Notification, Alert, TemplatingConfig], Rendered]
