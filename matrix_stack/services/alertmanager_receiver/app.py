@@ -97,11 +97,13 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
         key: str, room: str, body: content.Content, resolved: bool
     ) -> tuple[list[Outgoing], bool]:
         """The messages for one keyed notification, and whether it starts a new root."""
+        if receiver.on_resolve == "new":  # every notification a message of its own: no root to look up
+            return [Outgoing(room, body)], False
         found = await service.outbox.root(key, room)
         # A root resolved earlier still takes a repeated resolve; a new firing starts a new root.
         root = found.delivery_id if found is not None and (resolved or not found.resolved) else None
-        if root is None or receiver.on_resolve == "new":
-            return [Outgoing(room, body)], not resolved and receiver.on_resolve != "new"
+        if root is None:
+            return [Outgoing(room, body)], not resolved
         out = []
         if receiver.on_resolve in ("edit", "both"):
             out.append(Outgoing(room, body, relation=Relation("replace", delivery_id=root)))
