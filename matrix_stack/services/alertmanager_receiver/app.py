@@ -91,7 +91,8 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
         return rendered
 
     def message(rendered: Rendered, ping: bool) -> content.Content:
-        return content.message(rendered.text, rendered.html, msgtype=receiver.msgtype, mention_room=ping)
+        return content.message(rendered.text, rendered.html, msgtype=receiver.msgtype, mention_room=ping,
+                               sanitized=rendered.sanitized)  # fmt: skip
 
     async def related(
         key: str, room: str, body: content.Content, resolved: bool
