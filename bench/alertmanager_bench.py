@@ -66,11 +66,10 @@ def alertbot_command() -> Path:
 
 
 @contextlib.contextmanager
-def alertbot(hs: Homeserver, directory: Path) -> Iterator[str]:
+def alertbot(command: Path, hs: Homeserver, directory: Path) -> Iterator[str]:
     """matrix-alertbot logged in as the bot (password, its own device), allowed in the room, its
     webhook on a free port; yields the room's webhook URL once a notification goes through. Its
     Alertmanager is never asked: a firing alert it has no silence for is just posted."""
-    command = alertbot_command()
     home = directory / "matrix-alertbot"
     home.mkdir()
     port, room = free_port(), hs.rooms[0]
@@ -115,6 +114,7 @@ FLOOR = "bare + parse + outbox commit"
 
 async def main() -> None:
     body = group()
+    command = alertbot_command()
     with tempfile.TemporaryDirectory(prefix="bench-am-") as name, durable_postgres() as pg:
         directory = Path(name)
         async with homeserver(directory, rooms=1) as hs:
@@ -124,7 +124,7 @@ async def main() -> None:
                 return {"Authorization": auth, "X-Request-Id": uuid.uuid4().hex}
 
             # The peer first, on a quiet Synapse (our outbox is still sending after our runs).
-            with alertbot(hs, directory) as theirs_url:
+            with alertbot(command, hs, directory) as theirs_url:
                 await closed_loop(theirs_url, body, requests=8, connections=4)
                 theirs = await closed_loop(
                     theirs_url, body, requests=ALERTBOT_REQUESTS, connections=CONNECTIONS
