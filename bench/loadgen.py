@@ -160,13 +160,14 @@ async def against_bare(
     rate: float,
     seconds: float,
     headers: Headers | None = None,
-) -> None:
-    """Warm up, then print the maximum rate of each target, the ratio, and latency at `rate`."""
+) -> dict[str, float]:
+    """Warm up, then print the maximum rate of each target, the ratio, and latency at `rate`;
+    returns the maximum rates by label."""
     width = max(len(label) for label in targets)
     for url in targets.values():
         await closed_loop(url, body, requests=50, connections=4, headers=headers)
     print(f"max {comparison.unit} ({connections} keep-alive connections):")
-    best = {}
+    best: dict[str, float] = {}
     for label, url in targets.items():
         result = await closed_loop(url, body, requests=requests, connections=connections, headers=headers)
         best[label] = result.rate
@@ -181,3 +182,4 @@ async def against_bare(
         result = await open_loop(url, body, rate=rate, seconds=seconds, headers=headers)
         note = f"  {comparison.latency_note}" if label == comparison.ours and comparison.latency_note else ""
         print(f"  {label:{width}}: {result.summary()}{note}")
+    return best

@@ -30,13 +30,15 @@ METIO_FIRING = (
 
 
 @asynccontextmanager
-async def receiver(data_dir: Path, **section: Any) -> AsyncIterator[Bridge]:
+async def receiver(
+    data_dir: Path, templates: dict[str, str] | None = None, **section: Any
+) -> AsyncIterator[Bridge]:
     """A receiver configured as metio's users write it, with our `receiver:` section."""
     config = FileConfig.model_validate({
         "http": {"port": 9088, "basic-password": BASIC[1]},
         "matrix": {"homeserver-url": "https://homeserver.invalid", "user-id": "@bot:example.org",
                    "access-token": "never-sent-anywhere", "room-mapping": {"ops": OPS}},
-        "templating": {"external-url-mapping": {"alertmanager:9093": "https://am.example.com"}},
+        "templating": {"external-url-mapping": {"alertmanager:9093": "https://am.example.com"}, **(templates or {})},
         "receiver": section,
     })  # fmt: skip
     settings = settings_from_file(config, data_dir=data_dir, log_json=False)
@@ -108,3 +110,29 @@ async def test_alert_mode_is_metios_one_message_each(tmp_path: Path) -> None:
     assert firing.content["m.mentions"] == {}
     assert resolved.content["formatted_body"].startswith('<p> <strong><font color="#008000">RESOLVED</font>')
     assert "m.relates_to" not in resolved.content
+
+
+async def test_configured_templates_run_sandboxed_and_are_sanitised(tmp_path: Path) -> None:
+    """A template of the operator's own (not a built-in one) runs in the Jinja2 sandbox, its HTML is
+    sanitised and the body made from that; one that fails sends the plain fallback and is counted."""
+    templates = {
+        "group-template": '<p onclick="x()"><font color="red">{{ Status | ToUpper }}</font> {{ GroupLabels.alertname }}'
+                          "</p><script>bad()</script><ul>{% for a in Alerts %}<li>{{ a.Labels.instance }}</li>{% endfor %}</ul>",
+        "firing-template": "{{ Alert.Labels.items().__class__.__mro__ }}",  # the sandbox refuses this
+    }  # fmt: skip
+    name = "am_docsrs_webhook_types_sample_v4_firing.json"
+    async with receiver(tmp_path, templates, **{"on-resolve": "new"}) as running:
+        assert await notify(running, sample(name, "firing")) == 200
+        [group] = await running.matrix.wait_for(1)
+    assert group.content["formatted_body"] == (
+        '<p><font color="#FF0000">FIRING</font> ProbeFailure</p><ul><li>https://server.example.org</li></ul>')  # fmt: skip
+    assert group.content["body"] == "FIRING ProbeFailure\n• https://server.example.org"
+    async with receiver(tmp_path / "alert", templates, **{"message-mode": "alert"}) as running:
+        assert await notify(running, sample(name, "firing")) == 200
+        [alert] = await running.matrix.wait_for(1)
+        metrics = (await running.http.get("/metrics")).text
+    assert (alert.content["body"], alert.content["formatted_body"]) == (
+        "FIRING ProbeFailure",
+        "<p>FIRING ProbeFailure</p>",
+    )
+    assert "matrix_alertmanager_receiver_templating_failure_total 1.0" in metrics

@@ -7,8 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
@@ -16,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from matrix_stack.services.alertmanager_receiver.builtin import Rendered
 from matrix_stack.services.alertmanager_receiver.config import AlertmanagerReceiverSettings
-from matrix_stack.services.alertmanager_receiver.payload import Alert, Notification, alert_data, group_data
+from matrix_stack.services.alertmanager_receiver.payload import Alert, Notification
 from matrix_stack.services.alertmanager_receiver.templates import Templates
 from matrix_stack.shared.bridge.service import Service
 from matrix_stack.shared.kit.auth import basic_matches
@@ -72,34 +74,37 @@ def not_durable() -> Response:
 def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[BaseRoute]:
     config = settings.file
     templating, receiver = config.templating, config.receiver
-    templates = Templates(templating.firing_template, templating.resolved_template, templating.group_template)
+    templates = Templates(templating)
     prefix = "/" + config.http.alerts_path_prefix.strip("/")
     count = MetioMetrics.on(service.metrics.registry)
 
-    def render(name: str, data: dict[str, Any], fallback: str) -> str:
+    def render(name: str, make: Callable[[], Rendered], fallback: str) -> Rendered:
         try:
-            html = templates.render(name, data)
+            rendered = make()
         except Exception as exc:  # a template error must not lose the alert
             count.templating_failure.inc()
             log.warning(
                 "template failed; sending a plain fallback", extra={"template": name, "error": str(exc)}
             )
-            return f"<p>{escape(fallback)}</p>"
+            return Rendered(f"<p>{escape(fallback)}</p>")
         count.templating_success.inc()
-        return html
+        return rendered
 
-    def message(html: str, ping: bool) -> content.Content:
-        return content.message(html=html, msgtype=receiver.msgtype, mention_room=ping)
+    def message(rendered: Rendered, ping: bool) -> content.Content:
+        return content.message(rendered.text, rendered.html, msgtype=receiver.msgtype, mention_room=ping,
+                               sanitized=rendered.sanitized)  # fmt: skip
 
     async def related(
         key: str, room: str, body: content.Content, resolved: bool
     ) -> tuple[list[Outgoing], bool]:
         """The messages for one keyed notification, and whether it starts a new root."""
+        if receiver.on_resolve == "new":  # every notification a message of its own: no root to look up
+            return [Outgoing(room, body)], False
         found = await service.outbox.root(key, room)
         # A root resolved earlier still takes a repeated resolve; a new firing starts a new root.
         root = found.delivery_id if found is not None and (resolved or not found.resolved) else None
-        if root is None or receiver.on_resolve == "new":
-            return [Outgoing(room, body)], not resolved and receiver.on_resolve != "new"
+        if root is None:
+            return [Outgoing(room, body)], not resolved
         out = []
         if receiver.on_resolve in ("edit", "both"):
             out.append(Outgoing(room, body, relation=Relation("replace", delivery_id=root)))
@@ -131,8 +136,8 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
         ping_levels = set(receiver.ping_room_severities)
         outgoing: list[Outgoing] = []
 
-        async def add(key: str, html: str, ping: bool, resolved: bool) -> None:
-            messages, starts = await related(key, room, message(html, ping), resolved)
+        async def add(key: str, rendered: Rendered, ping: bool, resolved: bool) -> None:
+            messages, starts = await related(key, room, message(rendered, ping), resolved)
             # The root and its resolution are recorded with the messages, in one transaction.
             first = replace(
                 messages[0], root_key=key if starts else None, resolves_key=key if resolved else None
@@ -142,11 +147,11 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
         if receiver.message_mode == "group":
             firing = [a for a in notification.alerts if a.status == "firing"]
             alertnames = " ".join(notification.groupLabels.values())
-            html = render("group-template", group_data(notification, templating),
-                          f"{notification.status.upper()} {alertnames}")  # fmt: skip
+            rendered = render("group-template", lambda: templates.group(notification),
+                              f"{notification.status.upper()} {alertnames}")  # fmt: skip
             await add(
                 f"group:{notification.groupKey or alertnames}",
-                html,
+                rendered,
                 any(a.labels.get("severity") in ping_levels for a in firing),
                 notification.status == "resolved",
             )
@@ -155,10 +160,10 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
                 resolved = alert.status == "resolved"
                 template = "resolved-template" if resolved else "firing-template"
                 fallback = f"{alert.status.upper()} {alert.labels.get('alertname', '')}"
-                html = render(template, alert_data(notification, alert, templating), fallback)
+                rendered = render(template, partial(templates.alert, notification, alert), fallback)
                 await add(
                     _alert_key(alert),
-                    html,
+                    rendered,
                     not resolved and alert.labels.get("severity") in ping_levels,
                     resolved,
                 )

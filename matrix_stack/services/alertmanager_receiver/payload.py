@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from matrix_stack.services.alertmanager_receiver.config import ComputedValue, TemplatingConfig
+from matrix_stack.services.alertmanager_receiver.filters import percent_encode
 
 
 class Alert(BaseModel):
@@ -46,9 +46,13 @@ def silence_url(external_url: str, labels: Mapping[str, str]) -> str:
     base = external_url.removesuffix("/")
     if not labels:
         return f"{base}/#/silences/new"
+    return f"{base}/#/silences/new?filter={silence_filter(labels)}"
+
+
+def silence_filter(labels: Mapping[str, str]) -> str:
+    """The link's filter: sorted `k="v"` matchers, percent-encoded."""
     filters = sorted(f'{key}="{value}"' for key, value in labels.items())
-    query = quote_plus("{" + ", ".join(filters) + "}", safe="").replace("+", "%20")
-    return f"{base}/#/silences/new?filter={query}"
+    return percent_encode("{" + ", ".join(filters) + "}")  # = QueryEscape with spaces as %20
 
 
 def computed_values(rules: list[ComputedValue], alert: Alert) -> dict[str, str]:

@@ -146,6 +146,14 @@ def html_to_text(fragment: str) -> str:
             alt = _ALT.search(attributes)
             if alt:
                 parts.append(f"[{html.unescape(next(g for g in alt.groups() if g is not None))}]")
-    text = "".join(parts)
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    return tidy_text("".join(parts))
+
+
+_SPACE_BEFORE_BREAK = re.compile(r"[ \t]+\n")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def tidy_text(text: str) -> str:
+    """`html_to_text`'s last step, for a body written alongside its HTML instead of converted from
+    it: no spaces before a line break, at most one blank line, no surrounding whitespace."""
+    return _BLANK_LINES.sub("\n\n", _SPACE_BEFORE_BREAK.sub("\n", text)).strip()

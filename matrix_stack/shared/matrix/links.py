@@ -20,10 +20,18 @@ def scheme_of(url: str) -> str | None:
     return scheme.lower()
 
 
+def _with_scheme(url: str, schemes: frozenset[str]) -> str | None:
+    # `scheme_of(url) in schemes`, without its character checks: every listed scheme passes them,
+    # and no other text lower-cases to one (a sanitiser asks this for every link of every message).
+    stripped = url.strip()
+    scheme, colon, _ = stripped.partition(":")
+    return stripped if colon and scheme.lower() in schemes else None
+
+
 def safe_href(url: str) -> str | None:
     """The URL, stripped, when a message may link to it; None otherwise."""
-    return url.strip() if scheme_of(url) in LINK_SCHEMES else None
+    return _with_scheme(url, LINK_SCHEMES)
 
 
 def safe_image(url: str) -> str | None:
-    return url.strip() if scheme_of(url) in IMAGE_SCHEMES else None
+    return _with_scheme(url, IMAGE_SCHEMES)
