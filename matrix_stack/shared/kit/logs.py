@@ -8,7 +8,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 import orjson
@@ -63,20 +63,27 @@ class JsonFormatter(logging.Formatter):
         return f"{self._stamp}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "ts": self._timestamp(record.created, record.msecs),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        current = request_id.get()
-        if current:
-            entry["request_id"] = current
+        entry = self._entry(record.created, record.msecs, record.levelname, record.name, record.getMessage())
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        return self.redact(orjson.dumps(entry, default=str).decode())
+
+    def _entry(self, created: float, msecs: float, level: str, logger: str, msg: str) -> dict[str, object]:
+        entry: dict[str, object] = {"ts": self._timestamp(created, msecs), "level": level, "logger": logger,
+                                    "msg": msg}  # fmt: skip
+        current = request_id.get()
+        if current:
+            entry["request_id"] = current
+        return entry
+
+    def line(self, level: str, logger: str, msg: str, fields: Mapping[str, object]) -> str:
+        """The line `format` makes of a record with these `extra` fields, made without the record."""
+        created = time.time()
+        entry = self._entry(created, (created - int(created)) * 1000, level, logger, msg)
+        entry.update(fields)
         return self.redact(orjson.dumps(entry, default=str).decode())
 
 
@@ -109,12 +116,17 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
+        self.add(line, record.levelno)
+
+    def add(self, line: str, levelno: int) -> None:
+        """A formatted line, written at the end of this turn of the loop (at once outside one, and
+        for errors). The caller holds the handler's lock (`handle` does, for `emit`)."""
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         self._lines.append(line)
-        if loop is None or record.levelno >= logging.ERROR:
+        if loop is None or levelno >= logging.ERROR:
             self._write()
         elif self._scheduled_on is not loop:  # none due, or due on a loop that has gone away
             if self._scheduled_on is not None:
@@ -140,6 +152,49 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             self._write()
             super().flush()
+
+
+class HotLines:
+    """INFO lines from a hot path (ldap-proxy's audit line per bind) made straight from their fields:
+    a LogRecord costs ~15 µs to make, handle and format, the same JSON line ~4 µs without it. Taken
+    only where the kit's configuration holds on the way up (the root's one batching handler with the
+    JSON formatter, no filter, no other handler); anywhere else the line is an ordinary logger call,
+    so what is written never differs."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def info(self, msg: str, fields: Mapping[str, object]) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        kit = self._kit_handler()
+        if kit is None:
+            logger.info(msg, extra=fields)
+            return
+        handler, formatter = kit
+        with handler.lock:  # type: ignore[union-attr]
+            handler.add(formatter.line("INFO", logger.name, msg, fields), logging.INFO)
+
+    def _kit_handler(self) -> tuple[LoopBatchingHandler, JsonFormatter] | None:
+        """The handler every line of this logger reaches (and its formatter), when it is the kit's
+        alone."""
+        node: logging.Logger | None = self.logger
+        while node is not None:
+            if node.filters or node.disabled:
+                return None
+            if node.handlers:
+                handler = node.handlers[0]
+                formatter = handler.formatter
+                if (node.parent is not None or len(node.handlers) != 1 or handler.filters
+                        or handler.level > logging.INFO or type(handler) is not LoopBatchingHandler
+                        or type(formatter) is not JsonFormatter):  # fmt: skip
+                    return None
+                return handler, formatter
+            if not node.propagate:
+                return None
+            node = node.parent
+        return None
 
 
 def configure(level: str = "INFO", *, json_lines: bool = True, secrets: Iterable[str] = ()) -> None:
