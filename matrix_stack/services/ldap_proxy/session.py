@@ -398,7 +398,7 @@ class ClientConnection(asyncio.Protocol):
         self.replay = [first]  # resent on a new connection if this one turns out to be closed
         self._attach(state, transport, protocol)
         transport.write(first)
-        self.metrics.reused.inc()
+        self.metrics.tallies.reused += 1
         return True
 
     def _reusable(self) -> bool:
@@ -554,17 +554,15 @@ class ClientConnection(asyncio.Protocol):
 
     def _audit(self, dn: str, code: int, backend: str | None, seconds: float) -> None:
         result = ber.result_name(code)
-        self.metrics.bind_result(result).inc()
+        self.metrics.tallies.bind(result)
         if self.settings.audit_binds:
             audit_log.info("bind", {"dn": dn, "result": result, "code": code, "backend": backend or "proxy",
                                     "ms": round(seconds * 1000, 2), "client": _show(self.peer)})  # fmt: skip
 
     def count_bytes(self) -> None:
-        metrics = self.metrics
-        if self.bytes_up:
-            metrics.to_backend.inc(self.bytes_up)
-        if self.bytes_down:
-            metrics.to_client.inc(self.bytes_down)
+        tallies = self.metrics.tallies
+        tallies.to_backend += self.bytes_up
+        tallies.to_client += self.bytes_down
         self.bytes_up = self.bytes_down = 0
 
     def expire(self, now: float) -> None:
