@@ -3,6 +3,7 @@ the ordinary call wherever the kit's configuration does not hold."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -19,7 +20,9 @@ FIELDS = {"dn": "uid=alice,ou=people,dc=example,dc=org", "code": 0, "ms": 1.25, 
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
-    """The kit's logging, configured as a service has it, writing to a string."""
+    """The kit's logging, configured as a service has it, writing to a string. Configured again in
+    the test's own body by `kit_only`: pytest adds its capturing handler to the root for each phase,
+    and a handler of someone else's means the ordinary path."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     logs.configure("INFO", secrets=["hunter2-secret"])
@@ -34,11 +37,18 @@ def stream() -> Iterator[io.StringIO]:
         root.setLevel(level)
 
 
+def kit_only() -> None:
+    """Only the kit's handler on the root, as in a service (not pytest's too)."""
+    root = logging.getLogger()
+    root.handlers[:] = [handler for handler in root.handlers if isinstance(handler, logs.LoopBatchingHandler)]
+
+
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def test_a_hot_line_is_the_line_the_logger_writes(stream: io.StringIO) -> None:
+    kit_only()
     logger = logging.getLogger("matrix_stack.test.hot")
     logger.info("bind", extra=FIELDS)
     logs.HotLines(logger).info("bind", FIELDS)
@@ -59,6 +69,7 @@ def test_a_hot_line_is_the_line_the_logger_writes(stream: io.StringIO) -> None:
 
 
 def test_below_its_level_a_hot_line_is_not_written(stream: io.StringIO) -> None:
+    kit_only()
     logger = logging.getLogger("matrix_stack.test.quiet")
     logger.setLevel(logging.WARNING)
     try:
@@ -78,6 +89,7 @@ class Collect(logging.Handler):
 
 
 def test_a_handler_of_its_own_gets_the_ordinary_record(stream: io.StringIO) -> None:
+    kit_only()
     logger = logging.getLogger("matrix_stack.test.own")
     own = Collect()
     logger.addHandler(own)
@@ -92,6 +104,7 @@ def test_a_handler_of_its_own_gets_the_ordinary_record(stream: io.StringIO) -> N
 
 
 def test_a_filter_on_the_way_is_honoured(stream: io.StringIO) -> None:
+    kit_only()
     logger = logging.getLogger("matrix_stack.test.filtered")
     drop = logging.Filter("somewhere.else")  # passes nothing from this logger
     logger.addFilter(drop)
@@ -100,3 +113,24 @@ def test_a_filter_on_the_way_is_honoured(stream: io.StringIO) -> None:
     finally:
         logger.removeFilter(drop)
     assert stream.getvalue() == ""
+
+
+def test_in_a_loop_hot_lines_share_a_write_and_an_ordinary_line_brings_them_out(stream: io.StringIO) -> None:
+    kit_only()
+    logger = logging.getLogger("matrix_stack.test.batched")
+
+    async def run() -> list[list[str]]:
+        seen = []
+        logs.HotLines(logger).info("bind", {"n": 1})
+        logs.HotLines(logger).info("bind", {"n": 2})
+        await asyncio.sleep(0)  # a turn of the loop: the hot lines wait for company
+        seen.append([line["msg"] for line in lines(stream)])
+        await asyncio.sleep(logs.HOT_WAIT * 2)  # then they are written, in order
+        seen.append([f"{line['msg']}{line.get('n', '')}" for line in lines(stream)])
+        logs.HotLines(logger).info("bind", {"n": 3})
+        logger.info("ordinary")  # is written at the end of this turn, and the hot line before it
+        await asyncio.sleep(0)
+        seen.append([f"{line['msg']}{line.get('n', '')}" for line in lines(stream)][2:])
+        return seen
+
+    assert asyncio.run(run()) == [[], ["bind1", "bind2"], ["bind3", "ordinary"]]
