@@ -775,6 +775,17 @@ def test_control_plane(directories: tuple[LocalSlapd, LocalSlapd], proxies: list
         assert proxy.metric("matrix_stack_ldap_bytes_total", direction="to_backend") > 0
         assert proxy.metric("matrix_stack_ldap_bytes_total", direction="to_client") > 0
         assert proxy.metric("matrix_stack_ldap_check_duration_seconds_count", backend="a", outcome="ok") >= 1
+        # the open-connection gauges read what is open when scraped: one session bound through "a"
+        bound = connection(proxy.port, a.user_dn("bob"), BOB.password)
+        assert bound.bind() is True
+        assert proxy.metric("matrix_stack_ldap_active_connections") == 1
+        assert proxy.metric("matrix_stack_ldap_backend_connections", backend="a") == 1
+        assert proxy.metric("matrix_stack_ldap_backend_connections", backend="spare") == 0
+        bound.unbind()
+        assert_clean(proxy)  # active back to 0
+        # its backend connection is parked: idle, no longer counted as open
+        assert proxy.metric("matrix_stack_ldap_backend_connections", backend="a") == 0
+        assert proxy.metric("matrix_stack_ldap_binds_total", result="success") == 2
 
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
