@@ -1,7 +1,8 @@
 """The comparison endpoints, served by uvicorn as the services are:
 
-- `/sentry`, `/alerts/{room}`: read the body and answer 200 (the ceiling of this HTTP stack);
-- `/commit/sentry`, `/commit/alerts/{room}`: the floor for a bridge's work: read the body, parse the
+- `/sentry`, `/alerts/{room}`, `/hooks/{hook}`: read the body and answer 200 (the ceiling of this
+  HTTP stack);
+- `/commit/sentry`, `/commit/alerts/{room}`, `/commit/hooks/{hook}`: the floor for a bridge's work: read the body, parse the
   JSON, commit one message to the same outbox (PostgreSQL at `BARE_OUTBOX_URL`, else SQLite at
   `BARE_OUTBOX`; group commit, its sender not started: what is measured is accepting, as a bridge
   acknowledges once the message is durable)."""
@@ -64,6 +65,8 @@ app = Starlette(
         Route("/alerts/{room}", receive, methods=["POST"]),
         Route("/commit/sentry", commit, methods=["POST"]),
         Route("/commit/alerts/{room}", commit, methods=["POST"]),
+        Route("/hooks/{hook}", receive, methods=["POST"]),
+        Route("/commit/hooks/{hook}", commit, methods=["POST"]),
     ],
     lifespan=lifespan,
 )

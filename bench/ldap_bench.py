@@ -301,6 +301,26 @@ def report(
           f"proxy/haproxy-1t (one thread each) {rate['ldap-proxy'] / rate['haproxy-1t']:.2f}x  "
           f"proxy-noaudit/haproxy (no per-login log line) {rate['proxy-noaudit'] / rate['haproxy']:.2f}x  "
           f"proxy-noaudit/haproxy-1t {rate['proxy-noaudit'] / rate['haproxy-1t']:.2f}x")  # fmt: skip
+    # What the load on the machine moves least: the work per login. Per CPU-second of the middle
+    # (the proxy or haproxy), and the directories' CPU per 1000 logins (a middle that reuses backend
+    # connections saves them work; one that wins only by taking their CPU would not show it here).
+    efficiency = {}
+    for label, result in measured.items():
+        middle = sum(share for name, share in result.cpu.items() if not name.startswith("slapd"))
+        directories = sum(share for name, share in result.cpu.items() if name.startswith("slapd"))
+        rate_here = result.load.rate or 1.0
+        if middle:
+            efficiency[label] = rate_here / middle
+        ms_per_1000 = directories / rate_here * 1e6  # CPU-seconds per login, as ms per 1000 logins
+        per_middle = (
+            f"{rate_here / middle:8.0f} logins per CPU-second of the middle" if middle else "no middle"
+        )
+        print(f"  {label:13}: {per_middle:47}, directories {ms_per_1000:6.1f} ms CPU per 1000 logins")
+    if "ldap-proxy" in efficiency and "haproxy" in efficiency:
+        print(f"  per middle CPU-second: proxy/haproxy {efficiency['ldap-proxy'] / efficiency['haproxy']:.2f}x  "
+              f"proxy/haproxy-log {efficiency['ldap-proxy'] / efficiency['haproxy-log']:.2f}x  "
+              f"proxy/haproxy-1t {efficiency['ldap-proxy'] / efficiency['haproxy-1t']:.2f}x  "
+              f"proxy-noaudit/haproxy {efficiency['proxy-noaudit'] / efficiency['haproxy']:.2f}x")  # fmt: skip
     verdict = "ok" if proxy_idle < RSS_TARGET_MB else "OVER TARGET"
     print(f"  ldap-proxy RSS: idle {proxy_idle:.1f} MiB (target < {RSS_TARGET_MB:.0f} MiB: {verdict}), "
           f"after load {proxy_after:.1f} MiB; haproxy idle {haproxy_idle:.1f} MiB")  # fmt: skip

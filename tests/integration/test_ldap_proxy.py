@@ -553,6 +553,45 @@ def test_protocol_violations_close_the_connection(
     assert_clean(proxy)
 
 
+def _answers_then_close(port: int, data: bytes) -> list[tuple[int, int, int]]:
+    """Send `data` (no half-close: a client that unbinds waits for the close) and read until closed:
+    each response's message id, operation and result code."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return [(env.message_id, env.op, ber.result_code(pdu, env)) for pdu in _pdus(received)
+            for env in [ber.envelope(pdu)]]  # fmt: skip
+
+
+def test_an_unbind_right_behind_its_bind_gets_the_answer_then_the_close_as_from_slapd(
+    directories: tuple[LocalSlapd, LocalSlapd], proxies: list[LocalLdapProxy]
+) -> None:
+    """The bind and the unbind in one write, before the bind's answer: slapd answers the bind, then
+    closes; so does the proxy, whether its backend connection is kept for the next login or not. slapd
+    itself sometimes closes first (a race between its thread running the bind and the one reading
+    the unbind), so it is asked a few times and never answers anything else; the proxy, every time."""
+    a, _ = directories
+    pooled = start_proxy(proxies, [plain(a)], upstream_pool_size=4)
+    unpooled = start_proxy(proxies, [plain(a)], upstream_pool_size=0)
+    dn = a.user_dn("alice")
+    for password, code in ((ALICE.password, ber.SUCCESS), ("wrong", ber.INVALID_CREDENTIALS)):
+        data = ber.simple_bind(1, dn, password) + ber.unbind(2)
+        answered = [(1, ber.BIND_RESPONSE, code)]
+        from_slapd = [_answers_then_close(a.port, data) for _ in range(10)]
+        assert answered in from_slapd, password
+        assert all(got in (answered, []) for got in from_slapd), (password, from_slapd)
+        for proxy in (pooled, unpooled):
+            assert [_answers_then_close(proxy.port, data) for _ in range(5)] == [answered] * 5, password
+    # the pooled proxy kept the connections those unbinds left (the next logins went over them)
+    assert pooled.metric("matrix_stack_ldap_upstream_reused_total") >= 5
+    assert unpooled.metric("matrix_stack_ldap_upstream_reused_total") == 0
+    assert ldap_bind(pooled.port, dn, ALICE.password) == 0
+    for proxy in (pooled, unpooled):
+        assert_clean(proxy)
+
+
 def test_a_starttls_handshake_that_never_finishes_leaks_nothing(
     directories: tuple[LocalSlapd, LocalSlapd], proxy_tls: TlsFiles, proxies: list[LocalLdapProxy]
 ) -> None:
@@ -736,6 +775,17 @@ def test_control_plane(directories: tuple[LocalSlapd, LocalSlapd], proxies: list
         assert proxy.metric("matrix_stack_ldap_bytes_total", direction="to_backend") > 0
         assert proxy.metric("matrix_stack_ldap_bytes_total", direction="to_client") > 0
         assert proxy.metric("matrix_stack_ldap_check_duration_seconds_count", backend="a", outcome="ok") >= 1
+        # the open-connection gauges read what is open when scraped: one session bound through "a"
+        bound = connection(proxy.port, a.user_dn("bob"), BOB.password)
+        assert bound.bind() is True
+        assert proxy.metric("matrix_stack_ldap_active_connections") == 1
+        assert proxy.metric("matrix_stack_ldap_backend_connections", backend="a") == 1
+        assert proxy.metric("matrix_stack_ldap_backend_connections", backend="spare") == 0
+        bound.unbind()
+        assert_clean(proxy)  # active back to 0
+        # its backend connection is parked: idle, no longer counted as open
+        assert proxy.metric("matrix_stack_ldap_backend_connections", backend="a") == 0
+        assert proxy.metric("matrix_stack_ldap_binds_total", result="success") == 2
 
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

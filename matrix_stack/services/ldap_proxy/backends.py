@@ -118,10 +118,9 @@ class Pool:
         self._slots: list[BackendState] = []
         self._backup_slots: list[BackendState] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._connections = {s.name: metrics.backend_connections.labels(s.name) for s in self.backends}
+        metrics.tallies.backends = lambda: [(state.name, state.active) for state in self.backends]
         for state in self.backends:
             metrics.backend_up.labels(state.name).set(0)
-            self._connections[state.name].set(0)
 
     # --- selection ----------------------------------------------------------------------------------
 
@@ -154,11 +153,9 @@ class Pool:
 
     def opened(self, state: BackendState) -> None:
         state.active += 1
-        self._connections[state.name].set(state.active)
 
     def closed(self, state: BackendState) -> None:
         state.active -= 1
-        self._connections[state.name].set(state.active)
 
     def connect_failed(self, state: BackendState) -> None:
         """Check again now rather than at the next interval."""

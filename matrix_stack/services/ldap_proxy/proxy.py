@@ -53,20 +53,19 @@ class LdapProxy:
         self._started = False
         self._drained = asyncio.Event()
         self._pruned_at = time.monotonic()
-        self._accepted = {name: self._metrics.connections.labels(name) for name in ("ldap", "ldaps")}
+        self._tallies = self._metrics.tallies
+        self._tallies.active = lambda: len(self.sessions)
 
     # --- the sessions' Registry (per connection: the fields, not the properties, save a call) -------
 
     def admit(self, session: ClientConnection) -> bool:
         self.sessions.add(session)
-        self._metrics.active.inc()
-        self._accepted[session.listener].inc()
+        self._tallies.accepted[session.listener] += 1
         return len(self.sessions) <= self._settings.max_connections
 
     def forget(self, session: ClientConnection) -> None:
         session.count_bytes()
         self.sessions.discard(session)
-        self._metrics.active.dec()
         if not self.sessions:
             self._drained.set()
 

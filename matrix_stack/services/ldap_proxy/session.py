@@ -27,9 +27,10 @@ from matrix_stack.services.ldap_proxy.metrics import LdapMetrics
 from matrix_stack.services.ldap_proxy.relay import UpstreamSide
 from matrix_stack.services.ldap_proxy.responses import ResponseHeads
 from matrix_stack.services.ldap_proxy.upstream import UpstreamError, connect
+from matrix_stack.shared.kit.logs import HotLines
 
 log = logging.getLogger("matrix_stack.ldap_proxy")
-audit_log = logging.getLogger("matrix_stack.ldap_proxy.audit")
+audit_log = HotLines(logging.getLogger("matrix_stack.ldap_proxy.audit"))  # a line per bind
 PENDING_FACTOR = 4  # requests buffered while the backend connection opens: this many PDUs' worth
 
 
@@ -40,13 +41,14 @@ class State(Enum):
     OPEN = "open"  # requests read PDU by PDU and decided on; responses relayed, their heads read
     UPGRADING = "upgrading"  # StartTLS answered here: the handshake runs, nothing read, output held
     RAW = "raw"  # after a passed-through StartTLS: bytes relayed both ways, none read
+    UNBINDING = "unbinding"  # an unbind came while a bind ran: nothing more read; ends once it is answered
     UNBOUND = "unbound"  # closing after an unbind it kept: the backend connection may be parked
     CLOSING = "closing"  # closing: nothing more read or sent; the backend connection is closed
 
 
 # Plain names for the hot paths: looking up an Enum member on its class costs ~0.1 µs on Python 3.11.
-OPEN, UPGRADING, RAW, UNBOUND, CLOSING = (State.OPEN, State.UPGRADING, State.RAW, State.UNBOUND,
-                                          State.CLOSING)  # fmt: skip
+OPEN, UPGRADING, RAW, UNBINDING, UNBOUND, CLOSING = (State.OPEN, State.UPGRADING, State.RAW, State.UNBINDING,
+                                                     State.UNBOUND, State.CLOSING)  # fmt: skip
 
 
 class Registry(Protocol):
@@ -100,6 +102,7 @@ class ClientConnection(asyncio.Protocol):
         self.starttls_id: int | None = None  # a passed-through StartTLS awaiting the backend's answer
         self.binds: dict[int, tuple[str, float]] = {}
         self.replay: list[bytes] | None = None  # sent on a reused connection, not yet answered
+        self.held_unbind: bytes | None = None  # an unbind held until the bind before it is answered
         self.in_flight: set[int] = set()  # message ids of requests awaiting their final response
         self._pauses: set[str] = set()  # why the client is not being read
         self._held: list[bytes] = []  # for the client while its TLS handshake runs
@@ -211,6 +214,9 @@ class ClientConnection(asyncio.Protocol):
                 raise ber.BerError(f"operation 0x{op:02x} is not a request")
             if env.message_id == 0:
                 raise ber.BerError("message id 0 is the server's, for its notices")
+            if self.binds and op == ber.UNBIND_REQUEST:  # sent right behind its bind, unanswered yet
+                self._unbind_after_bind(pdu)
+                return
             if self.binds and op != ber.ABANDON_REQUEST:  # RFC 4511 4.2.1: nothing while a bind runs
                 raise ber.BerError("a request while a bind is in progress")
             if env.message_id in self.in_flight and op not in ber.NO_RESPONSE:
@@ -237,6 +243,24 @@ class ClientConnection(asyncio.Protocol):
                 self._forward(pdu, op, env.message_id)
         except ber.BerError as exc:
             self.fail("malformed", str(exc))
+
+    def _unbind_after_bind(self, pdu: bytes) -> None:
+        """Hold an unbind until the bind before it is answered: the client gets the bind's answer, then
+        the close. slapd does the same, mostly (a race in it sometimes closes first); forwarded at
+        once, the unbind would meet that race, and a reusable connection could not be kept."""
+        self.held_unbind = pdu
+        self.state = UNBINDING  # nothing after the unbind is read
+        self.pause_client("unbind")
+
+    def _unbound_after_bind(self) -> None:
+        """The held unbind, once the bind is answered: kept (the connection parked) when it can be,
+        otherwise sent on and both sides closed, the bind's answer written first."""
+        if self._reusable():
+            self._end(UNBOUND)
+            return
+        if self.upstream is not None and self.held_unbind is not None:
+            self._send_up(self.held_unbind)
+        self.close()
 
     def _forward(self, pdu: bytes, op: int, message_id: int) -> None:
         if op not in ber.NO_RESPONSE:
@@ -374,12 +398,12 @@ class ClientConnection(asyncio.Protocol):
         self.replay = [first]  # resent on a new connection if this one turns out to be closed
         self._attach(state, transport, protocol)
         transport.write(first)
-        self.metrics.reused.inc()
+        self.metrics.tallies.reused += 1
         return True
 
     def _reusable(self) -> bool:
         """A backend connection whose every operation is answered, in plain LDAP or the backend's own
-        TLS (asked in the OPEN and UNBOUND states, never RAW), with no bind in flight: the next
+        TLS (asked in the OPEN, UNBINDING and UNBOUND states, never RAW), with no bind in flight: the next
         session's opening bind resets it completely."""
         return (
             bool(self.settings.upstream_pool_size)
@@ -474,6 +498,9 @@ class ClientConnection(asyncio.Protocol):
             self._heads.read(data, self._response)
         except ber.BerError as exc:
             self.fail("backend_garbage", f"backend {self._backend_name()} sent garbage: {exc}")
+            return
+        if self.state is UNBINDING and not self.binds:  # after the read: the stream is between PDUs
+            self._unbound_after_bind()
 
     def _response(self, message_id: int, op: int, code: int | None) -> bool:
         """A response's head; True when the rest is TLS, relayed unread (a passed-through StartTLS)."""
@@ -527,18 +554,15 @@ class ClientConnection(asyncio.Protocol):
 
     def _audit(self, dn: str, code: int, backend: str | None, seconds: float) -> None:
         result = ber.result_name(code)
-        self.metrics.bind_result(result).inc()
+        self.metrics.tallies.bind(result)
         if self.settings.audit_binds:
-            audit_log.info("bind", extra={"dn": dn, "result": result, "code": code,
-                                          "backend": backend or "proxy", "ms": round(seconds * 1000, 2),
-                                          "client": _show(self.peer)})  # fmt: skip
+            audit_log.info("bind", {"dn": dn, "result": result, "code": code, "backend": backend or "proxy",
+                                    "ms": round(seconds * 1000, 2), "client": _show(self.peer)})  # fmt: skip
 
     def count_bytes(self) -> None:
-        metrics = self.metrics
-        if self.bytes_up:
-            metrics.to_backend.inc(self.bytes_up)
-        if self.bytes_down:
-            metrics.to_client.inc(self.bytes_down)
+        tallies = self.metrics.tallies
+        tallies.to_backend += self.bytes_up
+        tallies.to_client += self.bytes_down
         self.bytes_up = self.bytes_down = 0
 
     def expire(self, now: float) -> None:

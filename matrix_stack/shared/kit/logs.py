@@ -8,7 +8,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 import orjson
@@ -28,6 +28,7 @@ _TOKEN_PATTERNS = [
 ]
 
 
+HOT_WAIT = 0.05  # seconds a hot path's line may wait to share a write: ~20 writes a second of them
 # Each token pattern needs one of these words; a line without them cannot match.
 _TOKEN_WORDS = ("access_token", "bearer", "password", "secret", "token")
 
@@ -63,20 +64,27 @@ class JsonFormatter(logging.Formatter):
         return f"{self._stamp}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "ts": self._timestamp(record.created, record.msecs),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        current = request_id.get()
-        if current:
-            entry["request_id"] = current
+        entry = self._entry(record.created, record.msecs, record.levelname, record.name, record.getMessage())
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        return self.redact(orjson.dumps(entry, default=str).decode())
+
+    def _entry(self, created: float, msecs: float, level: str, logger: str, msg: str) -> dict[str, object]:
+        entry: dict[str, object] = {"ts": self._timestamp(created, msecs), "level": level, "logger": logger,
+                                    "msg": msg}  # fmt: skip
+        current = request_id.get()
+        if current:
+            entry["request_id"] = current
+        return entry
+
+    def line(self, level: str, logger: str, msg: str, fields: Mapping[str, object]) -> str:
+        """The line `format` makes of a record with these `extra` fields, made without the record."""
+        created = time.time()
+        entry = self._entry(created, (created - int(created)) * 1000, level, logger, msg)
+        entry.update(fields)
         return self.redact(orjson.dumps(entry, default=str).decode())
 
 
@@ -95,13 +103,17 @@ class TextFormatter(logging.Formatter):
 
 class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Lines logged during one turn of the event loop reach the stream in one write at its end, so
-    a busy service (an audit line per LDAP bind) makes one system call per turn, not per line.
-    Outside a running loop, and for errors, a line is written at once."""
+    a busy service makes one system call per turn, not per line; a hot path's lines (HotLines) may
+    wait a little longer, so a service that writes one per request (an audit line per LDAP bind)
+    makes a few writes a second, not one per turn. Outside a running loop, and for errors, a line is
+    written at once."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self._lines: list[str] = []
         self._scheduled_on: asyncio.AbstractEventLoop | None = None  # a flush is due on this loop
+        self._timer: asyncio.Handle | None = None  # that flush
+        self._wait = 0.0  # how long that flush was set to wait
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -109,22 +121,35 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
+        self.add(line, record.levelno)
+
+    def add(self, line: str, levelno: int, wait: float = 0.0) -> None:
+        """A formatted line, written at the end of this turn of the loop, or `wait` seconds later
+        with whatever else came by then (at once outside a loop, and for errors). The caller holds
+        the handler's lock (`handle` does, for `emit`)."""
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         self._lines.append(line)
-        if loop is None or record.levelno >= logging.ERROR:
+        if loop is None or levelno >= logging.ERROR:
             self._write()
         elif self._scheduled_on is not loop:  # none due, or due on a loop that has gone away
             if self._scheduled_on is not None:
                 self._write()
-            self._scheduled_on = loop
-            loop.call_soon(self._flush_turn)
+            self._schedule(loop, wait)
+        elif wait < self._wait:  # the flush due would keep this line waiting too long
+            if self._timer is not None:
+                self._timer.cancel()
+            self._schedule(loop, wait)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, wait: float) -> None:
+        self._scheduled_on, self._wait = loop, wait
+        self._timer = loop.call_later(wait, self._flush_turn) if wait else loop.call_soon(self._flush_turn)
 
     def _flush_turn(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            self._scheduled_on = None
+            self._scheduled_on = self._timer = None
             self._write()
 
     def _write(self) -> None:
@@ -140,6 +165,50 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             self._write()
             super().flush()
+
+
+class HotLines:
+    """INFO lines from a hot path (ldap-proxy's audit line per bind) made straight from their fields:
+    a LogRecord costs ~15 µs to make, handle and format, the same JSON line ~4 µs without it; and
+    written up to HOT_WAIT later, with the lines that came meanwhile, in one write. Taken only where
+    the kit's configuration holds on the way up (the root's one batching handler with the JSON
+    formatter, no filter, no other handler); anywhere else the line is an ordinary logger call, so
+    what is written never differs."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def info(self, msg: str, fields: Mapping[str, object]) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        kit = self._kit_handler()
+        if kit is None:
+            logger.info(msg, extra=fields)
+            return
+        handler, formatter = kit
+        with handler.lock:  # type: ignore[union-attr]
+            handler.add(formatter.line("INFO", logger.name, msg, fields), logging.INFO, HOT_WAIT)
+
+    def _kit_handler(self) -> tuple[LoopBatchingHandler, JsonFormatter] | None:
+        """The handler every line of this logger reaches (and its formatter), when it is the kit's
+        alone."""
+        node: logging.Logger | None = self.logger
+        while node is not None:
+            if node.filters or node.disabled:
+                return None
+            if node.handlers:
+                handler = node.handlers[0]
+                formatter = handler.formatter
+                if (node.parent is not None or len(node.handlers) != 1 or handler.filters
+                        or handler.level > logging.INFO or type(handler) is not LoopBatchingHandler
+                        or type(formatter) is not JsonFormatter):  # fmt: skip
+                    return None
+                return handler, formatter
+            if not node.propagate:
+                return None
+            node = node.parent
+        return None
 
 
 def configure(level: str = "INFO", *, json_lines: bool = True, secrets: Iterable[str] = ()) -> None:
