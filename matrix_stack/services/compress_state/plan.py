@@ -46,7 +46,7 @@ def plan_chunk(
 
     Each group's base is the head the levels give it when that is usable (its state holds no key the
     group lacks). When it is not (a fork: the group before by id is on another branch) or when
-    another base makes a smaller delta, the base is the better of: the first usable group up the
+    another base makes a delta no larger, the base is the better of: the first usable group up the
     chain the head ends (as the Rust tool looks), and the group Synapse made it a delta from, when
     that one's walk is shorter than the head's (so no walk ends longer than the levels allow)."""
     children = Counter(edges[group] for group in groups if group in edges)
@@ -118,11 +118,12 @@ def plan_chunk(
         else:
             found = up_the_chain(prev, full) if prev is not None else None
             # Synapse's own base, when it was planned in this chunk (so neither kept nor gone) and
-            # its walk is short enough: its delta is the group's rows, at most.
+            # its walk is short enough: its delta is the group's rows, at most. Preferred on a tie,
+            # as a group left as it is costs no write.
             if old_prev is not None and old_prev in budgets and depths[old_prev] < budgets[group]:
                 base = state_of(old_prev)
                 own_base = {key: event for key, event in own.items() if base.get(key) != event}
-                if found is None or len(own_base) < len(found[1]):
+                if found is None or len(own_base) <= len(found[1]):
                     found = old_prev, own_base
             prev, rows_now = found if found is not None else (None, dict(full))  # none: stored whole
         depths[group] = 0 if prev is None else depth_of(prev) + 1
