@@ -7,8 +7,8 @@ made through Synapse's client API (`COMPRESS_BENCH_REAL_STEPS` state changes in 
 2 with one change at a time and 2 where a member's join or leave races the owner's change (Synapse
 forks their state); and, for volume, `COMPRESS_BENCH_ROOMS` rooms of `COMPRESS_BENCH_GROUPS` state
 groups of each of two kinds written straight into the state tables the way Synapse writes them
-(`devstack.state_tables`): linear, and forked (a tenth of the steps bursts of 2 or 3 concurrent
-branches, interleaved by id, then resolved).
+(`devstack.state_tables`): linear, and forked (`COMPRESS_BENCH_BURST_RATE` of the steps, a tenth
+by default, bursts of 2 or 3 concurrent branches, interleaved by id, then resolved).
 
 Both tools use chunks of 500 groups, levels 100,50,25 and as many chunks as it takes to finish. Ours
 runs as operators run it (its console script, verification on) and once with `--no-verify` for
@@ -42,7 +42,7 @@ ROOMS = int(os.environ.get("COMPRESS_BENCH_ROOMS", "15"))  # of each written kin
 GROUPS = int(os.environ.get("COMPRESS_BENCH_GROUPS", "3000"))
 REAL_STEPS = int(os.environ.get("COMPRESS_BENCH_REAL_STEPS", "300"))
 CHUNK, LEVELS = 500, "100,50,25"
-BURST_RATE = 0.1
+BURST_RATE = float(os.environ.get("COMPRESS_BENCH_BURST_RATE", "0.1"))  # of the forked rooms' steps
 TOOL = str(Path(sys.executable).parent / "compress-state")
 
 
