@@ -39,6 +39,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from devstack.processes import STAND_IN_KEEP_ALIVE
+
 log = logging.getLogger("devstack.livekit")  # also when run as __main__
 
 SERVICE_PREFIX = "/twirp/livekit.RoomService/"
@@ -157,7 +159,7 @@ class LocalLivekit:
         sock.bind(("127.0.0.1", self._requested_port))
         self._socket = sock
         config = uvicorn.Config(self, lifespan="off", log_config=None, access_log=False,
-                                server_header=False)  # fmt: skip
+                                server_header=False, timeout_keep_alive=STAND_IN_KEEP_ALIVE)  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="local-livekit", daemon=True

@@ -25,6 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from devstack.processes import STAND_IN_KEEP_ALIVE
+
 API_SCOPE = "urn:matrix:client:api:*"
 DEVICE_SCOPE = "urn:matrix:client:device:"
 ADMIN_SCOPE = "urn:synapse:admin:*"
@@ -189,7 +191,12 @@ class MasStandIn:
 
     def start(self, timeout: float = 15.0) -> None:
         config = uvicorn.Config(
-            self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            self.app(),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_keep_alive=STAND_IN_KEEP_ALIVE,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=asyncio.run, args=(self._server.serve(),), daemon=True)

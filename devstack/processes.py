@@ -10,6 +10,11 @@ from typing import Any
 
 import httpx
 
+# The stand-ins that serve HTTP in-process keep idle connections longer than their clients do, as the
+# kit's services do (KitSettings.keep_alive_seconds): with equal timeouts a reused connection can be
+# closed under a request.
+STAND_IN_KEEP_ALIVE = 75
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -363,33 +363,7 @@ async def test_a_token_for_another_user_or_a_wrong_token_is_401(
         assert (answer.status_code, answer.content) == (401, UNAUTHORISED)
 
 
-_MEMBER = b'"member": {"id": "m", "claimed_user_id": "@u:x", "claimed_device_id": "D"}'
-_TOKEN = b'"openid_token": {"access_token": "t", "matrix_server_name": "x"}'
-
-
-@pytest.mark.parametrize(
-    ("body", "errcode", "message"),
-    [
-        (b"not json", "M_NOT_JSON", "Error reading request"),
-        (b"[]", "M_NOT_JSON", "Error reading request"),
-        (b'{"delay_timeout": "3000"}', "M_NOT_JSON", "Error reading request"),
-        (b"{}", "M_BAD_JSON", "The request body is missing `room_id` or `slot_id`"),
-        (b'{"room_id": "!r:x", "slot_id": "s"}', "M_BAD_JSON",
-         "The request body `member` is missing a `id`, `claimed_user_id` or `claimed_device_id`"),
-        (b'{"room_id": "!r:x", "slot_id": "s", ' + _MEMBER + b', "openid_token": {"access_token": "t"}}',
-         "M_BAD_JSON", "The request body `openid_token` is missing a `access_token` or `matrix_server_name`"),
-        (b'{"room_id": "!r:x", "slot_id": "s", ' + _MEMBER + b", " + _TOKEN + b"}",
-         "M_BAD_JSON", "The request body is missing `delay_id` or `delay_timeout`"),
-        (b'{"room_id": "!r:x", "slot_id": "s", ' + _MEMBER + b", " + _TOKEN + b', "delay_id": "d"}',
-         "M_BAD_JSON", "The request body is missing `delay_id` or `delay_timeout`"),
-        (b'{"room_id": "!r:x", "slot_id": "s", ' + _MEMBER + b", " + _TOKEN + b', "delay_timeout": 3000}',
-         "M_BAD_JSON", "The request body is missing `delay_id` or `delay_timeout`"),
-    ],
-)  # fmt: skip
-def test_bad_delegation_bodies(service: LocalLivekitJwt, body: bytes, errcode: str, message: str) -> None:
-    answer = httpx.post(service.url + "/delegate_delayed_leave", content=body, timeout=30)
-    assert answer.status_code == 400, answer.text
-    assert answer.json() == {"errcode": errcode, "error": message}
+# The bad delegation-body table, in-process: tests/unit/test_livekit_jwt_bodies.py.
 
 
 async def test_a_webhook_without_a_good_signature_is_401(service: LocalLivekitJwt) -> None:

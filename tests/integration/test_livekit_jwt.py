@@ -5,7 +5,6 @@ service runs as its console entry point. JWTs are verified with pyjwt and liveki
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import subprocess
 import sys
@@ -189,39 +188,7 @@ async def test_a_token_for_another_user_or_a_wrong_token_is_401(
         assert (answer.status_code, answer.content) == (401, UNAUTHORISED)
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "errcode", "message"),
-    [
-        ("/get_token", b"not json", "M_NOT_JSON", "Error reading request"),
-        ("/get_token", b"[]", "M_NOT_JSON", "Error reading request"),
-        ("/get_token", b'{"room_id": 5}', "M_NOT_JSON", "Error reading request"),
-        ("/get_token", b"{}", "M_BAD_JSON", "The request body is missing `room_id` or `slot_id`"),
-        ("/get_token", b'{"room_id": "!r:x", "slot_id": "s"}', "M_BAD_JSON",
-         "The request body `member` is missing a `id`, `claimed_user_id` or `claimed_device_id`"),
-        ("/get_token", b'{"room_id": "!r:x", "slot_id": "s", "member": {"id": "m", "claimed_user_id": "@u:x", '
-         b'"claimed_device_id": "D"}, "openid_token": {"access_token": "t"}}', "M_BAD_JSON",
-         "The request body `openid_token` is missing a `access_token` or `matrix_server_name`"),
-        ("/get_token", b'{"room_id": "!r:x", "slot_id": "s", "member": {"id": "m", "claimed_user_id": "@u:x", '
-         b'"claimed_device_id": "D"}, "openid_token": {"access_token": "t", "matrix_server_name": "x"}, '
-         b'"delay_id": "d"}', "M_BAD_JSON", "The request body is missing `delay_id` or `delay_timeout`"),
-        ("/get_token", b"[" * 5000 + b"]" * 5000, "M_NOT_JSON", "Error reading request"),  # past the parser's depth
-        ("/get_token", b'{"room_id": "!r:x", "slot_id": "s", "member": {"id": "m", "claimed_user_id": "@u:x", '
-         b'"claimed_device_id": "D"}, "openid_token": {"access_token": "t", "matrix_server_name": "x"}, '
-         b'"delay_id": "d", "delay_timeout": 5}', "M_BAD_JSON",
-         "`delay_timeout` must be between 1000 and 86400000 milliseconds"),
-        ("/sfu/get", b"{", "M_NOT_JSON", "Error reading request"),
-        ("/sfu/get", b"{}", "M_BAD_JSON", "Missing room parameter"),
-        ("/sfu/get", b'{"room": "!r:x", "openid_token": {}}', "M_BAD_JSON", "Missing OpenID token parameters"),
-    ],
-)  # fmt: skip
-def test_bad_bodies(service: LocalLivekitJwt, path: str, body: bytes, errcode: str, message: str) -> None:
-    answer = httpx.post(service.url + path, content=body, timeout=30)
-    assert answer.status_code == 400
-    assert (
-        answer.content
-        == (json.dumps({"errcode": errcode, "error": message}, separators=(",", ":")) + "\n").encode()
-    )
-    assert answer.headers["access-control-allow-origin"] == "*"
+# The bad-body table (lk-jwt-service's bytes for each), in-process: tests/unit/test_livekit_jwt_bodies.py.
 
 
 def test_preflight_methods_and_size(service: LocalLivekitJwt) -> None:

@@ -8,15 +8,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from matrix_stack.services.ldap_proxy.config import Backend, Balance, LdapProxySettings
 from matrix_stack.services.ldap_proxy.health import CheckRequest, CheckResult, check
 from matrix_stack.services.ldap_proxy.metrics import LdapMetrics
+from matrix_stack.services.ldap_proxy.relay import UpstreamSide
 from matrix_stack.services.ldap_proxy.upstream import client_context
-
-if TYPE_CHECKING:
-    from matrix_stack.services.ldap_proxy.session import UpstreamSide
 
 log = logging.getLogger("matrix_stack.ldap_proxy")
 RECHECK_AFTER_FAILURE_SECONDS = 0.5  # a failed connect wakes the check, at most this often

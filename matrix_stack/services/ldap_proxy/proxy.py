@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import ssl
@@ -54,15 +55,18 @@ class LdapProxy:
         self._pruned_at = time.monotonic()
         self._accepted = {name: self._metrics.connections.labels(name) for name in ("ldap", "ldaps")}
 
-    def opened(self, session: ClientConnection) -> None:
+    # --- the sessions' Registry (per connection: the fields, not the properties, save a call) -------
+
+    def admit(self, session: ClientConnection) -> bool:
         self.sessions.add(session)
-        self.metrics.active.inc()
+        self._metrics.active.inc()
         self._accepted[session.listener].inc()
+        return len(self.sessions) <= self._settings.max_connections
 
     def forget(self, session: ClientConnection) -> None:
         session.count_bytes()
         self.sessions.discard(session)
-        self.metrics.active.dec()
+        self._metrics.active.dec()
         if not self.sessions:
             self._drained.set()
 
@@ -83,9 +87,12 @@ class LdapProxy:
             listeners.append(("ldaps", settings.ldaps_port, self.server_context))
         loop = asyncio.get_running_loop()
         for name, port, context in listeners:
+            # Each connection is handed what it works with (and this proxy as the Registry counting it).
+            session = functools.partial(ClientConnection, settings, self.pool, self.limiter, self.metrics,
+                                        self.server_context, self, name, context is not None)  # fmt: skip
             try:
                 server = await loop.create_server(
-                    lambda n=name, c=context: ClientConnection(self, n, c is not None),
+                    session,
                     settings.listen_host, port, ssl=context, backlog=1024, reuse_address=True,
                     ssl_handshake_timeout=settings.connect_timeout if context else None,
                 )  # fmt: skip
@@ -177,7 +184,6 @@ class LdapProxy:
 
     def _sweep_once(self, stamp: tuple[float, ...], stamp_checked: float) -> tuple[tuple[float, ...], float]:
         settings = self.settings
-        idle, answer = settings.idle_timeout, settings.response_timeout
         now = time.monotonic()
         for state in self.pool.backends:
             state.prune_idle(now, settings.upstream_pool_idle_seconds)
@@ -191,12 +197,5 @@ class LdapProxy:
                 self.reload_certificate()
         for session in list(self.sessions):
             session.count_bytes()  # long sessions show their traffic as it goes
-            if session.closing:
-                continue
-            if session.waiting_since is not None and now - session.waiting_since > answer:
-                if session.backend is not None:
-                    self.pool.connect_failed(session.backend)
-                session.fail("response_timeout", f"no answer from the backend in {answer:g}s")
-            elif now - session.last_activity > idle:
-                session.fail("idle_timeout", f"idle for {idle:g}s")
+            session.expire(now)
         return stamp, stamp_checked

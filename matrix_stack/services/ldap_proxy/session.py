@@ -5,6 +5,9 @@ outside the allow-list are answered here when read-only, StartTLS is terminated 
 through), binds are audited and may be refused by the failed-bind limit; everything else is forwarded
 as it came. Responses are written through as they arrive and only their heads are read, to audit
 bind results and follow a passed-through StartTLS.
+
+A session is handed what it works with (settings, backends, bind limiter, metrics, certificate, the
+registry that counts it): it knows nothing of the proxy that accepts it.
 """
 
 from __future__ import annotations
@@ -13,66 +16,78 @@ import asyncio
 import logging
 import ssl
 import time
-from typing import TYPE_CHECKING, cast
+from enum import Enum
+from typing import Protocol, cast
 
 from matrix_stack.services.ldap_proxy import ber
-from matrix_stack.services.ldap_proxy.backends import BackendState
-from matrix_stack.services.ldap_proxy.config import STARTTLS_OID
-from matrix_stack.services.ldap_proxy.upstream import PduProtocol, UpstreamError, connect
-
-if TYPE_CHECKING:
-    from matrix_stack.services.ldap_proxy.proxy import LdapProxy
+from matrix_stack.services.ldap_proxy.backends import BackendState, Pool
+from matrix_stack.services.ldap_proxy.bind_limit import BindLimiter
+from matrix_stack.services.ldap_proxy.config import STARTTLS_OID, LdapProxySettings
+from matrix_stack.services.ldap_proxy.metrics import LdapMetrics
+from matrix_stack.services.ldap_proxy.relay import UpstreamSide
+from matrix_stack.services.ldap_proxy.responses import ResponseHeads
+from matrix_stack.services.ldap_proxy.upstream import UpstreamError, connect
 
 log = logging.getLogger("matrix_stack.ldap_proxy")
 audit_log = logging.getLogger("matrix_stack.ldap_proxy.audit")
 PENDING_FACTOR = 4  # requests buffered while the backend connection opens: this many PDUs' worth
 
 
-class UpstreamSide(PduProtocol):
-    """The backend's end: a PduProtocol while it is set up, then a relay into its session."""
+class State(Enum):
+    """The connection's phase. The phases exclude each other, so they are one field: no two can be
+    half-set, and each check below names the phase it is about."""
 
-    def __init__(self, session: ClientConnection) -> None:
-        super().__init__()
-        self.session: ClientConnection | None = session  # None while parked in the idle pool
-        self.relaying = False
+    OPEN = "open"  # requests read PDU by PDU and decided on; responses relayed, their heads read
+    UPGRADING = "upgrading"  # StartTLS answered here: the handshake runs, nothing read, output held
+    RAW = "raw"  # after a passed-through StartTLS: bytes relayed both ways, none read
+    UNBOUND = "unbound"  # closing after an unbind it kept: the backend connection may be parked
+    CLOSING = "closing"  # closing: nothing more read or sent; the backend connection is closed
 
-    def data_received(self, data: bytes) -> None:
-        if self.relaying and self.session is not None:
-            self.session.from_upstream(data)
-        elif self.session is None:  # an idle connection has nothing to hear (a notice of disconnection)
-            self._closed = True
-            if self.transport is not None:
-                self.transport.close()
-        else:
-            super().data_received(data)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if self.relaying and self.session is not None:
-            self.session.upstream_lost()
+# Plain names for the hot paths: looking up an Enum member on its class costs ~0.1 µs on Python 3.11.
+OPEN, UPGRADING, RAW, UNBOUND, CLOSING = (State.OPEN, State.UPGRADING, State.RAW, State.UNBOUND,
+                                          State.CLOSING)  # fmt: skip
 
-    def pause_writing(self) -> None:
-        if self.session is not None:
-            self.session.pause_client("backend_full")
 
-    def resume_writing(self) -> None:
-        if self.session is not None:
-            self.session.resume_client("backend_full")
+class Registry(Protocol):
+    """Where the open sessions are counted (the proxy: its connection limit, drain and sweep)."""
 
-    def park(self) -> None:
-        self.session = None
-        self.relaying = False
+    def admit(self, session: ClientConnection) -> bool:
+        """Count a new session in; False when it is over the connection limit (it is counted all
+        the same, and forgotten when it ends)."""
 
-    def adopt(self, session: ClientConnection) -> None:
-        self.session = session
+    def forget(self, session: ClientConnection) -> None:
+        """Count an ended session out."""
 
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, proxy: LdapProxy, listener: str, tls: bool) -> None:
-        self.proxy = proxy
-        self.settings = proxy.settings
+    """The client's end of a session, and the Relay its backend connection reports to."""
+
+    def __init__(
+        self,
+        settings: LdapProxySettings,
+        pool: Pool,
+        limiter: BindLimiter,
+        metrics: LdapMetrics,
+        server_context: ssl.SSLContext | None,
+        registry: Registry,
+        listener: str,
+        tls: bool,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.limiter = limiter
+        self.metrics = metrics
+        self.server_context = server_context  # for StartTLS terminated here
+        self.registry = registry
         self.listener = listener
+        self.state = OPEN
+        # Apart from the state, because they hold across phases: the client's side is TLS (LDAPS, or
+        # from a terminated StartTLS on); an abandoned request may be answered late, so the backend
+        # connection is never reused; the client reads slower than the backend answers (flow control).
         self.tls = tls
+        self.abandoned = False
+        self.upstream_paused = False
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] | None = None
         self.buffer = bytearray()
@@ -82,38 +97,34 @@ class ClientConnection(asyncio.Protocol):
         self.upstream_protocol: UpstreamSide | None = None
         self.backend: BackendState | None = None
         self.connecting: asyncio.Task[None] | None = None
-        self.raw = False  # after a passed-through StartTLS: bytes only
-        self.upgrading = False  # answering StartTLS ourselves: TLS handshake under way
-        self.starttls_id: int | None = None
+        self.starttls_id: int | None = None  # a passed-through StartTLS awaiting the backend's answer
         self.binds: dict[int, tuple[str, float]] = {}
         self.replay: list[bytes] | None = None  # sent on a reused connection, not yet answered
-        self.unbound = False  # the client unbound and its backend connection may be reused
         self.in_flight: set[int] = set()  # message ids of requests awaiting their final response
-        self.upstream_paused = False  # the client reads slower than the backend answers
-        self.abandoned = False
         self._pauses: set[str] = set()  # why the client is not being read
         self._held: list[bytes] = []  # for the client while its TLS handshake runs
         self.bytes_up = self.bytes_down = 0  # counted here, added to the metrics by count_bytes
         self.last_activity = time.monotonic()
         self.waiting_since: float | None = None  # oldest unanswered request, for the response timeout
-        self.closing = False
         self._upgrading_task: asyncio.Task[None] | None = None
-        self._head = bytearray()
-        self._skip = 0
-        self._counted = False
+        self._heads = ResponseHeads()
+        self._counted = False  # in the registry: forgotten once, however the session ends
+
+    @property
+    def closing(self) -> bool:
+        return self.state is CLOSING or self.state is UNBOUND
 
     # --- client events ------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         self.peer = _address(transport.get_extra_info("peername"))
-        proxy = self.proxy
-        proxy.opened(self)
+        admitted = self.registry.admit(self)
         self._counted = True
-        if len(proxy.sessions) > self.settings.max_connections:
+        if not admitted:
             self.refuse("connection_limit", 51, "too many connections to the LDAP proxy")  # busy
             return
-        if not proxy.pool.any_up():
+        if not self.pool.any_up():
             self.refuse("no_backend", ber.UNAVAILABLE, "no LDAP backend is available")
         # The backend is chosen and connected when the first request is forwarded: connections that
         # never send one (ldap3's ServerPool opens and closes one per server to probe it) cost nothing
@@ -121,13 +132,13 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
-        if self.raw:
+        if self.state is RAW:
             self._send_up(data)
             return
         buf = self.buffer
         buf += data
         limit = self.settings.max_pdu_bytes
-        while buf and not (self.closing or self.upgrading):
+        while buf and self.state is OPEN:
             try:
                 length = ber.pdu_length(buf)
             except ber.BerError as exc:
@@ -151,17 +162,18 @@ class ClientConnection(asyncio.Protocol):
     def _finish(self) -> None:
         """The client is gone: park or close its backend connection, release what it held. Also
         called when a StartTLS handshake fails, where asyncio reports no connection_lost."""
-        self.closing = True
+        if self.state is not UNBOUND:  # kept: an unbound session's backend connection may be parked
+            self.state = CLOSING
         if self.connecting is not None:
             self.connecting.cancel()
         if self.upstream is not None and not self._park():
             self.upstream.close()
         for dn, _ in self.binds.values():
-            self.proxy.limiter.end(dn, None)
+            self.limiter.end(dn, None)
         self.binds.clear()
         if self._counted:
             self._counted = False
-            self.proxy.forget(self)
+            self.registry.forget(self)
 
     def pause_writing(self) -> None:  # the client reads slower than it is answered
         self.upstream_paused = True
@@ -182,7 +194,7 @@ class ClientConnection(asyncio.Protocol):
 
     def resume_client(self, reason: str) -> None:
         self._pauses.discard(reason)
-        if self._pauses or self.upgrading:
+        if self._pauses or self.state is UPGRADING:
             return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
@@ -190,13 +202,13 @@ class ClientConnection(asyncio.Protocol):
     # --- requests -----------------------------------------------------------------------------------
 
     def _request(self, pdu: bytes) -> None:
+        """One request, read in the OPEN state (after an unbind the state has left it: nothing more
+        is read)."""
         try:
             env = ber.envelope(pdu)
             op = env.op
             if op not in ber.REQUESTS:
                 raise ber.BerError(f"operation 0x{op:02x} is not a request")
-            if self.unbound:
-                raise ber.BerError("a request after the unbind")
             if env.message_id == 0:
                 raise ber.BerError("message id 0 is the server's, for its notices")
             if self.binds and op != ber.ABANDON_REQUEST:  # RFC 4511 4.2.1: nothing while a bind runs
@@ -220,8 +232,7 @@ class ClientConnection(asyncio.Protocol):
                     "read_only", ber.OPERATION_NAMES[op],
                 )  # fmt: skip
             elif op == ber.UNBIND_REQUEST and self._reusable():
-                self.unbound = True  # not forwarded: the directory would close a reusable connection
-                self.close()
+                self._end(UNBOUND)  # not forwarded: the directory would close a reusable connection
             else:
                 self._forward(pdu, op, env.message_id)
         except ber.BerError as exc:
@@ -240,7 +251,7 @@ class ClientConnection(asyncio.Protocol):
             self.upstream.write(data)
             return
         if self.connecting is None:
-            candidates = self.proxy.pool.candidates()
+            candidates = self.pool.candidates()
             if not candidates:
                 self.refuse("no_backend", ber.UNAVAILABLE, "no LDAP backend is available")
                 return
@@ -254,7 +265,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _answer(self, response: bytes, reason: str, operation: str) -> None:
         """A response the proxy gives itself, instead of forwarding the request."""
-        self.proxy.metrics.refusals.labels(reason).inc()
+        self.metrics.refusals.labels(reason).inc()
         log.info("answered by the proxy", extra={"operation": operation, "reason": reason,
                                                  "client": _show(self.peer)})  # fmt: skip
         self._to_client(response)
@@ -266,7 +277,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _bind(self, pdu: bytes, env: ber.Envelope) -> None:
         bind = ber.bind_request(pdu, env)
-        if self.proxy.limiter.blocked(bind.name):  # its failures and binds in flight
+        if self.limiter.blocked(bind.name):  # its failures and binds in flight
             message = "too many failed binds for this DN; try again later"
             self._refuse_bind(env, bind.name, ber.UNWILLING_TO_PERFORM, message, "bind_limit")
             return
@@ -275,7 +286,7 @@ class ClientConnection(asyncio.Protocol):
             self._refuse_bind(env, bind.name, ber.CONFIDENTIALITY_REQUIRED, message, "tls_required")
             return
         self.binds[env.message_id] = (bind.name, time.perf_counter())
-        self.proxy.limiter.begin(bind.name)
+        self.limiter.begin(bind.name)
         self._forward(pdu, ber.BIND_REQUEST, env.message_id)
 
     def _extended(self, pdu: bytes, env: ber.Envelope) -> None:
@@ -315,33 +326,33 @@ class ClientConnection(asyncio.Protocol):
             assert self.transport is not None
             self.pause_client("tls")  # the next bytes are the TLS handshake, for start_tls
             self._to_client(ber.extended_response(message_id, ber.SUCCESS, "", STARTTLS_OID))
-            self.upgrading = True
+            self.state = UPGRADING  # after the answer, which goes out in plain LDAP
             self._upgrading_task = asyncio.get_running_loop().create_task(self._upgrade())
             return
         self._to_client(ber.extended_response(message_id, ber.OPERATIONS_ERROR, reason))
 
     async def _upgrade(self) -> None:
         assert self.transport is not None
-        assert self.proxy.server_context is not None
+        assert self.server_context is not None
         loop = asyncio.get_running_loop()
         try:
             upgraded = await loop.start_tls(
-                self.transport, self, self.proxy.server_context, server_side=True,
+                self.transport, self, self.server_context, server_side=True,
                 ssl_handshake_timeout=self.settings.connect_timeout,
             )  # fmt: skip
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            self.proxy.metrics.refusals.labels("tls_handshake").inc()
+            self.metrics.refusals.labels("tls_handshake").inc()
             log.warning("connection closed", extra={"reason": "tls_handshake", "detail": f"StartTLS: {exc}",
                                                     "client": _show(self.peer)})  # fmt: skip
             self.transport.abort()
             self._finish()
             return
-        if upgraded is None or self.closing:
+        if upgraded is None or self.state is not UPGRADING:  # closed while the handshake ran
             self._finish()
             return
         self.transport = upgraded
         self.tls = True
-        self.upgrading = False
+        self.state = OPEN
         self.last_activity = time.monotonic()
         held, self._held = self._held, []
         for data in held:
@@ -359,54 +370,53 @@ class ClientConnection(asyncio.Protocol):
             return False
         transport, protocol = idle
         protocol.adopt(self)
-        self.proxy.pool.opened(state)
+        self.pool.opened(state)
         self.replay = [first]  # resent on a new connection if this one turns out to be closed
         self._attach(state, transport, protocol)
         transport.write(first)
-        self.proxy.metrics.reused.inc()
+        self.metrics.reused.inc()
         return True
 
     def _reusable(self) -> bool:
         """A backend connection whose every operation is answered, in plain LDAP or the backend's own
-        TLS, with no bind in flight: the next session's opening bind resets it completely."""
+        TLS (asked in the OPEN and UNBOUND states, never RAW), with no bind in flight: the next
+        session's opening bind resets it completely."""
         return (
             bool(self.settings.upstream_pool_size)
             and self.upstream is not None
             and self.backend is not None
             and not self.backend.config.proxy_protocol
-            and not self.raw
             and self.starttls_id is None
             and not self.in_flight
             and not self.abandoned
             and not self.binds
             and not self.upstream_paused
             and not self.upstream.is_closing()
-            and not self._head
-            and not self._skip
+            and self._heads.between_pdus
         )
 
     def _park(self) -> bool:
         """Put this session's backend connection in the idle pool, if it ended cleanly."""
         upstream, backend, protocol = self.upstream, self.backend, self.upstream_protocol
-        if not (self.unbound and self._reusable()) or upstream is None or backend is None:
+        if not (self.state is UNBOUND and self._reusable()) or upstream is None or backend is None:
             return False
         if protocol is None or protocol.closed or upstream.is_closing():
             return False
         if not backend.park(upstream, protocol, time.monotonic(), self.settings.upstream_pool_size):
             return False
         protocol.park()
-        self.proxy.pool.closed(backend)
+        self.pool.closed(backend)
         self.upstream = self.backend = self.upstream_protocol = None
         return True
 
     # --- the backend --------------------------------------------------------------------------------
 
     async def _connect(self, candidates: list[BackendState]) -> None:
-        settings = self.settings
+        settings, pool = self.settings, self.pool
         for state in candidates:
             if state.full() and not state.drop_one_idle():
                 continue
-            self.proxy.pool.opened(state)  # reserved now, so a burst cannot pass the limit
+            pool.opened(state)  # reserved now, so a burst cannot pass the limit
             try:
                 async with asyncio.timeout(settings.connect_timeout):
                     transport, protocol = await connect(
@@ -417,14 +427,14 @@ class ClientConnection(asyncio.Protocol):
                 detail = str(exc) or f"no connection within {settings.connect_timeout:g}s"
                 log.warning("backend connect failed; trying the next", extra={"backend": state.name,
                                                                               "error": detail})  # fmt: skip
-                self.proxy.pool.closed(state)
-                self.proxy.pool.connect_failed(state)
+                pool.closed(state)
+                pool.connect_failed(state)
                 continue
             except BaseException:
-                self.proxy.pool.closed(state)
+                pool.closed(state)
                 raise
             if self.closing:
-                self.proxy.pool.closed(state)
+                pool.closed(state)
                 transport.close()
                 return
             self._attach(state, transport, protocol)
@@ -439,56 +449,38 @@ class ClientConnection(asyncio.Protocol):
         self.backend = state
         self.upstream = transport
         self.upstream_protocol = protocol
-        protocol.relaying = True
+        early = protocol.start_relaying()
         if self.pending:
             self.pending_bytes = 0
             self.resume_client("pending")  # before the write, which may pause it again
             transport.write(b"".join(self.pending))
             self.pending.clear()
-        early = protocol.take_buffer()
         if early:
             self.from_upstream(early)
-        if protocol._closed:
+        if protocol.closed:
             self.upstream_lost()
+
+    # --- Relay: what the backend connection reports -----------------------------------------------
 
     def from_upstream(self, data: bytes) -> None:
         now = time.monotonic()
         self.last_activity = now
         self._to_client(data)
-        if self.raw:
+        if self.state is RAW:
             return
         if self.in_flight:
             self.waiting_since = now
-        if self._skip >= len(data):
-            self._skip -= len(data)
-            return
-        head = self._head
-        head += memoryview(data)[self._skip :]
-        self._skip = 0
-        while head:
-            try:
-                seen = ber.peek(head)
-            except ber.BerError as exc:
-                self.fail("backend_garbage", f"backend {self._backend_name()} sent garbage: {exc}")
-                return
-            if seen is None:
-                return
-            length, message_id, op, code = seen
-            if message_id:
-                self.replay = None  # answered: this connection was alive
-            self._response(message_id, op, code)
-            if self.raw:
-                head.clear()
-                return
-            if length <= len(head):
-                del head[:length]
-            else:
-                self._skip = length - len(head)
-                head.clear()
+        try:
+            self._heads.read(data, self._response)
+        except ber.BerError as exc:
+            self.fail("backend_garbage", f"backend {self._backend_name()} sent garbage: {exc}")
 
-    def _response(self, message_id: int, op: int, code: int | None) -> None:
+    def _response(self, message_id: int, op: int, code: int | None) -> bool:
+        """A response's head; True when the rest is TLS, relayed unread (a passed-through StartTLS)."""
+        if message_id:
+            self.replay = None  # answered: this connection was alive
         if op not in ber.FINAL_RESPONSES or message_id == 0:
-            return
+            return False
         self.in_flight.discard(message_id)
         if not self.in_flight:
             self.waiting_since = None
@@ -498,15 +490,17 @@ class ClientConnection(asyncio.Protocol):
             if bind is not None:
                 dn, started = bind
                 self._audit(dn, code, self._backend_name(), time.perf_counter() - started)
-                self.proxy.limiter.end(dn, code)
+                self.limiter.end(dn, code)
         elif op == ber.EXTENDED_RESPONSE and message_id == self.starttls_id:
             self.starttls_id = None
-            if code == ber.SUCCESS:
-                self.raw = True
+            if code == ber.SUCCESS and self.state is OPEN:
+                self.state = RAW
+                return True
+        return False
 
     def upstream_lost(self) -> None:
         if self.backend is not None:
-            self.proxy.pool.closed(self.backend)
+            self.pool.closed(self.backend)
             self.backend = None
         self.upstream = self.upstream_protocol = None
         if self.replay is not None and not self.closing:
@@ -514,9 +508,8 @@ class ClientConnection(asyncio.Protocol):
             # so the opening bind goes again, once, on a new connection.
             self.pending, self.replay = self.replay, None
             self.pending_bytes = sum(len(data) for data in self.pending)
-            self._head.clear()
-            self._skip = 0
-            candidates = self.proxy.pool.candidates()
+            self._heads.clear()
+            candidates = self.pool.candidates()
             if candidates:
                 self.connecting = asyncio.get_running_loop().create_task(self._connect(candidates))
                 return
@@ -525,7 +518,7 @@ class ClientConnection(asyncio.Protocol):
     # --- endings ------------------------------------------------------------------------------------
 
     def _to_client(self, data: bytes) -> None:
-        if self.upgrading:  # plaintext must not go into the TLS handshake
+        if self.state is UPGRADING:  # plaintext must not go into the TLS handshake
             self._held.append(data)
             return
         if self.transport is not None and not self.transport.is_closing():
@@ -534,47 +527,64 @@ class ClientConnection(asyncio.Protocol):
 
     def _audit(self, dn: str, code: int, backend: str | None, seconds: float) -> None:
         result = ber.result_name(code)
-        self.proxy.metrics.bind_result(result).inc()
+        self.metrics.bind_result(result).inc()
         if self.settings.audit_binds:
             audit_log.info("bind", extra={"dn": dn, "result": result, "code": code,
                                           "backend": backend or "proxy", "ms": round(seconds * 1000, 2),
                                           "client": _show(self.peer)})  # fmt: skip
 
     def count_bytes(self) -> None:
-        metrics = self.proxy.metrics
+        metrics = self.metrics
         if self.bytes_up:
             metrics.to_backend.inc(self.bytes_up)
         if self.bytes_down:
             metrics.to_client.inc(self.bytes_down)
         self.bytes_up = self.bytes_down = 0
 
+    def expire(self, now: float) -> None:
+        """The sweep's look: closed when the backend has not answered in time, or when idle too long."""
+        if self.closing:
+            return
+        idle, answer = self.settings.idle_timeout, self.settings.response_timeout
+        if self.waiting_since is not None and now - self.waiting_since > answer:
+            if self.backend is not None:
+                self.pool.connect_failed(self.backend)
+            self.fail("response_timeout", f"no answer from the backend in {answer:g}s")
+        elif now - self.last_activity > idle:
+            self.fail("idle_timeout", f"idle for {idle:g}s")
+
     def _backend_name(self) -> str:
         return self.backend.name if self.backend is not None else "-"
 
     def refuse(self, reason: str, code: int, message: str) -> None:
         """Tell the client why (a notice of disconnection) and close: it never waits on a dead end."""
-        self.proxy.metrics.refusals.labels(reason).inc()
+        self.metrics.refusals.labels(reason).inc()
         log.warning("connection refused", extra={"reason": reason, "client": _show(self.peer)})
         self._to_client(ber.notice_of_disconnection(code, message))
         self.close()
 
     def fail(self, reason: str, detail: str) -> None:
         """Bad input: one log line and this connection closed; nothing else is touched."""
-        self.proxy.metrics.refusals.labels(reason).inc()
+        self.metrics.refusals.labels(reason).inc()
         log.warning("connection closed", extra={"reason": reason, "detail": detail,
                                                 "client": _show(self.peer)})  # fmt: skip
         self._to_client(ber.notice_of_disconnection(ber.PROTOCOL_ERROR, detail))
         self.close()
 
     def close(self) -> None:
-        if self.closing:
+        self._end(CLOSING)
+
+    def _end(self, state: State) -> None:
+        """Close the client's side; after a kept unbind (UNBOUND) the backend connection stays open,
+        for _finish to park."""
+        if self.state is CLOSING or self.state is UNBOUND:
             return
-        self.closing = True
+        self.state = state
         if self.connecting is not None and not self.connecting.done():
             self.connecting.cancel()
         if self.transport is not None:
             self.transport.close()
-        if self.upstream is not None and not self.unbound:  # after an unbind, _finish may park it
+        if self.upstream is not None and state is not UNBOUND:
             self.upstream.close()
 
 

@@ -71,6 +71,7 @@ async def serve(app: ASGIApp, settings: KitSettings, **uvicorn_options: Any) -> 
         proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_drain_seconds) or None,
+        timeout_keep_alive=settings.keep_alive_seconds,  # uvicorn's 5 s ties with httpx's 5 s
         **uvicorn_options,
     )
     try:

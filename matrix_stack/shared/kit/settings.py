@@ -116,6 +116,10 @@ class KitSettings(ProcessSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     shutdown_drain_seconds: float = Field(default=10.0, ge=0)
+    # An idle kept-alive connection is closed by the client first only if ours lasts longer than its
+    # (httpx 5 s, aiohttp 15 s, AWS ALB and ingress-nginx 60 s): a close that meets a reused connection
+    # loses the request sent on it ("disconnected without sending a response").
+    keep_alive_seconds: int = Field(default=75, ge=1)
 
 
 def first_error(error: ValidationError) -> tuple[list[str], str]:

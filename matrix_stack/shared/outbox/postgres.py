@@ -47,6 +47,7 @@ from matrix_stack.shared.outbox.schema import (
     next_step,
     numbered,
     postgres_dialect,
+    upgrade_level,
 )
 from matrix_stack.shared.outbox.store import (
     Claim,
@@ -272,7 +273,11 @@ class PostgresStore:
                 for statement in step.statements(self._dialect):
                     await connection.execute(statement)
                 await connection.execute(self._dialect.sql(RECORD_VERSION), (step.version, time.time()))
-            log.info("outbox schema upgraded", extra={"schema": self.schema, "version": step.version})
+            log.log(
+                upgrade_level(step),
+                "outbox schema upgraded",
+                extra={"schema": self.schema, "version": step.version},
+            )
 
     async def _version(self, connection: psycopg.AsyncConnection[Any]) -> int:
         """The schema's version (0: new); one made before versions were kept is at 1."""

@@ -12,6 +12,7 @@ tables only the shared store has (room leases; the meta table with the owner and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -166,3 +167,8 @@ def next_step(found: int, steps: Sequence[Step], where: str) -> Step | None:
             f" ({len(steps)}); run a release that knows it (a database is never downgraded)"
         )
     return steps[found] if found < len(steps) else None
+
+
+def upgrade_level(step: Step) -> int:
+    """How loud an applied step is logged: creating a fresh outbox (step 1) is routine."""
+    return logging.INFO if step.version > 1 else logging.DEBUG

@@ -28,6 +28,7 @@ from matrix_stack.shared.outbox.schema import (
     Step,
     next_step,
     numbered,
+    upgrade_level,
 )
 from matrix_stack.shared.outbox.store import (
     Claim,
@@ -131,7 +132,11 @@ class _Database:
                 connection.execute("ROLLBACK")
             raise
         if step is not None:
-            log.info("outbox schema upgraded", extra={"path": str(self.path), "version": step.version})
+            log.log(
+                upgrade_level(step),
+                "outbox schema upgraded",
+                extra={"path": str(self.path), "version": step.version},
+            )
         return step is not None
 
     def _run(self) -> None:
