@@ -444,6 +444,38 @@ class RouterTimeouts(Strict):
     )
 
 
+class RouterHealthCheck(Strict):
+    interval: str = Field(
+        "1s",
+        pattern="^[0-9]+(ms|s)$",
+        description=(
+            "Envoy asks every Synapse process behind it for /health this often (also when idle), and\n"
+            "stops sending to one after unhealthyThreshold failures in a row (a dead one within two\n"
+            "intervals; its hashed keys move to the next instance on the ring), until one answer again."
+        ),
+    )
+    timeout: str = Field("1s", pattern="^[0-9]+(ms|s)$")
+    unhealthyThreshold: int = Field(2, ge=1)
+    healthyThreshold: int = Field(1, ge=1)
+
+
+class RouterRetries(Strict):
+    maxRetries: int = Field(
+        2,
+        ge=0,
+        le=5,
+        description=(
+            "A request that cannot have reached Synapse (connection failed or refused, reset before it\n"
+            "was sent) is tried again on another instance of its pool, and so is a GET, a HEAD or a\n"
+            "PUT with a transaction id whose connection was reset; never a POST that may have reached\n"
+            "Synapse. At most this many times, and retries in flight are at most budgetPercent of the\n"
+            "requests in flight (at least minRetryConcurrency), so retries cannot amplify an outage."
+        ),
+    )
+    budgetPercent: int = Field(20, ge=0, le=100)
+    minRetryConcurrency: int = Field(10, ge=0)
+
+
 class Overload(Strict):
     maxHeapBytes: int = Field(402653184, ge=1048576)
     maxConnections: int = Field(50000, ge=1)
@@ -495,6 +527,8 @@ class Router(Strict):
         ),
     )
     timeouts: RouterTimeouts = Field(default_factory=RouterTimeouts)
+    healthCheck: RouterHealthCheck = Field(default_factory=RouterHealthCheck)
+    retries: RouterRetries = Field(default_factory=RouterRetries)
     overload: Overload = Field(
         default_factory=Overload,
         description=(
