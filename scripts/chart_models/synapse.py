@@ -454,7 +454,14 @@ class RouterHealthCheck(Strict):
             "intervals; its hashed keys move to the next instance on the ring), until one answer again."
         ),
     )
-    timeout: str = Field("1s", pattern="^[0-9]+(ms|s)$")
+    timeout: str = Field(
+        "3s",
+        pattern="^[0-9]+(ms|s)$",
+        description=(
+            "A refused connection fails at once; an answer slower than this counts as a failure (a busy\n"
+            "process's reactor can stall a second or two: that is no reason to take it out)."
+        ),
+    )
     unhealthyThreshold: int = Field(2, ge=1)
     healthyThreshold: int = Field(1, ge=1)
 
@@ -472,8 +479,8 @@ class RouterRetries(Strict):
             "requests in flight (at least minRetryConcurrency), so retries cannot amplify an outage."
         ),
     )
-    budgetPercent: int = Field(20, ge=0, le=100)
-    minRetryConcurrency: int = Field(10, ge=0)
+    budgetPercent: int = Field(25, ge=0, le=100)
+    minRetryConcurrency: int = Field(20, ge=0)
 
 
 class Overload(Strict):

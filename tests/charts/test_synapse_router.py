@@ -170,7 +170,7 @@ def test_router_health_checks_and_retries() -> None:
     assert {"mas", "room"} <= set(clusters)
     for name, cluster in clusters.items():
         [thresholds] = cluster["circuit_breakers"]["thresholds"]
-        assert thresholds["retry_budget"] == {"budget_percent": {"value": 20}, "min_retry_concurrency": 10}
+        assert thresholds["retry_budget"] == {"budget_percent": {"value": 25}, "min_retry_concurrency": 20}
         if name == "mas":
             assert "health_checks" not in cluster  # MAS is not Synapse: no /health on its port
             continue

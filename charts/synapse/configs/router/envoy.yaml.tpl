@@ -70,6 +70,8 @@ static_resources:
                           upstream: "%UPSTREAM_HOST%"
                           hash_key: "%REQ(X-MATRIX-STACK-HASH)%"
                           duration_ms: "%DURATION%"
+                          attempts: "%UPSTREAM_REQUEST_ATTEMPT_COUNT%"
+                          flags: "%RESPONSE_FLAGS%"
                           bytes_received: "%BYTES_RECEIVED%"
                           bytes_sent: "%BYTES_SENT%"
                           client: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
