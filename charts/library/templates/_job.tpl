@@ -44,10 +44,10 @@ template:
     {{- end }}
   spec:
     restartPolicy: Never
-    {{- include "msl.podSpecCommon" $root | nindent 4 }}
+    {{- include "msl.podSpecCommon" (dict "root" $root "context" $v) | nindent 4 }}
     containers:
       - name: {{ include "msl.name" $root }}
-        {{- include "msl.containerBase" $root | nindent 8 }}
+        {{- include "msl.containerBase" (dict "root" $root "context" $v) | nindent 8 }}
         command:
           {{- toYaml (required "msl.jobSpec: command is required" .command) | nindent 10 }}
         {{- with .args }}

@@ -1,9 +1,17 @@
 {{/*
-The image reference of `image` (a chart's own, or a component's: router, MAS, ...), called as
-(dict "root" $ "image" IMAGE): a digest wins over a tag; the tag defaults to the chart's appVersion.
+The pod and container vocabulary every component shares, the service charts' and the synapse chart's
+(its pools, router, MAS, pgbouncer, admin UI, config check). One convention for every helper here:
+called as (dict "root" $ "context" COMPONENT), where COMPONENT holds the component's fields under
+the names a service chart's values use: image, resources, probes, podSecurityContext,
+containerSecurityContext, imagePullSecrets, priorityClassName, nodeSelector, tolerations, affinity,
+podAntiAffinity, topologySpreadConstraints, terminationGracePeriodSeconds, serviceAccount. A service
+chart's context is its .Values; the synapse chart builds one per component (synapse.context). A
+field the context does not have is left out of the pod.
 */}}
+
+{{/* The image reference of the context's `image`: a digest wins over a tag; the tag defaults to the chart's appVersion. */}}
 {{- define "msl.image" -}}
-{{- $image := .image -}}
+{{- $image := .context.image -}}
 {{- $repository := ternary (printf "%s/%s" $image.registry $image.repository) $image.repository (ne (toString $image.registry) "") -}}
 {{- if $image.digest -}}
 {{- printf "%s@%s" $repository $image.digest -}}
@@ -13,15 +21,15 @@ The image reference of `image` (a chart's own, or a component's: router, MAS, ..
 {{- end -}}
 
 {{/*
-The pod's affinity: `affinity` when set; else, for a chart whose values have `podAntiAffinity`,
+The pod's affinity: the context's `affinity` when set; else, for a context with `podAntiAffinity`,
 `soft` (preferred) or `hard` (required) spreading of the release's pods across nodes; else none.
 */}}
 {{- define "msl.affinity" -}}
-{{- $preset := get .Values "podAntiAffinity" | default "" -}}
-{{- if .Values.affinity -}}
-{{- toYaml .Values.affinity -}}
+{{- $preset := get .context "podAntiAffinity" | default "" -}}
+{{- if get .context "affinity" -}}
+{{- toYaml .context.affinity -}}
 {{- else if $preset -}}
-{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "msl.selectorLabels" . | fromYaml)) -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "msl.selectorLabels" .root | fromYaml)) -}}
 {{- if eq $preset "hard" -}}
 {{- toYaml (dict "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term))) -}}
 {{- else if eq $preset "soft" -}}
@@ -32,22 +40,13 @@ The pod's affinity: `affinity` when set; else, for a chart whose values have `po
 {{- end -}}
 {{- end -}}
 
-{{/*
-Everything of a pod spec that is not the containers: service account, security, scheduling.
-*/}}
-{{- define "msl.podSpecCommon" -}}
-serviceAccountName: {{ include "msl.serviceAccountName" . }}
-automountServiceAccountToken: false
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- with .Values.priorityClassName }}
+{{/* Where the pod runs: the context's priority class, node selector, affinity, tolerations, spread (each when set). */}}
+{{- define "msl.podScheduling" -}}
+{{- $c := .context -}}
+{{- with get $c "priorityClassName" }}
 priorityClassName: {{ . }}
 {{- end }}
-{{- with .Values.nodeSelector }}
+{{- with get $c "nodeSelector" }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -55,25 +54,47 @@ nodeSelector:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with get $c "tolerations" }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.topologySpreadConstraints }}
+{{- with get $c "topologySpreadConstraints" }}
 topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
 {{- end -}}
 
-{{/* The container's image, security and resources: what every container of a chart has. */}}
-{{- define "msl.containerBase" -}}
-image: {{ include "msl.image" (dict "root" . "image" .Values.image) }}
-imagePullPolicy: {{ .Values.image.pullPolicy }}
+{{/*
+Everything of a pod spec that is not the containers or volumes: the service account (a context
+with `serviceAccount` names it; its token is never mounted), pull secrets, security, scheduling,
+the grace period.
+*/}}
+{{- define "msl.podSpecCommon" -}}
+{{- $c := .context -}}
+{{- if hasKey $c "serviceAccount" -}}
+serviceAccountName: {{ include "msl.serviceAccountName" .root }}
+{{ end -}}
+automountServiceAccountToken: false
+{{- with get $c "imagePullSecrets" }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 securityContext:
-  {{- toYaml .Values.containerSecurityContext | nindent 2 }}
+  {{- toYaml $c.podSecurityContext | nindent 2 }}
+{{- include "msl.podScheduling" . }}
+{{- if hasKey $c "terminationGracePeriodSeconds" }}
+terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end -}}
+
+{{/* The container's image, security and resources: what every container has. */}}
+{{- define "msl.containerBase" -}}
+image: {{ include "msl.image" . }}
+imagePullPolicy: {{ .context.image.pullPolicy }}
+securityContext:
+  {{- toYaml .context.containerSecurityContext | nindent 2 }}
 resources:
-  {{- toYaml .Values.resources | nindent 2 }}
+  {{- toYaml .context.resources | nindent 2 }}
 {{- end -}}
 
 {{/* msl.containerBase and HTTP probes on the named port `http`: a service's container. */}}
@@ -81,13 +102,13 @@ resources:
 {{ include "msl.containerBase" . }}
 startupProbe:
   httpGet: {path: /healthz, port: http}
-  {{- toYaml .Values.probes.startup | nindent 2 }}
+  {{- toYaml .context.probes.startup | nindent 2 }}
 livenessProbe:
   httpGet: {path: /healthz, port: http}
-  {{- toYaml .Values.probes.liveness | nindent 2 }}
+  {{- toYaml .context.probes.liveness | nindent 2 }}
 readinessProbe:
   httpGet: {path: /readyz, port: http}
-  {{- toYaml .Values.probes.readiness | nindent 2 }}
+  {{- toYaml .context.probes.readiness | nindent 2 }}
 {{- end -}}
 
 {{/*

@@ -56,10 +56,10 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
     spec:
-      {{- include "msl.podSpecCommon" $root | nindent 6 }}
+      {{- include "msl.podSpecCommon" (dict "root" $root "context" $v) | nindent 6 }}
       containers:
         - name: {{ include "msl.name" $root }}
-          {{- include "msl.containerCommon" $root | nindent 10 }}
+          {{- include "msl.containerCommon" (dict "root" $root "context" $v) | nindent 10 }}
           command:
             {{- toYaml .command | nindent 12 }}
           {{- with .args }}

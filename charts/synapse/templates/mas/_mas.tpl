@@ -60,18 +60,19 @@ given as a value) or the operator's. The secret shared with Synapse lives in Syn
 {{- toYaml (mergeOverwrite $config (deepCopy $mas.extraConfig)) -}}
 {{- end -}}
 
+{{/* The MAS pods' context for the library's pod helpers (synapse.context): its own user, its scheduling. */}}
+{{- define "synapse.mas.context" -}}
+{{- $mas := .Values.mas -}}
+{{- include "synapse.context" (dict "root" . "image" $mas.image "resources" $mas.resources "uid" 65532 "scheduling" (pick $mas "nodeSelector" "tolerations" "affinity")) -}}
+{{- end -}}
+
 {{- define "synapse.mas.image" -}}
-{{- include "msl.image" (dict "root" . "image" .Values.mas.image) -}}
+{{- include "msl.image" (dict "root" . "context" .Values.mas) -}}
 {{- end -}}
 
 {{/* The MAS container's image, security, resources and mounts (server and migration Job). */}}
 {{- define "synapse.mas.container" -}}
-image: {{ include "synapse.mas.image" . }}
-imagePullPolicy: {{ .Values.mas.image.pullPolicy }}
-securityContext:
-  {{- toYaml .Values.containerSecurityContext | nindent 2 }}
-resources:
-  {{- toYaml .Values.mas.resources | nindent 2 }}
+{{ include "msl.containerBase" (dict "root" . "context" (include "synapse.mas.context" . | fromJson)) }}
 volumeMounts:
   - {name: config, mountPath: /conf, readOnly: true}
   - {name: secrets, mountPath: /secrets/mas, readOnly: true}
@@ -80,11 +81,7 @@ volumeMounts:
 {{/* Pod-level fields of the MAS pods: one projected volume holds exactly the files MAS reads. */}}
 {{- define "synapse.mas.podSpec" -}}
 {{- $root := .root -}}
-{{- $mas := $root.Values.mas -}}
-automountServiceAccountToken: false
-securityContext:
-  {{- include "synapse.podSecurity" (dict "root" $root "uid" 65532) | nindent 2 }}
-{{- include "synapse.scheduling" (dict "own" (pick $mas "nodeSelector" "tolerations" "affinity")) }}
+{{ include "msl.podSpecCommon" (dict "root" $root "context" (include "synapse.mas.context" $root | fromJson)) }}
 volumes:
   - name: config
     configMap:

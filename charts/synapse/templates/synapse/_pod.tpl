@@ -1,21 +1,28 @@
-{{/* What every Synapse pod shares: security, scheduling, when to roll. */}}
-{{/* A pod's securityContext: the chart-wide one, running as `uid` (the image's own user). */}}
-{{- define "synapse.podSecurity" -}}
-{{- toYaml (merge (dict "runAsUser" .uid "runAsGroup" .uid "fsGroup" .uid) (.extra | default dict) (omit .root.Values.podSecurityContext "runAsUser" "runAsGroup" "fsGroup")) -}}
+{{/* What every Synapse pod shares: its context for the library's pod helpers, and when to roll. */}}
+{{/*
+A component's context for the library's pod helpers (msl.podSpecCommon, msl.containerBase, msl.image,
+called as (dict "root" $ "context" CONTEXT)), JSON (fromJson). Called as (dict "root" $ ...):
+  "image", "resources"  the component's
+  "scheduling"          a dict whose priorityClassName, nodeSelector, tolerations, affinity and
+                        topologySpreadConstraints the pods take (those it sets, even empty)
+  "uid"                 optional: the chart-wide podSecurityContext, running as the image's own user
+                        (runAsUser, runAsGroup, fsGroup), with "podSecurityExtra" added
+  "podSecurity"         optional: the pods' securityContext as given
+else the chart-wide podSecurityContext. The container security is the chart-wide one. No service
+account: Synapse's pods use none.
+*/}}
+{{- define "synapse.context" -}}
+{{- $root := .root -}}
+{{- $security := .podSecurity | default $root.Values.podSecurityContext -}}
+{{- if .uid -}}
+{{- $security = merge (dict "runAsUser" .uid "runAsGroup" .uid "fsGroup" .uid) (.podSecurityExtra | default dict) (omit $root.Values.podSecurityContext "runAsUser" "runAsGroup" "fsGroup") -}}
 {{- end -}}
-
-{{/* Pod scheduling fields: each from `own` when it sets it (even empty), else from `defaults`. */}}
-{{- define "synapse.scheduling" -}}
-{{- $own := .own | default dict -}}
-{{- $defaults := .defaults | default dict -}}
-{{- range $field := list "priorityClassName" "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" }}
-{{- with (hasKey $own $field | ternary (get $own $field) (get $defaults $field)) }}
-{{ $field }}:
-{{- if kindIs "string" . }} {{ . }}{{ else }}
-{{- toYaml . | nindent 2 }}
-{{- end }}
-{{- end }}
-{{- end }}
+{{- $context := dict "image" .image "resources" .resources "containerSecurityContext" $root.Values.containerSecurityContext "podSecurityContext" $security -}}
+{{- $scheduling := .scheduling | default dict -}}
+{{- range $field := list "priorityClassName" "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" -}}
+{{- if hasKey $scheduling $field }}{{ $_ := set $context $field (get $scheduling $field) }}{{ end -}}
+{{- end -}}
+{{- toJson $context -}}
 {{- end -}}
 
 {{/*
