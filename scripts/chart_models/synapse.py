@@ -504,6 +504,15 @@ class Router(Strict):
     resources: dict[str, Any] = Field(
         {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
     )
+    drainSeconds: int = Field(
+        40,
+        ge=0,
+        description=(
+            "A stopping router pod fails its readiness (out of the Service), closes each client\n"
+            "connection after its current answer and still takes new ones, for this long; then exits.\n"
+            "Long polls through it return meanwhile. Grace period: this plus 10."
+        ),
+    )
     trustedHops: int = Field(
         1,
         ge=0,
@@ -632,6 +641,16 @@ class SynapseValues(Strict):
     resources: dict[str, Any] = Field(
         {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         description="Every pod: resources and scheduling apply to all pools unless a pool sets its own.",
+    )
+    drainSeconds: int = Field(
+        40,
+        ge=0,
+        description=(
+            "A stopping pod of a pool with an HTTP listener leaves the router's view at once (no longer\n"
+            "ready, out of DNS) and keeps answering what it has this long (preStop) before SIGTERM:\n"
+            "long-polling /sync returns (clients wait 30 s), so an upgrade cuts nothing. Its\n"
+            "terminationGracePeriodSeconds is this plus 30 (Synapse's own shutdown)."
+        ),
     )
     podSecurityContext: dict[str, Any] = Field(
         {

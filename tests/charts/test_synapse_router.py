@@ -188,3 +188,46 @@ def test_router_health_checks_and_retries() -> None:
         assert [p["name"] for p in policy["retry_host_predicate"]] == [
             "envoy.retry_host_predicates.previous_hosts"
         ]
+
+
+def test_rolling_upgrades_drain() -> None:
+    """A stopping Synapse pod with an HTTP listener answers what it has for drainSeconds before
+    SIGTERM (the router stopped sending when it left DNS); a stopping router fails readiness and
+    closes connections after their answers for its drainSeconds; the router runs 2 replicas with a PDB."""
+    documents = helm.template("synapse", CI / "large-values.yaml")
+    for document in documents:
+        if document["kind"] not in ("Deployment", "StatefulSet") or "matrix-stack.io/pool" not in document[
+            "metadata"
+        ].get("labels", {}):
+            continue
+        pod = document["spec"]["template"]["spec"]
+        [synapse] = pod["containers"]
+        if "readinessProbe" in synapse:  # an HTTP listener: the router sends it requests
+            assert synapse["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "40"]}}}
+            assert pod["terminationGracePeriodSeconds"] == 70
+        else:
+            assert "lifecycle" not in synapse
+    router = by_name(documents, "Deployment", "t-synapse-router")
+    assert router["spec"]["replicas"] == 2
+    pod = router["spec"]["template"]["spec"]
+    [envoy] = pod["containers"]
+    assert pod["terminationGracePeriodSeconds"] == 50
+    command = envoy["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:2] == ["bash", "-c"]
+    assert "POST /healthcheck/fail" in command[2]
+    assert command[2].endswith("sleep 40")
+    assert envoy["command"][-2:] == ["--drain-time-s", "40"]
+    assert "tcpSocket" in envoy["livenessProbe"]  # /ready fails on purpose while draining
+    assert by_name(documents, "PodDisruptionBudget", "t-synapse-router")["spec"]["maxUnavailable"] == 1
+    shorter = helm.template(
+        "synapse", CI / "large-values.yaml", values={"drainSeconds": 5, "router": {"drainSeconds": 7}}
+    )
+    room = by_name(shorter, "Deployment", "t-synapse-room")["spec"]["template"]["spec"]
+    assert room["containers"][0]["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert room["terminationGracePeriodSeconds"] == 35
+    assert (
+        by_name(shorter, "Deployment", "t-synapse-router")["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"
+        ]
+        == 17
+    )
