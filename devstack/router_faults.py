@@ -120,8 +120,11 @@ class Load:
     """The mix at a fixed rate (open loop: a slow answer does not slow the sending), plus one long
     poll per user, until stopped. Every request is recorded with its outcome."""
 
-    def __init__(self, url: str, world: World, rate: float) -> None:
+    def __init__(self, url: str, world: World, rate: float, in_flight: int = 32) -> None:
         self.url, self.world, self.rate = url, world, rate
+        # At most this many at once: a slow cluster (a busy machine) slows the sending rather than
+        # piling up requests without end.
+        self._slots = asyncio.Semaphore(in_flight)
         self.sent: list[Sent] = []
         self._stop = asyncio.Event()
         self._transactions = itertools.count()
@@ -167,6 +170,8 @@ class Load:
                 user.since = reply.json()["next_batch"]
         except httpx.HTTPError:
             status = 0
+        finally:
+            self._slots.release()
         self.sent.append(Sent(kind, key, started, time.monotonic(), status))
 
     async def _long_poll(self, http: httpx.AsyncClient, user: User) -> None:
@@ -199,6 +204,7 @@ class Load:
                 delay = start + index / self.rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                await self._slots.acquire()
                 kind = next(cycle)
                 counts[kind.name] = counts.get(kind.name, 0) + 1
                 tasks.append(asyncio.create_task(self._one(http, kind, counts[kind.name])))

@@ -17,7 +17,7 @@ from matrix_stack.shared.route import envoy as local_envoy
 from tests.charts import helm
 from tests.charts.synapse_chart import CI, ONE_EACH
 
-RATE = 25.0  # requests/s of the mix, besides one long poll per user
+RATE = 15.0  # requests/s of the mix (fewer when the cluster is slower), besides one long poll per user
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ async def test_an_instance_lost_loses_nothing_safe(
         fault_router, cluster, world, cluster.by_pool(pool), how=how, rate=RATE
     )
     print(outcome.line())
-    assert outcome.sent > RATE * 5, outcome.line()  # the load ran through the fault
+    assert outcome.sent >= 50, outcome.line()  # the load ran through the fault
     assert outcome.unexpected == 0, outcome.line()
     if how == "stop":
         assert outcome.failures == {}, outcome.line()
