@@ -311,6 +311,7 @@ class Outcome:
     unexpected: int = 0  # every other failure
     longest_no_answer: float = 0.0  # seconds, over every key (room, user) of the load
     back_after: float = 0.0  # seconds from the fault until the pool was whole and healthy again
+    router_after: float = 0.0  # of those, after the instance answered again (and was listed again)
     keys: int = 0  # hashed keys seen before the fault and after (hashed pools)
     moved: int = 0  # of those, answered after recovery by another instance than before
 
@@ -319,7 +320,8 @@ class Outcome:
         layout = f"{self.keys - self.moved}/{self.keys} keys back" if self.keys else "no hashing"
         return (f"{self.scenario:24} {self.sent:6} sent  failures {failures} (allowed {self.allowed}, "
                 f"unexpected {self.unexpected})  longest no answer {self.longest_no_answer:5.2f} s  "
-                f"whole again after {self.back_after:5.2f} s ({layout})")  # fmt: skip
+                f"whole again after {self.back_after:5.2f} s, {self.router_after:4.2f} s after it answered "
+                f"({layout})")  # fmt: skip
 
 
 def _failed(sent: Sent) -> bool:
@@ -393,11 +395,12 @@ async def fault(
                             log=victim.log, interval=0.1)  # fmt: skip
     if how == "stop":
         _set_present(router, victim, True, full)
+    answering = time.monotonic()
     while not await asyncio.to_thread(all_healthy, router, cluster):
         if time.monotonic() - faulted > 120:
             break
         await asyncio.sleep(0.05)
-    back = time.monotonic() - faulted
+    back, router_after = time.monotonic() - faulted, time.monotonic() - answering
     await asyncio.sleep(0.5)  # requests the router sent before it saw the pool whole have answered
     settled = len(_access_log(router))
     await asyncio.sleep(timing.after)
@@ -409,8 +412,8 @@ async def fault(
     baseline, recovered = _layout(entries[:before], pools), _layout(entries[settled:], pools)
     common = set(baseline) & set(recovered)
     outcome = Outcome(f"{how} {victim.kind}", victim.kind, len(load.sent), back_after=back,
-                      longest_no_answer=_longest_no_answer(load.sent), keys=len(common),
-                      moved=sum(baseline[k] != recovered[k] for k in common))  # fmt: skip
+                      router_after=router_after, longest_no_answer=_longest_no_answer(load.sent),
+                      keys=len(common), moved=sum(baseline[k] != recovered[k] for k in common))  # fmt: skip
     for sent in load.sent:
         if not _failed(sent):
             continue
