@@ -188,6 +188,8 @@ def test_router_health_checks_and_retries() -> None:
         assert [p["name"] for p in policy["retry_host_predicate"]] == [
             "envoy.retry_host_predicates.previous_hosts"
         ]
+        # A retry walks the hash ring past the failed instance's entries: up to 64 of them in a row.
+        assert policy["host_selection_retry_max_attempts"] == 64
 
 
 def test_rolling_upgrades_drain() -> None:

@@ -150,14 +150,15 @@ static_resources:
                             {{- if $route.hash }}
                             hash_policy: [{header: {header_name: x-matrix-stack-hash}}]
                             {{- end }}
-                            # Tried again on another instance of the pool (the next on a hash ring).
+                            # Tried again on another instance of the pool: on a hash ring the next entry
+                            # of another instance (a run of one instance's entries can be long).
                             retry_policy:
                               retry_on: {{ $variant.retryOn }}
                               num_retries: {{ $r.retries.maxRetries }}
                               retry_host_predicate:
                                 - name: envoy.retry_host_predicates.previous_hosts
                                   typed_config: {"@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}
-                              host_selection_retry_max_attempts: 5
+                              host_selection_retry_max_attempts: 64
                           {{- if $r.debugHeader }}
                           response_headers_to_add:
                             - header: {key: x-matrix-stack-pool, value: "%UPSTREAM_METADATA([\"matrix_stack\", \"pool\"])%"}
