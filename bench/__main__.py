@@ -1,4 +1,4 @@
-"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router] [ldap] [livekit] [compress-state]`."""
+"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router] [ldap] [livekit] [compress-state] [router-faults]`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bench import (
     livekit_bench,
     outbox_bench,
     router_bench,
+    router_faults_bench,
     sentry_bench,
     slack_bench,
 )
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "ldap": ldap_bench.main,
     "livekit": livekit_bench.main,
     "compress-state": compress_state_bench.main,
+    "router-faults": router_faults_bench.main,
 }
 
 

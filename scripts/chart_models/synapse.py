@@ -444,6 +444,45 @@ class RouterTimeouts(Strict):
     )
 
 
+class RouterHealthCheck(Strict):
+    interval: str = Field(
+        "1s",
+        pattern="^[0-9]+(ms|s)$",
+        description=(
+            "Envoy asks every Synapse process behind it for /health this often (also when idle), and\n"
+            "stops sending to one after unhealthyThreshold failures in a row (a dead one within two\n"
+            "intervals; its hashed keys move to the next instance on the ring), until one answer again."
+        ),
+    )
+    timeout: str = Field(
+        "3s",
+        pattern="^[0-9]+(ms|s)$",
+        description=(
+            "A refused connection fails at once; an answer slower than this counts as a failure (a busy\n"
+            "process's reactor can stall a second or two: that is no reason to take it out)."
+        ),
+    )
+    unhealthyThreshold: int = Field(2, ge=1)
+    healthyThreshold: int = Field(1, ge=1)
+
+
+class RouterRetries(Strict):
+    maxRetries: int = Field(
+        2,
+        ge=0,
+        le=5,
+        description=(
+            "A request that cannot have reached Synapse (connection failed or refused, reset before it\n"
+            "was sent) is tried again on another instance of its pool, and so is a GET, a HEAD or a\n"
+            "PUT with a transaction id whose connection was reset; never a POST that may have reached\n"
+            "Synapse. At most this many times, and retries in flight are at most budgetPercent of the\n"
+            "requests in flight (at least minRetryConcurrency), so retries cannot amplify an outage."
+        ),
+    )
+    budgetPercent: int = Field(25, ge=0, le=100)
+    minRetryConcurrency: int = Field(20, ge=0)
+
+
 class Overload(Strict):
     maxHeapBytes: int = Field(402653184, ge=1048576)
     maxConnections: int = Field(50000, ge=1)
@@ -464,6 +503,15 @@ class Router(Strict):
     replicas: int = Field(2, ge=1)
     resources: dict[str, Any] = Field(
         {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    )
+    drainSeconds: int = Field(
+        40,
+        ge=0,
+        description=(
+            "A stopping router pod fails its readiness (out of the Service), closes each client\n"
+            "connection after its current answer and still takes new ones, for this long; then exits.\n"
+            "Long polls through it return meanwhile. Grace period: this plus 10."
+        ),
     )
     trustedHops: int = Field(
         1,
@@ -495,6 +543,8 @@ class Router(Strict):
         ),
     )
     timeouts: RouterTimeouts = Field(default_factory=RouterTimeouts)
+    healthCheck: RouterHealthCheck = Field(default_factory=RouterHealthCheck)
+    retries: RouterRetries = Field(default_factory=RouterRetries)
     overload: Overload = Field(
         default_factory=Overload,
         description=(
@@ -591,6 +641,16 @@ class SynapseValues(Strict):
     resources: dict[str, Any] = Field(
         {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         description="Every pod: resources and scheduling apply to all pools unless a pool sets its own.",
+    )
+    drainSeconds: int = Field(
+        40,
+        ge=0,
+        description=(
+            "A stopping pod of a pool with an HTTP listener leaves the router's view at once (no longer\n"
+            "ready, out of DNS) and keeps answering what it has this long (preStop) before SIGTERM:\n"
+            "long-polling /sync returns (clients wait 30 s), so an upgrade cuts nothing. Its\n"
+            "terminationGracePeriodSeconds is this plus 30 (Synapse's own shutdown)."
+        ),
     )
     podSecurityContext: dict[str, Any] = Field(
         {

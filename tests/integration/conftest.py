@@ -279,7 +279,7 @@ def cluster(
     pgbouncer.start()
     started = boot(data, instances, directory=directory, postgres_port=postgres.port,
                    database=database.rsplit("/", 1)[1], redis_port=redis.port, pgbouncer_port=pgbouncer.port,
-                   mas_endpoint=mas.url, replicas={"room": 2, "sync": 2})  # fmt: skip
+                   mas_endpoint=mas.url, replicas={"room": 2, "sync": 2, "client_reader": 2})  # fmt: skip
     mas.synapse = f"http://127.0.0.1:{started.by_pool('main').port(8008)}"
     yield started
     started.stop()

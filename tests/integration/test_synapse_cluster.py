@@ -29,7 +29,8 @@ def redis_clients(port: int) -> int:
 
 
 def test_real_worker_cluster_boots_and_replicates(cluster: Cluster, redis: LocalRedis) -> None:
-    assert len(cluster.processes) == 23  # main + one process of every pool, two of room and sync
+    # main + one process of every pool, two of room, sync and client_reader
+    assert len(cluster.processes) == 24
     for process in cluster.processes:
         assert process.process is not None, process.name
         assert process.process.poll() is None, process.name

@@ -62,8 +62,19 @@ local function access_token(headers)
   return nil
 end
 
+local function whoami(handle, token)
+  return handle:httpCall(WHOAMI_CLUSTER, {
+    [":method"] = "GET",
+    [":path"] = "/_matrix/client/v3/account/whoami",
+    [":authority"] = "matrix-stack-router",
+    ["authorization"] = "Bearer " .. token,
+  }, "", 5000)
+end
+
 -- The user: decoded from a Synapse token (syt_<base64 localpart>_...), else asked of Synapse
 -- (whoami) and cached for CACHE_TTL seconds; a token Synapse does not know still sticks by itself.
+-- No answer (an instance just died: asked once more, likely of another) is not cached: the user
+-- sticks by the token for this request only, and finds their instance again on the next.
 local function user_key(handle)
   local headers = handle:headers()
   local token = access_token(headers)
@@ -77,13 +88,14 @@ local function user_key(handle)
   local hit = cache[token]
   if hit and hit.expires > now then return hit.key end
   local key = tag(token)
-  local reply_headers, body = handle:httpCall(WHOAMI_CLUSTER, {
-    [":method"] = "GET",
-    [":path"] = "/_matrix/client/v3/account/whoami",
-    [":authority"] = "matrix-stack-router",
-    ["authorization"] = "Bearer " .. token,
-  }, "", 5000)
-  if reply_headers and reply_headers[":status"] == "200" and body then
+  local reply_headers, body = whoami(handle, token)
+  local status = reply_headers and reply_headers[":status"] or ""
+  if status == "" or status:sub(1, 1) == "5" then
+    reply_headers, body = whoami(handle, token)
+    status = reply_headers and reply_headers[":status"] or ""
+    if status == "" or status:sub(1, 1) == "5" then return key end
+  end
+  if status == "200" and body then
     local localpart = body:match('"user_id"%s*:%s*"@([^:"]+)')
     if localpart then key = unescape(localpart) end
   end

@@ -3,6 +3,11 @@ configuration, with only addresses changed (a small mapping, as for the worker c
 
 `router_config` takes the router's `envoy.yaml` out of the rendered chart; `localize` points each pool's
 endpoint at local addresses and the listeners at free loopback ports; `LocalEnvoy` runs it.
+
+In a cluster the router discovers a pool's pods through DNS, which lists only ready pods: a pod that
+stops leaves it before its process gets SIGTERM. Locally, `localize(..., discovery=folder)` gives the
+same to a harness: each pool's endpoints come from a file there (Envoy's file-based EDS), which
+`write_endpoints` rewrites, as DNS would change.
 """
 
 from __future__ import annotations
@@ -76,10 +81,14 @@ def localize(
     metrics_port: int,
     admin_port: int,
     access_log: Path | None = None,
+    discovery: Path | None = None,
 ) -> dict[str, Any]:
     """The same configuration with local addresses: each pool's endpoint becomes one endpoint per
-    local address given for that pool (all carrying the pool's name and metadata)."""
+    local address given for that pool (all carrying the pool's name and metadata); listed in the
+    configuration, or in a file per Envoy cluster in `discovery` (see `write_endpoints`)."""
     local = copy.deepcopy(config)
+    if discovery is not None:
+        local["node"] = {"id": "router", "cluster": "router"}  # Envoy names itself to any discovery
     local["admin"]["address"]["socket_address"].update({"address": "127.0.0.1", "port_value": admin_port})
     resources = local["static_resources"]
     for listener in resources["listeners"]:
@@ -120,7 +129,36 @@ def localize(
                     }
                     replaced.append(entry)
             group["lb_endpoints"] = replaced
+        if discovery is not None:
+            path = discovery / f"{cluster['name']}.yaml"
+            write_endpoints(path, cluster.pop("load_assignment"))
+            cluster["type"] = "EDS"
+            cluster["eds_cluster_config"] = {
+                "eds_config": {"path_config_source": {"path": str(path)}, "resource_api_version": "V3"}
+            }
     return local
+
+
+def endpoints_file(config: dict[str, Any], cluster: str) -> Path:
+    """Where a localized configuration (with `discovery`) takes a cluster's endpoints from."""
+    found = next(c for c in config["static_resources"]["clusters"] if c["name"] == cluster)
+    return Path(found["eds_cluster_config"]["eds_config"]["path_config_source"]["path"])
+
+
+def write_endpoints(path: Path, assignment: dict[str, Any]) -> None:
+    """A cluster's endpoints (a ClusterLoadAssignment), replaced at once: Envoy reloads the file when
+    one is moved over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    resource = {"@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", **assignment}
+    staged = path.with_suffix(".staged")
+    staged.write_text(yaml.safe_dump({"resources": [resource]}))
+    os.replace(staged, path)
+
+
+def read_endpoints(path: Path) -> dict[str, Any]:
+    assignment: dict[str, Any] = yaml.safe_load(path.read_text())["resources"][0]
+    assignment.pop("@type")
+    return assignment
 
 
 @dataclass

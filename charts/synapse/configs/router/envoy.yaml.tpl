@@ -5,6 +5,11 @@
 {{- $routes := include "synapse.router.routeList" . | fromYamlArray -}}
 {{- $hashed := dict -}}
 {{- range $route := $routes }}{{ if $route.hash }}{{ $_ := set $hashed $route.cluster true }}{{ end }}{{ end -}}
+{{- /* Retries: what cannot have reached Synapse everywhere; a reset too where repeating is safe. */ -}}
+{{- $safe := "connect-failure,refused-stream,reset-before-request" -}}
+{{- $idempotent := printf "%s,reset" $safe -}}
+{{- /* A PUT whose path ends in a transaction id (send, redact, sendToDevice, federation /send): Synapse answers a repeat with the first answer. */ -}}
+{{- $transaction := `/_matrix/(client/(api/v1|r0|v3|unstable)/(rooms/[^/]+/(send|redact)/[^/]+|sendToDevice/[^/]+)|federation/v1/send)/[^/?]+/?(\?.*)?` -}}
 admin:
   address: {socket_address: {address: 127.0.0.1, port_value: 9901}}
 # Each route's regexes are joined into one RE2 program: larger than Envoy's default limit of 100.
@@ -65,6 +70,8 @@ static_resources:
                           upstream: "%UPSTREAM_HOST%"
                           hash_key: "%REQ(X-MATRIX-STACK-HASH)%"
                           duration_ms: "%DURATION%"
+                          attempts: "%UPSTREAM_REQUEST_ATTEMPT_COUNT%"
+                          flags: "%RESPONSE_FLAGS%"
                           bytes_received: "%BYTES_RECEIVED%"
                           bytes_sent: "%BYTES_SENT%"
                           client: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
@@ -95,12 +102,27 @@ static_resources:
                             - header: {key: access-control-allow-headers, value: "X-Requested-With, Content-Type, Authorization, Date"}
                             - header: {key: access-control-max-age, value: "86400"}
                         {{- range $route := $routes }}
+                        {{- /* Each entry is one route per retry class, its methods split between them: GET and HEAD, PUT with a transaction id (entries with transactions), everything else. */}}
+                        {{- $methods := $route.methods | default list }}
+                        {{- $reads := list }}
+                        {{- range $m := list "GET" "HEAD" }}{{ if or (not $methods) (has $m $methods) }}{{ $reads = append $reads $m }}{{ end }}{{ end }}
+                        {{- $variants := list }}
+                        {{- if $reads }}
+                        {{- $variants = append $variants (dict "retryOn" $idempotent "headers" (list (dict "name" ":method" "string_match" (dict "safe_regex" (dict "regex" (join "|" $reads)))))) }}
+                        {{- end }}
+                        {{- if and $route.transactions (or (not $methods) (has "PUT" $methods)) }}
+                        {{- $variants = append $variants (dict "retryOn" $idempotent "headers" (list (dict "name" ":method" "string_match" (dict "exact" "PUT")) (dict "name" ":path" "string_match" (dict "safe_regex" (dict "regex" $transaction))))) }}
+                        {{- end }}
+                        {{- if not $methods }}
+                        {{- $variants = append $variants (dict "retryOn" $safe "headers" (list (dict "name" ":method" "string_match" (dict "safe_regex" (dict "regex" "GET|HEAD")) "invert_match" true))) }}
+                        {{- else if without $methods "GET" "HEAD" }}
+                        {{- $variants = append $variants (dict "retryOn" $safe "headers" (list (dict "name" ":method" "string_match" (dict "safe_regex" (dict "regex" (join "|" (without $methods "GET" "HEAD"))))))) }}
+                        {{- end }}
+                        {{- range $variant := $variants }}
                         - name: {{ $route.name }}
                           match:
                             safe_regex: {regex: {{ $route.pattern | quote }}}
-                            {{- with $route.methods }}
-                            headers: [{name: ":method", string_match: {safe_regex: {regex: {{ join "|" . | quote }}}}}]
-                            {{- end }}
+                            headers: {{ toJson $variant.headers }}
                           {{- if not (or $route.hash $route.media) }}
                           # Nothing to hash and no media body: the Lua filter is skipped (and a
                           # client's own hash header dropped, as Lua does elsewhere).
@@ -128,10 +150,20 @@ static_resources:
                             {{- if $route.hash }}
                             hash_policy: [{header: {header_name: x-matrix-stack-hash}}]
                             {{- end }}
+                            # Tried again on another instance of the pool: on a hash ring the next entry
+                            # of another instance (a run of one instance's entries can be long).
+                            retry_policy:
+                              retry_on: {{ $variant.retryOn }}
+                              num_retries: {{ $r.retries.maxRetries }}
+                              retry_host_predicate:
+                                - name: envoy.retry_host_predicates.previous_hosts
+                                  typed_config: {"@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}
+                              host_selection_retry_max_attempts: 64
                           {{- if $r.debugHeader }}
                           response_headers_to_add:
                             - header: {key: x-matrix-stack-pool, value: "%UPSTREAM_METADATA([\"matrix_stack\", \"pool\"])%"}
                           {{- end }}
+                        {{- end }}
                         {{- end }}
                         - name: unmatched
                           match: {prefix: "/"}
@@ -179,8 +211,28 @@ static_resources:
       lb_policy: LEAST_REQUEST
       {{- end }}
       circuit_breakers:
-        thresholds: [{max_connections: 100000, max_pending_requests: 100000, max_requests: 100000}]
+        thresholds:
+          - max_connections: 100000
+            max_pending_requests: 100000
+            max_requests: 100000
+            retry_budget:
+              budget_percent: {value: {{ $r.retries.budgetPercent }}}
+              min_retry_concurrency: {{ $r.retries.minRetryConcurrency }}
       outlier_detection: {consecutive_gateway_failure: 5, enforcing_consecutive_gateway_failure: 100, enforcing_consecutive_5xx: 0, interval: 10s, base_ejection_time: 30s}
+      {{- if ne $kind "mas" }}
+      # Synapse's /health on each instance, idle or not: a dead one leaves the pool (and its hash
+      # ring) within unhealthyThreshold intervals, and comes back at its first answer.
+      health_checks:
+        - timeout: {{ $r.healthCheck.timeout }}
+          interval: {{ $r.healthCheck.interval }}
+          no_traffic_interval: {{ $r.healthCheck.interval }}
+          unhealthy_threshold: {{ $r.healthCheck.unhealthyThreshold }}
+          healthy_threshold: {{ $r.healthCheck.healthyThreshold }}
+          http_health_check: {path: /health}
+      # A pod stopping leaves DNS (its endpoint is no longer ready) before Synapse gets SIGTERM: no
+      # new request goes to it from then, though it still answers /health while it drains.
+      ignore_health_on_host_removal: true
+      {{- end }}
       load_assignment:
         cluster_name: {{ $kind }}
         endpoints:
