@@ -7,23 +7,22 @@ added here appears in all three charts' values.yaml and values.schema.json.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from chart_models.base import OMIT, Strict
 from chart_models.common import (
     Autoscaling,
     BridgeNetworkPolicy,
     GrafanaDashboards,
-    Image,
-    ImagePullSecret,
     Ingress,
     PodDisruptionBudget,
-    Probes,
+    PodRuntimeValues,
+    PodSpecValues,
+    ProbedValues,
     PrometheusRule,
     Service,
-    ServiceAccount,
+    ServiceHeadValues,
     ServiceMonitor,
 )
 
@@ -41,34 +40,12 @@ class BridgeReadme:
     alerts_note: str = ""  # a paragraph after the alerts table
 
 
-class BridgeValues(Strict):
+class BridgeValues(PodSpecValues, ProbedValues, PodRuntimeValues, ServiceHeadValues):
     """A Matrix bridge chart's values (msl.deployment's default: the bot account, the outbox, persistence)."""
 
     README: ClassVar[BridgeReadme]
 
-    nameOverride: str = Field("")
-    fullnameOverride: str = Field("")
-    commonLabels: dict[str, str] = Field({})
     component: str = Field("bridge")
-    global_: dict[str, Any] = Field(OMIT, alias="global")
-    matrix_stack_lib: dict[str, Any] = Field(OMIT, alias="matrix-stack-lib")
-    image: Image = Field(
-        default_factory=lambda: Image.model_validate(
-            {"registry": "ghcr.io", "repository": "matrix-stack/matrix-stack", "tag": ""}
-        )
-    )
-    imagePullSecrets: list[ImagePullSecret] = Field([])
-    logLevel: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO")
-    extraEnv: list[dict[str, Any]] = Field([])
-    terminationGracePeriodSeconds: int = Field(30, ge=0)
-    resources: dict[str, Any] = Field(
-        {"requests": {"cpu": "20m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}}
-    )
-    probes: Probes = Field(
-        default_factory=lambda: Probes.model_validate(
-            {"readiness": {"periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 4}}
-        )
-    )
     podSecurityContext: dict[str, Any] = Field(
         {
             "runAsNonRoot": True,
@@ -79,25 +56,6 @@ class BridgeValues(Strict):
             "seccompProfile": {"type": "RuntimeDefault"},
         }
     )
-    containerSecurityContext: dict[str, Any] = Field(
-        {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-    )
-    serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount)
-    podAnnotations: dict[str, str] = Field({})
-    podLabels: dict[str, str] = Field({})
-    priorityClassName: str = Field("")
-    nodeSelector: dict[str, str] = Field({})
-    tolerations: list[dict[str, Any]] = Field([])
-    affinity: dict[str, Any] = Field({})
-    topologySpreadConstraints: list[dict[str, Any]] = Field([])
-    extraVolumes: list[dict[str, Any]] = Field([])
-    extraVolumeMounts: list[dict[str, Any]] = Field([])
     service: Service = Field(default_factory=Service)
     ingress: Ingress = Field(default_factory=Ingress)
     serviceMonitor: ServiceMonitor = Field(

@@ -369,3 +369,87 @@ class BridgeNetworkPolicy(Strict):
     extraIngress: list[dict[str, Any]] = Field([], description="More rules, as Kubernetes spells them.")
     extraEgress: list[dict[str, Any]] = Field([])
     databasePort: int = Field(5432, ge=1, le=65535)
+
+
+# The pod-level values every service chart has, declared once. A chart's model inherits the groups it
+# takes (a CronJob has no probes), most specific first, e.g. `class X(PodSpecValues, ProbedValues,
+# PodRuntimeValues, ServiceHeadValues)`: pydantic orders fields from the last base to the first, and
+# values.yaml follows that order. A chart redeclares a field only where its default differs; a
+# redeclared field keeps its place.
+
+
+class ServiceHeadValues(Strict):
+    """Naming, the image and the process's environment: the head of every service chart's values."""
+
+    nameOverride: str = Field("")
+    fullnameOverride: str = Field("")
+    commonLabels: dict[str, str] = Field({})
+    component: str = Field(OMIT)  # each chart sets its own
+    global_: dict[str, Any] = Field(OMIT, alias="global")
+    matrix_stack_lib: dict[str, Any] = Field(OMIT, alias="matrix-stack-lib")
+    image: Image = Field(
+        default_factory=lambda: Image.model_validate(
+            {"registry": "ghcr.io", "repository": "matrix-stack/matrix-stack", "tag": ""}
+        )
+    )
+    imagePullSecrets: list[ImagePullSecret] = Field([])
+    logLevel: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO")
+    extraEnv: list[dict[str, Any]] = Field([])
+
+
+class ReplicatedValues(Strict):
+    """A Deployment's replica count, between the head and the runtime values."""
+
+    replicaCount: int = Field(2, ge=0)
+
+
+class PodRuntimeValues(Strict):
+    """How long a pod may take to stop and what it may use."""
+
+    terminationGracePeriodSeconds: int = Field(30, ge=0)
+    resources: dict[str, Any] = Field(
+        {"requests": {"cpu": "20m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}}
+    )
+
+
+class ProbedValues(Strict):
+    """A long-running server's probes (a Job's pods have none)."""
+
+    probes: Probes = Field(
+        default_factory=lambda: Probes.model_validate(
+            {"readiness": {"periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 4}}
+        )
+    )
+
+
+class PodSpecValues(Strict):
+    """Security contexts, the service account, pod metadata, scheduling and extra volumes."""
+
+    podSecurityContext: dict[str, Any] = Field(
+        {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    )
+    containerSecurityContext: dict[str, Any] = Field(
+        {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    )
+    serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount)
+    podAnnotations: dict[str, str] = Field({})
+    podLabels: dict[str, str] = Field({})
+    priorityClassName: str = Field("")
+    nodeSelector: dict[str, str] = Field({})
+    tolerations: list[dict[str, Any]] = Field([])
+    affinity: dict[str, Any] = Field({})
+    topologySpreadConstraints: list[dict[str, Any]] = Field([])
+    extraVolumes: list[dict[str, Any]] = Field([])
+    extraVolumeMounts: list[dict[str, Any]] = Field([])

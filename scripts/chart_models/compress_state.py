@@ -10,9 +10,10 @@ from chart_models.base import OMIT, Strict
 from chart_models.common import (
     CaBundle,
     Credential,
-    Image,
-    ImagePullSecret,
+    PodRuntimeValues,
+    PodSpecValues,
     ServiceAccount,
+    ServiceHeadValues,
 )
 
 
@@ -168,26 +169,13 @@ class NetworkPolicy(Strict):
     extraEgress: list[dict[str, Any]] = Field([], description="More rules, as Kubernetes spells them.")
 
 
-class CompressStateValues(Strict):
+class CompressStateValues(PodSpecValues, PodRuntimeValues, ServiceHeadValues):
     """matrix-stack `compress-state`: rewrites Synapse's state groups as short delta chains, every
     rewrite verified before it commits, run by a CronJob (and, optionally, a one-off Job).
     Every value is described in README.md; values.schema.json rejects unknown keys.
     """
 
-    nameOverride: str = Field("")
-    fullnameOverride: str = Field("")
-    commonLabels: dict[str, str] = Field({})
     component: str = Field("compress-state")
-    global_: dict[str, Any] = Field(OMIT, alias="global")
-    matrix_stack_lib: dict[str, Any] = Field(OMIT, alias="matrix-stack-lib")
-    image: Image = Field(
-        default_factory=lambda: Image.model_validate(
-            {"registry": "ghcr.io", "repository": "matrix-stack/matrix-stack", "tag": ""}
-        )
-    )
-    imagePullSecrets: list[ImagePullSecret] = Field([])
-    logLevel: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO")
-    extraEnv: list[dict[str, Any]] = Field([])
     terminationGracePeriodSeconds: int = Field(
         60, ge=0, description="The tool stops after the state group in hand on SIGTERM."
     )
@@ -195,37 +183,10 @@ class CompressStateValues(Strict):
         {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         description=("The run's memory grows with chunkSize and the state of the biggest rooms; see README."),
     )
-    podSecurityContext: dict[str, Any] = Field(
-        {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "fsGroup": 10001,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-    )
-    containerSecurityContext: dict[str, Any] = Field(
-        {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-    )
     serviceAccount: ServiceAccount = Field(
         default_factory=ServiceAccount,
         description="The pods never talk to the Kubernetes API: the account's token is not mounted.",
     )
-    podAnnotations: dict[str, str] = Field({})
-    podLabels: dict[str, str] = Field({})
-    priorityClassName: str = Field("")
-    nodeSelector: dict[str, str] = Field({})
-    tolerations: list[dict[str, Any]] = Field([])
-    affinity: dict[str, Any] = Field({})
-    topologySpreadConstraints: list[dict[str, Any]] = Field([])
-    extraVolumes: list[dict[str, Any]] = Field([])
-    extraVolumeMounts: list[dict[str, Any]] = Field([])
     levels: list[Annotated[int, Field(ge=1)]] = Field(
         [100, 50, 25],
         min_length=1,

@@ -11,12 +11,14 @@ from chart_models.common import (
     Autoscaling,
     CaBundle,
     Credential,
-    Image,
-    ImagePullSecret,
     PodDisruptionBudget,
+    PodRuntimeValues,
+    PodSpecValues,
+    ProbedValues,
     Probes,
     PrometheusRule,
-    ServiceAccount,
+    ReplicatedValues,
+    ServiceHeadValues,
     ServiceMonitor,
     Switch,
 )
@@ -142,27 +144,12 @@ class NetworkPolicy(Strict):
     extraEgress: list[dict[str, Any]] = Field([])
 
 
-class LdapValues(Strict):
+class LdapValues(PodSpecValues, ProbedValues, PodRuntimeValues, ReplicatedValues, ServiceHeadValues):
     """matrix-stack `ldap-proxy`: one highly available LDAP endpoint in front of your directory servers.
     Every value is described in README.md; values.schema.json rejects unknown keys.
     """
 
-    nameOverride: str = Field("")
-    fullnameOverride: str = Field("")
-    commonLabels: dict[str, str] = Field({})
     component: str = Field("ldap-proxy")
-    global_: dict[str, Any] = Field(OMIT, alias="global")
-    matrix_stack_lib: dict[str, Any] = Field(OMIT, alias="matrix-stack-lib")
-    image: Image = Field(
-        default_factory=lambda: Image.model_validate(
-            {"registry": "ghcr.io", "repository": "matrix-stack/matrix-stack", "tag": ""}
-        )
-    )
-    imagePullSecrets: list[ImagePullSecret] = Field([])
-    logLevel: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO")
-    extraEnv: list[dict[str, Any]] = Field([])
-    replicaCount: int = Field(2, ge=0)
-    terminationGracePeriodSeconds: int = Field(30, ge=0)
     resources: dict[str, Any] = Field(
         {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "192Mi"}}
     )
@@ -171,34 +158,6 @@ class LdapValues(Strict):
             {"readiness": {"periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 2}}
         )
     )
-    podSecurityContext: dict[str, Any] = Field(
-        {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "fsGroup": 10001,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-    )
-    containerSecurityContext: dict[str, Any] = Field(
-        {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-    )
-    serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount)
-    podAnnotations: dict[str, str] = Field({})
-    podLabels: dict[str, str] = Field({})
-    priorityClassName: str = Field("")
-    nodeSelector: dict[str, str] = Field({})
-    tolerations: list[dict[str, Any]] = Field([])
-    affinity: dict[str, Any] = Field({})
-    topologySpreadConstraints: list[dict[str, Any]] = Field([])
-    extraVolumes: list[dict[str, Any]] = Field([])
-    extraVolumeMounts: list[dict[str, Any]] = Field([])
     service: LdapService = Field(default_factory=LdapService)
     serviceMonitor: ServiceMonitor = Field(
         default_factory=ServiceMonitor,

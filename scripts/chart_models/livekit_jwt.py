@@ -6,19 +6,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from chart_models.base import OMIT, Strict
+from chart_models.base import Strict
 from chart_models.common import (
     Autoscaling,
     CaBundle,
     Credential,
-    Image,
-    ImagePullSecret,
     IngressTls,
     PodDisruptionBudget,
-    Probes,
+    PodRuntimeValues,
+    PodSpecValues,
+    ProbedValues,
     PrometheusRule,
+    ReplicatedValues,
     Service,
-    ServiceAccount,
+    ServiceHeadValues,
     ServiceMonitor,
 )
 
@@ -231,65 +232,14 @@ class NetworkPolicy(Strict):
     )
 
 
-class LivekitJwtValues(Strict):
+class LivekitJwtValues(PodSpecValues, ProbedValues, PodRuntimeValues, ReplicatedValues, ServiceHeadValues):
     """matrix-stack `livekit-jwt`: the MatrixRTC authorisation service in front of a LiveKit SFU. Matrix
     clients (Element Call) trade an OpenID token of their homeserver for a LiveKit token here.
     Every value is described in README.md; values.schema.json rejects unknown keys.
     """
 
     model_config = ConfigDict(json_schema_extra={"required": ["livekitUrl", "fullAccessHomeservers"]})
-    nameOverride: str = Field("")
-    fullnameOverride: str = Field("")
-    commonLabels: dict[str, str] = Field({})
     component: str = Field("livekit-jwt")
-    global_: dict[str, Any] = Field(OMIT, alias="global")
-    matrix_stack_lib: dict[str, Any] = Field(OMIT, alias="matrix-stack-lib")
-    image: Image = Field(
-        default_factory=lambda: Image.model_validate(
-            {"registry": "ghcr.io", "repository": "matrix-stack/matrix-stack", "tag": ""}
-        )
-    )
-    imagePullSecrets: list[ImagePullSecret] = Field([])
-    logLevel: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO")
-    extraEnv: list[dict[str, Any]] = Field([])
-    replicaCount: int = Field(2, ge=0)
-    terminationGracePeriodSeconds: int = Field(30, ge=0)
-    resources: dict[str, Any] = Field(
-        {"requests": {"cpu": "20m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}}
-    )
-    probes: Probes = Field(
-        default_factory=lambda: Probes.model_validate(
-            {"readiness": {"periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 4}}
-        )
-    )
-    podSecurityContext: dict[str, Any] = Field(
-        {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "fsGroup": 10001,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-    )
-    containerSecurityContext: dict[str, Any] = Field(
-        {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-    )
-    serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount)
-    podAnnotations: dict[str, str] = Field({})
-    podLabels: dict[str, str] = Field({})
-    priorityClassName: str = Field("")
-    nodeSelector: dict[str, str] = Field({})
-    tolerations: list[dict[str, Any]] = Field([])
-    affinity: dict[str, Any] = Field({})
-    topologySpreadConstraints: list[dict[str, Any]] = Field([])
-    extraVolumes: list[dict[str, Any]] = Field([])
-    extraVolumeMounts: list[dict[str, Any]] = Field([])
     service: Service = Field(
         default_factory=Service,
         description=(
