@@ -19,6 +19,8 @@ from matrix_stack.shared.bridge.metrics import Metrics
 from matrix_stack.shared.bridge.settings import ServiceSettings
 from matrix_stack.shared.kit.errors import StartupError
 from matrix_stack.shared.matrix.client import MatrixClient
+from matrix_stack.shared.matrix.crypto.machine import Crypto
+from matrix_stack.shared.matrix.crypto.secret import derive, local_secret
 from matrix_stack.shared.matrix.sessions import FileSession, SessionStore
 from matrix_stack.shared.outbox.engine import Outbox, Sender
 from matrix_stack.shared.outbox.sqlite import SqliteStore
@@ -68,6 +70,7 @@ class Service:
     client: Client
     outbox: Outbox
     metrics: Metrics
+    crypto: Crypto | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _started: bool = False
     _ready_cache: tuple[float, bool] = (0.0, False)
@@ -108,7 +111,13 @@ class Service:
             root_retention=settings.relation_retention_seconds,
             survey_seconds=settings.outbox_lease_seconds / 3,
         )
-        return cls(settings, matrix, outbox, metrics)
+        crypto: Crypto | None = None
+        if isinstance(matrix, MatrixClient):  # not a stand-in: the real homeserver, so real rooms
+            crypto = _crypto(settings, matrix, metrics)
+            matrix.crypto = crypto
+            if settings.encryption:
+                outbox.device = crypto
+        return cls(settings, matrix, outbox, metrics, crypto)
 
     async def start(self) -> None:
         """Open the outbox, check the credentials and start delivering. Raises StartupError."""
@@ -128,7 +137,8 @@ class Service:
                 raise
             raise StartupError(f"cannot start: {exc}") from exc
         self.outbox.start()
-        if self.client.invite_allowlist:
+        # With encryption, the replica holding the device follows the rooms and answers invites.
+        if self.client.invite_allowlist and self.outbox.device is None:
             self._tasks.append(asyncio.create_task(self.client.run_invite_loop(), name="invites"))
         self._started = True
 
@@ -154,7 +164,35 @@ class Service:
         return answer
 
     def readiness(self) -> dict[str, Any]:
-        return {"outbox_depth": self.outbox.depth, "outbox_backend": self.outbox.store.backend}
+        answer: dict[str, Any] = {
+            "outbox_depth": self.outbox.depth,
+            "outbox_backend": self.outbox.store.backend,
+        }
+        if self.crypto is not None:
+            answer["encryption"] = (
+                "off" if not self.crypto.enabled else "ready" if self.crypto.ready else "standby"
+            )
+        return answer
 
     def secrets(self) -> list[str]:
         return self.settings.secrets()
+
+
+def _crypto(settings: ServiceSettings, matrix: MatrixClient, metrics: Metrics) -> Crypto:
+    keys = None
+    if settings.encryption:
+        secret = (
+            settings.encryption_key.get_secret_value().encode()
+            if settings.encryption_key is not None
+            else local_secret(settings.encryption_key_file)
+        )
+        keys = derive(secret, settings.user_id)
+    return Crypto(
+        matrix,
+        keys,
+        enabled=settings.encryption,
+        sharing=settings.key_sharing,
+        allowlist=settings.key_sharing_allowlist,
+        metrics=metrics.crypto,
+        on_invite=matrix.answer_invite if settings.invite_allowlist else None,
+    )

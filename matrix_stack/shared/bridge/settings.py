@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -35,6 +36,23 @@ class ServiceSettings(KitSettings):
     )
     outbox_lease_seconds: float = Field(default=10.0, ge=2, le=300, description="A room's sender lease")
     outbox_pool_size: int = Field(default=4, ge=2, le=100)
+    encryption: bool = Field(
+        default=True, description="Encrypt in rooms that have encryption on (off: such rooms get nothing)"
+    )
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="Secret the crypto state and the cross-signing keys derive from; default"
+        " <data_dir>/encryption.key, made on first start (required with OUTBOX_URL)",
+    )
+    key_sharing: Literal["members", "cross-signed", "allowlist"] = Field(
+        default="members",
+        description="Devices that get room keys: every member's, only those their owner cross-signed,"
+        " or the allow-list's",
+    )
+    key_sharing_allowlist: CommaList = Field(
+        default_factory=list,
+        description="Users or servers whose devices get room keys (key_sharing=allowlist)",
+    )
 
     @field_validator("outbox_url")
     @classmethod
@@ -50,6 +68,24 @@ class ServiceSettings(KitSettings):
         if self.access_token is None and self.password is None:
             raise ValueError("set ACCESS_TOKEN (or ACCESS_TOKEN_FILE), or PASSWORD (or PASSWORD_FILE)")
         return self
+
+    @model_validator(mode="after")
+    def _encryption(self) -> ServiceSettings:
+        prefix = str(self.model_config.get("env_prefix", ""))
+        if self.encryption and self.encryption_key is None and self.outbox_url is not None:
+            raise ValueError(
+                f"{prefix}ENCRYPTION_KEY (or {prefix}ENCRYPTION_KEY_FILE): set it, the same Secret for every"
+                " replica, when the outbox is PostgreSQL (or turn ENCRYPTION off)"
+            )
+        if self.encryption_key is not None and len(self.encryption_key.get_secret_value().encode()) < 16:
+            raise ValueError(f"{prefix}ENCRYPTION_KEY: use at least 16 bytes (32 random bytes, say)")
+        if self.key_sharing == "allowlist" and not self.key_sharing_allowlist:
+            raise ValueError(f"{prefix}KEY_SHARING_ALLOWLIST: set it when KEY_SHARING is allowlist")
+        return self
+
+    @property
+    def encryption_key_file(self) -> Path:
+        return self.data_dir / "encryption.key"
 
     @property
     def outbox_file(self) -> Path:

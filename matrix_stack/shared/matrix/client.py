@@ -13,40 +13,12 @@ import httpx
 import nio
 
 from matrix_stack.shared.kit.errors import StartupError
+from matrix_stack.shared.matrix.crypto.machine import Crypto
 from matrix_stack.shared.matrix.discovery import DiscoveryError, discover_homeserver
+from matrix_stack.shared.matrix.errors import HomeserverUnavailable, MatrixError
 from matrix_stack.shared.matrix.sessions import FileSession, SessionStore
 
 log = logging.getLogger(__name__)
-
-# Errors that an operator or time can fix: keep the message and try again later.
-TRANSIENT_ERRCODES = frozenset({"M_LIMIT_EXCEEDED", "M_UNKNOWN_TOKEN", "M_CONSENT_NOT_GIVEN"})
-
-
-class MatrixError(Exception):
-    """The homeserver answered with an error."""
-
-    def __init__(
-        self, errcode: str | None, message: str, status: int | None, retry_after_ms: int | None = None
-    ) -> None:
-        super().__init__(f"{errcode or 'error'} ({status}): {message}")
-        self.errcode = errcode
-        self.message = message
-        self.status = status
-        self.retry_after_ms = retry_after_ms
-
-    @property
-    def transient(self) -> bool:
-        """Whether trying again later can succeed without anything about the request changing."""
-        return (
-            self.status is None
-            or self.status >= 500
-            or self.status in (408, 429)
-            or self.errcode in TRANSIENT_ERRCODES
-        )
-
-
-class HomeserverUnavailable(Exception):
-    """The homeserver could not be reached at all."""
 
 
 def _error(response: nio.ErrorResponse) -> MatrixError:
@@ -96,11 +68,15 @@ class MatrixClient:
         self._device_name = device_name
         self.invite_allowlist = tuple(invite_allowlist)
         # Retries are the outbox's job: nio must hand every 429 and connection error straight back.
-        config = nio.AsyncClientConfig(max_limit_exceeded=0, max_timeouts=0, request_timeout=request_timeout)
+        config = nio.AsyncClientConfig(
+            max_limit_exceeded=0, max_timeouts=0, request_timeout=request_timeout, encryption_enabled=False
+        )  # encryption is ours (crypto/), not nio's
         self.nio = nio.AsyncClient(self.homeserver, user_id, config=config)
         self._aliases: dict[str, str] = {}
         self._joined: set[str] = set()
         self._join_locks: dict[str, asyncio.Lock] = {}
+        # Set by the bridge: encrypts for encrypted rooms (and refuses to send there in the clear).
+        self.crypto: Crypto | None = None
 
     # -- start-up ---------------------------------------------------------------------------------
 
@@ -198,6 +174,40 @@ class MatrixClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise HomeserverUnavailable(str(exc) or type(exc).__name__) from exc
 
+    @property
+    def device_id(self) -> str:
+        return str(self.nio.device_id or "")
+
+    async def api(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *,
+        query: dict[str, str] | None = None, timeout: float = 30.0,
+    ) -> dict[str, Any]:  # fmt: skip
+        """One client-server API call on the client's connections; the answer's JSON object."""
+        session = self.nio.client_session
+        if session is None:
+            raise HomeserverUnavailable("the client is not started")
+        headers = {"Authorization": f"Bearer {self.nio.access_token}"}
+        try:
+            async with session.request(
+                method, self.homeserver + path, json=body, params=query, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as http:  # fmt: skip
+                status = http.status
+                answer = await http.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise HomeserverUnavailable(str(exc) or type(exc).__name__) from exc
+        if not isinstance(answer, dict):
+            answer = {"state": answer} if isinstance(answer, list) else {}
+        if status >= 400:
+            retry = answer.get("retry_after_ms")
+            raise MatrixError(
+                answer.get("errcode"),
+                str(answer.get("error", "")),
+                status,
+                retry if isinstance(retry, int) else None,
+            )
+        return answer
+
     async def reachable(self) -> bool:
         """Whether the homeserver answers the client API at all (for readiness)."""
         session = self.nio.client_session
@@ -266,6 +276,8 @@ class MatrixClient:
             return await self._put(room_id, event_type, content, txn_id)
 
     async def _put(self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:
+        if self.crypto is not None:  # encrypted when the room is; CannotEncrypt keeps it queued
+            event_type, content = await self.crypto.prepare(room_id, event_type, content)
         response = await self._call(self.nio.room_send(room_id, event_type, content, tx_id=txn_id))
         if not isinstance(response, nio.RoomSendResponse):
             raise _error(response)
@@ -283,15 +295,19 @@ class MatrixClient:
                 ),
                 None,
             )
-            if inviter is not None and invite_allowed(inviter, self.invite_allowlist):
-                log.info("accepting invite", extra={"room_id": room_id, "inviter": inviter})
-                try:
-                    await self.join(room_id)
-                except MatrixError as exc:
-                    log.warning("could not accept invite", extra={"room_id": room_id, "error": str(exc)})
-            else:
-                log.info("refusing invite", extra={"room_id": room_id, "inviter": inviter})
-                await self._call(self.nio.room_leave(room_id))
+            await self.answer_invite(room_id, inviter)
+
+    async def answer_invite(self, room_id: str, inviter: str | None) -> None:
+        """Join when the inviter is on the allow-list, else decline."""
+        if inviter is not None and invite_allowed(inviter, self.invite_allowlist):
+            log.info("accepting invite", extra={"room_id": room_id, "inviter": inviter})
+            try:
+                await self.join(room_id)
+            except MatrixError as exc:
+                log.warning("could not accept invite", extra={"room_id": room_id, "error": str(exc)})
+        else:
+            log.info("refusing invite", extra={"room_id": room_id, "inviter": inviter})
+            await self._call(self.nio.room_leave(room_id))
 
     async def run_invite_loop(self, *, poll_timeout_ms: int = 30000) -> None:
         """Long-poll /sync for invites only and answer them; runs until cancelled."""

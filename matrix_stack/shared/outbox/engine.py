@@ -21,17 +21,18 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from matrix_stack.shared.kit.errors import NotDurable
-from matrix_stack.shared.matrix.client import HomeserverUnavailable, MatrixError
 from matrix_stack.shared.matrix.content import Content, RelationKind, relate
+from matrix_stack.shared.matrix.errors import HomeserverUnavailable, MatrixError
 from matrix_stack.shared.outbox.metrics import OutboxMetrics
 from matrix_stack.shared.outbox.store import (
+    DEVICE_LEASE,
     Claim,
     DeadLetter,
     DeliveryStatus,
@@ -52,6 +53,35 @@ _SENT_CACHE = 10_000  # event ids of recent deliveries kept for the relations th
 
 class Sender(Protocol):
     async def send(self, room: str, content: dict[str, Any], *, txn_id: str, event_type: str) -> str: ...
+
+
+class DeviceUser(Protocol):
+    """What uses the bot's device (its encryption): started when this replica takes the device lease,
+    stopped when it loses it. `store` keeps its state (see `DeviceState`)."""
+
+    async def activate(self, store: DeviceState) -> None: ...
+
+    async def deactivate(self, reason: str) -> None: ...
+
+
+@dataclass
+class DeviceState:
+    """The bot's crypto state in the outbox's store, written only under the device lease."""
+
+    store: OutboxStore
+    claim: Claim
+
+    @property
+    def description(self) -> str:
+        return self.store.description
+
+    async def load(self) -> dict[str, str]:
+        return await self.store.crypto_load()
+
+    async def save(self, puts: Mapping[str, str], deletes: Collection[str]) -> None:
+        if not self.claim.valid():
+            raise NotDurable(f"{self.store.description}: this replica's lease of the bot's device ran out")
+        await self.store.crypto_save(self.claim, puts, deletes)
 
 
 @dataclass(frozen=True)
@@ -101,6 +131,11 @@ class Outbox:
     root_retention: float = 7 * 24 * 3600.0  # how long a resolved root still takes relations
     root_max_age: float = 90 * 24 * 3600.0  # a root never resolved is forgotten after this
     survey_seconds: float = 10.0 / 3  # a shared store: lease renewal and the look for unheld rooms
+    # With encryption, one replica at a time uses the bot's device: the one holding its lease, and
+    # only that one sends (on SQLite, the only replica, always).
+    device: DeviceUser | None = None
+    _device_claim: Claim | None = field(init=False, default=None)
+    _device_asked: float = field(init=False, default=0.0)  # monotonic: the last try to take it
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _active: dict[str, asyncio.Task[None]] = field(init=False, default_factory=dict)
     _claims: dict[str, Claim] = field(init=False, default_factory=dict)
@@ -153,6 +188,7 @@ class Outbox:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self._drop_device("the service is stopping", release=True)
         await self.store.close()
 
     # -- producers --------------------------------------------------------------------------------
@@ -300,6 +336,9 @@ class Outbox:
                 log.warning("outbox survey failed", extra={"error": str(exc)})
             else:
                 for room in survey.lost:
+                    if room == DEVICE_LEASE:
+                        await self._drop_device("its lease was lost (the database was unreachable too long)")
+                        continue
                     log.warning("room lease lost; another replica takes over", extra={"room": room})
                 for room, due in survey.heads:
                     if room not in self._active:
@@ -309,9 +348,52 @@ class Outbox:
                 self._wake.set()
             await asyncio.sleep(self.survey_seconds)
 
+    def _holds_device(self) -> bool:
+        return self.device is None or (self._device_claim is not None and self._device_claim.valid())
+
+    async def _take_device(self) -> None:
+        """Take the bot's device when no other replica holds it; then this replica sends."""
+        assert self.device is not None
+        if time.monotonic() - self._device_asked < self.survey_seconds * 0.9:
+            return  # enqueues wake the dispatcher often: ask the database once per survey
+        self._device_asked = time.monotonic()
+        try:
+            claim = await self.store.claim(DEVICE_LEASE)
+        except NotDurable as exc:
+            log.warning("cannot take the bot's device", extra={"error": str(exc)})
+            return
+        if claim is None:
+            return
+        self._device_claim = claim
+        self._claims[DEVICE_LEASE] = claim  # renewed with the rooms' leases
+        if self.store.shared:
+            log.info(
+                "this replica now uses the bot's device and sends", extra={"taken_over": claim.taken_over}
+            )
+        await self.device.activate(DeviceState(self.store, claim))
+
+    async def _drop_device(self, reason: str, *, release: bool = False) -> None:
+        claim, self._device_claim = self._device_claim, None
+        if claim is None or self.device is None:
+            return
+        self._claims.pop(DEVICE_LEASE, None)
+        if self.store.shared:
+            log.warning("this replica stops using the bot's device", extra={"reason": reason})
+        await self.device.deactivate(f"this replica no longer holds the bot's device: {reason}")
+        if release and not claim.lost:
+            await self.store.release(claim, hand_over=False)
+
     async def _dispatch(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            if not self._holds_device():
+                if self._device_claim is not None:
+                    await self._drop_device("its lease ran out before it was renewed")
+                await self._take_device()
+                if not self._holds_device():  # another replica sends: look again at the next survey
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.survey_seconds)
+                    continue
             now = time.time()
             next_due: float | None = None
             for room, due in list(self._due.items()):
@@ -359,7 +441,7 @@ class Outbox:
                         self._due.pop(room, None)
                     return
                 for row in rows:
-                    if self._stopping or not claim.valid():
+                    if self._stopping or not claim.valid() or not self._holds_device():
                         self._due[room] = time.time()
                         return
                     if row.next_attempt > time.time():

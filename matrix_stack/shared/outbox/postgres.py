@@ -26,7 +26,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, TypeVar
@@ -193,6 +193,8 @@ class PostgresStore:
             f" WHERE d.state = 'pending' AND NOT EXISTS (SELECT 1 FROM {s}.room_leases l"
             " WHERE l.room = d.room"
             " AND l.holder <> '' AND l.holder <> %s AND l.expires >= now()) ORDER BY d.room, d.seq",
+            "holds": f"SELECT 1 FROM {s}.room_leases WHERE room = %s AND holder = %s AND generation = %s"
+            " AND expires > now() FOR SHARE",
             "meta_get": f"SELECT value FROM {s}.meta WHERE key = %s",
             "meta_set": f"INSERT INTO {s}.meta (key, value) VALUES (%s, %s)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -427,6 +429,32 @@ class PostgresStore:
 
         await self._run(prune)
 
+    # -- the bot's crypto state -------------------------------------------------------------------
+
+    async def crypto_load(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in await self._fetch(self._sql["crypto_load"], ())}
+
+    async def crypto_save(self, claim: Claim, puts: Mapping[str, str], deletes: Collection[str]) -> None:
+        async def save(connection: psycopg.AsyncConnection[Any]) -> None:
+            async with connection.transaction():
+                # Fenced: a replica whose device lease ran out never overwrites the new holder's state.
+                held = await connection.execute(
+                    self._sql["holds"], (claim.room, self.holder, claim.generation)
+                )
+                if await held.fetchone() is None:
+                    claim.lost = True
+                    raise _LeaseLost(f"{self.description}: the bot's device lease is held by another replica")
+                async with connection.cursor() as cursor:
+                    if puts:
+                        await cursor.executemany(self._sql["crypto_put"], list(puts.items()))
+                    if deletes:
+                        await cursor.executemany(self._sql["crypto_delete"], [(key,) for key in deletes])
+
+        try:
+            await self._run(save)
+        except _LeaseLost as exc:
+            raise NotDurable(str(exc)) from None
+
     # -- leases -----------------------------------------------------------------------------------
 
     async def claim(self, room: str) -> Claim | None:
@@ -517,6 +545,10 @@ class PostgresStore:
                     await connection.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_BASE + key,))
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
             raise self._error(exc) from exc
+
+
+class _LeaseLost(Exception):
+    pass
 
 
 class PostgresSession:

@@ -120,6 +120,9 @@ STEPS: tuple[Step, ...] = (
             "CREATE TABLE {t}meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ),
     ),
+    # 2: the bot's crypto state (end-to-end encryption): one row per item, values JSON holding
+    # encrypted pickles (`matrix/crypto/state.py`), written only by the holder of the device lease.
+    Step(2, both=("CREATE TABLE {t}crypto_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",)),
 )
 
 # One row per version applied, with when.
@@ -148,6 +151,10 @@ STATEMENTS = {
     "status": "SELECT " + STATUS_COLUMNS + " FROM {t}deliveries WHERE id = ?",
     "dead_letters": "SELECT id, room, reason FROM {t}dead_letters ORDER BY failed",
     "depth": "SELECT count(*) FROM {t}deliveries WHERE state = 'pending'",
+    "crypto_load": "SELECT key, value FROM {t}crypto_state",
+    "crypto_put": "INSERT INTO {t}crypto_state (key, value) VALUES (?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    "crypto_delete": "DELETE FROM {t}crypto_state WHERE key = ?",
 }
 
 

@@ -13,7 +13,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -302,6 +302,16 @@ class SqliteStore:
         except NotDurable:
             return False
         return True
+
+    async def crypto_load(self) -> dict[str, str]:
+        return await self._db.run(lambda c: dict(c.execute(SQL["crypto_load"]).fetchall()))
+
+    async def crypto_save(self, claim: Claim, puts: Mapping[str, str], deletes: Collection[str]) -> None:
+        def save(c: sqlite3.Connection) -> None:  # one replica: the device is always ours
+            c.executemany(SQL["crypto_put"], list(puts.items()))
+            c.executemany(SQL["crypto_delete"], [(key,) for key in deletes])
+
+        await self._db.run(save)
 
     async def prune(self, cutoff: float, resolved_before: float, created_before: float) -> None:
         def prune(c: sqlite3.Connection) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 State = Literal["pending", "sent", "dead"]
+# The lease of the bot's device (its crypto state), beside the rooms' leases: no room id starts with ~.
+DEVICE_LEASE = "~device"
 # The columns of `Row` and `DeliveryStatus`, in order, in both stores.
 ROW_COLUMNS = (
     "seq, id, room, event_type, content, rel_kind, rel_delivery, rel_event, attempts, next_attempt, created"
@@ -148,6 +150,13 @@ class OutboxStore(Protocol):
 
     async def prune(self, cutoff: float, resolved_before: float, created_before: float) -> None:
         """Drop old sent deliveries and old roots (a live root's delivery stays)."""
+        ...
+
+    # The bot's crypto state, one row per item (see matrix/crypto/state.py).
+    async def crypto_load(self) -> dict[str, str]: ...
+
+    async def crypto_save(self, claim: Claim, puts: Mapping[str, str], deletes: Collection[str]) -> None:
+        """In one transaction, only while `claim` (the device lease) is held. Raises NotDurable."""
         ...
 
     # Sharing (no-ops on SQLite).

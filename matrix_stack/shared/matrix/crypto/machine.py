@@ -1,0 +1,752 @@
+"""The bot's device at work: keys published, rooms followed through `/sync`, messages encrypted.
+
+One replica at a time uses the device (`activate` when it takes the device lease, `deactivate` when
+it loses it). Every other replica, and this one while the device is not ready, refuses to encrypt:
+the message stays queued. Whether a room is encrypted is known from `/sync` (the holder) or read
+from the room's state, so nothing is ever sent in the clear to a room that has encryption on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import time
+import urllib.parse
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import vodozemac
+
+from matrix_stack.shared.kit.errors import NotDurable
+from matrix_stack.shared.matrix.crypto.canonical import add_signature, canonical, signable, unpadded, verify
+from matrix_stack.shared.matrix.crypto.devices import MEGOLM, OLM, Device, Sharing, devices_of, receives_keys
+from matrix_stack.shared.matrix.crypto.metrics import CryptoMetrics
+from matrix_stack.shared.matrix.crypto.secret import DerivedKeys, SigningKey
+from matrix_stack.shared.matrix.crypto.state import CryptoState, RoomKey, StateStore, StateUnreadable
+from matrix_stack.shared.matrix.errors import HomeserverUnavailable, MatrixError
+
+log = logging.getLogger(__name__)
+
+OTK_TARGET = 25  # one-time keys kept on the server: half what the account holds
+ROTATION_MS = 7 * 24 * 3600 * 1000  # the spec's defaults when the room names none
+ROTATION_MSGS = 100
+UNENCRYPTED_RECHECK = 5.0  # seconds a room read as unencrypted is trusted without a live /sync
+SYNC_TIMEOUT_MS = 30_000
+TO_DEVICE_CHUNK = 200  # devices per /sendToDevice request
+
+# Only what following rooms needs: their encryption and members; to-device and device lists come
+# with every sync whatever the filter.
+SYNC_FILTER = json.dumps(
+    {
+        "presence": {"not_types": ["*"]},
+        "account_data": {"not_types": ["*"]},
+        "room": {
+            "state": {"types": ["m.room.encryption", "m.room.member"], "lazy_load_members": False},
+            "timeline": {"types": ["m.room.encryption", "m.room.member"], "limit": 100},
+            "ephemeral": {"not_types": ["*"]},
+            "account_data": {"not_types": ["*"]},
+        },
+    },
+    separators=(",", ":"),
+)
+
+
+class Api(Protocol):
+    user_id: str
+
+    @property
+    def device_id(self) -> str: ...
+
+    async def api(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *,
+        query: dict[str, str] | None = None, timeout: float = 30.0,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Raises HomeserverUnavailable, MatrixError."""
+        ...
+
+
+class CannotEncrypt(MatrixError):
+    """The room is encrypted and this message cannot be encrypted now: it stays queued."""
+
+    def __init__(self, room_id: str, reason: str) -> None:
+        super().__init__(None, f"not sent: room {room_id} is encrypted and {reason}", None)
+
+
+@dataclass
+class Room:
+    encryption: dict[str, Any] | None = None
+    members: set[str] = field(default_factory=set)  # joined
+    read_at: float = 0.0  # monotonic time of a direct read of its state (0: followed by /sync)
+
+
+@dataclass
+class Outbound:
+    session: vodozemac.GroupSession
+    created: float = field(default_factory=time.time)
+    count: int = 0
+    shared: set[tuple[str, str, str]] = field(default_factory=set)  # (user, device, curve25519)
+
+    def expired(self, encryption: dict[str, Any]) -> bool:
+        period_ms = encryption.get("rotation_period_ms", ROTATION_MS)
+        period_msgs = encryption.get("rotation_period_msgs", ROTATION_MSGS)
+        age_ms = (time.time() - self.created) * 1000
+        return (isinstance(period_msgs, int) and self.count >= max(period_msgs, 1)) or (
+            isinstance(period_ms, int) and age_ms >= period_ms
+        )
+
+
+def _path(*parts: str) -> str:
+    return "/".join(urllib.parse.quote(part, safe="") for part in parts)
+
+
+class Crypto:
+    """Encryption for one bot account's device, used by one replica at a time."""
+
+    def __init__(
+        self,
+        api: Api,
+        keys: DerivedKeys | None,
+        *,
+        enabled: bool = True,
+        sharing: Sharing = "members",
+        allowlist: Sequence[str] = (),
+        metrics: CryptoMetrics | None = None,
+        on_invite: Callable[[str, str | None], Awaitable[None]] | None = None,
+    ) -> None:
+        self.api = api
+        self.keys = keys
+        self.enabled = enabled
+        self.sharing: Sharing = sharing
+        self.allowlist = tuple(allowlist)
+        self.metrics = metrics
+        self.on_invite = on_invite
+        self._state: CryptoState | None = None
+        self._store: StateStore | None = None
+        self._problem = (
+            "this replica does not hold the bot's device (another replica sends)"
+            if enabled
+            else "encryption is turned off (ENCRYPTION=false)"
+        )
+        self._ready = False
+        self._rooms: dict[str, Room] = {}
+        self._outbound: dict[str, Outbound] = {}
+        self._outdated: set[str] = set()
+        self._room_locks: dict[str, asyncio.Lock] = {}
+        self._lock = asyncio.Lock()  # the account, Olm sessions and device lists
+        self._task: asyncio.Task[None] | None = None
+        self._synced_at = 0.0  # monotonic time of the last /sync answer
+
+    # -- holding the device ---------------------------------------------------------------------
+
+    async def activate(self, store: StateStore) -> None:
+        """Take up the device: load its state, then publish keys and follow rooms in the background."""
+        assert self.keys is not None, "encryption is off"
+        try:
+            state = CryptoState.load(await store.load(), self.keys.pickle_key)
+        except (StateUnreadable, NotDurable) as exc:
+            self._problem = f"the crypto state in {store.description} cannot be read: {exc}"
+            log.error("encryption unavailable", extra={"reason": self._problem})
+            return
+        self._state, self._store = state, store
+        self._outdated = set(state.devices)  # changes while no replica followed are unknown
+        self._problem = "the device's keys are not published yet"
+        try:  # before the first message, when the homeserver answers; else the loop tries again
+            await asyncio.wait_for(self._become_ready(), 30)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("publishing the device's keys failed; trying again", extra={"error": str(exc)})
+        self._task = asyncio.create_task(self._follow(), name="crypto-sync")
+
+    async def deactivate(self, reason: str = "this replica no longer holds the bot's device") -> None:
+        self._problem = reason
+        self._ready = False
+        if self.metrics:
+            self.metrics.ready.set(0)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        self._state = self._store = None
+        self._outbound.clear()
+        self._rooms.clear()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def prepare(
+        self, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """The event to send: encrypted when the room is. Raises CannotEncrypt (keep it queued),
+        HomeserverUnavailable, MatrixError."""
+        encryption = await self.room_encryption(room_id)
+        if encryption is None:
+            return event_type, content
+        lock = self._room_locks.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            try:
+                return await self._encrypt(room_id, encryption, event_type, content)
+            except CannotEncrypt as exc:
+                self._failed("unavailable" if self.enabled else "disabled", room_id, exc.message)
+                raise
+            except NotDurable as exc:
+                self._failed("store", room_id, str(exc))
+                raise CannotEncrypt(room_id, f"the crypto state cannot be saved: {exc}") from exc
+            except (HomeserverUnavailable, MatrixError) as exc:
+                self._failed("homeserver", room_id, str(exc))
+                raise
+
+    def _failed(self, reason: str, room_id: str, message: str) -> None:
+        if self.metrics:
+            self.metrics.failures.labels(reason=reason).inc()
+        log.error("cannot encrypt; the message stays queued", extra={"room": room_id, "reason": message})
+
+    async def room_encryption(self, room_id: str) -> dict[str, Any] | None:
+        """The room's `m.room.encryption` content, None when it is not encrypted."""
+        room = self._rooms.get(room_id)
+        if room is not None and (room.encryption is not None or self._trusted(room)):
+            return room.encryption
+        state = await self.api.api("GET", f"/_matrix/client/v3/rooms/{_path(room_id)}/state")
+        fresh = Room(read_at=time.monotonic())
+        for event in state.get("state", state) if isinstance(state, dict) else state:
+            _apply(fresh, event)
+        known = self._rooms.get(room_id)
+        if known is not None and known.encryption is not None:
+            fresh.encryption = known.encryption  # encryption is never turned off
+        self._rooms[room_id] = fresh
+        return fresh.encryption
+
+    def _trusted(self, room: Room) -> bool:
+        """Whether `room` read as unencrypted may be believed: /sync is live, or the read is recent."""
+        now = time.monotonic()
+        if room.read_at == 0.0:
+            return now - self._synced_at < SYNC_TIMEOUT_MS / 1000 + 15
+        return now - room.read_at < UNENCRYPTED_RECHECK
+
+    async def _encrypt(
+        self, room_id: str, encryption: dict[str, Any], event_type: str, content: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        if not self._ready or self._state is None:
+            raise CannotEncrypt(room_id, self._problem)
+        if encryption.get("algorithm") != MEGOLM:
+            raise CannotEncrypt(room_id, f"its algorithm {encryption.get('algorithm')!r} is not {MEGOLM}")
+        state = self._state
+        room = self._rooms[room_id]
+        if room.read_at:  # not followed by /sync yet: read members now
+            await self._read_members(room_id, room)
+        await self._query_devices(room.members)
+        targets = [
+            device
+            for user in sorted(room.members)
+            for device in state.devices.get(user, {}).values()
+            if receives_keys(device, self.sharing, self.allowlist)
+            and not (user == self.api.user_id and device.device_id == self.api.device_id)
+        ]
+        wanted = {(d.user_id, d.device_id, d.curve25519) for d in targets}
+        out = self._outbound.get(room_id)
+        if out is None or out.expired(encryption) or not out.shared <= wanted:
+            out = Outbound(vodozemac.GroupSession())
+            state.room_keys[out.session.session_id] = RoomKey(
+                room_id, out.session.session_key.to_base64(), out.created, set()
+            )
+            state.changed_room_key(out.session.session_id)
+            self._outbound[room_id] = out
+        missing = [d for d in targets if (d.user_id, d.device_id, d.curve25519) not in out.shared]
+        if missing:
+            sent = await self._send_room_key(room_id, out.session.session_id, missing, why="message")
+            out.shared |= {(d.user_id, d.device_id, d.curve25519) for d in sent}
+        else:
+            await self._save()  # a new session's key, kept before any message uses it
+        plaintext = canonical({"type": event_type, "content": content, "room_id": room_id})
+        ciphertext = out.session.encrypt(plaintext).to_base64()
+        out.count += 1
+        encrypted: dict[str, Any] = {
+            "algorithm": MEGOLM,
+            "sender_key": state.account.curve25519_key.to_base64(),
+            "ciphertext": ciphertext,
+            "session_id": out.session.session_id,
+            "device_id": self.api.device_id,
+        }
+        relation = content.get("m.relates_to")
+        if relation is not None:  # relations stay in the clear, so servers can aggregate them
+            encrypted["m.relates_to"] = relation
+        if self.metrics:
+            self.metrics.encrypted.inc()
+        return "m.room.encrypted", encrypted
+
+    async def _read_members(self, room_id: str, room: Room) -> None:
+        answer = await self.api.api("GET", f"/_matrix/client/v3/rooms/{_path(room_id)}/joined_members")
+        joined = answer.get("joined", {})
+        room.members = set(joined) if isinstance(joined, dict) else set()
+
+    # -- devices and Olm ------------------------------------------------------------------------
+
+    async def _query_devices(self, users: Iterable[str]) -> None:
+        state = self._state
+        assert state is not None
+        wanted = sorted(u for u in users if u not in state.devices or u in self._outdated)
+        if not wanted:
+            return
+        async with self._lock:
+            wanted = [u for u in wanted if u not in state.devices or u in self._outdated]
+            if not wanted:
+                return
+            answer = await self.api.api(
+                "POST", "/_matrix/client/v3/keys/query", {"device_keys": {u: [] for u in wanted}}
+            )
+            failed = set(answer.get("failures", {}))
+            appeared: list[Device] = []
+            for user in wanted:
+                if user.split(":", 1)[-1] in failed and user in state.devices:
+                    continue  # their server did not answer: keep what we knew, ask again later
+                found = devices_of(answer, user)
+                before = state.devices.get(user)
+                if before is not None:
+                    appeared += [
+                        d for d in found.values()
+                        if d.device_id not in before or before[d.device_id].curve25519 != d.curve25519
+                    ]  # fmt: skip
+                state.devices[user] = found
+                state.changed_devices(user)
+                self._outdated.discard(user)
+        if appeared:
+            await self._share_earlier_keys(appeared)
+
+    async def _share_earlier_keys(self, devices: list[Device]) -> None:
+        """A member's new device gets the room keys its owner had: it reads what was sent before it."""
+        assert self._state is not None
+        for device in devices:
+            if not receives_keys(device, self.sharing, self.allowlist):
+                continue
+            for session_id, room_key in list(self._state.room_keys.items()):
+                if device.user_id in room_key.users:
+                    with contextlib.suppress(HomeserverUnavailable, MatrixError):
+                        await self._send_room_key(room_key.room_id, session_id, [device], why="new-device")
+
+    async def _sessions_for(self, devices: list[Device]) -> list[Device]:
+        """Make sure each device has an Olm session with us; those that have one (or got one)."""
+        state = self._state
+        assert state is not None
+        lacking = [d for d in devices if not state.olm.get(d.curve25519)]
+        if lacking:
+            claim: dict[str, dict[str, str]] = {}
+            for device in lacking:
+                claim.setdefault(device.user_id, {})[device.device_id] = "signed_curve25519"
+            answer = await self.api.api("POST", "/_matrix/client/v3/keys/claim", {"one_time_keys": claim})
+            claimed = answer.get("one_time_keys", {})
+            for device in lacking:
+                for key_obj in (claimed.get(device.user_id, {}).get(device.device_id) or {}).values():
+                    if not isinstance(key_obj, dict) or not verify(
+                        key_obj, device.user_id, f"ed25519:{device.device_id}", device.ed25519
+                    ):
+                        continue
+                    session = state.account.create_outbound_session(
+                        vodozemac.Curve25519PublicKey.from_base64(device.curve25519),
+                        vodozemac.Curve25519PublicKey.from_base64(key_obj["key"]),
+                    )
+                    state.olm[device.curve25519] = [session]
+                    state.changed_olm(device.curve25519)
+                    break
+                else:
+                    log.warning(
+                        "a device has no one-time key left: it gets this room key later",
+                        extra={"user": device.user_id, "device": device.device_id},
+                    )
+        return [d for d in devices if state.olm.get(d.curve25519)]
+
+    async def _send_room_key(
+        self, room_id: str, session_id: str, devices: list[Device], *, why: str
+    ) -> list[Device]:
+        """Send a room key over Olm; the devices it went to. Everything the encryption changed is
+        saved before anything is sent, so no Olm message index is ever used twice."""
+        state = self._state
+        assert state is not None
+        room_key = state.room_keys[session_id]
+        async with self._lock:
+            reachable = await self._sessions_for(devices)
+            room_key.users |= {d.user_id for d in reachable}
+            state.changed_room_key(session_id)
+            content = {
+                "algorithm": MEGOLM,
+                "room_id": room_id,
+                "session_id": session_id,
+                "session_key": room_key.session_key,
+            }
+            messages: dict[str, dict[str, Any]] = {}
+            for device in reachable:
+                messages.setdefault(device.user_id, {})[device.device_id] = self._olm_encrypt(
+                    device, "m.room_key", content
+                )
+            await self._save()
+        batch: list[tuple[str, str, Any]] = [(u, d, c) for u, by in messages.items() for d, c in by.items()]
+        for start in range(0, len(batch), TO_DEVICE_CHUNK):
+            chunk: dict[str, dict[str, Any]] = {}
+            for user, device_id, message in batch[start : start + TO_DEVICE_CHUNK]:
+                chunk.setdefault(user, {})[device_id] = message
+            await self.api.api(
+                "PUT",
+                f"/_matrix/client/v3/sendToDevice/m.room.encrypted/{uuid.uuid4().hex}",
+                {"messages": chunk},
+            )
+        if self.metrics and reachable:
+            self.metrics.shared.labels(why=why).inc(len(reachable))
+        return reachable
+
+    def _olm_encrypt(self, device: Device, event_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        state = self._state
+        assert state is not None
+        session = state.olm[device.curve25519][0]
+        payload = {
+            "type": event_type,
+            "content": content,
+            "sender": self.api.user_id,
+            "sender_device": self.api.device_id,
+            "keys": {"ed25519": state.account.ed25519_key.to_base64()},
+            "recipient": device.user_id,
+            "recipient_keys": {"ed25519": device.ed25519},
+        }
+        message_type, body = session.encrypt(canonical(payload)).to_parts()
+        state.changed_olm(device.curve25519)
+        return {
+            "algorithm": OLM,
+            "sender_key": state.account.curve25519_key.to_base64(),
+            "ciphertext": {device.curve25519: {"type": message_type, "body": unpadded(body)}},
+        }
+
+    async def _save(self) -> None:
+        if self._state is not None and self._store is not None:
+            await self._state.save(self._store)
+
+    # -- keys of the device ---------------------------------------------------------------------
+
+    def _device_keys(self) -> dict[str, Any]:
+        state = self._state
+        assert state is not None
+        device_id = self.api.device_id
+        keys: dict[str, Any] = {
+            "user_id": self.api.user_id,
+            "device_id": device_id,
+            "algorithms": [OLM, MEGOLM],
+            "keys": {
+                f"curve25519:{device_id}": state.account.curve25519_key.to_base64(),
+                f"ed25519:{device_id}": state.account.ed25519_key.to_base64(),
+            },
+        }
+        return add_signature(keys, self.api.user_id, f"ed25519:{device_id}", self._device_sign(keys))
+
+    def _device_sign(self, obj: dict[str, Any]) -> str:
+        assert self._state is not None
+        return str(self._state.account.sign(signable(obj)).to_base64())
+
+    def _signed_key(self, key: str, *, fallback: bool = False) -> dict[str, Any]:
+        obj: dict[str, Any] = {"key": key, **({"fallback": True} if fallback else {})}
+        return add_signature(obj, self.api.user_id, f"ed25519:{self.api.device_id}", self._device_sign(obj))
+
+    async def _publish(self, counts: dict[str, Any] | None, fallback_types: list[str] | None) -> None:
+        """Upload the device keys (once), top up one-time keys, replace a used fallback key. The
+        account is saved before the upload: a published key's private half is never lost."""
+        state = self._state
+        assert state is not None
+        body: dict[str, Any] = {}
+        if not state.published:
+            await self._check_device_is_ours()
+            body["device_keys"] = self._device_keys()
+        if counts is None:  # the server's count is not known yet: ask (an empty upload answers it)
+            counts = (await self.api.api("POST", "/_matrix/client/v3/keys/upload", body))[
+                "one_time_key_counts"
+            ]
+            body = {}
+        on_server = int(counts.get("signed_curve25519", 0))
+        if on_server < OTK_TARGET:
+            state.account.generate_one_time_keys(OTK_TARGET - on_server)
+        if (fallback_types is not None and "signed_curve25519" not in fallback_types) or not state.published:
+            state.account.generate_fallback_key()  # type: ignore[attr-defined]  # missing from its stubs
+        otks = {
+            f"signed_curve25519:{k}": self._signed_key(v.to_base64())
+            for k, v in state.account.one_time_keys.items()
+        }
+        fallback = {
+            f"signed_curve25519:{k}": self._signed_key(v.to_base64(), fallback=True)
+            for k, v in state.account.fallback_key.items()  # type: ignore[attr-defined]
+        }
+        if otks:
+            body["one_time_keys"] = otks
+        if fallback:
+            body["fallback_keys"] = fallback
+        if not body:
+            return
+        state.changed_account()
+        await self._save()
+        await self.api.api("POST", "/_matrix/client/v3/keys/upload", body)
+        state.account.mark_keys_as_published()
+        state.published = True
+        state.changed_account()
+        await self._save()
+
+    async def _check_device_is_ours(self) -> None:
+        """A new account on a device that already has other keys: the crypto state was lost."""
+        assert self._state is not None
+        me, device_id = self.api.user_id, self.api.device_id
+        answer = await self.api.api(
+            "POST", "/_matrix/client/v3/keys/query", {"device_keys": {me: [device_id]}}
+        )
+        existing = (answer.get("device_keys", {}).get(me) or {}).get(device_id)
+        ours = self._state.account.curve25519_key.to_base64()
+        if existing and existing.get("keys", {}).get(f"curve25519:{device_id}") != ours:
+            raise CannotEncrypt(
+                "(every room)",
+                f"device {device_id} already has encryption keys this crypto state does not hold (was the"
+                " state lost?): log the bot in as a new device (remove its session) to start again",
+            )
+
+    async def _cross_sign(self) -> None:
+        """Give the account its cross-signing identity (derived from the secret) and sign this
+        device with it, so clients that exclude unsigned devices (MSC4153) still read the bot."""
+        me, device_id = self.api.user_id, self.api.device_id
+        assert self.keys is not None
+        master, self_signing = self.keys.master, self.keys.self_signing
+        answer = await self.api.api(
+            "POST", "/_matrix/client/v3/keys/query", {"device_keys": {me: [device_id]}}
+        )
+        on_server = answer.get("master_keys", {}).get(me)
+        if on_server is None:
+
+            def key(usage: str, signing: SigningKey) -> dict[str, Any]:
+                return {"user_id": me, "usage": [usage], "keys": {signing.key_id: signing.public}}
+
+            master_obj = key("master", master)
+            upload = {"master_key": master_obj}
+            for name, usage, signing in (
+                ("self_signing_key", "self_signing", self_signing),
+                ("user_signing_key", "user_signing", self.keys.user_signing),
+            ):
+                obj = key(usage, signing)
+                upload[name] = add_signature(obj, me, master.key_id, master.sign(signable(obj)))
+            await self.api.api("POST", "/_matrix/client/v3/keys/device_signing/upload", upload)
+            log.info("cross-signing set up for the bot's account", extra={"master_key": master.public})
+        elif on_server.get("keys", {}).get(master.key_id) != master.public:
+            log.error(
+                "the bot's account has a cross-signing identity this encryption key did not make; its device"
+                " stays unsigned (clients that exclude unsigned devices will not show its messages)",
+                extra={"user": me},
+            )
+            return
+        device = (answer.get("device_keys", {}).get(me) or {}).get(device_id)
+        if device is None:
+            return
+        if verify(device, me, self_signing.key_id, self_signing.public):
+            return
+        signature = self_signing.sign(signable(device))
+        signed = add_signature(
+            {k: v for k, v in device.items() if k != "unsigned"}, me, self_signing.key_id, signature
+        )
+        result = await self.api.api(
+            "POST", "/_matrix/client/v3/keys/signatures/upload", {me: {device_id: signed}}
+        )
+        if result.get("failures"):
+            log.error("signing the bot's device failed", extra={"failures": json.dumps(result["failures"])})
+        else:
+            log.info("the bot's device is signed by its account", extra={"device": device_id})
+
+    # -- following rooms ------------------------------------------------------------------------
+
+    async def _become_ready(self) -> None:
+        await self._publish(None, None)
+        try:
+            await self._cross_sign()
+        except MatrixError as exc:
+            log.error("cross-signing the bot's device failed", extra={"error": str(exc)})
+        self._ready = True
+        self._problem = ""
+        if self.metrics:
+            self.metrics.ready.set(1)
+        log.info("encryption ready", extra={"device": self.api.device_id})
+
+    async def _follow(self) -> None:
+        """Publish keys until that works, then long-poll /sync and act on what it brings."""
+        since: str | None = None
+        delay = 1.0
+        while True:
+            try:
+                if not self._ready:
+                    await self._become_ready()
+                query = {"filter": SYNC_FILTER, "timeout": str(SYNC_TIMEOUT_MS if since else 0)}
+                if since:
+                    query["since"] = since
+                answer = await self.api.api(
+                    "GET", "/_matrix/client/v3/sync", query=query, timeout=SYNC_TIMEOUT_MS / 1000 + 30
+                )
+                await self._handle_sync(answer, initial=since is None)
+                since = str(answer["next_batch"])
+                self._synced_at = time.monotonic()
+                delay = 1.0
+                continue
+            except asyncio.CancelledError:
+                raise
+            except CannotEncrypt as exc:
+                self._problem = exc.message.split(" and ", 1)[-1]
+                log.error("encryption unavailable", extra={"reason": self._problem})
+                delay = 60.0
+            except (HomeserverUnavailable, MatrixError, NotDurable, KeyError, ValueError) as exc:
+                log.warning("following the bot's rooms failed; trying again", extra={"error": str(exc)})
+            except Exception:
+                log.exception("following the bot's rooms failed")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    async def _handle_sync(self, answer: dict[str, Any], *, initial: bool) -> None:
+        rooms = answer.get("rooms", {})
+        for room_id, joined in rooms.get("join", {}).items():
+            room = self._rooms.get(room_id)
+            if room is None or initial or room.read_at:
+                room = Room(encryption=room.encryption if room else None)
+                self._rooms[room_id] = room
+            before = set(room.members)
+            for section in ("state", "timeline"):
+                for event in joined.get(section, {}).get("events", []):
+                    _apply(room, event)
+            if before - room.members and room_id in self._outbound:
+                log.info("members left: the room's next message uses a new room key", extra={"room": room_id})
+        for room_id in rooms.get("leave", {}):
+            self._rooms.pop(room_id, None)
+            self._outbound.pop(room_id, None)
+        if self.on_invite is not None:
+            for room_id, invited in rooms.get("invite", {}).items():
+                inviter = next(
+                    (
+                        e.get("sender")
+                        for e in invited.get("invite_state", {}).get("events", [])
+                        if e.get("type") == "m.room.member" and e.get("state_key") == self.api.user_id
+                    ),
+                    None,
+                )
+                await self.on_invite(room_id, inviter)
+        if not self.enabled or self._state is None:
+            return
+        lists = answer.get("device_lists", {})
+        for user in lists.get("changed", []):
+            if user in self._state.devices:
+                self._outdated.add(user)
+        for user in lists.get("left", []):
+            if self._state.devices.pop(user, None) is not None:
+                self._state.changed_devices(user)
+        for event in answer.get("to_device", {}).get("events", []):
+            try:
+                await self._to_device(event)
+            except (HomeserverUnavailable, MatrixError) as exc:
+                log.warning(
+                    "could not answer a to-device message",
+                    extra={"type": event.get("type"), "error": str(exc)},
+                )
+        counts = answer.get("device_one_time_keys_count")
+        fallback = answer.get("device_unused_fallback_key_types")
+        if isinstance(counts, dict) and (
+            int(counts.get("signed_curve25519", 0)) < OTK_TARGET
+            or (isinstance(fallback, list) and "signed_curve25519" not in fallback)
+        ):
+            await self._publish(counts, fallback if isinstance(fallback, list) else None)
+        await self._save()
+
+    async def _to_device(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        content = event.get("content", {})
+        sender = event.get("sender")
+        if kind == "m.room.encrypted" and content.get("algorithm") == OLM and isinstance(sender, str):
+            self._olm_decrypt(sender, content)
+        elif kind == "m.room_key_request" and content.get("action") == "request" and isinstance(sender, str):
+            await self._answer_key_request(sender, content)
+
+    def _olm_decrypt(self, sender: str, content: dict[str, Any]) -> dict[str, Any] | None:
+        """Open an Olm message to this device (a peer starting a session with us uses a one-time
+        key: the account and session are kept). The bridges send only: what it held is logged."""
+        state = self._state
+        assert state is not None
+        mine = content.get("ciphertext", {}).get(state.account.curve25519_key.to_base64())
+        sender_key = content.get("sender_key")
+        if not isinstance(mine, dict) or not isinstance(sender_key, str):
+            return None
+        raw = _unb64(mine.get("body", ""))
+        message = vodozemac.AnyOlmMessage.from_parts(int(mine.get("type", 1)), raw)
+        sessions = state.olm.setdefault(sender_key, [])
+        plaintext: bytes | None = None
+        for session in sessions:
+            try:
+                plaintext = session.decrypt(message)
+            except vodozemac.OlmDecryptionException:
+                continue
+            state.olm[sender_key] = [session] + [s for s in sessions if s is not session]
+            break
+        pre_key = message.to_pre_key()
+        if plaintext is None and pre_key is not None:
+            try:
+                session, plaintext = state.account.create_inbound_session(
+                    vodozemac.Curve25519PublicKey.from_base64(sender_key), pre_key
+                )
+            except (vodozemac.SessionCreationException, vodozemac.KeyException) as exc:
+                log.warning(
+                    "an Olm message to the bot could not be opened", extra={"user": sender, "error": str(exc)}
+                )
+                return None
+            state.olm[sender_key] = [session, *sessions]
+            state.changed_account()
+        if plaintext is None:
+            log.warning("an Olm message to the bot could not be opened", extra={"user": sender})
+            return None
+        state.changed_olm(sender_key)
+        opened: dict[str, Any] = json.loads(plaintext)
+        log.debug("to-device message opened", extra={"user": sender, "type": opened.get("type")})
+        return opened
+
+    async def _answer_key_request(self, sender: str, content: dict[str, Any]) -> None:
+        """Another device asks for a room key: given to it when its owner was sent that key (a member
+        when those messages were sent) and it passes the key-sharing setting."""
+        state = self._state
+        assert state is not None
+        body = content.get("body", {})
+        session_id = body.get("session_id")
+        device_id = content.get("requesting_device_id")
+        room_key = state.room_keys.get(session_id) if isinstance(session_id, str) else None
+        if room_key is None or not isinstance(device_id, str):
+            return
+        if sender not in room_key.users:
+            log.info(
+                "refused a room key request: its user was not a member when the key was in use",
+                extra={"user": sender, "device": device_id, "room": room_key.room_id},
+            )
+            return
+        self._outdated.add(sender)
+        await self._query_devices([sender])
+        device = state.devices.get(sender, {}).get(device_id)
+        if device is None or not receives_keys(device, self.sharing, self.allowlist):
+            log.info("refused a room key request from a device the key-sharing setting excludes",
+                     extra={"user": sender, "device": device_id})  # fmt: skip
+            return
+        await self._send_room_key(room_key.room_id, session_id, [device], why="request")
+
+
+def _apply(room: Room, event: Any) -> None:
+    if not isinstance(event, dict) or event.get("state_key") is None:
+        return
+    kind, content = event.get("type"), event.get("content")
+    if not isinstance(content, dict):
+        return
+    if kind == "m.room.encryption" and event.get("state_key") == "" and content.get("algorithm"):
+        room.encryption = content
+    elif kind == "m.room.member":
+        if content.get("membership") == "join":
+            room.members.add(event["state_key"])
+        else:
+            room.members.discard(event["state_key"])
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4))
