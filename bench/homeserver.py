@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from devstack.postgres import LocalPostgres
-from devstack.processes import free_port
+from devstack.processes import ENCRYPTION_KEY, free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
 from matrix_stack.shared.route.processes import stop, wait_ready
@@ -89,6 +89,7 @@ def serving(
     bare = None
     if outbox_url:
         service.env["OUTBOX_URL"] = outbox_url
+        service.env["ENCRYPTION_KEY"] = ENCRYPTION_KEY
     service.start(hs.synapse.url, hs.bot.user_id, PASSWORD, directory / "logs")
     try:
         service.wait_ready()

@@ -29,7 +29,7 @@ import psycopg
 from bench.homeserver import PASSWORD, durable_postgres, homeserver
 from bench.no_sender import NoSender
 from devstack.postgres import LocalPostgres
-from devstack.processes import free_port, metric_sum
+from devstack.processes import ENCRYPTION_KEY, free_port, metric_sum
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
 from matrix_stack.shared.bridge.metrics import Metrics
@@ -324,6 +324,7 @@ async def takeover(directory: Path, pg: LocalPostgres) -> None:
         env = {
             "TOKEN": "t" * 24,
             "OUTBOX_URL": url,
+            "ENCRYPTION_KEY": ENCRYPTION_KEY,
             "OUTBOX_LEASE_SECONDS": str(lease),
             "LOG_LEVEL": "WARNING",
         }

@@ -42,3 +42,7 @@ def json_log_lines(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             lines.append({"msg": line})
     return lines
+
+
+# The encryption secret of bridges that share a PostgreSQL outbox here (in a cluster: a Secret).
+ENCRYPTION_KEY = "local-encryption-key-0123456789abcdef"

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from devstack.postgres import LocalPostgres
-from devstack.processes import free_port
+from devstack.processes import ENCRYPTION_KEY, free_port
 from matrix_stack.shared.kit.errors import NotDurable
 from matrix_stack.shared.outbox.postgres import PostgresStore
 from matrix_stack.shared.outbox.schema import STEPS, Step
@@ -170,7 +170,8 @@ class Database:
                 "NOTIFY_TOKEN": "t" * 24, "NOTIFY_PORT": str(free_port()), "NOTIFY_LOG_JSON": "false",
                 "NOTIFY_DATA_DIR": str(self.path.parent / "data"), "NOTIFY_OUTBOX_PATH": str(self.path)}  # fmt: skip
         if self.postgres is not None:
-            env |= {"NOTIFY_OUTBOX_URL": self.postgres.dsn(), "NOTIFY_OUTBOX_SCHEMA": self.schema}
+            env |= {"NOTIFY_OUTBOX_URL": self.postgres.dsn(), "NOTIFY_OUTBOX_SCHEMA": self.schema,
+                    "NOTIFY_ENCRYPTION_KEY": ENCRYPTION_KEY}  # fmt: skip
         return subprocess.run([sys.executable, "-m", "matrix_stack.services.notify"], env=env,
                               capture_output=True, text=True, timeout=60)  # fmt: skip
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from devstack.postgres import LocalPostgres
-from devstack.processes import free_port, metric_sum
+from devstack.processes import ENCRYPTION_KEY, free_port, metric_sum
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse, register
 from tests.integration.conftest import PASSWORD
@@ -61,6 +61,7 @@ def sentry_replica(name: str, directory: Path, outbox_url: str, rooms: list[str]
         "CLIENT_SECRET": SECRET,
         "PROJECT_ROOMS": json.dumps({f"p{i}": room for i, room in enumerate(rooms)}),
         "OUTBOX_URL": outbox_url,
+        "ENCRYPTION_KEY": ENCRYPTION_KEY,
         "OUTBOX_LEASE_SECONDS": LEASE,
         "BACKOFF_MAX_SECONDS": "1",
         "LOG_JSON": "true",
@@ -287,7 +288,8 @@ async def test_alertmanager_resolve_through_the_other_replica_edits(
         )
         path = tmp_path / f"{name}.yaml"
         path.write_text(config)
-        env = {"CONFIG_PATH": str(path), "OUTBOX_URL": url, "OUTBOX_LEASE_SECONDS": LEASE}
+        env = {"CONFIG_PATH": str(path), "OUTBOX_URL": url, "OUTBOX_LEASE_SECONDS": LEASE,
+               "ENCRYPTION_KEY": ENCRYPTION_KEY}  # fmt: skip
         replica = LocalService(f"am-{name}", "matrix_stack.services.alertmanager_receiver",
                                "ALERTMANAGER_RECEIVER_", port, env, tmp_path / name)  # fmt: skip
         replicas.append(replica)
@@ -331,7 +333,8 @@ def test_a_bad_outbox_setting_is_one_line_and_exit_2() -> None:
 async def test_an_unreachable_outbox_or_another_bots_is_refused_in_one_line(
     synapse: LocalSynapse, bot: Account, http: httpx.AsyncClient, postgres: LocalPostgres
 ) -> None:
-    base = {"NOTIFY_HOMESERVER": synapse.url, "NOTIFY_TOKEN": "t" * 24, "NOTIFY_LOG_JSON": "false"}
+    base = {"NOTIFY_HOMESERVER": synapse.url, "NOTIFY_TOKEN": "t" * 24, "NOTIFY_LOG_JSON": "false",
+            "NOTIFY_ENCRYPTION_KEY": ENCRYPTION_KEY}  # fmt: skip
     secret = "not-the-password-123"
     result = run_notify({**base, "NOTIFY_USER_ID": bot.user_id, "NOTIFY_ACCESS_TOKEN": bot.access_token,
                          "NOTIFY_OUTBOX_URL": f"postgresql://nobody:{secret}@127.0.0.1:{free_port()}/x"})  # fmt: skip
@@ -343,7 +346,7 @@ async def test_an_unreachable_outbox_or_another_bots_is_refused_in_one_line(
     other = await register(synapse, http, f"other-{uuid.uuid4().hex[:6]}", PASSWORD)
     port = free_port()
     service = LocalService("owner", "matrix_stack.services.notify", "NOTIFY_", port,
-                           {"TOKEN": "t" * 24, "OUTBOX_URL": url}, Path(postgres.directory) / "owner")  # fmt: skip
+                           {"TOKEN": "t" * 24, "OUTBOX_URL": url, "ENCRYPTION_KEY": ENCRYPTION_KEY}, Path(postgres.directory) / "owner")  # fmt: skip
     service.start(synapse.url, first.user_id, PASSWORD, Path(postgres.directory) / "logs")
     try:
         service.wait_ready()
