@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -24,6 +25,7 @@ from devstack.processes import free_port
 from devstack.rtc_demo import RtcDemo
 from devstack.synapse import Account, LocalSynapse, MatrixApiError, lift_rate_limit, register
 from matrix_stack.services import catalog
+from matrix_stack.shared.matrix.crypto.devices import MEGOLM
 from matrix_stack.shared.route.processes import http_ok, port_open
 
 DEMO_ALIAS = "#demo:localhost"
@@ -150,10 +152,17 @@ def _credentials(path: Path) -> dict[str, str]:
 
 
 async def _demo_room(demo: Account, bot: Account) -> str:
+    """The demo room, encrypted as Element makes private rooms (a room from an older run turns it on)."""
     try:
         room_id = await demo.join(DEMO_ALIAS)
     except MatrixApiError:
         room_id = await demo.create_room(name="matrix-stack demo", alias="demo", invite=[bot.user_id])
+    try:
+        await demo.api("GET", f"/rooms/{quote(room_id, safe='')}/state/m.room.encryption/")
+    except MatrixApiError:
+        await demo.api(
+            "PUT", f"/rooms/{quote(room_id, safe='')}/state/m.room.encryption/", {"algorithm": MEGOLM}
+        )
     if room_id not in await bot.joined_rooms():
         with contextlib.suppress(MatrixApiError):
             await demo.invite(room_id, bot.user_id)
@@ -293,7 +302,9 @@ alertmanager-receiver  {alerts.url}   (config: {data_dir / "alertmanager-receive
   curl -sS -X POST {alerts.url}/alerts/demo -u 'alertmanager:{creds["alerts_password"]}' \\
        -d '{json.dumps(ALERT_DEMO, separators=(",", ":"))}'
 
-Read the demo room:
+The demo room is end-to-end encrypted (as Element makes private rooms): read it in a client,
+for example Element Web (https://app.element.io, "Sign in", homeserver {synapse.url}) as @demo:localhost.
+The bot's device shows as verified by its owner (cross-signed). The homeserver only sees ciphertext:
   curl -sS '{synapse.url}/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5' \\
        -H 'Authorization: Bearer {demo.access_token}'""",
         flush=True,
