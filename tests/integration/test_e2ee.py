@@ -1,0 +1,342 @@
+"""End-to-end encryption, proven by Element's own crypto: every bridge posts into encrypted rooms
+of a real Synapse and an independent reader (matrix-js-sdk with its Rust crypto) decrypts it all."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import yaml
+
+from devstack.postgres import LocalPostgres
+from devstack.processes import ENCRYPTION_KEY, free_port, json_log_lines, metric_sum
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse, login, register
+from tests.integration.conftest import PASSWORD
+from tests.integration.e2ee_reader import Reader
+from tests.integration.test_sentry_webhook import DATA as SENTRY_DATA
+from tests.integration.test_sentry_webhook import SECRET, sign
+
+MakeReader = Callable[..., Awaitable[Reader]]
+NOTIFY_TOKEN = "e2ee-notify-token-0123456789"
+HOOK = "e2ee-hook-0123456789abcdefgh"
+BASIC = ("alertmanager", "e2ee-basic-password")
+
+
+async def new_bot(synapse: LocalSynapse, http: httpx.AsyncClient, admin: Account, rate: int = 0) -> Account:
+    """A bot account of the test's own (its cross-signing identity is the test's), sending at most
+    `rate` messages a second (0: no limit)."""
+    bot = await register(synapse, http, f"e2ebot-{uuid.uuid4().hex[:8]}", PASSWORD)
+    await admin.http.post(
+        f"{synapse.url}/_synapse/admin/v1/users/{quote(bot.user_id)}/override_ratelimit",
+        json={"messages_per_second": rate, "burst_count": rate},
+        headers={"Authorization": f"Bearer {admin.access_token}"},
+    )
+    return bot
+
+
+@pytest.fixture
+async def started(tmp_path: Path) -> AsyncIterator[list[LocalService]]:
+    services: list[LocalService] = []
+    yield services
+    for service in services:
+        service.stop()
+
+
+def notify(name: str, directory: Path, room: str, **env: str) -> LocalService:
+    base = {"TOKEN": NOTIFY_TOKEN, "DEFAULT_ROOM": room, "LOG_JSON": "true", "BACKOFF_MAX_SECONDS": "2"}
+    return LocalService.of("notify", free_port(), {**base, **env}, directory / name)
+
+
+async def post_notify(
+    http: httpx.AsyncClient, service: LocalService, text: str, room: str | None = None
+) -> str:
+    path = f"/notify/{quote(room, safe='')}" if room else "/notify"
+    response = await http.post(
+        f"{service.url}{path}", json={"text": text}, headers={"Authorization": f"Bearer {NOTIFY_TOKEN}"}
+    )
+    assert response.status_code in (200, 202), response.text
+    return str(response.json()["delivery_id"])
+
+
+async def raw_events(account: Account, room: str) -> list[dict[str, Any]]:
+    """The room's events as the homeserver holds them (what a client without keys sees)."""
+    events: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"dir": "f", "limit": 500, **({"from": token} if token else {})}
+        page = await account.api("GET", f"/rooms/{quote(room, safe='')}/messages", **params)
+        events += page["chunk"]
+        token = page.get("end")
+        if not page["chunk"] or not token:
+            return events
+
+
+def assert_nothing_in_the_clear(events: list[dict[str, Any]], bot: str) -> None:
+    sent = [e for e in events if e["sender"] == bot and "state_key" not in e]
+    assert sent, "the bot sent nothing"
+    assert {e["type"] for e in sent} == {"m.room.encrypted"}, [e["type"] for e in sent]
+
+
+async def test_every_bridge_is_read_by_elements_crypto(
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    admin: Account,
+    e2ee_readers: MakeReader,
+    started: list[LocalService],
+    tmp_path: Path,
+) -> None:
+    bot = await new_bot(synapse, http, admin)
+    alice = await e2ee_readers("alice")
+    # Element's coming default (MSC4153): no keys to, no messages from, devices not signed by their owner.
+    await alice.isolation("signed")
+    room = await alice.create_room(encrypted=True, invite=[bot.user_id], name="encrypted alerts")
+
+    config = tmp_path / "alertmanager.yaml"
+    am_port = free_port()
+    config.write_text(yaml.safe_dump({
+        "http": {"address": "127.0.0.1", "port": am_port, "basic-username": BASIC[0], "basic-password": BASIC[1]},
+        "matrix": {"homeserver-url": synapse.url, "user-id": bot.user_id, "room-mapping": {"ops": room}},
+        "receiver": {"message-mode": "group", "on-resolve": "edit"},
+    }))  # fmt: skip
+    hooks = [{"id": HOOK, "room": room}]
+    # One bot account, one secret: every bridge's device is signed by the same identity.
+    common = {"LOG_JSON": "true", "ENCRYPTION_KEY": ENCRYPTION_KEY}
+    specs = {
+        "notify": (free_port(), {"TOKEN": NOTIFY_TOKEN, "DEFAULT_ROOM": room}),
+        "slack-webhook": (free_port(), {"HOOKS": json.dumps(hooks)}),
+        "sentry-webhook": (free_port(), {"CLIENT_SECRET": SECRET, "DEFAULT_ROOM": room}),
+        "alertmanager-receiver": (am_port, {"CONFIG_PATH": str(config)}),
+    }
+    services = {}
+    for name, (port, env) in specs.items():
+        service = LocalService.of(name, port, {**common, **env}, tmp_path / name)
+        service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+        started.append(service)
+        services[name] = service
+    for service in services.values():
+        service.wait_ready()
+
+    await post_notify(http, services["notify"], "notify: disk almost full")
+    slack = await http.post(
+        f"{services['slack-webhook'].url}/hooks/{HOOK}", json={"text": "*slack*: deployed"}
+    )
+    assert slack.status_code == 200, slack.text
+    created = json.loads((SENTRY_DATA / "sentry_issue_created.json").read_bytes())
+    resolved = {**created, "action": "resolved", "data": {**created["data"], "resolution_type": "now"}}
+    for payload in (created, resolved):
+        raw = json.dumps(payload).encode()
+        answer = await http.post(
+            f"{services['sentry-webhook'].url}/sentry", content=raw,
+            headers={"Content-Type": "application/json", "Sentry-Hook-Resource": "issue",
+                     "Request-ID": uuid.uuid4().hex, "Sentry-Hook-Timestamp": "1662377141",
+                     "Sentry-Hook-Signature": sign(raw)},
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+    alert = {"labels": {"alertname": "DiskFull", "severity": "warning"}, "annotations": {"summary": "disk"},
+             "startsAt": "2026-12-01T00:00:00Z", "fingerprint": "e2ee-disk"}  # fmt: skip
+    credentials = base64.b64encode(":".join(BASIC).encode()).decode()
+    for status in ("firing", "resolved"):
+        body = {"version": "4", "status": status, "receiver": "matrix", "groupKey": "e2ee-group",
+                "groupLabels": {"alertname": "DiskFull"}, "commonLabels": {}, "commonAnnotations": {},
+                "externalURL": "http://alertmanager:9093",
+                "alerts": [{**alert, "status": status, **({"endsAt": "2026-12-01T01:00:00Z"}
+                                                          if status == "resolved" else {})}]}  # fmt: skip
+        answer = await http.post(f"{services['alertmanager-receiver'].url}/alerts/ops", json=body,
+                                 headers={"Authorization": f"Basic {credentials}"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        if status == "firing":  # the edit needs the message it edits delivered first
+            await alice.events(room, wait_for=5)
+
+    view = await alice.events(room, wait_for=6, timeout=120)
+    mine = [e for e in view.messages if e.sender == bot.user_id]
+    assert [e.failure for e in mine] == [None] * 6, [(e.type, e.failure) for e in mine]
+    assert all(e.encrypted and e.decrypted and e.wire_type == "m.room.encrypted" for e in mine)
+    bodies = [e.body or "" for e in mine]
+    assert any(b.startswith("notify: disk almost full") for b in bodies), bodies
+    assert any("deployed" in b for b in bodies), bodies
+    [root] = [e for e in mine if (e.body or "").startswith("🆕")]
+    [thread] = [e for e in mine if (e.body or "").startswith("✅ Resolved")]
+    assert thread.relates_to == {
+        **(thread.relates_to or {}),
+        "rel_type": "m.thread",
+        "event_id": root.event_id,
+    }
+    [firing] = [e for e in mine if "FIRING" in (e.body or "")]
+    [edit] = [e for e in mine if (e.relates_to or {}).get("rel_type") == "m.replace"]
+    assert edit.relates_to is not None
+    assert edit.relates_to["event_id"] == firing.event_id
+    assert edit.content is not None
+    assert "RESOLVED" in edit.content["m.new_content"]["body"]
+    member = await login(synapse, http, "alice", PASSWORD)  # the homeserver's view, through a member
+    assert_nothing_in_the_clear(await raw_events(member, room), bot.user_id)
+
+    # Every bridge's device is signed by the bot's own cross-signing identity, as js-sdk checks it.
+    devices = await alice.devices(bot.user_id)
+    assert len(devices) == 4
+    for device in devices:
+        status = await alice.device_status(
+            bot.user_id, device.device_id, wait=30, expect={"signed_by_owner": True}
+        )
+        assert status.signed_by_owner, device
+
+
+async def test_a_later_device_reads_history_and_a_member_who_left_gets_no_new_keys(
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    admin: Account,
+    e2ee_readers: MakeReader,
+    started: list[LocalService],
+    tmp_path: Path,
+) -> None:
+    bot = await new_bot(synapse, http, admin)
+    alice = await e2ee_readers("alice")
+    bob = await e2ee_readers("bob")
+    room = await alice.create_room(encrypted=True, invite=[bot.user_id, bob.user_id], name="history")
+    await bob.join(room)
+    service = notify("notify", tmp_path, room)
+    service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    started.append(service)
+    service.wait_ready()
+    for n in (1, 2):
+        await post_notify(http, service, f"before {n}")
+    await alice.events(room, wait_for=2)
+
+    phone = await e2ee_readers("alice")  # alice's second device, after those messages
+    await post_notify(http, service, "after the phone")
+    view = await phone.events(room, wait_for=3, timeout=120)
+    assert view.bodies() == ["before 1", "before 2", "after the phone"], [
+        (e.body, e.failure) for e in view.messages
+    ]
+
+    await bob.events(room, wait_for=3)
+    await bob.leave(room)
+    await post_notify(http, service, "after bob left")
+    assert (await alice.events(room, wait_for=4)).bodies()[-1] == "after bob left"
+    member = await login(synapse, http, "alice", PASSWORD)
+    events = [
+        e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e
+    ]
+    assert_nothing_in_the_clear(events, bot.user_id)
+    later_session = events[-1]["content"]["session_id"]
+    assert later_session != events[-2]["content"]["session_id"], "a member left: the room key must change"
+    received = {
+        m.get("session_id") for m in (await bob.traffic())["received"] if m.get("type") == "m.room_key"
+    }
+    assert events[-2]["content"]["session_id"] in received  # bob did get the keys while a member
+    assert later_session not in received
+
+
+async def test_an_unreadable_crypto_state_sends_nothing_in_the_clear(
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    admin: Account,
+    e2ee_readers: MakeReader,
+    started: list[LocalService],
+    tmp_path: Path,
+) -> None:
+    bot = await new_bot(synapse, http, admin)
+    alice = await e2ee_readers("alice")
+    room = await alice.create_room(encrypted=True, invite=[bot.user_id])
+    plain = await alice.create_room(encrypted=False, invite=[bot.user_id])
+    right = "right-key-0123456789abcdef"
+    service = notify("notify", tmp_path, room, ENCRYPTION_KEY=right)
+    service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    started.append(service)
+    service.wait_ready()
+    await post_notify(http, service, "first")
+    await alice.events(room, wait_for=1)
+    service.stop()
+
+    service.env["ENCRYPTION_KEY"] = "wrong-key-0123456789abcdef"
+    service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    service.wait_ready()
+    await post_notify(http, service, "kept until it can be encrypted")
+    await post_notify(http, service, "an unencrypted room is not held up", room=plain)
+    assert (await alice.events(plain, wait_for=1)).bodies() == ["an unencrypted room is not held up"]
+    for _ in range(100):
+        if metric_sum(f"{service.url}/metrics", "matrix_stack_encryption_failures_total") >= 1:
+            break
+        await asyncio.sleep(0.1)
+    assert metric_sum(f"{service.url}/metrics", "matrix_stack_outbox_queue_depth") == 1
+    errors = [line for line in json_log_lines(service.log) if line.get("level") == "ERROR"]
+    assert any("cannot be read" in json.dumps(line) for line in errors), errors[-3:]
+    member = await login(synapse, http, "alice", PASSWORD)
+    assert_nothing_in_the_clear(await raw_events(member, room), bot.user_id)
+    assert (
+        len(
+            [e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e]
+        )
+        == 1
+    )
+    service.stop()
+
+    service.env["ENCRYPTION_KEY"] = right  # fixed: the queued message goes out, encrypted
+    service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    service.wait_ready()
+    view = await alice.events(room, wait_for=2, timeout=120)
+    assert view.bodies() == ["first", "kept until it can be encrypted"]
+    assert_nothing_in_the_clear(await raw_events(member, room), bot.user_id)
+
+
+async def test_two_replicas_share_one_device_and_a_kill_loses_no_message(
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    admin: Account,
+    postgres: LocalPostgres,
+    e2ee_readers: MakeReader,
+    started: list[LocalService],
+    tmp_path: Path,
+) -> None:
+    bot = await new_bot(synapse, http, admin, rate=20)  # 300 messages take 15 s: the kill lands mid-stream
+    alice = await e2ee_readers("alice")
+    rooms = [
+        await alice.create_room(encrypted=True, invite=[bot.user_id], name=f"replicas {i}") for i in range(3)
+    ]
+    url = postgres.create_database(f"e2ee_{uuid.uuid4().hex[:8]}")
+    env = {"OUTBOX_URL": url, "ENCRYPTION_KEY": ENCRYPTION_KEY, "OUTBOX_LEASE_SECONDS": "3"}
+    a, b = notify("a", tmp_path, rooms[0], **env), notify("b", tmp_path, rooms[0], **env)
+    for replica in (a, b):
+        replica.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+        started.append(replica)
+    for replica in (a, b):
+        replica.wait_ready()
+    for number in range(100):  # every message accepted (committed) before the kill, through both replicas
+        for index, room in enumerate(rooms):
+            await post_notify(http, (a, b)[(number + index) % 2], f"msg {index}-{number:03}", room=room)
+
+    member = await login(synapse, http, "alice", PASSWORD)
+
+    async def sent() -> int:
+        return sum(
+            [len([e for e in await raw_events(member, r) if e["sender"] == bot.user_id]) for r in rooms]
+        )
+
+    for _ in range(600):
+        if await sent() >= 60:
+            break
+        await asyncio.sleep(0.05)
+    holder = a if metric_sum(f"{a.url}/metrics", "matrix_stack_encryption_ready") == 1 else b
+    assert metric_sum(f"{holder.url}/metrics", "matrix_stack_encryption_ready") == 1
+    assert holder.process is not None
+    holder.process.send_signal(signal.SIGKILL)
+    holder.process.wait()
+    assert 60 <= await sent() < 300, "the kill must land mid-stream"
+    other = b if holder is a else a
+
+    for index, room in enumerate(rooms):
+        view = await alice.events(room, wait_for=100, timeout=240)
+        mine = [e for e in view.messages if e.sender == bot.user_id]
+        assert [(e.body, e.failure) for e in mine if e.failure] == [], "every message decrypts"
+        assert [e.body for e in mine] == [f"msg {index}-{n:03}" for n in range(100)], f"room {index}"
+    assert metric_sum(f"{other.url}/metrics", "matrix_stack_encryption_ready") == 1
+    assert_nothing_in_the_clear([e for r in rooms for e in await raw_events(member, r)], bot.user_id)
