@@ -251,12 +251,20 @@ async function send(args) {
 
 // -- reading a room ------------------------------------------------------------------------------
 
-// Back-paginates the live timeline to the room's creation (or as far as the server lets this user
-// see), so the answer covers every event, not just the sync window.
-async function paginateToStart(room) {
-    while (await client.paginateEventTimeline(room.getLiveTimeline(), { backwards: true, limit: 100 })) {
-        // each round adds a page
+// The room's whole timeline, oldest first: back-paginated to the room's creation (or as far as
+// the server lets this user see), so the answer covers every event, not just the sync window. A
+// gappy (limited) sync starts a new live timeline; back-pagination links it to the older ones, so
+// the events are collected along that chain.
+async function wholeTimeline(room) {
+    const backwards = sdk.EventTimeline.BACKWARDS;
+    const chain = [room.getLiveTimeline()];
+    for (;;) {
+        const oldest = chain[chain.length - 1];
+        const older = oldest.getNeighbouringTimeline(backwards);
+        if (older) chain.push(older);
+        else if (!(await client.paginateEventTimeline(oldest, { backwards: true, limit: 100 }))) break;
     }
+    return chain.reverse().flatMap((timeline) => timeline.getEvents());
 }
 
 function failureOf(event) {
@@ -325,8 +333,7 @@ async function events(args) {
     const room = await waitUntil(() => c.getRoom(args.room), { timeoutMs, what: `room ${args.room}`, events: ROOM_EVENTS });
     let lastRetry = Date.now();
     const current = async () => {
-        await paginateToStart(room);
-        const timeline = room.getLiveTimeline().getEvents();
+        const timeline = await wholeTimeline(room);
         await settle(timeline, Math.max(1, deadline - Date.now()));
         return timeline;
     };
@@ -463,7 +470,7 @@ async function forwardRoomKeys(args) {
     const c = requireClient();
     const crypto = c.getCrypto();
     const sessions = (await crypto.exportRoomKeys()).filter((s) => s.room_id === args.room);
-    const batches = [];
+    let sent = 0;
     for (const session of sessions) {
         const content = {
             algorithm: session.algorithm,
@@ -475,10 +482,16 @@ async function forwardRoomKeys(args) {
             forwarding_curve25519_key_chain: session.forwarding_curve25519_key_chain ?? [],
         };
         const batch = await crypto.encryptToDeviceMessages("m.forwarded_room_key", [{ userId: args.user, deviceId: args.device }], content);
-        batches.push(batch);
-        await c.queueToDevice(batch);
+        // Sent now rather than queued: once this answers, the server holds the forward.
+        const messages = new Map();
+        for (const { userId, deviceId, payload } of batch.batch) {
+            if (!messages.has(userId)) messages.set(userId, new Map());
+            messages.get(userId).set(deviceId, payload);
+        }
+        await c.sendToDevice(batch.eventType, messages);
+        sent += batch.batch.length;
     }
-    return { session_ids: sessions.map((s) => s.session_id), sent: batches.reduce((n, b) => n + b.batch.length, 0) };
+    return { session_ids: sessions.map((s) => s.session_id), sent };
 }
 
 function trafficLog() {
