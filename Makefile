@@ -26,6 +26,7 @@ run: $(STAMP)
 ## Install what the tests need and run them all (every tier: unit, charts, integration).
 test: $(STAMP) $(HELM)
 	./scripts/ensure-system-packages.sh
+	./scripts/ensure-e2ee-reader.sh
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 ## The fast tiers only: unit (pure functions, in-process apps) and charts (render-only helm).
@@ -43,6 +44,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	scripts/ensure-helm.sh
 	scripts/ensure-system-packages.sh bench
+	scripts/ensure-e2ee-reader.sh
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m bench $(BENCH)
 
 clean:

@@ -4,6 +4,7 @@ MAS and livekit-jwt and the real Envoy as its router."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import threading
@@ -34,6 +35,7 @@ from matrix_stack.shared.outbox.store import OutboxStore
 from matrix_stack.shared.route import envoy as local_envoy
 from tests.charts import helm
 from tests.charts.synapse_chart import CI, ONE_EACH, REGISTRATION_KEY, by_name, registration_of
+from tests.integration import e2ee_reader
 
 PASSWORD = "correct horse battery staple"
 # Low on purpose: tests that need speed lift it per user; the rate-limit test meets it.
@@ -90,6 +92,43 @@ async def new_room(reader: Account, bot: Account) -> Callable[..., Awaitable[str
         )
 
     return make
+
+
+MakeReader = Callable[..., Awaitable[e2ee_reader.Reader]]
+_reader_users: set[str] = set()  # registered on the session's Synapse
+
+
+@pytest.fixture(scope="session")
+def e2ee_reader_installed() -> None:
+    e2ee_reader.install()
+
+
+@pytest.fixture
+async def e2ee_readers(
+    e2ee_reader_installed: None,
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    admin: Account,
+    tmp_path: Path,
+) -> AsyncIterator[MakeReader]:
+    """Logged-in E2EE readers (Element's crypto, one new device each): `await make("alice")`
+    registers alice if needed (PASSWORD, no message rate limit) and logs a new device in (other
+    keywords go to `Reader.login`); all stop after the test. Each one's log is reader-N-NAME.log in
+    the test's tmp_path."""
+    made: list[e2ee_reader.Reader] = []
+
+    async def make(name: str, *, homeserver: str | None = None, **login: Any) -> e2ee_reader.Reader:
+        if name not in _reader_users:  # registering again would log in: a device without keys
+            account = await register(synapse, http, name, PASSWORD)
+            await lift_rate_limit(admin, account.user_id)
+            _reader_users.add(name)
+        reader = await e2ee_reader.Reader.start(tmp_path / f"reader-{len(made)}-{name}.log")
+        made.append(reader)
+        await reader.login(homeserver or synapse.url, name, PASSWORD, **login)
+        return reader
+
+    yield make
+    await asyncio.gather(*(reader.close() for reader in made))
 
 
 @pytest.fixture(scope="session")
