@@ -184,6 +184,7 @@ async def test_every_bridge_is_read_by_elements_crypto(
     [edit] = [e for e in mine if (e.relates_to or {}).get("rel_type") == "m.replace"]
     assert edit.relates_to is not None
     [firing] = [e for e in mine if e.event_id == edit.relates_to["event_id"]]  # shown with the edit applied
+    assert firing.failure is None
     assert edit.content is not None
     assert "RESOLVED" in edit.content["m.new_content"]["body"], edit.content
     member = await login(synapse, http, "alice", PASSWORD)  # the homeserver's view, through a member
