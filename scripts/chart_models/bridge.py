@@ -14,6 +14,7 @@ from pydantic import Field
 from chart_models.common import (
     Autoscaling,
     BridgeNetworkPolicy,
+    Encryption,
     GrafanaDashboards,
     Ingress,
     PodDisruptionBudget,
@@ -112,4 +113,12 @@ class BridgeValues(PodSpecValues, ProbedValues, PodRuntimeValues, ServiceHeadVal
     autoscaling: Autoscaling = Field(
         default_factory=Autoscaling,
         description=("An HPA: only with outbox.postgres; on the SQLite outbox enabled fails (several pods)."),
+    )
+    encryption: Encryption = Field(
+        default_factory=Encryption,
+        description=(
+            "End-to-end encryption in the rooms that have it on: the bot encrypts what it posts "
+            "there. See\n"
+            'README.md, "End-to-end encryption".'
+        ),
     )

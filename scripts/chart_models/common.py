@@ -272,6 +272,68 @@ class OutboxPostgres(Strict):
     poolSize: int = Field(4, ge=2, le=100, description="Connections per replica (2 to 100).")
 
 
+class EncryptionKey(Credential):
+    """A credential whose value is at least 16 bytes, as the service requires of the key."""
+
+    value: str = Field(OMIT, min_length=16)
+
+
+class Encryption(Strict):
+    """End-to-end encryption: the service's ENCRYPTION, ENCRYPTION_KEY(_FILE), KEY_SHARING(_ALLOWLIST)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"keySharing": {"const": "allowlist"}}, "required": ["keySharing"]},
+            "then": {
+                "properties": {"keySharingAllowlist": {"minItems": 1}},
+                "required": ["keySharingAllowlist"],
+            },
+        }
+    )
+    enabled: bool = Field(
+        True,
+        description=(
+            "Encrypt in the rooms that have encryption on. Off: such rooms get nothing (their "
+            "messages stay\n"
+            "in the outbox, never sent in plaintext)."
+        ),
+    )
+    key: EncryptionKey = Field(
+        default_factory=EncryptionKey,
+        description=(
+            "The secret (at least 16 bytes) the bot's crypto state at rest and its cross-signing "
+            "keys derive\n"
+            "from, a credential: {secret: NAME, secretKey: KEY} or {value: ...}. Empty: on the "
+            "chart's claim\n"
+            "(SQLite), a file the service makes there on first start; without a claim "
+            "(outbox.postgres,\n"
+            "or an emptyDir), a random key the chart makes in the Secret <fullname>-encryption-key, "
+            "reused\n"
+            "on upgrade and kept on uninstall (helm.sh/resource-policy: keep). Every replica uses "
+            "the same.\n"
+            "Changing it loses the crypto state (the bot needs a new device) and its "
+            "cross-signing identity."
+        ),
+    )
+    keySharing: Literal["members", "cross-signed", "allowlist"] = Field(
+        "members",
+        description=(
+            "Whose devices get the room keys: every device of the room's members (members), "
+            "only devices\n"
+            "their owner cross-signed (cross-signed), or the devices of keySharingAllowlist "
+            "(allowlist)."
+        ),
+    )
+    keySharingAllowlist: list[Annotated[str, Field(min_length=1)]] = Field(
+        [],
+        description=(
+            'Users ("@alice:example.org") or servers ("example.org") whose devices get room '
+            "keys; required\n"
+            "with keySharing: allowlist."
+        ),
+    )
+
+
 class Outbox(Strict):
     postgres: OutboxPostgres = Field(default_factory=OutboxPostgres)
 

@@ -21,6 +21,7 @@ from tests.charts.test_bridge_persistence import (
     PREFIX,
     ci,
     data_volume,
+    kinds,
     message_line,
     render,
 )
@@ -116,7 +117,7 @@ def test_the_ci_file_autoscales_with_a_pdb(chart: str) -> None:
 def test_a_chart_managed_url_is_only_in_the_charts_secret(chart: str) -> None:
     values = on_postgres(url={"value": URL}, leaseSeconds=2.5, poolSize=8)
     documents = helm.template(chart, ci(chart, "minimal"), values=values)
-    rendered = {d["kind"]: d for d in documents}
+    rendered = kinds(documents)
     secret = rendered["Secret"]
     assert base64.b64decode(secret["data"]["outbox-url"]).decode() == URL
     prefix = PREFIX[chart]
@@ -137,10 +138,7 @@ def test_a_chart_managed_url_is_only_in_the_charts_secret(chart: str) -> None:
     [container] = pod(rendered)["containers"]
     assert not any(PASSWORD in arg for arg in container.get("args", []))
     # The pods roll when the URL changes (checksum/config covers the chart's Secret).
-    again = {
-        d["kind"]: d
-        for d in helm.template(chart, ci(chart, "minimal"), values=on_postgres(url={"value": URL + "x"}))
-    }
+    again = kinds(helm.template(chart, ci(chart, "minimal"), values=on_postgres(url={"value": URL + "x"})))
     annotation = "checksum/config"
     assert (
         again["Deployment"]["spec"]["template"]["metadata"]["annotations"][annotation]
@@ -269,13 +267,18 @@ def test_the_schema_checks_the_outbox_values(chart: str) -> None:
 def service_settings(
     chart: str, rendered: dict[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Any:
-    """The real service's settings from the rendered environment, the chart Secret's files where the
-    `_FILE` variables point."""
-    secret = {k: base64.b64decode(v).decode() for k, v in rendered["Secret"]["data"].items()}
+    """The real service's settings from the rendered environment, the rendered Secrets' files where
+    the `_FILE` variables point (through the pod's mounts)."""
+    secrets = {
+        document["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in document["data"].items()}
+        for document in rendered.values()
+        if document["kind"] == "Secret"
+    }
     for name, value in env(rendered).items():
         if name.endswith("_FILE"):
-            path = tmp_path / Path(value).name
-            path.write_text(secret[Path(value).name])
+            secret, key = secret_file(pod(rendered), value)
+            path = tmp_path / f"{secret}-{key}"
+            path.write_text(secrets[secret][key])
             value = str(path)
         monkeypatch.setenv(name, value)
     if chart == "webhook":
@@ -299,7 +302,7 @@ def test_the_service_reads_the_outbox_settings(
     chart: str, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     values = on_postgres(url={"value": URL}, schema=schema, leaseSeconds=30, poolSize=8)
-    rendered = {d["kind"]: d for d in helm.template(chart, ci(chart, "minimal"), values=values)}
+    rendered = kinds(helm.template(chart, ci(chart, "minimal"), values=values))
     settings = service_settings(chart, rendered, tmp_path, monkeypatch)
     assert settings.outbox_url is not None
     assert settings.outbox_url.get_secret_value() == URL

@@ -8,6 +8,7 @@ command, environment and config, the receiver's ConfigMap, NOTES.txt) stays in t
 {{- define "msl.bridge" -}}
 {{- $objects := list
   (include "msl.chartSecret" .)
+  (include "msl.encryption.secret" .)
   (include "msl.serviceAccount" .)
   (include "msl.service" .)
   (include "msl.pvc" .)

@@ -27,12 +27,16 @@ A credential is {value: "..."} (stored in the chart's Secret) or {secret: NAME, 
 
 {{/*
 Every credential of a chart, as JSON (key -> credential): the chart's "msl.credentials" and the
-library's own, the outbox's PostgreSQL URL (outbox-url) when outbox.postgres is enabled.
+library's own: the outbox's PostgreSQL URL (outbox-url) when outbox.postgres is enabled, the
+bridge's encryption key (encryption-key; msl.encryption.key) when it has one.
 */}}
 {{- define "msl.credentials.all" -}}
 {{- $all := include "msl.credentials" . | fromYaml -}}
 {{- if include "msl.outboxPostgres" . -}}
 {{- $_ := set $all "outbox-url" .Values.outbox.postgres.url -}}
+{{- end -}}
+{{- with include "msl.encryption.key" . -}}
+{{- $_ := set $all "encryption-key" (fromJson .) -}}
 {{- end -}}
 {{- toJson $all -}}
 {{- end -}}

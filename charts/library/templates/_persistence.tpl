@@ -134,6 +134,10 @@ rescheduling), and with it:
 {{- if not (include "msl.credential.set" $v.matrix.accessToken) }}
   - the bot's login session: the next pod logs in again, as a new device
 {{- end }}
+{{- if include "msl.encryption.enabled" .root }}
+  - the bot's encryption state{{ if include "msl.credential.set" $v.matrix.accessToken }}: its device (matrix.accessToken) cannot encrypt again until the bot
+    logs in as a new device (matrix.password does that by itself){{ end }}
+{{- end }}
 persistence.enabled: true (the default) keeps them on a PersistentVolumeClaim.
 {{- else if kindIs "invalid" $v.podSecurityContext.fsGroup }}
 

@@ -114,7 +114,8 @@ readinessProbe:
 {{/*
 Environment for the core settings every bridge shares. Context: dict "root" $ "prefix" "SLACK_WEBHOOK_".
 Secrets are passed as files (`*_FILE`), never as plain environment values. With outbox.postgres
-enabled: OUTBOX_URL_FILE (the URL holds a password), OUTBOX_SCHEMA when set, the lease and pool.
+enabled: OUTBOX_URL_FILE (the URL holds a password), OUTBOX_SCHEMA when set, the lease and pool;
+the end-to-end encryption settings (msl.encryption.env).
 */}}
 {{- define "msl.coreEnv" -}}
 {{- $root := .root -}}
@@ -152,6 +153,7 @@ enabled: OUTBOX_URL_FILE (the URL holds a password), OUTBOX_SCHEMA when set, the
 - name: {{ $p }}OUTBOX_POOL_SIZE
   value: {{ $o.poolSize | toString | quote }}
 {{- end }}
+{{ include "msl.encryption.env" . }}
 {{ include "msl.kitEnv" . }}
 {{- end -}}
 
