@@ -131,6 +131,8 @@ GENERATED: dict[str, Callable[[], str]] = {
     "bot": lambda: secrets.token_urlsafe(12),
     "demo": lambda: secrets.token_urlsafe(12),
     "notify_token": lambda: secrets.token_urlsafe(24),
+    # one secret for the bot's four devices: one cross-signing identity signs them all
+    "encryption_key": lambda: secrets.token_urlsafe(32),
     "slack_hook": lambda: secrets.token_urlsafe(24),
     "sentry_secret": lambda: secrets.token_hex(32),
     "alerts_password": lambda: secrets.token_urlsafe(16),
@@ -232,6 +234,8 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
             data_dir / "alertmanager-receiver",
         ),
     ]
+    for service in services:
+        service.env["ENCRYPTION_KEY"] = creds["encryption_key"]
     ldap = LdapDemo(data_dir / "ldap", creds["ldap_demo"], creds["ldap_admin"], _pick_port(3389),
                     _pick_port(8085))  # fmt: skip
     rtc = RtcDemo(data_dir / "livekit-jwt", creds["livekit_secret"], _pick_port(7880), _pick_port(8086))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -16,6 +17,7 @@ import psycopg2
 from devstack.postgres import LocalPostgres
 from devstack.processes import free_port
 from devstack.redis import LocalRedis, ping
+from tests.integration import e2ee_reader
 
 
 def test_postgres_has_a_c_collated_database(postgres: LocalPostgres) -> None:
@@ -50,6 +52,21 @@ def _commands(summary: str) -> list[str]:
     """The ready-to-paste curl commands, joined across their continuation lines."""
     joined = summary.replace("\\\n", " ")
     return [line.strip() for line in joined.splitlines() if line.strip().startswith("curl ")]
+
+
+async def _read_demo(homeserver: str, password: str, room_id: str, directory: Path) -> list[str]:
+    e2ee_reader.install()
+    reader = await e2ee_reader.Reader.start(directory / "reader.log")
+    try:
+        await reader.login(homeserver, "demo", password)
+        deadline = asyncio.get_running_loop().time() + 120
+        while True:
+            bodies = (await reader.events(room_id)).bodies()
+            if len([b for b in bodies if b]) >= 4 or asyncio.get_running_loop().time() > deadline:
+                return bodies
+            await asyncio.sleep(0.5)
+    finally:
+        await reader.close()
 
 
 def test_make_run_stack(tmp_path: Path) -> None:
@@ -91,27 +108,26 @@ def test_make_run_stack(tmp_path: Path) -> None:
         posted = subprocess.run(["bash", "-c", alerts_curl + " -w '%{http_code}'"], capture_output=True, text=True,
                                 check=True)  # fmt: skip
         assert posted.stdout == "200"
-        for _ in range(50):
-            chunk = json.loads(
-                subprocess.run(["bash", "-c", read_curl], capture_output=True, text=True, check=True).stdout
-            )["chunk"]
-            bodies = [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"]
-            if (
-                "Hello from notify" in bodies
-                and "Deploy of `api` finished 🚀 run 42 (https://example.org/run/42)" in bodies
-                and any(b.startswith("🆕 [ERROR] New issue DEMO-1") for b in bodies)
-                and any(b.startswith("FIRING:1 DiskFull (WARNING)") for b in bodies)
-            ):
-                break
-            time.sleep(0.1)
+        room_id = re.search(r"demo room\s+#demo:localhost\s+\((![^)]+)\)", summary)
+        assert room_id
+        # The demo room is encrypted: the homeserver holds only ciphertext from the bot...
+        chunk = json.loads(subprocess.run(["bash", "-c", read_curl], capture_output=True, text=True,
+                                          check=True).stdout)["chunk"]  # fmt: skip
+        assert {e["type"] for e in chunk if e["sender"] == "@bot:localhost" and "state_key" not in e} <= {
+            "m.room.encrypted"
+        }
+        # ... and the demo user reads it in Element's crypto, from a device that logs in afterwards.
+        password = re.search(r"@demo:localhost\s+password (\S+)", summary)
+        homeserver = re.search(r"Synapse\s+(http://\S+)", summary)
+        assert password
+        assert homeserver
+        bodies = asyncio.run(_read_demo(homeserver.group(1), password.group(1), room_id.group(1), tmp_path))
         assert "Hello from notify" in bodies
-        assert any(b.startswith("FIRING:1 DiskFull (WARNING)") for b in bodies)
+        assert any(b.startswith("FIRING:1 DiskFull (WARNING)") for b in bodies), bodies
         assert any(
             b.startswith("🆕 [ERROR] New issue DEMO-1: ReferenceError: x is not defined") for b in bodies
         )
         assert "Deploy of `api` finished 🚀 run 42 (https://example.org/run/42)" in bodies
-        room_id = re.search(r"demo room\s+#demo:localhost\s+\((![^)]+)\)", summary)
-        assert room_id
     finally:
         first.send_signal(signal.SIGINT)
         assert first.wait(30) == 0

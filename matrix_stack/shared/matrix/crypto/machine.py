@@ -639,6 +639,11 @@ class Crypto:
         for user in lists.get("left", []):
             if self._state.devices.pop(user, None) is not None:
                 self._state.changed_devices(user)
+        if self._outdated:  # now, not at the next message: a member's new device gets earlier keys
+            try:
+                await self._query_devices(sorted(self._outdated))
+            except (HomeserverUnavailable, MatrixError) as exc:
+                log.warning("could not look up changed devices", extra={"error": str(exc)})
         for event in answer.get("to_device", {}).get("events", []):
             try:
                 await self._to_device(event)
