@@ -260,6 +260,10 @@ class Crypto:
             )
             state.changed_room_key(out.session.session_id)
             self._outbound[room_id] = out
+        room_key = state.room_keys[out.session.session_id]
+        if not room.members <= room_key.users:  # members while it is used: their later devices get it
+            room_key.users |= room.members
+            state.changed_room_key(out.session.session_id)
         missing = [d for d in targets if (d.user_id, d.device_id, d.curve25519) not in out.shared]
         if missing:
             sent = await self._send_room_key(room_id, out.session.session_id, missing, why="message")
@@ -373,8 +377,6 @@ class Crypto:
         room_key = state.room_keys[session_id]
         async with self._lock:
             reachable = await self._sessions_for(devices)
-            room_key.users |= {d.user_id for d in reachable}
-            state.changed_room_key(session_id)
             content = {
                 "algorithm": MEGOLM,
                 "room_id": room_id,
