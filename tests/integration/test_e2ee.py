@@ -21,6 +21,7 @@ from devstack.postgres import LocalPostgres
 from devstack.processes import ENCRYPTION_KEY, free_port, json_log_lines, metric_sum
 from devstack.stack import LocalService
 from devstack.synapse import Account, LocalSynapse, login, register
+from matrix_stack.shared.matrix.crypto.machine import UNENCRYPTED_RECHECK
 from tests.integration.conftest import PASSWORD
 from tests.integration.e2ee_reader import Reader
 from tests.integration.test_sentry_webhook import DATA as SENTRY_DATA
@@ -354,3 +355,35 @@ async def test_two_replicas_share_one_device_and_a_kill_loses_no_message(
         assert bodies == [f"msg {index}-{n:03}" for n in range(100)], (index, bodies)
     assert metric_sum(f"{other.url}/metrics", "matrix_stack_encryption_ready") == 1
     assert_nothing_in_the_clear([e for r in rooms for e in await raw_events(member, r)], bot.user_id)
+
+
+async def test_a_room_that_turns_encryption_on_is_encrypted_from_the_next_message(
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    admin: Account,
+    e2ee_readers: MakeReader,
+    started: list[LocalService],
+    tmp_path: Path,
+) -> None:
+    bot = await new_bot(synapse, http, admin)
+    alice = await e2ee_readers("alice")
+    room = await alice.create_room(encrypted=False, invite=[bot.user_id])
+    service = notify("notify", tmp_path, room)
+    service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    started.append(service)
+    service.wait_ready()
+    await post_notify(http, service, "in the clear, as the room is")
+    assert await bodies_until(alice, room, "in the clear, as the room is")
+    member = await login(synapse, http, "alice", PASSWORD)
+    await member.api(
+        "PUT",
+        f"/rooms/{quote(room, safe='')}/state/m.room.encryption/",
+        {"algorithm": "m.megolm.v1.aes-sha2"},
+    )
+    # The bot reads an unencrypted room's state again when its last read is older than this.
+    await asyncio.sleep(UNENCRYPTED_RECHECK)
+    await post_notify(http, service, "encrypted from now on")
+    bodies = await bodies_until(alice, room, "encrypted from now on")
+    assert bodies == ["in the clear, as the room is", "encrypted from now on"]
+    sent = [e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e]
+    assert [e["type"] for e in sent] == ["m.room.message", "m.room.encrypted"]

@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 OTK_TARGET = 25  # one-time keys kept on the server: half what the account holds
 ROTATION_MS = 7 * 24 * 3600 * 1000  # the spec's defaults when the room names none
 ROTATION_MSGS = 100
-UNENCRYPTED_RECHECK = 5.0  # seconds a room read as unencrypted is trusted without a live /sync
+# Seconds a room read as unencrypted is believed: /sync brings encryption being turned on within
+# moments, but a message sent in those moments would go out in the clear, so the state is read again.
+UNENCRYPTED_RECHECK = 1.0
 SYNC_TIMEOUT_MS = 30_000
 TO_DEVICE_CHUNK = 200  # devices per /sendToDevice request
 
@@ -82,6 +84,7 @@ class Room:
     encryption: dict[str, Any] | None = None
     members: set[str] = field(default_factory=set)  # joined
     read_at: float = 0.0  # monotonic time of a direct read of its state (0: followed by /sync)
+    checked_at: float = 0.0  # monotonic time its encryption was last read directly
 
 
 @dataclass
@@ -139,7 +142,6 @@ class Crypto:
         self._room_locks: dict[str, asyncio.Lock] = {}
         self._lock = asyncio.Lock()  # the account, Olm sessions and device lists
         self._task: asyncio.Task[None] | None = None
-        self._synced_at = 0.0  # monotonic time of the last /sync answer
 
     # -- holding the device ---------------------------------------------------------------------
 
@@ -215,8 +217,18 @@ class Crypto:
         room = self._rooms.get(room_id)
         if room is not None and (room.encryption is not None or self._trusted(room)):
             return room.encryption
+        if room is not None:  # followed or read before: only whether encryption is on now
+            try:
+                room.encryption = await self.api.api(
+                    "GET", f"/_matrix/client/v3/rooms/{_path(room_id)}/state/m.room.encryption/"
+                )
+            except MatrixError as exc:
+                if exc.status != 404:
+                    raise
+            room.checked_at = time.monotonic()
+            return room.encryption
         state = await self.api.api("GET", f"/_matrix/client/v3/rooms/{_path(room_id)}/state")
-        fresh = Room(read_at=time.monotonic())
+        fresh = Room(read_at=time.monotonic(), checked_at=time.monotonic())
         for event in state.get("state", state) if isinstance(state, dict) else state:
             _apply(fresh, event)
         known = self._rooms.get(room_id)
@@ -226,11 +238,8 @@ class Crypto:
         return fresh.encryption
 
     def _trusted(self, room: Room) -> bool:
-        """Whether `room` read as unencrypted may be believed: /sync is live, or the read is recent."""
-        now = time.monotonic()
-        if room.read_at == 0.0:
-            return now - self._synced_at < SYNC_TIMEOUT_MS / 1000 + 15
-        return now - room.read_at < UNENCRYPTED_RECHECK
+        """Whether `room` read as unencrypted may be believed: it was read a moment ago."""
+        return room.checked_at > 0.0 and time.monotonic() - room.checked_at < UNENCRYPTED_RECHECK
 
     async def _encrypt(
         self, room_id: str, encryption: dict[str, Any], event_type: str, content: dict[str, Any]
@@ -589,7 +598,6 @@ class Crypto:
                 )
                 await self._handle_sync(answer, initial=since is None)
                 since = str(answer["next_batch"])
-                self._synced_at = time.monotonic()
                 delay = 1.0
                 continue
             except asyncio.CancelledError:
