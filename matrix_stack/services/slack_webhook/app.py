@@ -115,6 +115,12 @@ def routes(settings: SlackWebhookSettings, service: Service) -> list[BaseRoute]:
         for hook in settings.hooks
         if hook.rate_limit
     }
+    options = {  # per hook, made once: the settings do not change while serving
+        hook.id.get_secret_value(): Options(
+            users={**settings.users, **hook.users}, room_mentions=hook.room_mentions
+        )
+        for hook in settings.hooks
+    }
 
     async def receive(request: Request) -> Response:
         hook = find_hook(settings.hooks, request.path_params["hook_id"])
@@ -135,9 +141,12 @@ def routes(settings: SlackWebhookSettings, service: Service) -> list[BaseRoute]:
             if isinstance(exc, ValidationError) and any(e["type"] == "too_long" for e in exc.errors()):
                 return slack(400, "too_many_attachments")
             return slack(400, "invalid_payload")
-        options = Options(users={**settings.users, **hook.users}, room_mentions=hook.room_mentions)
         try:
-            message = render(payload.model_dump(exclude_none=True), options, prefix=hook.display_name)
+            message = render(
+                payload.model_dump(exclude_none=True),
+                options[hook.id.get_secret_value()],
+                prefix=hook.display_name,
+            )
         except NoText:
             return slack(400, "no_text")
         event = content.message(

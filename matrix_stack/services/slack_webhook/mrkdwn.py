@@ -36,6 +36,8 @@ _EMPHASIS = {
     )
     for marker in ("*", "_", "~")
 }
+# Every placeholder: the emphasis marks and anything from U+F0000 on (an atom).
+_PLACEHOLDER = re.compile("([\ue001-\ue006\U000f0000-\U0010ffff])")
 _CODE_BLOCK = re.compile(r"```(.*?)```", re.DOTALL)
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 _TOKEN = re.compile(r"<([^<>\n]+)>")
@@ -176,25 +178,15 @@ def inline(source: str, options: Options, *, formatting: bool = True) -> Rendere
         for marker, pattern in _EMPHASIS.items():
             shadow = pattern.sub(f"{_OPEN[marker]}\\1{_CLOSE[marker]}", shadow)
     out = Rendered("", "")
-    run: list[str] = []
-
-    def flush() -> None:
-        nonlocal out
-        if run:
-            text = "".join(run)
-            out += Rendered(escape(text).replace("\n", "<br>"), text)
-            run.clear()
-
-    for char in shadow:
-        if char in _TAGS:
-            flush()
-            out.html += _TAGS[char]
-        elif ord(char) >= _ATOM_BASE:
-            flush()
-            out += atoms[ord(char) - _ATOM_BASE]
+    # Split on the placeholders (odd items) rather than walking characters: a request's hot path.
+    for index, piece in enumerate(_PLACEHOLDER.split(shadow)):
+        if index % 2 == 0:
+            if piece:
+                out += Rendered(escape(piece).replace("\n", "<br>"), piece)
+        elif piece in _TAGS:
+            out.html += _TAGS[piece]
         else:
-            run.append(char)
-    flush()
+            out += atoms[ord(piece) - _ATOM_BASE]
     return out
 
 

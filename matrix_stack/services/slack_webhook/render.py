@@ -446,9 +446,14 @@ def _size(body: str, html: str) -> int:
     return len(json.dumps({"body": body, "formatted_body": html}, ensure_ascii=False).encode())
 
 
+# What `_size` adds around the two strings; inside them no character encodes to more than 6 bytes
+# (\u00XX), so a message that short is under the limit without encoding it (most are).
+_ENVELOPE = _size("", "")
+
+
 def truncate(html: str, body: str, limit: int = MAX_EVENT_BYTES) -> tuple[str, str]:
     """Keep the event under `limit` bytes: shorten the HTML and the text, marking the cut."""
-    if _size(body, html) <= limit:
+    if _ENVELOPE + 6 * (len(body) + len(html)) <= limit or _size(body, html) <= limit:
         return html, body
     budget = limit // 2
     if len(body.encode()) > budget:
