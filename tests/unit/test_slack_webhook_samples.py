@@ -224,6 +224,18 @@ async def test_injection_is_inert(slack_service: SlackService, http: httpx.Async
         assert "<" not in content["body"] or attack in content["body"]  # text only, never rendered HTML
 
 
+async def test_private_use_characters_of_every_plane_are_dropped(
+    slack_service: SlackService, http: httpx.AsyncClient
+) -> None:
+    # The renderer's placeholders are private-use characters: any in the input are removed first,
+    # up to the last plane (U+10FFFF once made a 500).
+    for character in ("\ue001", "\U000f0000", "\U000ffffe", "\U00100000", "\U0010ffff"):
+        response = await http.post(slack_service.hook_url(FUZZ_HOOK), json={"text": f"a{character} *b*"})
+        assert response.text == "ok"
+        content = await slack_service.last_message(FUZZ_HOOK)
+        assert content["body"] == "a b"
+
+
 async def test_nulls_everywhere(slack_service: SlackService, http: httpx.AsyncClient) -> None:
     nulls = {
         key: None

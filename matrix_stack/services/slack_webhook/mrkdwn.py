@@ -21,7 +21,7 @@ from matrix_stack.shared.matrix.links import safe_href
 
 # Placeholders live in the private-use areas, which are removed from the input first:
 # U+E001..U+E006 mark emphasis, U+F0000 upwards stand for rendered atoms (tokens, code spans).
-_PUA = re.compile("[\ue000-\uf8ff\U000f0000-\U000ffffd]")
+_PUA = re.compile("[\ue000-\uf8ff\U000f0000-\U0010ffff]")
 _ATOM_BASE = 0xF0000
 _OPEN = {"*": "\ue001", "_": "\ue003", "~": "\ue005"}
 _CLOSE = {"*": "\ue002", "_": "\ue004", "~": "\ue006"}
