@@ -1,4 +1,4 @@
-"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router] [ldap] [livekit] [compress-state] [router-faults]`."""
+"""Run every benchmark, or the ones named: `python -m bench [outbox] [slack] [sentry] [alertmanager] [synapse-cluster] [router] [ldap] [livekit] [compress-state] [router-faults] [e2ee]`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from bench import (
     alertmanager_bench,
     cluster_bench,
     compress_state_bench,
+    e2ee_bench,
     ldap_bench,
     livekit_bench,
     outbox_bench,
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "livekit": livekit_bench.main,
     "compress-state": compress_state_bench.main,
     "router-faults": router_faults_bench.main,
+    "e2ee": e2ee_bench.main,
 }
 
 

@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -30,10 +31,13 @@ class Homeserver:
 
 
 @contextlib.asynccontextmanager
-async def homeserver(directory: Path, rooms: int = 1) -> AsyncIterator[Homeserver]:
+async def homeserver(
+    directory: Path, rooms: int = 1, extra_config: dict[str, Any] | None = None
+) -> AsyncIterator[Homeserver]:
     synapse = LocalSynapse(
-        directory / "synapse", free_port(), rc_message={"per_second": 1000, "burst_count": 1000}
-    )
+        directory / "synapse", free_port(), rc_message={"per_second": 1000, "burst_count": 1000},
+        extra_config=extra_config or {},
+    )  # fmt: skip
     synapse.start()
     try:
         async with httpx.AsyncClient(timeout=60) as http:
