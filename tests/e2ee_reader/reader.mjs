@@ -249,6 +249,37 @@ async function send(args) {
     return { event_id: eventId, encrypted };
 }
 
+// A reaction (m.annotation), encrypted in an encrypted room as Element sends it.
+async function react(args) {
+    need(args, "room", "event_id", "key");
+    const c = requireClient();
+    await roomWith(args.room, "join", args.timeout_ms ?? DEFAULT_TIMEOUT_MS);
+    const relation = { rel_type: "m.annotation", event_id: args.event_id, key: args.key };
+    const { event_id: eventId } = await c.sendEvent(args.room, "m.reaction", { "m.relates_to": relation });
+    return { event_id: eventId };
+}
+
+// A reply to an event (rich reply), or with `thread` a message in the thread rooted at it.
+async function reply(args) {
+    need(args, "room", "event_id", "body");
+    const c = requireClient();
+    await roomWith(args.room, "join", args.timeout_ms ?? DEFAULT_TIMEOUT_MS);
+    const relation = args.thread
+        ? { rel_type: "m.thread", event_id: args.event_id, is_falling_back: true, "m.in_reply_to": { event_id: args.event_id } }
+        : { "m.in_reply_to": { event_id: args.event_id } };
+    const content = { msgtype: "m.text", body: args.body, "m.relates_to": relation };
+    const { event_id: eventId } = await c.sendEvent(args.room, "m.room.message", content);
+    return { event_id: eventId };
+}
+
+// Redacts an event (removing one's own reaction is a redaction).
+async function redact(args) {
+    need(args, "room", "event_id");
+    const c = requireClient();
+    const { event_id: eventId } = await c.redactEvent(args.room, args.event_id);
+    return { event_id: eventId };
+}
+
 // -- reading a room ------------------------------------------------------------------------------
 
 // The room's whole timeline, oldest first: back-paginated to the room's creation (or as far as
@@ -511,6 +542,9 @@ const COMMANDS = {
     join,
     leave,
     send,
+    react,
+    reply,
+    redact,
     events,
     device_status: deviceStatus,
     devices,

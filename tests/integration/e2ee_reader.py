@@ -288,6 +288,20 @@ class Reader:
         """An m.text message (encrypted when the room is); its event id."""
         return str((await self._call_within("send", timeout, room=room, body=body))["event_id"])
 
+    async def react(self, room: str, event_id: str, key: str, *, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """A reaction (encrypted in an encrypted room, as Element sends it); its event id."""
+        return str((await self._call_within("react", timeout, room=room, event_id=event_id, key=key))["event_id"])
+
+    async def reply(
+        self, room: str, event_id: str, body: str, *, thread: bool = False, timeout: float = DEFAULT_TIMEOUT
+    ) -> str:
+        """A rich reply to `event_id` (with `thread`, a message in its thread); its event id."""
+        args = {"room": room, "event_id": event_id, "body": body, "thread": thread}
+        return str((await self._call_within("reply", timeout, **args))["event_id"])
+
+    async def redact(self, room: str, event_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> str:
+        return str((await self._call_within("redact", timeout, room=room, event_id=event_id))["event_id"])
+
     async def events(
         self, room: str, *, wait_for: int = 0, settled: bool = False, timeout: float = 60.0
     ) -> RoomView:

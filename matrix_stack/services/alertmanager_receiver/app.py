@@ -4,12 +4,14 @@ cannot be stored, so Alertmanager retries; never a silent loss."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
@@ -17,9 +19,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from matrix_stack.services.alertmanager_receiver.actions import AlertActions, alert_field
 from matrix_stack.services.alertmanager_receiver.builtin import Rendered
 from matrix_stack.services.alertmanager_receiver.config import AlertmanagerReceiverSettings
 from matrix_stack.services.alertmanager_receiver.payload import Alert, Notification
+from matrix_stack.services.alertmanager_receiver.silences import AlertmanagerClient
 from matrix_stack.services.alertmanager_receiver.templates import Templates
 from matrix_stack.shared.bridge.service import Service
 from matrix_stack.shared.kit.auth import basic_matches
@@ -90,9 +94,14 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
         count.templating_success.inc()
         return rendered
 
-    def message(rendered: Rendered, ping: bool) -> content.Content:
-        return content.message(rendered.text, rendered.html, msgtype=receiver.msgtype, mention_room=ping,
+    actions = _actions(settings, service)
+
+    def message(rendered: Rendered, ping: bool, key: str, labels: dict[str, str]) -> content.Content:
+        body = content.message(rendered.text, rendered.html, msgtype=receiver.msgtype, mention_room=ping,
                                sanitized=rendered.sanitized)  # fmt: skip
+        if actions is not None:  # what a reaction on it needs to silence it
+            body.update(alert_field(key, labels))
+        return body
 
     async def related(
         key: str, room: str, body: content.Content, resolved: bool
@@ -136,8 +145,14 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
         ping_levels = set(receiver.ping_room_severities)
         outgoing: list[Outgoing] = []
 
-        async def add(key: str, rendered: Rendered, ping: bool, resolved: bool) -> None:
-            messages, starts = await related(key, room, message(rendered, ping), resolved)
+        resolved_keys: list[str] = []
+
+        async def add(
+            key: str, rendered: Rendered, ping: bool, resolved: bool, labels: dict[str, str]
+        ) -> None:
+            messages, starts = await related(key, room, message(rendered, ping, key, labels), resolved)
+            if resolved:
+                resolved_keys.append(key)
             # The root and its resolution are recorded with the messages, in one transaction.
             first = replace(
                 messages[0], root_key=key if starts else None, resolves_key=key if resolved else None
@@ -154,6 +169,7 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
                 rendered,
                 any(a.labels.get("severity") in ping_levels for a in firing),
                 notification.status == "resolved",
+                dict(notification.commonLabels),
             )
         else:
             for alert in notification.alerts:
@@ -166,8 +182,11 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
                     rendered,
                     not resolved and alert.labels.get("severity") in ping_levels,
                     resolved,
+                    dict(alert.labels),
                 )
         await service.outbox.enqueue_many(outgoing)
+        if actions is not None and resolved_keys:  # silences "until resolved" end now (not on this request)
+            _background(actions.resolved(resolved_keys))
         return Response(status_code=200)
 
     async def redirect(request: Request) -> Response:
@@ -177,3 +196,30 @@ def routes(settings: AlertmanagerReceiverSettings, service: Service) -> list[Bas
         Route(prefix, redirect, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
         Route(prefix + "/{room:path}", receive, methods=["POST"]),
     ]
+
+
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def _background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(work)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def _actions(settings: AlertmanagerReceiverSettings, service: Service) -> AlertActions | None:
+    """Acting from the room, when an Alertmanager is configured and the bot follows its rooms."""
+    config = settings.file.actions
+    if not config.enabled or service.crypto is None or config.alertmanager_url is None:
+        return None
+    password = config.alertmanager_password or settings.alertmanager_password
+    token = config.alertmanager_bearer_token or settings.alertmanager_bearer_token
+    client = AlertmanagerClient(
+        config.alertmanager_url,
+        username=config.alertmanager_username,
+        password=password.get_secret_value() if password else None,
+        bearer_token=token.get_secret_value() if token else None,
+    )
+    actions = AlertActions(config, service, client)
+    service.crypto.listener = actions
+    return actions

@@ -93,11 +93,33 @@ class ReceiverConfig(_Kebab):
     msgtype: Literal["m.text", "m.notice"] = "m.text"
 
 
+# Reactions that silence an alert by default: the obvious "quiet" ones.
+DEFAULT_REACTIONS = ["🔕", "🔇", "🤫", "😴", "💤"]
+
+
+class ActionsConfig(_Kebab):
+    """Acting on alerts from the room (ours): on when `alertmanager-url` is set."""
+
+    alertmanager_url: str | None = None
+    alertmanager_username: str | None = None  # basic auth (web.config.file), with the password below
+    alertmanager_password: SecretStr | None = None
+    alertmanager_bearer_token: SecretStr | None = None
+    reactions: list[str] = Field(default_factory=lambda: list(DEFAULT_REACTIONS))
+    power_level: int = 50  # members at this power level or above may act
+    allowed_users: list[str] = Field(default_factory=list)  # may act whatever their power level
+    until_resolved_max: str = "7d"  # how long a silence "until resolved" lasts if it never resolves
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.alertmanager_url)
+
+
 class FileConfig(_Kebab):
     http: HttpConfig
     matrix: MatrixConfig
     templating: TemplatingConfig = Field(default_factory=TemplatingConfig)
     receiver: ReceiverConfig = Field(default_factory=ReceiverConfig)
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
 
 
 def substitute_environment(text: str) -> str:
@@ -121,14 +143,21 @@ class AlertmanagerReceiverSettings(ServiceSettings):
     file: FileConfig
     # Kubernetes keeps these out of the config file: ALERTMANAGER_RECEIVER_BASIC_PASSWORD_FILE.
     basic_password: SecretStr | None = None
+    alertmanager_password: SecretStr | None = None  # actions' basic auth to Alertmanager
+    alertmanager_bearer_token: SecretStr | None = None
 
     @property
     def effective_basic_password(self) -> SecretStr | None:
         return self.file.http.basic_password or self.basic_password
 
     def secrets(self) -> list[str]:
-        extra = [self.file.http.basic_password.get_secret_value()] if self.file.http.basic_password else []
-        return super().secrets() + extra
+        actions = self.file.actions
+        values = (
+            self.file.http.basic_password,
+            actions.alertmanager_password,
+            actions.alertmanager_bearer_token,
+        )
+        return super().secrets() + [value.get_secret_value() for value in values if value is not None]
 
 
 def settings_from_file(config: FileConfig, **overrides: Any) -> AlertmanagerReceiverSettings:

@@ -27,8 +27,9 @@ from matrix_stack.shared.matrix.crypto.canonical import add_signature, canonical
 from matrix_stack.shared.matrix.crypto.devices import MEGOLM, OLM, Device, Sharing, devices_of, receives_keys
 from matrix_stack.shared.matrix.crypto.metrics import CryptoMetrics
 from matrix_stack.shared.matrix.crypto.secret import DerivedKeys, SigningKey
-from matrix_stack.shared.matrix.crypto.state import CryptoState, RoomKey, StateStore, StateUnreadable
+from matrix_stack.shared.matrix.crypto.state import CryptoState, Inbound, RoomKey, StateStore, StateUnreadable
 from matrix_stack.shared.matrix.errors import HomeserverUnavailable, MatrixError
+from matrix_stack.shared.matrix.events import HEARD_TYPES, Listener, Powers, RoomEvent
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +42,26 @@ UNENCRYPTED_RECHECK = 1.0
 SYNC_TIMEOUT_MS = 30_000
 TO_DEVICE_CHUNK = 200  # devices per /sendToDevice request
 
-# Only what following rooms needs: their encryption and members; to-device and device lists come
-# with every sync whatever the filter.
-SYNC_FILTER = json.dumps(
-    {
-        "presence": {"not_types": ["*"]},
-        "account_data": {"not_types": ["*"]},
-        "room": {
-            "state": {"types": ["m.room.encryption", "m.room.member"], "lazy_load_members": False},
-            "timeline": {"types": ["m.room.encryption", "m.room.member"], "limit": 100},
-            "ephemeral": {"not_types": ["*"]},
+_STATE = ["m.room.encryption", "m.room.member", "m.room.power_levels", "m.room.create"]
+
+
+def sync_filter(listening: bool) -> str:
+    """Only what following rooms needs: their encryption, members and powers, and (when a service
+    listens) what people send; to-device and device lists come with every sync whatever the filter."""
+    timeline = _STATE + (["m.room.encrypted", *sorted(HEARD_TYPES)] if listening else [])
+    return json.dumps(
+        {
+            "presence": {"not_types": ["*"]},
             "account_data": {"not_types": ["*"]},
+            "room": {
+                "state": {"types": _STATE, "lazy_load_members": False},
+                "timeline": {"types": timeline, "limit": 100},
+                "ephemeral": {"not_types": ["*"]},
+                "account_data": {"not_types": ["*"]},
+            },
         },
-    },
-    separators=(",", ":"),
-)
+        separators=(",", ":"),
+    )
 
 
 class Api(Protocol):
@@ -83,6 +89,7 @@ class CannotEncrypt(MatrixError):
 class Room:
     encryption: dict[str, Any] | None = None
     members: set[str] = field(default_factory=set)  # joined
+    powers: Powers = field(default_factory=Powers)
     read_at: float = 0.0  # monotonic time of a direct read of its state (0: followed by /sync)
     checked_at: float = 0.0  # monotonic time its encryption was last read directly
 
@@ -141,6 +148,7 @@ class Crypto:
         self._outdated: set[str] = set()
         self._room_locks: dict[str, asyncio.Lock] = {}
         self._lock = asyncio.Lock()  # the account, Olm sessions and device lists
+        self.listener: Listener | None = None  # set by a service that acts on what people send
         self._task: asyncio.Task[None] | None = None
 
     # -- holding the device ---------------------------------------------------------------------
@@ -155,6 +163,8 @@ class Crypto:
             log.error("encryption unavailable", extra={"reason": self._problem})
             return
         self._state, self._store = state, store
+        if state.listen_since is None:
+            state.changed_listen_since(int(time.time() * 1000))
         self._outdated = set(state.devices)  # changes while no replica followed are unknown
         self._problem = "the device's keys are not published yet"
         try:  # before the first message, when the homeserver answers; else the loop tries again
@@ -590,7 +600,10 @@ class Crypto:
             try:
                 if not self._ready:
                     await self._become_ready()
-                query = {"filter": SYNC_FILTER, "timeout": str(SYNC_TIMEOUT_MS if since else 0)}
+                query = {
+                    "filter": sync_filter(self.listener is not None),
+                    "timeout": str(SYNC_TIMEOUT_MS if since else 0),
+                }
                 if since:
                     query["since"] = since
                 answer = await self.api.api(
@@ -615,6 +628,7 @@ class Crypto:
 
     async def _handle_sync(self, answer: dict[str, Any], *, initial: bool) -> None:
         rooms = answer.get("rooms", {})
+        heard: list[tuple[str, dict[str, Any]]] = []
         for room_id, joined in rooms.get("join", {}).items():
             room = self._rooms.get(room_id)
             if room is None or initial or room.read_at:
@@ -624,6 +638,8 @@ class Crypto:
             for section in ("state", "timeline"):
                 for event in joined.get(section, {}).get("events", []):
                     _apply(room, event)
+                    if section == "timeline" and self.listener is not None and "state_key" not in event:
+                        heard.append((room_id, event))
             if before - room.members and room_id in self._outbound:
                 log.info("members left: the room's next message uses a new room key", extra={"room": room_id})
         for room_id in rooms.get("leave", {}):
@@ -662,6 +678,8 @@ class Crypto:
                     "could not answer a to-device message",
                     extra={"type": event.get("type"), "error": str(exc)},
                 )
+        for room_id, event in heard:  # after to-device: the room keys they need came with them
+            await self._hand_over(room_id, event)
         counts = answer.get("device_one_time_keys_count")
         fallback = answer.get("device_unused_fallback_key_types")
         if isinstance(counts, dict) and (
@@ -671,14 +689,113 @@ class Crypto:
             await self._publish(counts, fallback if isinstance(fallback, list) else None)
         await self._save()
 
+    async def _hand_over(self, room_id: str, raw: dict[str, Any]) -> None:
+        state, listener = self._state, self.listener
+        if state is None or listener is None or raw.get("sender") == self.api.user_id:
+            return
+        if int(raw.get("origin_server_ts", 0)) < (state.listen_since or 0):
+            return  # from before the bot listened: not acted on
+        event = self._clear(room_id, raw)
+        if event is None or event.type not in HEARD_TYPES:
+            return
+        try:
+            await listener.heard(event)
+        except Exception:
+            log.exception(
+                "acting on a room event failed", extra={"room": room_id, "event_id": event.event_id}
+            )
+
+    def _clear(self, room_id: str, raw: dict[str, Any]) -> RoomEvent | None:
+        """A room event in the clear: decrypted with a room key the bot holds (None if it holds none)."""
+        content = raw.get("content")
+        event_id, sender = raw.get("event_id"), raw.get("sender")
+        if not isinstance(content, dict) or not isinstance(event_id, str) or not isinstance(sender, str):
+            return None
+        kind, encrypted = str(raw.get("type")), False
+        if kind == "m.room.encrypted":
+            opened = self._megolm_decrypt(room_id, content)
+            if opened is None:
+                log.warning(
+                    "an encrypted event the bot holds no key for",
+                    extra={"room": room_id, "event_id": event_id},
+                )
+                return None
+            kind, inner, encrypted = str(opened.get("type")), opened.get("content"), True
+            if not isinstance(inner, dict):
+                return None
+            if "m.relates_to" in content and "m.relates_to" not in inner:
+                inner = {**inner, "m.relates_to": content["m.relates_to"]}  # relations travel in the clear
+            content = inner
+        redacts = raw.get("redacts") or content.get("redacts")
+        return RoomEvent(room_id, event_id, sender, kind, content, int(raw.get("origin_server_ts", 0)),
+                         redacts if isinstance(redacts, str) else None, encrypted)  # fmt: skip
+
+    def _megolm_decrypt(self, room_id: str, content: dict[str, Any]) -> dict[str, Any] | None:
+        state = self._state
+        session_id = content.get("session_id")
+        if state is None or not isinstance(session_id, str) or content.get("algorithm") != MEGOLM:
+            return None
+        inbound = state.inbound.get(session_id)
+        session = inbound.session if inbound is not None and inbound.room_id == room_id else None
+        if (
+            session is None
+            and session_id in state.room_keys
+            and state.room_keys[session_id].room_id == room_id
+        ):
+            # one of the bot's own messages: its room key from the first index opens it
+            session = vodozemac.InboundGroupSession(
+                vodozemac.SessionKey(state.room_keys[session_id].session_key)
+            )
+        if session is None:
+            return None
+        try:
+            decrypted = session.decrypt(vodozemac.MegolmMessage.from_base64(str(content.get("ciphertext"))))
+        except (vodozemac.MegolmDecryptionException, vodozemac.DecodeException, ValueError):
+            return None
+        opened = json.loads(decrypted.plaintext)
+        if not isinstance(opened, dict) or opened.get("room_id") != room_id:
+            return None  # a message replayed from another room
+        return opened
+
+    async def fetch_event(self, room_id: str, event_id: str) -> RoomEvent | None:
+        """One event of a room, in the clear when the bot can decrypt it; None when it cannot."""
+        raw = await self.api.api("GET", f"/_matrix/client/v3/rooms/{_path(room_id)}/event/{_path(event_id)}")
+        return self._clear(room_id, raw)
+
+    def power_of(self, room_id: str, user: str) -> float:
+        """The user's power level in a room the bot follows (0 when the room is unknown)."""
+        room = self._rooms.get(room_id)
+        return room.powers.of(user) if room is not None else 0.0
+
     async def _to_device(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         content = event.get("content", {})
         sender = event.get("sender")
         if kind == "m.room.encrypted" and content.get("algorithm") == OLM and isinstance(sender, str):
-            self._olm_decrypt(sender, content)
+            opened = self._olm_decrypt(sender, content)
+            if opened is not None and opened.get("type") == "m.room_key":
+                self._keep_room_key(sender, content.get("sender_key"), opened)
         elif kind == "m.room_key_request" and content.get("action") == "request" and isinstance(sender, str):
             await self._answer_key_request(sender, content)
+
+    def _keep_room_key(self, sender: str, sender_key: Any, opened: dict[str, Any]) -> None:
+        """A member's device shared its room key with the bot: kept, to read what it sends."""
+        state = self._state
+        key = opened.get("content", {})
+        if state is None or not isinstance(sender_key, str) or key.get("algorithm") != MEGOLM:
+            return
+        if opened.get("sender") != sender or opened.get("recipient") != self.api.user_id:
+            return
+        session_id, room_id = key.get("session_id"), key.get("room_id")
+        if not isinstance(session_id, str) or not isinstance(room_id, str) or session_id in state.inbound:
+            return
+        try:
+            session = vodozemac.InboundGroupSession(vodozemac.SessionKey(str(key.get("session_key"))))
+        except (vodozemac.SessionKeyDecodeException, ValueError) as exc:
+            log.warning("a room key sent to the bot is malformed", extra={"user": sender, "error": str(exc)})
+            return
+        state.inbound[session_id] = Inbound(room_id, sender_key, session)
+        state.changed_inbound(session_id)
 
     def _olm_decrypt(self, sender: str, content: dict[str, Any]) -> dict[str, Any] | None:
         """Open an Olm message to this device (a peer starting a session with us uses a one-time
@@ -756,6 +873,10 @@ def _apply(room: Room, event: Any) -> None:
         return
     if kind == "m.room.encryption" and event.get("state_key") == "" and content.get("algorithm"):
         room.encryption = content
+    elif kind == "m.room.power_levels" and event.get("state_key") == "":
+        room.powers.levels = content
+    elif kind == "m.room.create" and event.get("state_key") == "":
+        room.powers.create = {**content, "sender": event.get("sender")}
     elif kind == "m.room.member":
         if content.get("membership") == "join":
             room.members.add(event["state_key"])

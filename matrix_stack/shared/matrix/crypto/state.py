@@ -61,6 +61,15 @@ class RoomKey:
 
 
 @dataclass
+class Inbound:
+    """A room key another device sent us: what decrypts its messages (commands, replies)."""
+
+    room_id: str
+    sender_key: str
+    session: vodozemac.InboundGroupSession
+
+
+@dataclass
 class CryptoState:
     pickle_key: bytes
     account: vodozemac.Account
@@ -69,6 +78,8 @@ class CryptoState:
     room_keys: dict[str, RoomKey] = field(default_factory=dict)  # by session id
     devices: dict[str, dict[str, Device]] = field(default_factory=dict)  # by user, device id
     sync_token: str | None = None
+    inbound: dict[str, Inbound] = field(default_factory=dict)  # by session id
+    listen_since: int | None = None  # ms: events older than the first start are not acted on
     _puts: dict[str, str] = field(default_factory=dict)
     _deletes: set[str] = field(default_factory=set)
 
@@ -110,6 +121,15 @@ class CryptoState:
                     }
                 elif kind == "sync":
                     state.sync_token = json.loads(value)
+                elif kind == "inbound":
+                    record = json.loads(value)
+                    state.inbound[name] = Inbound(
+                        record["room"],
+                        record["sender_key"],
+                        vodozemac.InboundGroupSession.from_pickle(record["pickle"], pickle_key),
+                    )
+                elif kind == "listen_since":
+                    state.listen_since = int(json.loads(value))
         except vodozemac.PickleException as exc:
             raise StateUnreadable(
                 f"cannot decrypt the kept crypto state (a different encryption key?): {exc}"
@@ -141,6 +161,17 @@ class CryptoState:
             return
         self._deletes.discard(f"devices:{user_id}")
         self._puts[f"devices:{user_id}"] = json.dumps({d: dev.record() for d, dev in devices.items()})
+
+    def changed_inbound(self, session_id: str) -> None:
+        inbound = self.inbound[session_id]
+        self._puts[f"inbound:{session_id}"] = json.dumps(
+            {"room": inbound.room_id, "sender_key": inbound.sender_key,
+             "pickle": inbound.session.pickle(self.pickle_key)}
+        )  # fmt: skip
+
+    def changed_listen_since(self, since: int) -> None:
+        self.listen_since = since
+        self._puts["listen_since"] = json.dumps(since)
 
     def changed_sync_token(self, token: str) -> None:
         self.sync_token = token

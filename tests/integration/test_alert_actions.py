@@ -1,0 +1,153 @@
+"""Acting on alerts from the room: Debian's Alertmanager notifies the receiver, people in the room
+react, reply and redact through Element's own client (matrix-js-sdk, in an encrypted room and in a
+plain one), and Alertmanager's API shows the silences that made."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from devstack.alertmanager import LocalAlertmanager
+from devstack.processes import ENCRYPTION_KEY, free_port
+from devstack.stack import LocalService
+from devstack.synapse import Account, LocalSynapse, register
+from tests.integration.conftest import PASSWORD
+from tests.integration.e2ee_reader import Event, Reader
+
+MakeReader = Callable[..., Awaitable[Reader]]
+BASIC = ("alertmanager", "actions-basic-password")
+
+
+@pytest.fixture
+async def alertmanager_with_receiver(
+    synapse: LocalSynapse, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[tuple[LocalAlertmanager, LocalService, Account]]]]:
+    started: list[Any] = []
+
+    async def start(room: str, bot: Account) -> tuple[LocalAlertmanager, LocalService, Account]:
+        port, am_port = free_port(), free_port()
+        config = tmp_path / "receiver.yaml"
+        config.write_text(yaml.safe_dump({
+            "http": {"address": "127.0.0.1", "port": port, "basic-username": BASIC[0], "basic-password": BASIC[1]},
+            "matrix": {"homeserver-url": synapse.url, "user-id": bot.user_id, "room-mapping": {"ops": room}},
+            "receiver": {"message-mode": "group", "on-resolve": "edit"},
+            "actions": {"alertmanager-url": f"http://127.0.0.1:{am_port}", "power-level": 50},
+        }))  # fmt: skip
+        receiver = LocalService.of("alertmanager-receiver", port, {"CONFIG_PATH": str(config), "LOG_JSON": "true",
+                                   "ENCRYPTION_KEY": ENCRYPTION_KEY}, tmp_path / "receiver")  # fmt: skip
+        receiver.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+        started.append(receiver)
+        alertmanager = LocalAlertmanager(am_port, {
+            "route": {"receiver": "matrix", "group_by": ["alertname"], "group_wait": "1s",
+                      "group_interval": "1s", "repeat_interval": "1h"},
+            "receivers": [{"name": "matrix", "webhook_configs": [{
+                "url": f"http://127.0.0.1:{port}/alerts/ops", "send_resolved": True,
+                "http_config": {"basic_auth": {"username": BASIC[0], "password": BASIC[1]}}}]}],
+        })  # fmt: skip
+        alertmanager.start()
+        started.append(alertmanager)
+        receiver.wait_ready()
+        return alertmanager, receiver, bot
+
+    yield start
+    for each in reversed(started):
+        each.stop()
+
+
+async def silences(alertmanager: LocalAlertmanager, state: str = "active") -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = (await http.get(f"{alertmanager.url}/api/v2/silences")).json()
+    return [s for s in answer if s["status"]["state"] == state]
+
+
+async def until(check: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.3)
+
+
+async def bot_messages(reader: Reader, room: str, bot: str) -> list[Event]:
+    return [e for e in (await reader.events(room)).messages if e.sender == bot and e.failure is None]
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "plain"])
+async def test_reactions_replies_and_redactions_silence_and_unsilence(
+    alertmanager_with_receiver: Callable[..., Awaitable[tuple[LocalAlertmanager, LocalService, Account]]],
+    e2ee_readers: MakeReader,
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    encrypted: bool,
+) -> None:
+    bot = await register(synapse, http, f"ambot-{uuid.uuid4().hex[:8]}", PASSWORD)
+    alice = await e2ee_readers("alice")  # the room's creator: above every power level (room version 12)
+    bob = await e2ee_readers("bob")  # a member at power level 0
+    room = await alice.create_room(encrypted=encrypted, invite=[bob.user_id, bot.user_id], name="on call")
+    await bob.join(room)
+    alertmanager, receiver, _ = await alertmanager_with_receiver(room, bot)
+    now = datetime.now(UTC)
+    alerts = [{"labels": {"alertname": "DiskFull", "instance": "node-1", "severity": "warning"},
+               "annotations": {"summary": "Disk full"}, "startsAt": now.isoformat()}]  # fmt: skip
+    await asyncio.to_thread(alertmanager.post_alerts, alerts)
+    [alert] = await until(lambda: bot_messages(alice, room, bot.user_id))
+    assert alert.encrypted is encrypted
+
+    # bob (power 0) may not; alice's reaction silences the group until it resolves.
+    await bob.reply(room, alert.event_id, "silence 2h")
+    refused = await until(lambda: _bodies_with(alice, room, bot.user_id, "⛔"))
+    assert "power level 50" in refused[0]
+    assert await silences(alertmanager) == []
+    reaction = await alice.react(room, alert.event_id, "🔕")
+    [silence] = await until(lambda: silences(alertmanager))
+    assert silence["createdBy"] == alice.user_id
+    assert sorted((m["name"], m["value"], m["isRegex"]) for m in silence["matchers"]) == [
+        ("alertname", "DiskFull", False),
+        ("instance", "node-1", False),
+        ("severity", "warning", False),
+    ]  # the group's common labels (of its one alert: all of them)
+    assert f"(alert {alert.event_id})" in silence["comment"]
+    shown = await until(lambda: _bodies_with(alice, room, bot.user_id, "🔕 silenced by"))
+    assert f"🔕 silenced by {alice.user_id} until it resolves" in shown[0]
+
+    # Removing the reaction expires it; a timed reply makes a new one, ending in two hours.
+    await alice.redact(room, reaction)
+    assert await until(lambda: _none_active(alertmanager))
+    await alice.reply(room, alert.event_id, "silence 2h maintenance")
+    [timed] = await until(lambda: silences(alertmanager))
+    ends = datetime.fromisoformat(timed["endsAt"].replace("Z", "+00:00"))
+    assert timedelta(hours=1, minutes=58) < ends - datetime.now(UTC) < timedelta(hours=2, minutes=1)
+    assert timed["comment"].startswith(f"maintenance by {alice.user_id} (for 2h)")
+    listing = await alice.send(room, "!alert list")
+    assert listing
+    assert await until(lambda: _bodies_with(alice, room, bot.user_id, "Active silences made from Matrix"))
+    await alice.reply(room, alert.event_id, "unsilence")
+    assert await until(lambda: _none_active(alertmanager))
+
+    # Until resolved: the alert resolving expires the silence.
+    await alice.react(room, alert.event_id, "💤")
+    assert await until(lambda: silences(alertmanager))
+    ended = (now + timedelta(seconds=1)).isoformat()
+    await asyncio.to_thread(alertmanager.post_alerts, [{**a, "endsAt": ended} for a in alerts])
+    assert await until(lambda: _none_active(alertmanager))
+    assert len(await silences(alertmanager, "expired")) == 3
+    log = receiver.log.read_text()
+    assert "silence created from Matrix" in log
+    assert PASSWORD not in log
+
+
+async def _bodies_with(reader: Reader, room: str, bot: str, text: str) -> list[str]:
+    return [e.body or "" for e in await bot_messages(reader, room, bot) if text in (e.body or "")]
+
+
+async def _none_active(alertmanager: LocalAlertmanager) -> bool:
+    return await silences(alertmanager) == []
