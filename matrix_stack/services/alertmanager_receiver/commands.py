@@ -16,6 +16,9 @@ _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = ("=~", "!~", "!=", "=")  # two-character ones first: "=" is a prefix of "=~"
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
 
+SILENCE_USAGE = (
+    'usage: !alert silence <duration> <matchers> [comment], e.g. !alert silence 2h alertname="DiskFull"'
+)
 BANG_USAGE = (
     "usage: !alert list | !alert silence <duration> <matchers> [comment] | "
     "!alert expire <silence id> | !alert help"
@@ -174,27 +177,20 @@ def _split_word(text: str) -> tuple[str, str]:
     return (parts[0], parts[1].strip()) if len(parts) == 2 else (parts[0] if parts else "", "")
 
 
-def _looks_like_duration(word: str) -> bool:
-    return re.match(r"-?\d", word) is not None
+def _looks_like_duration(text: str) -> bool:
+    return re.match(r"\s*-?\d", text) is not None
 
 
-def _duration_problem(word: str) -> str:
-    """What is wrong with a word that is not a duration."""
-    try:
-        parse_duration(word)
-    except ValueError as error:
-        return str(error)
-    return f"{word!r} is a duration"  # not reached: callers pass words that did not parse
-
-
-def _leading_duration(words: Sequence[str]) -> tuple[timedelta, int] | None:
-    """The longest run of leading words that is a duration (`2d 3h`, `2 hours`) and how many."""
-    for count in range(min(len(words), 4), 0, -1):
+def _take_duration(text: str) -> tuple[timedelta, str]:
+    """The duration at the start of `text` (`2h`, `2d 3h`, `2 hours`) and what follows it."""
+    words = text.split()
+    for count in range(min(len(words), 4), 0, -1):  # the longest run of words that is one
         try:
-            return parse_duration(" ".join(words[:count])), count
+            return parse_duration(" ".join(words[:count])), _after_words(text, count)
         except ValueError:
             continue
-    return None
+    parse_duration(words[0] if words else "")  # raises, saying what is wrong with it
+    raise AssertionError("not reached: a word that is no duration alone is not one in a run either")
 
 
 # matchers
@@ -376,15 +372,15 @@ def _strip_mention(text: str, bot_names: Sequence[str]) -> str:
     return text
 
 
-def _with_duration(words: list[str], rest: str) -> Silence | Invalid:
+def _with_duration(rest: str) -> Silence | Invalid:
     """`silence`/`ack` arguments: an optional leading duration, then the comment."""
-    leading = _leading_duration(words)
-    if leading is None:
-        if words and _looks_like_duration(words[0]):  # `silence 2x`: a duration meant, not a comment
-            return Invalid(_duration_problem(words[0]))
+    if not _looks_like_duration(rest):
         return Silence(None, rest or None)
-    duration, count = leading
-    return Silence(duration, _after_words(rest, count).strip() or None)
+    try:  # `silence 2x`: a duration was meant, not a comment
+        duration, comment = _take_duration(rest)
+    except ValueError as error:
+        return Invalid(str(error))
+    return Silence(duration, comment.strip() or None)
 
 
 def parse_reply(body: str, bot_names: Sequence[str] = ()) -> Command | None:
@@ -394,7 +390,7 @@ def parse_reply(body: str, bot_names: Sequence[str] = ()) -> Command | None:
     word, rest = _split_word(_strip_mention(_strip_fallback(body).strip(), bot_names))
     word = word.casefold()
     if word in ("silence", "ack"):
-        return _with_duration(rest.split(), rest)
+        return _with_duration(rest)
     if word in ("unsilence", "unack", "nack"):
         return Unsilence()
     if word == "help":
@@ -405,35 +401,27 @@ def parse_reply(body: str, bot_names: Sequence[str] = ()) -> Command | None:
 # !alert
 
 
+def _take_matchers(text: str) -> tuple[tuple[Matcher, ...], str]:
+    """The matchers at the start of `text` and what follows them."""
+    scanner = _Scanner(text, 0, stop_at_space=True)
+    matchers = _usable(scanner.matchers())
+    return matchers, text[scanner.position :]
+
+
 def _silence_matching(rest: str) -> SilenceMatching | Invalid:
     """`<duration> <matchers> [comment]` or `<matchers> <duration> [comment]`."""
-    usage = Invalid(
-        'usage: !alert silence <duration> <matchers> [comment], e.g. !alert silence 2h alertname="DiskFull"'
-    )
-    words = rest.split()
-    if not words:
-        return usage
-    leading = _leading_duration(words)
+    if not rest:
+        return Invalid(SILENCE_USAGE)
     try:
-        if leading is not None:
-            duration, count = leading
-            after = _after_words(rest, count)
-            scanner = _Scanner(after, 0, stop_at_space=True)
-            matchers = _usable(scanner.matchers())
-            comment = after[scanner.position :].strip()
+        if _looks_like_duration(rest):  # no label name starts with a digit
+            duration, after = _take_duration(rest)
+            matchers, comment = _take_matchers(after)
         else:
-            scanner = _Scanner(rest, 0, stop_at_space=True)
-            matchers = _usable(scanner.matchers())
-            after = rest[scanner.position :]
-            tail = after.split()
-            leading = _leading_duration(tail)
-            if leading is None:
-                raise ValueError(_duration_problem(tail[0] if tail else ""))
-            duration, count = leading
-            comment = _after_words(after, count).strip()
+            matchers, after = _take_matchers(rest)
+            duration, comment = _take_duration(after)
     except ValueError as error:
-        return Invalid(f"{error}. {usage.reason}")
-    return SilenceMatching(matchers, duration, comment or None)
+        return Invalid(f"{error}. {SILENCE_USAGE}")
+    return SilenceMatching(matchers, duration, comment.strip() or None)
 
 
 def parse_bang(body: str) -> Command | None:
