@@ -14,7 +14,8 @@ from datetime import timedelta
 MAX_DURATION = timedelta(days=366)
 _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = ("=~", "!~", "!=", "=")  # two-character ones first: "=" is a prefix of "=~"
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
+# Alertmanager's: any other backslash stays as written (`=~"db\.example"` keeps its regex escape)
+_ESCAPES = {"n": "\n", "\\": "\\", '"': '"'}
 
 SILENCE_USAGE = (
     'usage: !alert silence <duration> <matchers> [comment], e.g. !alert silence 2h alertname="DiskFull"'
@@ -278,12 +279,9 @@ class _Scanner:
             if not char:
                 self.position = start
                 raise self.fail("a closing quote is missing")
-            if char == "\\":
+            if char == "\\" and self.text[self.position + 1 : self.position + 2] in _ESCAPES:
                 self.position += 1
-                escaped = self.peek()
-                if escaped not in _ESCAPES:
-                    raise self.fail("unknown escape")
-                char = _ESCAPES[escaped]
+                char = _ESCAPES[self.peek()]
             chars.append(char)
             self.position += 1
         self.position += 1
