@@ -290,7 +290,9 @@ class Reader:
 
     async def react(self, room: str, event_id: str, key: str, *, timeout: float = DEFAULT_TIMEOUT) -> str:
         """A reaction (encrypted in an encrypted room, as Element sends it); its event id."""
-        return str((await self._call_within("react", timeout, room=room, event_id=event_id, key=key))["event_id"])
+        return str(
+            (await self._call_within("react", timeout, room=room, event_id=event_id, key=key))["event_id"]
+        )
 
     async def reply(
         self, room: str, event_id: str, body: str, *, thread: bool = False, timeout: float = DEFAULT_TIMEOUT

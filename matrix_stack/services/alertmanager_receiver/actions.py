@@ -102,7 +102,8 @@ class AlertActions:
             level = self._power(event)
             await self._reply(
                 event,
-                f"⛔ {event.sender} may not act on alerts here: it takes power level {self.config.power_level}"
+                f"⛔ {event.sender} may not act on alerts here: it takes power level"
+                f" {self.config.power_level}"
                 f" in this room (yours: {level:g}) or a place on the receiver's allow-list.",
                 "refused",
             )
@@ -200,7 +201,8 @@ class AlertActions:
 
     async def _silence_matching(self, event: RoomEvent, command: SilenceMatching) -> None:
         ends = datetime.now(UTC) + command.duration
-        comment = f"{command.comment or 'Silenced from Matrix'} by {event.sender} (for {format_duration(command.duration)})"
+        words = command.comment or "Silenced from Matrix"
+        comment = f"{words} by {event.sender} (for {format_duration(command.duration)})"
         silence_id = await self.alertmanager.create(
             command.matchers, ends, created_by=event.sender, comment=comment, key=event.event_id
         )
@@ -215,7 +217,8 @@ class AlertActions:
         if not silences:
             return "No active silences made from Matrix."
         lines = [
-            f"• {s.id[:8]}… {format_matchers(s.matchers)} until {s.ends_at:%Y-%m-%d %H:%M} UTC, by {s.created_by}"
+            f"• {s.id[:8]}… {format_matchers(s.matchers)} until {s.ends_at:%Y-%m-%d %H:%M} UTC,"
+            f" by {s.created_by}"
             for s in silences
         ]
         return "Active silences made from Matrix:\n" + "\n".join(lines)
@@ -255,7 +258,8 @@ class AlertActions:
 
     async def _mark(self, event: RoomEvent, original: dict[str, Any], target: str, line: str) -> None:
         """Edit the alert message to say what was done (the alert's own text, then `line`)."""
-        shown = original.get("m.new_content") if isinstance(original.get("m.new_content"), dict) else original
+        new_content = original.get("m.new_content")
+        shown: dict[str, Any] = new_content if isinstance(new_content, dict) else original
         body = f"{shown.get('body', '')}\n{line}"
         html = shown.get("formatted_body")
         edited = content.message(body, f"{html}<p>{escape(line)}</p>" if html else None,

@@ -1,0 +1,3 @@
+from matrix_stack.shared.matrix.nio_import import import_nio_without_its_crypto
+
+import_nio_without_its_crypto()

@@ -10,12 +10,12 @@ from typing import Any
 
 import aiohttp
 import httpx
+import nio
 
 from matrix_stack.shared.kit.errors import StartupError
 from matrix_stack.shared.matrix.crypto.machine import Crypto
 from matrix_stack.shared.matrix.discovery import DiscoveryError, discover_homeserver
 from matrix_stack.shared.matrix.errors import HomeserverUnavailable, MatrixError
-from matrix_stack.shared.matrix.nio_import import nio
 from matrix_stack.shared.matrix.sessions import FileSession, SessionStore
 
 log = logging.getLogger(__name__)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from types import ModuleType
 from typing import Any
 
 
-def _without_vodozemac() -> ModuleType:
-    if "nio" in sys.modules:  # imported before us (a test, a tool): take it as it is
-        return sys.modules["nio"]
+def import_nio_without_its_crypto() -> None:
+    """Run by this package's `__init__`, before any module of it imports nio."""
+    if "nio" in sys.modules:  # imported before us (a test, a tool): taken as it is
+        return
     find_spec = importlib.util.find_spec
 
     def hidden(name: str, *args: Any, **kwargs: Any) -> Any:
@@ -23,10 +23,6 @@ def _without_vodozemac() -> ModuleType:
 
     importlib.util.find_spec = hidden
     try:
-        import nio
+        import nio  # noqa: F401
     finally:
         importlib.util.find_spec = find_spec
-    return nio
-
-
-nio = _without_vodozemac()
