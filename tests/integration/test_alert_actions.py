@@ -39,7 +39,7 @@ async def alertmanager_with_receiver(
             "http": {"address": "127.0.0.1", "port": port, "basic-username": BASIC[0], "basic-password": BASIC[1]},
             "matrix": {"homeserver-url": synapse.url, "user-id": bot.user_id, "room-mapping": {"ops": room}},
             "receiver": {"message-mode": "group", "on-resolve": "edit"},
-            "actions": {"alertmanager-url": f"http://127.0.0.1:{am_port}", "power-level": 50},
+            "actions": {"alertmanager-url": f"http://127.0.0.1:{am_port}", "power-level": 50, "look-seconds": 1},
         }))  # fmt: skip
         receiver = LocalService.of("alertmanager-receiver", port, {"CONFIG_PATH": str(config), "LOG_JSON": "true",
                                    "ENCRYPTION_KEY": ENCRYPTION_KEY}, tmp_path / "receiver")  # fmt: skip

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # In every alert message while actions are on: {"key": the alert's or group's key, "labels": {...}}.
 ALERT_FIELD = "io.github.matrix_stack.alert"
-_ALERT_IN_COMMENT = re.compile(r"\(alert (\$[^\s)]+)")
+_ALERT_IN_COMMENT = re.compile(r"\(alert (\$\S+) in (!\S+?)\)")
 
 
 def alert_field(key: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -66,6 +67,10 @@ class AlertActions:
     config: ActionsConfig
     service: Service
     alertmanager: AlertmanagerClient
+    _last_look: float = field(default=0.0, init=False)
+    # Our silences seen active at the last look (id -> room, alert event), and those we ended.
+    _seen: dict[str, tuple[str, str]] = field(default_factory=dict, init=False)
+    _ended: set[str] = field(default_factory=set, init=False)
 
     # -- what the room says -------------------------------------------------------------------------
 
@@ -157,20 +162,21 @@ class AlertActions:
         ends = datetime.now(UTC) + duration
         words = command.comment or "Silenced from Matrix"
         how = until_resolved_marker(key) if until_resolved else f"for {format_duration(duration)}"
-        comment = f"{words} by {event.sender} ({how}) (alert {target})"
+        comment = f"{words} by {event.sender} ({how}) (alert {target} in {event.room_id})"
         silence_id = await self.alertmanager.create(
             matchers_for(labels), ends, created_by=event.sender, comment=comment, key=event.event_id
         )
         log.info("silence created from Matrix", extra=self._fields(event, silence=silence_id, alert=target))
         until = "until it resolves" if until_resolved else f"until {ends:%Y-%m-%d %H:%M} UTC"
-        await self._mark(event, alert_event.content, target,
+        await self._mark(event.room_id, alert_event.content, target, f"act:{event.event_id}:edit",
                          f"🔕 silenced by {event.sender} {until} (silence {silence_id[:8]}…)")  # fmt: skip
 
     async def _unsilence(self, event: RoomEvent, target: str) -> None:
         expired = []
         for silence in await self.alertmanager.list_active():
-            if f"(alert {target})" in silence.comment and await self.alertmanager.expire(silence.id):
+            if f"(alert {target} in " in silence.comment and await self.alertmanager.expire(silence.id):
                 expired.append(silence.id)
+                self._ended.add(silence.id)
         if not expired:
             await self._reply(event, "No active silence made from Matrix for that alert.", "done")
             return
@@ -181,23 +187,20 @@ class AlertActions:
             await self.service.crypto.fetch_event(event.room_id, target) if self.service.crypto else None
         )
         if alert_event is not None:
-            await self._mark(event, alert_event.content, target, f"🔔 silence expired by {event.sender}")
+            line = f"🔔 silence expired by {event.sender}"
+            await self._mark(event.room_id, alert_event.content, target, f"act:{event.event_id}:edit", line)
 
     async def _unsilence_by_redaction(self, event: RoomEvent, redacted: str) -> None:
         silence = await self.alertmanager.find(redacted)
         if silence is None or not self._may_act(event):
             return
         if await self.alertmanager.expire(silence.id):
-            log.info(
-                "silence expired: its reaction was removed", extra=self._fields(event, silence=silence.id)
+            self._ended.add(silence.id)
+            fields = self._fields(event, silence=silence.id)
+            log.info("silence expired: its reaction was removed", extra=fields)
+            await self._note(
+                silence.comment, f"act:{event.event_id}:edit", f"🔔 silence expired by {event.sender}"
             )
-            found = _ALERT_IN_COMMENT.search(silence.comment)
-            crypto = self.service.crypto
-            if found and crypto is not None:
-                alert_event = await crypto.fetch_event(event.room_id, found.group(1))
-                if alert_event is not None:
-                    await self._mark(event, alert_event.content, found.group(1),
-                                     f"🔔 silence expired by {event.sender}")  # fmt: skip
 
     async def _silence_matching(self, event: RoomEvent, command: SilenceMatching) -> None:
         ends = datetime.now(UTC) + command.duration
@@ -237,6 +240,48 @@ class AlertActions:
         except (AlertmanagerUnavailable, AlertmanagerRefused) as exc:
             log.warning("could not expire silences of resolved alerts", extra={"error": str(exc)})
 
+    async def idle(self) -> None:
+        """Every `look_seconds`: end the silences "until resolved" whose alerts are gone (Alertmanager
+        sends no resolve for a silenced alert), and say so on the alert of any that ended otherwise
+        (expired, or removed in Alertmanager's UI)."""
+        if time.monotonic() - self._last_look < self.config.look_seconds:
+            return
+        self._last_look = time.monotonic()
+        try:
+            active = await self.alertmanager.list_active()
+            seen: dict[str, tuple[str, str]] = {}
+            for silence in active:
+                where = _ALERT_IN_COMMENT.search(silence.comment)
+                if where is None:
+                    continue
+                until_resolved = "until " in silence.comment and " resolves)" in silence.comment
+                if until_resolved and not await self.alertmanager.alerts(silence.matchers):
+                    if await self.alertmanager.expire(silence.id):
+                        self._ended.add(silence.id)
+                        log.info("silence expired: its alert resolved", extra={"silence": silence.id})
+                        await self._note(
+                            silence.comment, f"look:{silence.id}", "✅ resolved: silence expired"
+                        )
+                    continue
+                seen[silence.id] = (where.group(2), where.group(1))
+        except (AlertmanagerUnavailable, AlertmanagerRefused) as exc:
+            log.warning("could not look at the silences", extra={"error": str(exc)})
+            return
+        for silence_id, (room, alert) in self._seen.items():
+            if silence_id not in seen and silence_id not in self._ended:
+                await self._note(f"(alert {alert} in {room})", f"look:{silence_id}", "🔔 silence ended")
+        self._seen = seen
+
+    async def _note(self, comment: str, delivery_id: str, line: str) -> None:
+        """Edit the alert a silence's comment names (when the bot can read it) to add `line`."""
+        where = _ALERT_IN_COMMENT.search(comment)
+        crypto = self.service.crypto
+        if where is None or crypto is None:
+            return
+        alert_event = await crypto.fetch_event(where.group(2), where.group(1))
+        if alert_event is not None:
+            await self._mark(where.group(2), alert_event.content, where.group(1), delivery_id, line)
+
     # -- who, and what the room sees ------------------------------------------------------------------
 
     def _power(self, event: RoomEvent) -> float:
@@ -256,7 +301,9 @@ class AlertActions:
                      relation=Relation("reply", event_id=event.event_id))
         ])  # fmt: skip
 
-    async def _mark(self, event: RoomEvent, original: dict[str, Any], target: str, line: str) -> None:
+    async def _mark(
+        self, room: str, original: dict[str, Any], target: str, delivery_id: str, line: str
+    ) -> None:
         """Edit the alert message to say what was done (the alert's own text, then `line`)."""
         new_content = original.get("m.new_content")
         shown: dict[str, Any] = new_content if isinstance(new_content, dict) else original
@@ -266,8 +313,7 @@ class AlertActions:
                                  msgtype=shown.get("msgtype", "m.text"))  # fmt: skip
         edited.update({k: v for k, v in original.items() if k == ALERT_FIELD})
         await self.service.outbox.enqueue_many([
-            Outgoing(event.room_id, edited, delivery_id=f"act:{event.event_id}:edit",
-                     relation=Relation("replace", event_id=target))
+            Outgoing(room, edited, delivery_id=delivery_id, relation=Relation("replace", event_id=target))
         ])  # fmt: skip
 
 

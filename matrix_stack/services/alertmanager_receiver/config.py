@@ -108,6 +108,8 @@ class ActionsConfig(_Kebab):
     power_level: int = 50  # members at this power level or above may act
     allowed_users: list[str] = Field(default_factory=list)  # may act whatever their power level
     until_resolved_max: str = "7d"  # how long a silence "until resolved" lasts if it never resolves
+    # How often the receiver looks at its silences: ended (resolved, expired, removed in the UI)?
+    look_seconds: float = Field(default=15.0, gt=0)
 
     @property
     def enabled(self) -> bool:

@@ -229,12 +229,25 @@ class AlertmanagerClient:
                 f"Alertmanager at {self._where} answered a silence oddly: {type(error).__name__} {error}"
             ) from None
 
-    async def _call(self, method: str, path: str, json: Any = None) -> Any:
+    async def alerts(self, matchers: Sequence[Matcher]) -> list[dict[str, Any]]:
+        """The alerts these matchers select that are still firing (silenced or not)."""
+        pairs: list[tuple[str, str | int | float | bool | None]] = [("filter", str(m)) for m in matchers]
+        params = httpx.QueryParams([*pairs, ("active", "true"), ("silenced", "true"), ("inhibited", "true")])
+        answer = await self._call("GET", "/alerts", params=params)
+        if not isinstance(answer, list):
+            raise AlertmanagerUnavailable(f"Alertmanager at {self._where} answered a list of alerts oddly")
+        return [alert for alert in answer if isinstance(alert, dict)]
+
+    async def _call(
+        self, method: str, path: str, json: Any = None, params: httpx.QueryParams | None = None
+    ) -> Any:
         """The decoded answer (None when empty)."""
         where = f"Alertmanager at {self._where}"
         try:
-            response = await self._http.request(method, self._api + path, json=json, auth=self._auth,
-                                                headers=self._headers, timeout=self._timeout)  # fmt: skip
+            response = await self._http.request(
+                method, self._api + path, json=json, auth=self._auth, params=params, headers=self._headers,
+                timeout=self._timeout,
+            )  # fmt: skip
         except httpx.HTTPError as error:
             detail = f"{method} {path}: {type(error).__name__} {error}"
             raise AlertmanagerUnavailable(self._redact(f"{where}: {detail}")) from None

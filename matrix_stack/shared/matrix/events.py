@@ -40,6 +40,10 @@ class Listener(Protocol):
         """Act on one event; must not raise for the event's own faults (they are logged)."""
         ...
 
+    async def idle(self) -> None:
+        """After each /sync answer (at least every half minute): the following replica's own looks."""
+        ...
+
 
 @dataclass
 class Powers:

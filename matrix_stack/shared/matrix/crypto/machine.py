@@ -610,6 +610,11 @@ class Crypto:
                     "GET", "/_matrix/client/v3/sync", query=query, timeout=SYNC_TIMEOUT_MS / 1000 + 30
                 )
                 await self._handle_sync(answer, initial=since is None)
+                if self.listener is not None:
+                    try:
+                        await self.listener.idle()
+                    except Exception:
+                        log.exception("a listener's look failed")
                 since = str(answer["next_batch"])
                 delay = 1.0
                 continue
