@@ -115,7 +115,7 @@ async def test_reactions_replies_and_redactions_silence_and_unsilence(
         ("instance", "node-1", False),
         ("severity", "warning", False),
     ]  # the group's common labels (of its one alert: all of them)
-    assert f"(alert {alert.event_id})" in silence["comment"]
+    assert f"(alert {alert.event_id} in {room})" in silence["comment"]
     shown = await until(lambda: _bodies_with(alice, room, bot.user_id, "🔕 silenced by"))
     assert f"🔕 silenced by {alice.user_id} until it resolves" in shown[0]
 
