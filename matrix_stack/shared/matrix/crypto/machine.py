@@ -41,6 +41,7 @@ ROTATION_MSGS = 100
 UNENCRYPTED_RECHECK = 1.0
 SYNC_TIMEOUT_MS = 30_000
 TO_DEVICE_CHUNK = 200  # devices per /sendToDevice request
+GAP_LIMIT = 1000  # events read back to fill a limited sync's gap
 
 _STATE = ["m.room.encryption", "m.room.member", "m.room.power_levels", "m.room.create"]
 
@@ -259,9 +260,7 @@ class Crypto:
         if encryption.get("algorithm") != MEGOLM:
             raise CannotEncrypt(room_id, f"its algorithm {encryption.get('algorithm')!r} is not {MEGOLM}")
         state = self._state
-        room = self._rooms[room_id]
-        if room.read_at:  # not followed by /sync yet: read members now
-            await self._read_members(room_id, room)
+        room = self._rooms[room_id]  # known in full: read by room_encryption, then kept by /sync
         await self._query_devices(room.members)
         targets = [
             device
@@ -305,11 +304,6 @@ class Crypto:
         if self.metrics:
             self.metrics.encrypted.inc()
         return "m.room.encrypted", encrypted
-
-    async def _read_members(self, room_id: str, room: Room) -> None:
-        answer = await self.api.api("GET", f"/_matrix/client/v3/rooms/{_path(room_id)}/joined_members")
-        joined = answer.get("joined", {})
-        room.members = set(joined) if isinstance(joined, dict) else set()
 
     # -- devices and Olm ------------------------------------------------------------------------
 
@@ -594,7 +588,9 @@ class Crypto:
 
     async def _follow(self) -> None:
         """Publish keys until that works, then long-poll /sync and act on what it brings."""
-        since: str | None = None
+        # Where the last holder stopped, so that a takeover hears what came since (and sees the
+        # to-device messages it did not acknowledge); a first start makes a full sync.
+        since: str | None = self._state.sync_token if self._state is not None else None
         delay = 1.0
         while True:
             try:
@@ -609,13 +605,16 @@ class Crypto:
                 answer = await self.api.api(
                     "GET", "/_matrix/client/v3/sync", query=query, timeout=SYNC_TIMEOUT_MS / 1000 + 30
                 )
-                await self._handle_sync(answer, initial=since is None)
+                await self._handle_sync(answer, initial=since is None, since=since)
                 if self.listener is not None:
                     try:
                         await self.listener.idle()
                     except Exception:
                         log.exception("a listener's look failed")
                 since = str(answer["next_batch"])
+                if self._state is not None:
+                    self._state.changed_sync_token(since)
+                    await self._save()
                 delay = 1.0
                 continue
             except asyncio.CancelledError:
@@ -631,21 +630,43 @@ class Crypto:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
 
-    async def _handle_sync(self, answer: dict[str, Any], *, initial: bool) -> None:
+    async def _gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
+        """What a limited sync left out of a room's timeline since `since`, oldest first (a replica
+        taking over hears every event the last one did not get to)."""
+        missed: list[dict[str, Any]] = []
+        token = prev_batch
+        types = {"types": ["m.room.encrypted", *sorted(HEARD_TYPES), *_STATE]}
+        while token and len(missed) < GAP_LIMIT:
+            page = await self.api.api(
+                "GET", f"/_matrix/client/v3/rooms/{_path(room_id)}/messages",
+                query={"dir": "b", "from": token, "to": since, "limit": "100", "filter": json.dumps(types)},
+            )  # fmt: skip
+            chunk = page.get("chunk") or []
+            missed += chunk
+            token = str(page.get("end") or "") if chunk else ""
+        return list(reversed(missed))
+
+    async def _handle_sync(self, answer: dict[str, Any], *, initial: bool, since: str | None = None) -> None:
         rooms = answer.get("rooms", {})
         heard: list[tuple[str, dict[str, Any]]] = []
         for room_id, joined in rooms.get("join", {}).items():
             room = self._rooms.get(room_id)
-            if room is None or initial or room.read_at:
+            if initial:  # a full sync: every joined room's whole state
                 room = Room(encryption=room.encryption if room else None)
                 self._rooms[room_id] = room
-            before = set(room.members)
-            for section in ("state", "timeline"):
-                for event in joined.get(section, {}).get("events", []):
+            # An incremental sync holds changes only: applied to a room known in full (from a full
+            # sync or a read of its state); a room not known is read in full when it is needed.
+            before = set(room.members) if room is not None else set()
+            timeline = joined.get("timeline", {})
+            events = timeline.get("events", [])
+            if timeline.get("limited") and since and self.listener is not None:
+                events = await self._gap(room_id, str(timeline.get("prev_batch", "")), since) + events
+            for event in [*joined.get("state", {}).get("events", []), *events]:
+                if room is not None:
                     _apply(room, event)
-                    if section == "timeline" and self.listener is not None and "state_key" not in event:
-                        heard.append((room_id, event))
-            if before - room.members and room_id in self._outbound:
+            if self.listener is not None:
+                heard += [(room_id, event) for event in events if "state_key" not in event]
+            if room is not None and before - room.members and room_id in self._outbound:
                 log.info("members left: the room's next message uses a new room key", extra={"room": room_id})
         for room_id in rooms.get("leave", {}):
             self._rooms.pop(room_id, None)
@@ -703,6 +724,8 @@ class Crypto:
         event = self._clear(room_id, raw)
         if event is None or event.type not in HEARD_TYPES:
             return
+        if room_id not in self._rooms:
+            await self.room_encryption(room_id)  # its state in full: who may act there
         try:
             await listener.heard(event)
         except Exception:
