@@ -5,7 +5,9 @@ plain one), and Alertmanager's API shows the silences that made."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,9 +18,10 @@ import pytest
 import yaml
 
 from devstack.alertmanager import LocalAlertmanager
-from devstack.processes import ENCRYPTION_KEY, free_port
+from devstack.postgres import LocalPostgres
+from devstack.processes import ENCRYPTION_KEY, free_port, metric_sum
 from devstack.stack import LocalService
-from devstack.synapse import Account, LocalSynapse, register
+from devstack.synapse import Account, LocalSynapse, lift_rate_limit, register
 from tests.integration.conftest import PASSWORD
 from tests.integration.e2ee_reader import Event, Reader
 
@@ -151,3 +154,100 @@ async def _bodies_with(reader: Reader, room: str, bot: str, text: str) -> list[s
 
 async def _none_active(alertmanager: LocalAlertmanager) -> bool:
     return await silences(alertmanager) == []
+
+
+async def test_two_receivers_one_killed_while_50_reactions_arrive(
+    e2ee_readers: MakeReader,
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    admin: Account,
+    postgres: LocalPostgres,
+    tmp_path: Path,
+) -> None:
+    bot = await register(synapse, http, f"ambot-{uuid.uuid4().hex[:8]}", PASSWORD)
+    await lift_rate_limit(admin, bot.user_id)
+    alice = await e2ee_readers("alice")
+    room = await alice.create_room(encrypted=True, invite=[bot.user_id], name="on call, replicated")
+    am_port = free_port()
+    url = postgres.create_database(f"actions_{uuid.uuid4().hex[:8]}")
+    replicas = []
+    for name in ("a", "b"):
+        port = free_port()
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({
+            "http": {"address": "127.0.0.1", "port": port, "basic-username": BASIC[0], "basic-password": BASIC[1]},
+            "matrix": {"homeserver-url": synapse.url, "user-id": bot.user_id, "room-mapping": {"ops": room}},
+            "actions": {"alertmanager-url": f"http://127.0.0.1:{am_port}", "look-seconds": 1},
+        }))  # fmt: skip
+        env = {"CONFIG_PATH": str(config), "LOG_JSON": "true", "ENCRYPTION_KEY": ENCRYPTION_KEY,
+               "OUTBOX_URL": url, "OUTBOX_LEASE_SECONDS": "3"}  # fmt: skip
+        replica = LocalService(f"am-{name}", "matrix_stack.services.alertmanager_receiver",
+                               "ALERTMANAGER_RECEIVER_", port, env, tmp_path / name)  # fmt: skip
+        replica.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+        replicas.append(replica)
+    alertmanager = LocalAlertmanager(am_port, {
+        "route": {"receiver": "matrix", "group_by": ["alertname"], "group_wait": "1s", "group_interval": "1s",
+                  "repeat_interval": "1h"},
+        "receivers": [{"name": "matrix", "webhook_configs": [{
+            "url": f"{replicas[0].url}/alerts/ops", "send_resolved": True,
+            "http_config": {"basic_auth": {"username": BASIC[0], "password": BASIC[1]}}}]}],
+    })  # fmt: skip
+    try:
+        alertmanager.start()
+        for replica in replicas:
+            replica.wait_ready()
+        now = datetime.now(UTC).isoformat()
+        await asyncio.to_thread(alertmanager.post_alerts, [
+            {"labels": {"alertname": f"Alert{n:02}", "severity": "warning"}, "startsAt": now} for n in range(50)
+        ])  # fmt: skip
+
+        async def fifty() -> list[Event] | None:
+            found = await bot_messages(alice, room, bot.user_id)
+            return found if len(found) >= 50 else None
+
+        alerts = await until(fifty, timeout=120)
+        assert alerts is not None
+
+        async def react_to_all() -> None:
+            for alert in alerts:
+                await alice.react(room, alert.event_id, "🔕")
+
+        reacting = asyncio.create_task(react_to_all())
+        assert await until(lambda: _at_least(alertmanager, 10), timeout=120)
+        holder = next(
+            r for r in replicas if metric_sum(f"{r.url}/metrics", "matrix_stack_encryption_ready") == 1
+        )
+        assert holder.process is not None
+        holder.process.send_signal(signal.SIGKILL)
+        holder.process.wait()
+        assert len(await silences(alertmanager)) < 50, "the kill must land mid-stream"
+        await reacting
+
+        assert await until(lambda: _at_least(alertmanager, 50), timeout=180)
+        await asyncio.sleep(3)  # a doubled silence or edit would show by now
+        active = await silences(alertmanager)
+        names = sorted(m["value"] for s in active for m in s["matchers"] if m["name"] == "alertname")
+        assert names == [f"Alert{n:02}" for n in range(50)], "each alert silenced exactly once"
+
+        async def edits() -> Counter[str] | None:
+            view = await alice.events(room)
+            count: Counter[str] = Counter(
+                str((e.relates_to or {}).get("event_id")) for e in view.messages
+                if e.sender == bot.user_id and (e.relates_to or {}).get("rel_type") == "m.replace"
+            )  # fmt: skip
+            return count if len(count) >= 50 else None
+
+        count = await until(edits, timeout=120)
+        assert count is not None
+        assert sorted(count) == sorted(a.event_id for a in alerts)
+        assert set(count.values()) == {1}, "every alert edited exactly once"
+        [other] = [r for r in replicas if r is not holder]
+        assert metric_sum(f"{other.url}/metrics", "matrix_stack_encryption_ready") == 1  # it took over
+    finally:
+        alertmanager.stop()
+        for replica in replicas:
+            replica.stop()
+
+
+async def _at_least(alertmanager: LocalAlertmanager, count: int) -> bool:
+    return len(await silences(alertmanager)) >= count
