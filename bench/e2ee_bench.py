@@ -4,7 +4,7 @@ time to share a room key with 50 devices (first message into a fresh encrypted r
 without Olm sessions already made) and with a member's new device; the idle RSS of a bridge with
 encryption on against the same with it off.
 
-Member devices are real: logged in and with identity and one-time keys uploaded (bench.e2ee_devices),
+Member devices are real: logged in and with identity and one-time keys uploaded (devstack.e2ee_devices),
 so the bot claims keys, makes Olm sessions and sends to-device messages as it would for Element.
 Delivery is measured from the first POST until the last event is in the room (read by a member).
 """
@@ -24,8 +24,8 @@ from urllib.parse import quote
 import httpx
 import psutil
 
-from bench.e2ee_devices import MemberDevice, login_device
 from bench.homeserver import PASSWORD, Homeserver, homeserver
+from devstack.e2ee_devices import MemberDevice, login_device
 from devstack.processes import ENCRYPTION_KEY, free_port
 from devstack.stack import LocalService
 from devstack.synapse import Account, register

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import yaml
 
+from devstack.e2ee_devices import MemberDevice, login_device
 from devstack.postgres import LocalPostgres
 from devstack.processes import ENCRYPTION_KEY, free_port, json_log_lines, metric_sum
 from devstack.stack import LocalService
@@ -387,3 +388,66 @@ async def test_a_room_that_turns_encryption_on_is_encrypted_from_the_next_messag
     assert bodies == ["in the clear, as the room is", "encrypted from now on"]
     sent = [e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e]
     assert [e["type"] for e in sent] == ["m.room.message", "m.room.encrypted"]
+
+
+async def test_room_key_requests_are_answered_for_members_only(
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    admin: Account,
+    e2ee_readers: MakeReader,
+    started: list[LocalService],
+    tmp_path: Path,
+) -> None:
+    # Element asks only its own user's devices for keys; other clients (and older Element) ask the
+    # sender. A device of its own (devstack.e2ee_devices: vodozemac) stands for such a client here.
+    bot = await new_bot(synapse, http, admin)
+    alice = await e2ee_readers("alice")
+    bob_name, carol_name = f"bob-{uuid.uuid4().hex[:6]}", f"carol-{uuid.uuid4().hex[:6]}"
+    bob = await register(synapse, http, bob_name, PASSWORD)
+    await register(synapse, http, carol_name, PASSWORD)
+    room = await alice.create_room(encrypted=True, invite=[bot.user_id, bob.user_id])
+    await bob.join(room)
+    service = notify("notify", tmp_path, room)
+    service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    started.append(service)
+    service.wait_ready()
+    await post_notify(http, service, "sent while bob had no device")
+    await bodies_until(alice, room, "sent while bob had no device")
+    member = await login(synapse, http, "alice", PASSWORD)
+    [sent] = [
+        e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e
+    ]
+    keys = await member.api("POST", "/keys/query", {"device_keys": {bot.user_id: []}})
+    [bot_device] = keys["device_keys"][bot.user_id]
+
+    async def ask(device: MemberDevice) -> None:
+        request = {"action": "request", "request_id": uuid.uuid4().hex, "requesting_device_id": device.device_id,
+                   "body": {"algorithm": "m.megolm.v1.aes-sha2", "room_id": room,
+                            "session_id": sent["content"]["session_id"],
+                            "sender_key": sent["content"]["sender_key"]}}  # fmt: skip
+        await device.account.api("PUT", f"/sendToDevice/m.room_key_request/{uuid.uuid4().hex}",
+                                 {"messages": {bot.user_id: {bot_device: request}}})  # fmt: skip
+
+    async def key_within(device: MemberDevice, seconds: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            await device.sync_keys(timeout_ms=1000)
+            if sent["content"]["session_id"] in device.keys:
+                return True
+        return False
+
+    phone = await login_device(synapse, http, bob_name, PASSWORD, "BOBPHONE")
+    assert await key_within(phone, 60)  # bob was a member when it was sent: his new device gets it
+    phone.keys.clear()  # lost: asked for again
+    await ask(phone)
+    assert await key_within(phone, 60)
+    assert (phone.decrypt(sent) or {}).get("content", {}).get("body") == "sent while bob had no device"
+
+    stranger = await login_device(synapse, http, carol_name, PASSWORD, "CAROLPHONE")
+    await ask(stranger)
+    for _ in range(100):
+        if "refused a room key request" in service.log.read_text():
+            break
+        await asyncio.sleep(0.1)
+    assert "refused a room key request" in service.log.read_text()
+    assert not await key_within(stranger, 2)
