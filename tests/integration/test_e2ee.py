@@ -451,3 +451,28 @@ async def test_room_key_requests_are_answered_for_members_only(
         await asyncio.sleep(0.1)
     assert "refused a room key request" in service.log.read_text()
     assert not await key_within(stranger, 2)
+
+
+async def test_key_sharing_to_cross_signed_devices_only(
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    admin: Account,
+    e2ee_readers: MakeReader,
+    started: list[LocalService],
+    tmp_path: Path,
+) -> None:
+    bot = await new_bot(synapse, http, admin)
+    dana = await e2ee_readers(f"dana-{uuid.uuid4().hex[:6]}")  # a user of her own: cross-signed below
+    room = await dana.create_room(encrypted=True, invite=[bot.user_id])
+    service = notify("notify", tmp_path, room, KEY_SHARING="cross-signed")
+    service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    started.append(service)
+    service.wait_ready()
+    await post_notify(http, service, "to an unsigned device")
+    view = await dana.events(room, wait_for=1, settled=True, timeout=30)
+    [unsigned] = [e for e in view.messages if e.sender == bot.user_id]
+    assert unsigned.failure is not None  # no key for a device its owner did not sign
+
+    assert (await dana.bootstrap_cross_signing())["ready"]
+    await post_notify(http, service, "to a cross-signed device")
+    assert "to a cross-signed device" in await bodies_until(dana, room, "to a cross-signed device")
