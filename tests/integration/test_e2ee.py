@@ -476,3 +476,46 @@ async def test_key_sharing_to_cross_signed_devices_only(
     assert (await dana.bootstrap_cross_signing())["ready"]
     await post_notify(http, service, "to a cross-signed device")
     assert "to a cross-signed device" in await bodies_until(dana, room, "to a cross-signed device")
+
+
+async def test_a_bridge_restarted_mid_stream_delivers_every_message_decryptable(
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    admin: Account,
+    e2ee_readers: MakeReader,
+    started: list[LocalService],
+    tmp_path: Path,
+) -> None:
+    bot = await new_bot(synapse, http, admin, rate=20)  # 100 messages take 5 s: the restart lands mid-stream
+    alice = await e2ee_readers("alice")
+    room = await alice.create_room(encrypted=True, invite=[bot.user_id])
+    service = notify("notify", tmp_path, room)
+    service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    started.append(service)
+    service.wait_ready()
+    for number in range(100):
+        await post_notify(http, service, f"msg {number:03}")
+    member = await login(synapse, http, "alice", PASSWORD)
+
+    async def sent() -> int:
+        return len(
+            [e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e]
+        )
+
+    for _ in range(600):
+        if await sent() >= 20:
+            break
+        await asyncio.sleep(0.05)
+    service.stop()  # SIGTERM: the rest stays in the outbox
+    assert 20 <= await sent() < 100, "the restart must land mid-stream"
+    service.start(synapse.url, bot.user_id, PASSWORD, tmp_path / "logs")
+    service.wait_ready()
+    view = await alice.events(room, wait_for=100, timeout=180)
+    mine = {e.event_id: e for e in view.messages if e.sender == bot.user_id}
+    assert [(e.body, e.failure) for e in mine.values() if e.failure] == [], "every message decrypts"
+    order = [
+        e["event_id"]
+        for e in await raw_events(member, room)
+        if e["sender"] == bot.user_id and "state_key" not in e
+    ]
+    assert [mine[event_id].body for event_id in order] == [f"msg {n:03}" for n in range(100)]
