@@ -20,14 +20,13 @@ from matrix_stack.services.alertmanager_receiver.commands import (
     Silence,
     SilenceMatching,
     Unsilence,
-    format_duration,
     format_matchers,
     matchers_for,
     parse_bang,
-    parse_duration,
     parse_matchers,
     parse_reply,
 )
+from matrix_stack.shared.matrix.replies import format_duration, parse_duration
 
 H = timedelta(hours=1)
 BOT = ("@alertbot:example.org", "Alert Bot")

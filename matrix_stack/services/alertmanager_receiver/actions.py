@@ -28,11 +28,9 @@ from matrix_stack.services.alertmanager_receiver.commands import (
     Silence,
     SilenceMatching,
     Unsilence,
-    format_duration,
     format_matchers,
     matchers_for,
     parse_bang,
-    parse_duration,
     parse_reply,
 )
 from matrix_stack.services.alertmanager_receiver.config import ActionsConfig
@@ -45,6 +43,7 @@ from matrix_stack.shared.bridge.service import Service
 from matrix_stack.shared.matrix import content
 from matrix_stack.shared.matrix.events import RoomEvent
 from matrix_stack.shared.matrix.html import escape
+from matrix_stack.shared.matrix.replies import format_duration, parse_duration, replied_to
 from matrix_stack.shared.outbox.engine import Outgoing, Relation
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class AlertActions:
             if bang is not None:
                 await self._act(event, None, bang)
                 return
-            target = _replied_to(relation)
+            target = replied_to(relation)
             command = parse_reply(body, (self.service.settings.user_id,)) if target else None
             if command is not None:
                 await self._act(event, target, command)
@@ -315,13 +314,3 @@ class AlertActions:
         await self.service.outbox.enqueue_many([
             Outgoing(room, edited, delivery_id=delivery_id, relation=Relation("replace", event_id=target))
         ])  # fmt: skip
-
-
-def _replied_to(relation: dict[str, Any]) -> str | None:
-    """The alert a reply is about: a thread's root, else the event it replies to."""
-    if relation.get("rel_type") == "m.thread" and isinstance(relation.get("event_id"), str):
-        return str(relation["event_id"])
-    reply = relation.get("m.in_reply_to")
-    if isinstance(reply, dict) and isinstance(reply.get("event_id"), str):
-        return str(reply["event_id"])
-    return None

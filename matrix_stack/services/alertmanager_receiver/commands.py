@@ -11,7 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-MAX_DURATION = timedelta(days=366)
+from matrix_stack.shared.matrix.replies import (
+    command_text,
+    looks_like_duration,
+    split_word,
+    take_duration,
+)
+
 _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = ("=~", "!~", "!=", "=")  # two-character ones first: "=" is a prefix of "=~"
 # Alertmanager's: any other backslash stays as written (`=~"db\.example"` keeps its regex escape)
@@ -119,80 +125,6 @@ class Invalid:
 
 
 Command = Silence | Unsilence | ListSilences | SilenceMatching | Expire | Help | Invalid
-
-# durations
-
-
-_UNITS = {
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
-    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
-    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
-    **dict.fromkeys(("d", "day", "days"), 86400),
-    **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), 604800),
-}
-_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*")
-
-
-def parse_duration(text: str) -> timedelta:
-    """`90s`, `30m`, `2h`, `1d`, `1w`, `1.5h`, `1h30m`, `2d 3h`, `2 hours`; positive, at most 366 days."""
-    cleaned = text.strip().lower()
-    if cleaned.startswith("-"):
-        raise ValueError(f"a duration must be positive, not {text.strip()!r}")
-    seconds, position = 0.0, 0
-    while position < len(cleaned):
-        part = _PART.match(cleaned, position)
-        if part is None or part.group(2) not in _UNITS:
-            raise ValueError(f"{text.strip()!r} is not a duration (try 90s, 30m, 2h, 1d, 1w or 1h30m)")
-        seconds += float(part.group(1)) * _UNITS[part.group(2)]
-        position = part.end()
-    if not cleaned:
-        raise ValueError("a duration is missing (try 90s, 30m, 2h, 1d, 1w or 1h30m)")
-    duration = timedelta(seconds=seconds)
-    if duration <= timedelta(0):
-        raise ValueError(f"a duration must be positive, not {text.strip()!r}")
-    if duration > MAX_DURATION:
-        raise ValueError(f"{text.strip()!r} is too long: at most {MAX_DURATION.days} days")
-    return duration
-
-
-def format_duration(duration: timedelta) -> str:
-    """`2h`, `1d 3h`, `30m`, `1m 30s` (whole seconds; weeks as days)."""
-    total = int(duration.total_seconds())
-    sign, total = ("-", -total) if total < 0 else ("", total)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, total = divmod(total, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return sign + (" ".join(parts) or "0s")
-
-
-def _after_words(text: str, count: int) -> str:
-    """`text` without its first `count` white-space separated words."""
-    return re.sub(rf"^(\s*\S+){{{count}}}", "", text, count=1) if count else text
-
-
-def _split_word(text: str) -> tuple[str, str]:
-    """The first word and the rest, both stripped."""
-    parts = text.strip().split(maxsplit=1)
-    return (parts[0], parts[1].strip()) if len(parts) == 2 else (parts[0] if parts else "", "")
-
-
-def _looks_like_duration(text: str) -> bool:
-    return re.match(r"\s*-?\d", text) is not None
-
-
-def _take_duration(text: str) -> tuple[timedelta, str]:
-    """The duration at the start of `text` (`2h`, `2d 3h`, `2 hours`) and what follows it."""
-    words = text.split()
-    for count in range(min(len(words), 4), 0, -1):  # the longest run of words that is one
-        try:
-            return parse_duration(" ".join(words[:count])), _after_words(text, count)
-        except ValueError:
-            continue
-    parse_duration(words[0] if words else "")  # raises, saying what is wrong with it
-    raise AssertionError("not reached: a word that is no duration alone is not one in a run either")
-
 
 # matchers
 
@@ -333,49 +265,12 @@ def matchers_for(labels: Mapping[str, str]) -> tuple[Matcher, ...]:
 # replies
 
 
-_FALLBACK_LINE = re.compile(r"^>( |$)")
-
-
-def _strip_fallback(body: str) -> str:
-    """Drop a rich reply's quoted fallback (`> <@alice:example.org> ...` lines and the blank line
-    after them); the spec no longer sends it (v1.13), older clients still do."""
-    lines = body.split("\n")
-    quoted = 0
-    while quoted < len(lines) and _FALLBACK_LINE.match(lines[quoted]):
-        quoted += 1
-    if quoted and quoted < len(lines) and not lines[quoted].strip():
-        quoted += 1
-    return "\n".join(lines[quoted:])
-
-
-def _mention_forms(bot_names: Sequence[str]) -> list[str]:
-    """How a mention of the bot starts a message: its user id, display name, localpart (`@`-less too)."""
-    forms: set[str] = set()
-    for name in bot_names:
-        forms.add(name)
-        if name.startswith("@") and ":" in name:
-            localpart = name[1:].split(":", 1)[0]
-            forms.update((localpart, f"@{localpart}"))
-    return sorted((form for form in forms if form), key=len, reverse=True)  # longest first
-
-
-def _strip_mention(text: str, bot_names: Sequence[str]) -> str:
-    folded = text.casefold()
-    for form in _mention_forms(bot_names):
-        if folded.startswith(form.casefold()):
-            rest = text[len(form) :]
-            match = re.match(r"[:,]?(\s+|$)", rest)
-            if match:
-                return rest[match.end() :]
-    return text
-
-
 def _with_duration(rest: str) -> Silence | Invalid:
     """`silence`/`ack` arguments: an optional leading duration, then the comment."""
-    if not _looks_like_duration(rest):
+    if not looks_like_duration(rest):
         return Silence(None, rest or None)
     try:  # `silence 2x`: a duration was meant, not a comment
-        duration, comment = _take_duration(rest)
+        duration, comment = take_duration(rest)
     except ValueError as error:
         return Invalid(str(error))
     return Silence(duration, comment.strip() or None)
@@ -385,7 +280,7 @@ def parse_reply(body: str, bot_names: Sequence[str] = ()) -> Command | None:
     """The command in a reply to an alert message, or None for chat. `bot_names`: the bot's user id
     and display names, so that a message starting with a mention of the bot (`@bot:server: ack`,
     `Alertbot: ack`) counts; a mention of someone else does not."""
-    word, rest = _split_word(_strip_mention(_strip_fallback(body).strip(), bot_names))
+    word, rest = split_word(command_text(body, bot_names))
     word = word.casefold()
     if word in ("silence", "ack"):
         return _with_duration(rest)
@@ -411,12 +306,12 @@ def _silence_matching(rest: str) -> SilenceMatching | Invalid:
     if not rest:
         return Invalid(SILENCE_USAGE)
     try:
-        if _looks_like_duration(rest):  # no label name starts with a digit
-            duration, after = _take_duration(rest)
+        if looks_like_duration(rest):  # no label name starts with a digit
+            duration, after = take_duration(rest)
             matchers, comment = _take_matchers(after)
         else:
             matchers, after = _take_matchers(rest)
-            duration, comment = _take_duration(after)
+            duration, comment = take_duration(after)
     except ValueError as error:
         return Invalid(f"{error}. {SILENCE_USAGE}")
     return SilenceMatching(matchers, duration, comment.strip() or None)
@@ -424,10 +319,10 @@ def _silence_matching(rest: str) -> SilenceMatching | Invalid:
 
 def parse_bang(body: str) -> Command | None:
     """An `!alert` / `!alertmanager` command, or None when the message is not one."""
-    prefix, rest = _split_word(body)
+    prefix, rest = split_word(body)
     if prefix.casefold() not in ("!alert", "!alertmanager"):
         return None
-    sub, args = _split_word(rest)
+    sub, args = split_word(rest)
     sub = sub.casefold()
     if sub in ("", "help"):
         return Help()

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from matrix_stack.services.sentry_webhook import format as fmt
+from matrix_stack.services.sentry_webhook.actions import actions_for, issue_field
 from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
 from matrix_stack.shared.bridge.service import Service
 from matrix_stack.shared.kit.responses import error, invalid_payload
@@ -94,6 +95,7 @@ def notice_for(settings: SentryWebhookSettings, resource: str, envelope: Envelop
 
 def routes(settings: SentryWebhookSettings, service: Service) -> list[BaseRoute]:
     recent_archives: dict[str, float] = {}
+    actions = actions_for(settings, service)
 
     async def deliver(request: Request, notice: fmt.Notice, delivery_id: str | None) -> Response:
         reason = filtered_out(settings, notice)
@@ -104,6 +106,8 @@ def routes(settings: SentryWebhookSettings, service: Service) -> list[BaseRoute]
             log.info("no room for this project", extra={"projects": notice.projects})
             return accepted(f"no room for project {', '.join(notice.projects) or '(unknown)'}")
         message = content.message(notice.body, notice.html, msgtype=settings.msgtype)
+        if actions is not None and notice.starts_thread and notice.issue_id:  # what acting on it needs
+            message.update(issue_field(notice))
         key = notice.issue_id if settings.threads and notice.issue_id else None
         # The first message of an issue becomes its thread's root and later ones go into that thread,
         # decided in the transaction that stores them (whichever replica takes them).

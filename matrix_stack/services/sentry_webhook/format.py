@@ -30,6 +30,7 @@ class Notice:
     environment: str | None = None
     level: str | None = None
     issue_id: str | None = None
+    short_id: str | None = None
     rule: str | None = None
     starts_thread: bool = False  # the first message about an issue
     resolves: bool = False  # the issue is resolved: its thread root is kept a while, then forgotten
@@ -233,6 +234,7 @@ def issue_notice(action: str, data: Mapping[str, Any], actor: Mapping[str, Any],
         projects=projects,
         level=level or None,
         issue_id=text(issue.get("id")) or None,
+        short_id=short_id or None,
         starts_thread=action == "created",
         resolves=action == "resolved",
     )
