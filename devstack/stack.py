@@ -19,6 +19,8 @@ from urllib.parse import quote
 
 import httpx
 
+from devstack import alertmanager as alertmanager_binary
+from devstack.alertmanager import LocalAlertmanager
 from devstack.ldap_demo import LdapDemo
 from devstack.process import Command, LocalProcess
 from devstack.processes import free_port
@@ -36,6 +38,10 @@ ALERT_DEMO = {
     "alerts": [{"status": "firing", "annotations": {"summary": "Disk 95% full"},
                 "labels": {"alertname": "DiskFull", "instance": "node-1", "severity": "warning"}}],
 }  # fmt: skip
+# An alert as Alertmanager takes it (POST /api/v2/alerts): it routes it to the receiver, which can
+# then silence it there.
+ALERT_INTO_ALERTMANAGER = [{"labels": {"alertname": "HighLatency", "service": "api", "severity": "warning"},
+                            "annotations": {"summary": "p99 latency above 2 s"}}]  # fmt: skip
 # An issue.created body as Sentry sends it; the printed curl carries its real signature.
 SENTRY_DEMO = {
     "action": "created",
@@ -182,6 +188,20 @@ async def prepare(synapse: LocalSynapse, creds: dict[str, str]) -> tuple[Account
         return bot, demo, room_id
 
 
+def _alertmanager(data_dir: Path, receiver_port: int, password: str) -> LocalAlertmanager | None:
+    """Debian's Alertmanager routing every alert to the receiver's demo room, where the receiver
+    silences them in it (actions); None when it is not installed (scripts/ensure-system-packages.sh)."""
+    if alertmanager_binary.binary() is None:
+        return None
+    return LocalAlertmanager(_pick_port(9093), {
+        "route": {"receiver": "matrix", "group_by": ["alertname"], "group_wait": "1s",
+                  "group_interval": "10s", "repeat_interval": "4h"},
+        "receivers": [{"name": "matrix", "webhook_configs": [{
+            "url": f"http://127.0.0.1:{receiver_port}/alerts/demo", "send_resolved": True,
+            "http_config": {"basic_auth": {"username": "alertmanager", "password": password}}}]}],
+    }, directory=data_dir / "alertmanager")  # fmt: skip
+
+
 def run(data_dir: Path, synapse_port: int = 8008) -> int:
     # Ctrl-C stops the stack even when started from a shell that ignores SIGINT for background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -190,6 +210,9 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
     # federation over TLS too: livekit-jwt checks the demo user's OpenID tokens there
     synapse = LocalSynapse(data_dir / "synapse", _pick_port(synapse_port), federation_port=_pick_port(8448))
     alerts_port = _pick_port(8084)
+    alertmanager = _alertmanager(data_dir, alerts_port, creds["alerts_password"])
+    # acting from the room: a reaction on an alert silences it in that Alertmanager
+    actions = {"alertmanager-url": alertmanager.url} if alertmanager is not None else {}
     alerts_config = data_dir / "alertmanager-receiver" / "config.yaml"
     alerts_config.parent.mkdir(parents=True, exist_ok=True)
     alerts_config.write_text(
@@ -206,6 +229,7 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
                     "room-mapping": {"demo": DEMO_ALIAS},
                 },
                 "receiver": {"message-mode": "group", "on-resolve": "edit"},
+                "actions": actions,
             },
             indent=2,
         )
@@ -245,14 +269,18 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
         bot, demo, room_id = asyncio.run(prepare(synapse, creds))
         for service in services:
             service.start(synapse.url, bot.user_id, creds["bot"], data_dir / "logs")
+        if alertmanager is not None:
+            alertmanager.launch()
         ldap.start()
         rtc.start(synapse)
         for service in services:
             service.wait_ready()
-        _print_summary(synapse, creds, demo, room_id, services, data_dir)
+        if alertmanager is not None:
+            alertmanager.wait_ready()
+        _print_summary(synapse, creds, demo, room_id, services, alertmanager, data_dir)
         rtc_summary = rtc.summary(synapse, demo.user_id, demo.access_token)
         print(f"\n{ldap.summary()}\n\n{rtc_summary}\n\nPress Ctrl-C to stop everything.", flush=True)
-        _wait_for_interrupt(synapse, services, ldap, rtc)
+        _wait_for_interrupt(synapse, services, alertmanager, ldap, rtc)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -262,6 +290,8 @@ def run(data_dir: Path, synapse_port: int = 8008) -> int:
         print("stopping...", flush=True)
         for service in services:
             service.stop()
+        if alertmanager is not None:
+            alertmanager.stop()
         ldap.stop()
         rtc.stop()
         synapse.stop()
@@ -274,6 +304,7 @@ def _print_summary(
     demo: Account,
     room_id: str,
     services: list[LocalService],
+    alertmanager: LocalAlertmanager | None,
     data_dir: Path,
 ) -> None:
     notify, slack, sentry, alerts = services
@@ -305,7 +336,7 @@ sentry-webhook  {sentry.url}   (logs: {data_dir / "logs" / "sentry-webhook.log"}
 alertmanager-receiver  {alerts.url}   (config: {data_dir / "alertmanager-receiver" / "config.yaml"})
   curl -sS -X POST {alerts.url}/alerts/demo -u 'alertmanager:{creds["alerts_password"]}' \\
        -d '{json.dumps(ALERT_DEMO, separators=(",", ":"))}'
-
+{_alertmanager_summary(alertmanager, data_dir)}
 The demo room is end-to-end encrypted (as Element makes private rooms): read it in a client,
 for example Element Web (https://app.element.io, "Sign in", homeserver {synapse.url}) as @demo:localhost.
 The bot's device shows as verified by its owner (cross-signed). The homeserver only sees ciphertext:
@@ -315,8 +346,30 @@ The bot's device shows as verified by its owner (cross-signed). The homeserver o
     )
 
 
+def _alertmanager_summary(alertmanager: LocalAlertmanager | None, data_dir: Path) -> str:
+    if alertmanager is None:
+        return """
+Alertmanager is not installed (scripts/ensure-system-packages.sh installs prometheus-alertmanager):
+acting on alerts from the room is off.
+"""
+    alert = json.dumps(ALERT_INTO_ALERTMANAGER, separators=(",", ":"))
+    return f"""
+Alertmanager  {alertmanager.url}   (routes to alertmanager-receiver's /alerts/demo; logs: {alertmanager.log})
+  an alert into Alertmanager, which sends it to the demo room (after its 1 s group_wait):
+  curl -sS -X POST {alertmanager.url}/api/v2/alerts -H 'Content-Type: application/json' \\
+       -d '{alert}'
+  react 🔕 on it in Element (as @demo:localhost, who created the room: above every power level),
+  or reply "silence 2h", or write "!alert list"; then see the silence:
+  curl -sS {alertmanager.url}/api/v2/silences
+"""
+
+
 def _wait_for_interrupt(
-    synapse: LocalSynapse, services: list[LocalService], ldap: LdapDemo, rtc: RtcDemo
+    synapse: LocalSynapse,
+    services: list[LocalService],
+    alertmanager: LocalAlertmanager | None,
+    ldap: LdapDemo,
+    rtc: RtcDemo,
 ) -> None:
     stop = False
 
@@ -332,6 +385,8 @@ def _wait_for_interrupt(
             for service in services:
                 if service.process is not None and service.process.poll() is not None:
                     raise RuntimeError(f"{service.name} stopped; see its log")
+            if alertmanager is not None and not alertmanager.running():
+                raise RuntimeError(f"alertmanager stopped; see {alertmanager.log}")
             if not ldap.running():
                 raise RuntimeError("slapd or ldap-proxy stopped; see their logs")
             if not rtc.running():

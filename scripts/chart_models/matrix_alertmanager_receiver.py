@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from chart_models.base import OMIT, Strict
 from chart_models.bridge import BridgeReadme, BridgeValues
 from chart_models.common import (
+    BridgeNetworkPolicy,
     Credential,
     HttpRoute,
     MatrixBot,
     Outbox,
     Persistence,
 )
+from matrix_stack.services.alertmanager_receiver.config import ActionsConfig
+
+# The service's defaults for acting from the room: the chart's are the same, read from there.
+_ACTIONS = ActionsConfig()
 
 
 class ComputedValue(Strict):
@@ -66,6 +71,66 @@ class BasicAuth(Strict):
     password: Credential = Field(
         default_factory=Credential,
         description="{value: ...} stored in the chart's Secret, or {secret: NAME, secretKey: KEY}",
+    )
+
+
+class ActionsAlertmanager(Strict):
+    url: str = Field(
+        "",
+        pattern="^(https?://.+)?$",
+        description=(
+            "Alertmanager's URL as the receiver reaches it, e.g.\n"
+            "http://kube-prometheus-stack-alertmanager.monitoring.svc:9093. Empty: no actions."
+        ),
+    )
+    username: str = Field("", description="Basic auth (Alertmanager's web.config.file), with password.")
+    password: Credential = Field(
+        default_factory=Credential,
+        description="{value: ...} stored in the chart's Secret, or {secret: NAME, secretKey: KEY}",
+    )
+    bearerToken: Credential = Field(
+        default_factory=Credential,
+        description="Instead of basic auth (an authenticating proxy in front of Alertmanager); a credential.",
+    )
+
+
+class Actions(Strict):
+    alertmanager: ActionsAlertmanager = Field(
+        default_factory=ActionsAlertmanager,
+        description="The Alertmanager the silences go to; actions are on when its url is set.",
+    )
+    reactions: list[Annotated[str, Field(min_length=1)]] = Field(
+        list(_ACTIONS.reactions), description="Reactions on an alert's message that silence it."
+    )
+    powerLevel: int = Field(
+        _ACTIONS.power_level, description="Room members at this power level or above may act."
+    )
+    allowedUsers: list[Annotated[str, Field(pattern="^@.+:.+")]] = Field(
+        [], description='May act whatever their power level: ["@alice:example.org"].'
+    )
+    untilResolvedMax: str = Field(
+        _ACTIONS.until_resolved_max,
+        min_length=1,
+        description="How long a silence 'until resolved' lasts if its alerts never resolve (90s, 2h, 1w).",
+    )
+    lookSeconds: float = Field(
+        _ACTIONS.look_seconds,
+        gt=0,
+        description=(
+            "How often the receiver looks at its silences (ended: resolved, expired, removed in the UI)."
+        ),
+    )
+
+
+class ReceiverNetworkPolicy(BridgeNetworkPolicy):
+    alertmanagerTo: list[dict[str, Any]] = Field(
+        [],
+        description=(
+            "With actions: where Alertmanager is, on actions.alertmanager.url's port (empty: any "
+            "address).\n"
+            " - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}\n"
+            "   podSelector: {matchLabels: {app.kubernetes.io/name: alertmanager}}"
+        ),
     )
 
 
@@ -144,4 +209,18 @@ class MatrixAlertmanagerReceiverValues(BridgeValues):
         description=(
             "Basic auth on the alerts endpoint: a credential ({value} or {secret, secretKey}); empty: none."
         ),
+    )
+    actions: Actions = Field(
+        default_factory=Actions,
+        description=(
+            "Acting on alerts from the room: a reaction silences the alert in Alertmanager, "
+            "replies and\n"
+            "!alert commands silence, unsilence, list and expire. Needs encryption.enabled (the bot "
+            "follows\n"
+            'its rooms through it). See README.md, "Acting from the room".'
+        ),
+    )
+    networkPolicy: ReceiverNetworkPolicy = Field(
+        default_factory=ReceiverNetworkPolicy,
+        description=BridgeValues.model_fields["networkPolicy"].description,
     )

@@ -231,16 +231,23 @@ def test_bridge_policy(values_file: Path) -> None:
     extra = np.get("extraEgress", [])
     egress = spec["egress"][: len(spec["egress"]) - len(extra)]
     assert spec["egress"][len(egress) :] == extra
-    dns, homeserver, *database = egress
+    dns, homeserver, *rest = egress
     assert ports_of(dns) == [53, 53]
     assert ports_of(homeserver) == [url_port(values["matrix"]["homeserver"])]
     assert homeserver.get("to") == (np.get("homeserverTo") or None)
+    database, own = (rest[:1], rest[1:]) if postgres else ([], rest)
     if postgres:
         [database_rule] = database
         assert ports_of(database_rule) == [np.get("databasePort", 5432)]
         assert database_rule.get("to") == (np.get("databaseTo") or None)
+    # the chart's own: the receiver's Alertmanager, when it acts on alerts from the room
+    alertmanager = values.get("actions", {}).get("alertmanager", {}).get("url")
+    if alertmanager:
+        [alertmanager_rule] = own
+        assert ports_of(alertmanager_rule) == [url_port(alertmanager)]
+        assert alertmanager_rule.get("to") == (np.get("alertmanagerTo") or None)
     else:
-        assert not database
+        assert not own
 
 
 def test_livekit_jwt_names_the_same_peers() -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import jwt
 import psycopg2
@@ -55,18 +56,34 @@ def _commands(summary: str) -> list[str]:
 
 
 async def _read_demo(homeserver: str, password: str, room_id: str, directory: Path) -> list[str]:
+    """The demo room's bodies as the demo user reads them, once the five demo messages are there; the
+    demo user then reacts 🔕 on the alert that came through Alertmanager, as the summary says."""
     e2ee_reader.install()
     reader = await e2ee_reader.Reader.start(directory / "reader.log")
     try:
         await reader.login(homeserver, "demo", password)
         deadline = asyncio.get_running_loop().time() + 120
         while True:
-            bodies = (await reader.events(room_id)).bodies()
-            if len([b for b in bodies if b]) >= 4 or asyncio.get_running_loop().time() > deadline:
+            view = await reader.events(room_id)
+            bodies = view.bodies()
+            through_alertmanager = [
+                e for e in view.messages if (e.body or "").startswith("FIRING:1 HighLatency")
+            ]
+            if len([b for b in bodies if b]) >= 5 and through_alertmanager:
+                await reader.react(room_id, through_alertmanager[0].event_id, "🔕")
+                return bodies
+            if asyncio.get_running_loop().time() > deadline:
                 return bodies
             await asyncio.sleep(0.5)
     finally:
         await reader.close()
+
+
+def _silences(curl: str) -> list[dict[str, Any]]:
+    answer: list[dict[str, Any]] = json.loads(
+        subprocess.run(["bash", "-c", curl], capture_output=True, text=True, check=True).stdout
+    )
+    return answer
 
 
 def test_make_run_stack(tmp_path: Path) -> None:
@@ -82,9 +99,11 @@ def test_make_run_stack(tmp_path: Path) -> None:
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         summary = _read_until(first, "Press Ctrl-C to stop")
-        notify_curl, slack_curl, sentry_curl, alerts_curl, read_curl, backends_curl, livekit_curl = _commands(
-            summary
-        )
+        (notify_curl, slack_curl, sentry_curl, alerts_curl, alertmanager_curl, silences_curl, read_curl,
+         backends_curl, livekit_curl) = _commands(summary)  # fmt: skip
+        # Debian's Alertmanager runs beside the receiver, which acts on its alerts from the room
+        assert re.search(r"^Alertmanager\s+http://127\.0\.0\.1:\d+", summary, re.MULTILINE), summary
+        assert _silences(silences_curl) == []
         # MatrixRTC: the demo user's OpenID token, checked at Synapse's federation listener, becomes a
         # LiveKit token for the demo call
         issued = json.loads(subprocess.run(["bash", "-c", livekit_curl], capture_output=True, text=True,
@@ -108,6 +127,9 @@ def test_make_run_stack(tmp_path: Path) -> None:
         posted = subprocess.run(["bash", "-c", alerts_curl + " -w '%{http_code}'"], capture_output=True, text=True,
                                 check=True)  # fmt: skip
         assert posted.stdout == "200"
+        posted = subprocess.run(["bash", "-c", alertmanager_curl + " -w '%{http_code}'"], capture_output=True,
+                                text=True, check=True)  # fmt: skip
+        assert posted.stdout == "200"
         room_id = re.search(r"demo room\s+#demo:localhost\s+\((![^)]+)\)", summary)
         assert room_id
         # The demo room is encrypted: the homeserver holds only ciphertext from the bot...
@@ -128,6 +150,17 @@ def test_make_run_stack(tmp_path: Path) -> None:
             b.startswith("🆕 [ERROR] New issue DEMO-1: ReferenceError: x is not defined") for b in bodies
         )
         assert "Deploy of `api` finished 🚀 run 42 (https://example.org/run/42)" in bodies
+        # the alert that went through Alertmanager reached the room, and the demo user's 🔕 on it
+        # (the room's creator: above every power level) made a silence there
+        assert any(b.startswith("FIRING:1 HighLatency") for b in bodies), bodies
+        deadline = time.monotonic() + 60
+        while not (active := [s for s in _silences(silences_curl) if s["status"] == {"state": "active"}]):
+            assert time.monotonic() < deadline, _silences(silences_curl)
+            time.sleep(0.5)
+        [silence] = active
+        assert silence["createdBy"] == "@demo:localhost"
+        matcher = {"name": "alertname", "value": "HighLatency", "isRegex": False, "isEqual": True}
+        assert matcher in silence["matchers"]
     finally:
         first.send_signal(signal.SIGINT)
         assert first.wait(30) == 0

@@ -121,8 +121,9 @@ spec:
 {{/*
 A bridge's policy (webhook, sentry-webhook, matrix-alertmanager-receiver): the HTTP port (8080)
 from `ingressFrom` and `clientsFrom`, and from `metricsFrom` (/metrics is on it); egress to DNS,
-the homeserver (matrix.homeserver's port, at `homeserverTo`) and, with outbox.postgres, PostgreSQL
-(`databasePort`, at `databaseTo`).
+the homeserver (matrix.homeserver's port, at `homeserverTo`), with outbox.postgres, PostgreSQL
+(`databasePort`, at `databaseTo`), and the chart's own egress rules: its "msl.bridge.egress", a JSON
+list of rules (msl.networkPolicy.egress), which every bridge chart defines (`[]` when it has none).
 */}}
 {{- define "msl.networkPolicy.bridge" -}}
 {{- if .Values.networkPolicy.enabled -}}
@@ -145,6 +146,7 @@ the homeserver (matrix.homeserver's port, at `homeserverTo`) and, with outbox.po
   "ports" (include "msl.networkPolicy.tcp" (list $np.databasePort) | fromJsonArray)
   "to" $np.databaseTo) | fromJson) -}}
 {{- end -}}
+{{- $egress = concat $egress (include "msl.bridge.egress" . | fromJsonArray) -}}
 {{- include "msl.networkPolicy" (dict "root" . "ingress" $ingress "egress" $egress) -}}
 {{- end -}}
 {{- end -}}

@@ -35,3 +35,6 @@ legacy-secret: {{ .Values.sentry.legacySecret | toJson }}
 {{- $env = append $env (dict "name" "SENTRY_WEBHOOK_POST_ERRORS" "value" (toString $v.postErrors)) -}}
 {{- toYaml $env -}}
 {{- end -}}
+
+{{/* This chart's own egress rules for msl.networkPolicy.bridge: none beyond the bridges' shared ones. */}}
+{{- define "msl.bridge.egress" -}}[]{{- end -}}

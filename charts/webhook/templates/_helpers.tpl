@@ -21,3 +21,6 @@ hooks.yaml: {{ .Values.hooksSecret | toJson }}
 hooks.yaml: {{ dict "value" (include "webhook.hooksDocument" .) | toJson }}
 {{- end }}
 {{- end -}}
+
+{{/* This chart's own egress rules for msl.networkPolicy.bridge: none beyond the bridges' shared ones. */}}
+{{- define "msl.bridge.egress" -}}[]{{- end -}}
