@@ -18,6 +18,7 @@ from pydantic_settings import SettingsConfigDict
 from matrix_stack.services.alertmanager_receiver import defaults
 from matrix_stack.shared.bridge.settings import ServiceSettings
 from matrix_stack.shared.kit.settings import describe_error, describe_file_error
+from matrix_stack.shared.matrix.replies import parse_duration
 
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)\}")
 
@@ -110,6 +111,12 @@ class ActionsConfig(_Kebab):
     until_resolved_max: str = "7d"  # how long a silence "until resolved" lasts if it never resolves
     # How often the receiver looks at its silences: ended (resolved, expired, removed in the UI)?
     look_seconds: float = Field(default=15.0, gt=0)
+
+    @field_validator("until_resolved_max")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)  # a bad one fails at start-up, not at the first reaction
+        return value
 
     @property
     def enabled(self) -> bool:
