@@ -251,3 +251,24 @@ async def test_two_receivers_one_killed_while_50_reactions_arrive(
 
 async def _at_least(alertmanager: LocalAlertmanager, count: int) -> bool:
     return len(await silences(alertmanager)) >= count
+
+
+async def test_an_unreachable_alertmanager_gets_a_reply_not_a_traceback(
+    alertmanager_with_receiver: Callable[..., Awaitable[tuple[LocalAlertmanager, LocalService, Account]]],
+    e2ee_readers: MakeReader,
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+) -> None:
+    bot = await register(synapse, http, f"ambot-{uuid.uuid4().hex[:8]}", PASSWORD)
+    alice = await e2ee_readers("alice")
+    room = await alice.create_room(encrypted=True, invite=[bot.user_id], name="on call, no alertmanager")
+    alertmanager, receiver, _ = await alertmanager_with_receiver(room, bot)
+    alerts = [{"labels": {"alertname": "Unreachable", "severity": "warning"},
+               "startsAt": datetime.now(UTC).isoformat()}]  # fmt: skip
+    await asyncio.to_thread(alertmanager.post_alerts, alerts)
+    [alert] = await until(lambda: bot_messages(alice, room, bot.user_id))
+    alertmanager.stop()
+    await alice.reply(room, alert.event_id, "silence 1h")
+    [answer] = await until(lambda: _bodies_with(alice, room, bot.user_id, "Alertmanager is unreachable"))
+    assert "nothing changed" in answer
+    assert "Traceback" not in receiver.log.read_text()
