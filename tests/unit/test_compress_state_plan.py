@@ -6,6 +6,7 @@ test homeserver does not make."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,13 @@ def resolve(group: int, edges: dict[int, int], rows: dict[int, StateMap]) -> Sta
     for member in sorted(chain):  # ascending, so the highest group's row wins
         state.update(rows.get(member, {}))
     return state
+
+
+def depth(group: int, edges: dict[int, int]) -> int:
+    hops = 0
+    while group in edges:
+        group, hops = edges[group], hops + 1
+    return hops
 
 
 @st.composite
@@ -65,7 +73,13 @@ def test_planned_chains_keep_every_state_and_bound_every_walk(
     for start in range(0, len(groups), chunk):  # chunk after chunk, the levels carried over
         part = groups[start : start + chunk]
         steps = plan_chunk(
-            part, new_edges, new_rows, levels, lambda g: resolve(g, new_edges, new_rows), keep=keep
+            part,
+            new_edges,
+            new_rows,
+            levels,
+            lambda g: resolve(g, new_edges, new_rows),
+            lambda g: depth(g, new_edges),
+            keep=keep,
         )
         assert not keep & ({step.group for step in steps} | {step.prev for step in steps})
         for step in steps:
@@ -81,3 +95,68 @@ def test_planned_chains_keep_every_state_and_bound_every_walk(
             walk, hops = new_edges[walk], hops + 1
         if walk not in keep:  # a kept group keeps its old chain (Synapse deletes it soon)
             assert hops <= sum(sizes)
+
+
+def forked_room(
+    rounds: int, branches: int, steps: int
+) -> tuple[list[int], dict[int, int], dict[int, StateMap]]:
+    """As Synapse writes a room whose members change state concurrently: from a common group,
+    `branches` branches of `steps` one-member deltas each, their groups interleaved by id (so the
+    group before each one is on another branch), then a group resolving them, a delta on the first
+    branch's last group; `rounds` times."""
+    edges: dict[int, int] = {}
+    rows: dict[int, StateMap] = {1: {("m.room.create", ""): "$create", ("m.room.power_levels", ""): "$pl"}}
+    group, member = 1, 0
+    for _ in range(rounds):
+        fork = group
+        tips = [fork] * branches
+        added: list[StateMap] = [{} for _ in range(branches)]
+        for _ in range(steps):
+            for branch in range(branches):
+                group, member = group + 1, member + 1
+                change = {("m.room.member", f"@u{member}"): f"$join{member}"}
+                edges[group], rows[group], tips[branch] = tips[branch], change, group
+                added[branch].update(change)
+        group += 1
+        edges[group] = tips[0]
+        rows[group] = {key: event for other in added[1:] for key, event in other.items()}
+    return list(range(1, group + 1)), edges, rows
+
+
+@pytest.mark.parametrize("sizes", [[200], [100, 50, 25], [10, 5, 4], [6, 6, 6]])
+@pytest.mark.parametrize("branches", [2, 3])
+def test_a_forked_room_keeps_deltas_where_the_group_before_is_on_another_branch(
+    sizes: list[int], branches: int
+) -> None:
+    groups, edges, rows = forked_room(rounds=12, branches=branches, steps=4)
+    before = {group: resolve(group, edges, rows) for group in groups}
+    steps = plan_chunk(
+        groups, edges, rows, chains.fresh(sizes), lambda g: resolve(g, edges, rows), lambda g: depth(g, edges)
+    )
+    new_edges = {step.group: step.prev for step in steps if step.prev is not None}
+    new_rows = {step.group: step.rows for step in steps}
+    for group in groups:
+        assert resolve(group, new_edges, new_rows) == before[group]
+        assert depth(group, new_edges) <= sum(sizes)
+    # A group is stored whole only where the levels start anew, as in a room without forks: every
+    # other one finds a base up the chain or in Synapse's own.
+    levels = chains.fresh(sizes)
+    snapshots = [group for group in groups if chains.link(levels, group) is None]
+    assert [step.group for step in steps if step.prev is None] == snapshots
+    if sizes[0] >= len(groups):  # one chain: every group reaches its Synapse base, so no more rows
+        assert sum(len(step.rows) for step in steps) <= sum(len(rows[group]) for group in groups)
+
+
+def test_a_group_whose_head_is_on_another_branch_takes_the_nearest_usable_base() -> None:
+    # 1 <- 2 (+a), 1 <- 3 (+b): 3's head is 2, which holds a key 3 lacks; 1 is up 2's chain.
+    create: StateMap = {("m.room.create", ""): "$create"}
+    edges = {2: 1, 3: 1, 4: 3}
+    rows: dict[int, StateMap] = {1: create, 2: {("m.room.member", "@a"): "$a"}, 3: {("m.room.member", "@b"): "$b"},
+                                 4: {("m.room.member", "@a"): "$a"}}  # fmt: skip
+    steps = plan_chunk([1, 2, 3, 4], edges, rows, chains.fresh([100]), lambda g: {}, lambda g: 0)
+    assert [(step.group, step.prev, step.rows) for step in steps] == [
+        (1, None, create),
+        (2, 1, rows[2]),
+        (3, 1, rows[3]),
+        (4, 3, rows[4]),
+    ]

@@ -7,7 +7,7 @@ group, and so on. Resolving any group then walks at most `sum(sizes)` deltas."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -15,6 +15,11 @@ class Level:
     size: int
     length: int = 0
     head: int | None = None
+    # The groups of the chain being built, oldest first, as far as this run has seen them (not saved:
+    # a chain resumed from a previous run starts with its head). Each links to the one before it
+    # and the first to the head of the level above, so these are where a base is looked for when
+    # the head is not a usable one.
+    members: list[int] = field(default_factory=list)
 
 
 def fresh(sizes: list[int]) -> list[Level]:
@@ -27,15 +32,17 @@ def link(levels: list[Level], group: int) -> int | None:
         if level.length < level.size:
             prev = level.head
             level.head, level.length = group, level.length + 1
+            level.members.append(group)
             if prev is None:
                 # A first chain: its snapshot also starts the chains above, so the next level links
                 # to it rather than starting with a second snapshot of its own (as the Rust tool's
                 # level 1 does).
                 for above in levels[number + 1 :]:
                     if above.head is None:
-                        above.head, above.length = group, 1
+                        above.head, above.length, above.members = group, 1, [group]
             return prev
-        level.head, level.length = group, 1  # full: a new chain starts here, linked one level up
+        # Full: a new chain starts here, linked one level up.
+        level.head, level.length, level.members = group, 1, [group]
     return None
 
 
@@ -58,5 +65,5 @@ def load(saved: object, sizes: list[int]) -> list[Level] | None:
         _, length, head = item
         if not (isinstance(length, int) and 0 <= length <= size and (head is None or isinstance(head, int))):
             return None
-        levels.append(Level(size, length, head))
+        levels.append(Level(size, length, head, [] if head is None else [head]))
     return levels
