@@ -172,6 +172,10 @@ def test_a_run_reduces_rows_and_every_group_resolves_as_before(built: Built) -> 
     database = copy_of(postgres, "cs_full")
     rows_before = row_count(postgres, database)
     depth_before = deepest_chain(postgres, database)
+    # Races in the concurrent room leave state groups no event references; Synapse's background
+    # update looking for those (it runs while the history is made) may mark some pending deletion:
+    # the run leaves exactly those.
+    pending = sql(postgres, database, "SELECT count(*) FROM state_groups_pending_deletion")[0][0]
     result = run(postgres, database, "--chunks", "1000")
     assert result.returncode == 0, result.stderr
     summary = summary_of(result.stdout)
@@ -180,7 +184,7 @@ def test_a_run_reduces_rows_and_every_group_resolves_as_before(built: Built) -> 
     assert summary["rewritten"] > 0
     assert summary["verified"] == summary["rewritten"]
     assert summary["verification_failures"] == 0
-    assert summary["skipped"] == 0
+    assert summary["skipped"] == pending
     assert summary["rows_before"] == rows_before
     assert summary["rows_saved"] > 0
     assert row_count(postgres, database) == rows_before - summary["rows_saved"]

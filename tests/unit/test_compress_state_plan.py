@@ -59,28 +59,32 @@ def histories(draw: st.DrawFn) -> tuple[list[int], dict[int, int], dict[int, Sta
 
 
 @settings(max_examples=150, deadline=None)
-@given(histories(), st.sampled_from([[100, 50, 25], [3, 2], [5], [2, 2, 2]]), st.data())
+@given(
+    histories(),
+    st.sampled_from([[100, 50, 25], [3, 2], [5], [2, 2, 2]]),
+    st.sampled_from([500, 60, 7, 1]),
+    st.data(),
+)
 def test_planned_chains_keep_every_state_and_bound_every_walk(
-    history: tuple[list[int], dict[int, int], dict[int, StateMap]], sizes: list[int], data: st.DataObject
+    history: tuple[list[int], dict[int, int], dict[int, StateMap]],
+    sizes: list[int],
+    chunk: int,
+    data: st.DataObject,
 ) -> None:
     groups, edges, rows = history
     # Groups Synapse is about to delete: left exactly as they are and never made a base.
     keep = set(data.draw(st.lists(st.sampled_from(groups), max_size=5)))
     before = {group: resolve(group, edges, rows) for group in groups}
-    chunk = 500
     new_edges, new_rows = dict(edges), dict(rows)
-    levels = chains.fresh(sizes)
+    levels, dry_levels = chains.fresh(sizes), chains.fresh(sizes)
     for start in range(0, len(groups), chunk):  # chunk after chunk, the levels carried over
         part = groups[start : start + chunk]
         steps = plan_chunk(
-            part,
-            new_edges,
-            new_rows,
-            levels,
-            lambda g: resolve(g, new_edges, new_rows),
-            lambda g: depth(g, new_edges),
-            keep=keep,
+            part, new_edges, new_rows, levels, lambda g: resolve(g, new_edges, new_rows), keep=keep
         )
+        # A dry run plans each chunk over the tables as Synapse left them: the same plan.
+        dry = plan_chunk(part, edges, rows, dry_levels, lambda g: resolve(g, edges, rows), keep=keep)
+        assert dry == steps
         assert not keep & ({step.group for step in steps} | {step.prev for step in steps})
         for step in steps:
             new_edges.pop(step.group, None)
@@ -130,9 +134,7 @@ def test_a_forked_room_keeps_deltas_where_the_group_before_is_on_another_branch(
 ) -> None:
     groups, edges, rows = forked_room(rounds=12, branches=branches, steps=4)
     before = {group: resolve(group, edges, rows) for group in groups}
-    steps = plan_chunk(
-        groups, edges, rows, chains.fresh(sizes), lambda g: resolve(g, edges, rows), lambda g: depth(g, edges)
-    )
+    steps = plan_chunk(groups, edges, rows, chains.fresh(sizes), lambda g: resolve(g, edges, rows))
     new_edges = {step.group: step.prev for step in steps if step.prev is not None}
     new_rows = {step.group: step.rows for step in steps}
     for group in groups:
@@ -153,7 +155,7 @@ def test_a_group_whose_head_is_on_another_branch_takes_the_nearest_usable_base()
     edges = {2: 1, 3: 1, 4: 3}
     rows: dict[int, StateMap] = {1: create, 2: {("m.room.member", "@a"): "$a"}, 3: {("m.room.member", "@b"): "$b"},
                                  4: {("m.room.member", "@a"): "$a"}}  # fmt: skip
-    steps = plan_chunk([1, 2, 3, 4], edges, rows, chains.fresh([100]), lambda g: {}, lambda g: 0)
+    steps = plan_chunk([1, 2, 3, 4], edges, rows, chains.fresh([100]), lambda g: {})
     assert [(step.group, step.prev, step.rows) for step in steps] == [
         (1, None, create),
         (2, 1, rows[2]),

@@ -125,13 +125,7 @@ class Compressor:
             edges, rows = db.load(self.connection, groups)
             pending = self._pending(groups)
             steps = plan_chunk(
-                groups,
-                edges,
-                rows,
-                state.levels,
-                lambda g: db.resolve(self.connection, g),
-                lambda g: db.depth(self.connection, g),
-                keep=pending,
+                groups, edges, rows, state.levels, lambda g: db.resolve(self.connection, g), keep=pending
             )
         if pending:
             log.info("leaving %d state groups of %s that Synapse is about to delete", len(pending), room,

@@ -163,24 +163,6 @@ def resolve(connection: psycopg.Connection[Any], group: int) -> StateMap:
     return {(kind, key): event for kind, key, event in connection.execute(RESOLVE_SQL, (group,))}
 
 
-# The deltas Synapse walks to resolve a group (the guard stops a cycle no Synapse writes).
-DEPTH_SQL = """
-    WITH RECURSIVE sgs(state_group, hops) AS (
-        VALUES (%s::bigint, 0)
-        UNION ALL
-        SELECT e.prev_state_group, s.hops + 1
-        FROM state_group_edges e JOIN sgs s ON s.state_group = e.state_group
-        WHERE s.hops < 100000
-    )
-    SELECT max(hops) FROM sgs
-"""
-
-
-def depth(connection: psycopg.Connection[Any], group: int) -> int:
-    row = connection.execute(DEPTH_SQL, (group,)).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
 def digests(connection: psycopg.Connection[Any], groups: list[int]) -> dict[int, tuple[int, str]]:
     if not groups:
         return {}

@@ -3,10 +3,17 @@
 
 Level 0 links consecutive groups into chains of at most `sizes[0]` deltas; when a chain is full the
 next group starts a new one, linked to the head of level 1, whose chains link every `sizes[0]`-th
-group, and so on. Resolving any group then walks at most `sum(sizes)` deltas."""
+group, and so on. Resolving any group then walks at most `sum(sizes)` deltas.
+
+The chains also say how many deltas a walk may have: the head of level n was linked to the head
+level n+1 had when level n's chain started (still its head: it moves only when level n's chain is
+full), so the walk from the head of level n has at most `sum(length - 1)` over levels n and above.
+A group may take as its base any group whose walk is shorter than that bound for the group; the
+bound comes from the chains alone, so a dry run plans what a real run writes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -44,6 +51,25 @@ def link(levels: list[Level], group: int) -> int | None:
         # Full: a new chain starts here, linked one level up.
         level.head, level.length, level.members = group, 1, [group]
     return None
+
+
+def budget(levels: list[Level]) -> int:
+    """The deltas the walk from the group linked last may have."""
+    return sum(max(level.length - 1, 0) for level in levels)
+
+
+def up_the_chain(levels: list[Level], group: int) -> Iterator[tuple[int, int]]:
+    """The groups up the chain `group` was linked into last, nearest first, each with the deltas
+    its walk may have. Levels are only read: consume it before the next `link`."""
+    seen = {group}
+    for number, level in enumerate(levels):
+        above = budget(levels[number + 1 :])
+        unseen = level.length - len(level.members)  # the chain's first groups, before this run
+        for index in range(len(level.members) - 1, -1, -1):
+            member = level.members[index]
+            if member not in seen:
+                seen.add(member)
+                yield member, above + unseen + index
 
 
 def heads(levels: list[Level]) -> set[int]:

@@ -35,36 +35,26 @@ def plan_chunk(
     rows: Mapping[int, StateMap],
     levels: list[chains.Level],
     resolve: Callable[[int], StateMap],
-    depth: Callable[[int], int],
     *,
     keep: Collection[int] = (),
 ) -> list[Step]:
-    """Plan `groups` (ascending) onto `levels`, which move on. `resolve` and `depth` answer the full
-    state and the number of deltas Synapse walks from a group outside the chunk (a chain head left by
-    the chunk before). `keep`: groups left exactly as they are and kept out of the chains (pending
-    deletion by Synapse).
+    """Plan `groups` (ascending) onto `levels`, which move on. `keep`: groups left exactly as they are
+    and kept out of the chains (pending deletion by Synapse).
 
     Each group's base is the head the levels give it when that is usable (its state holds no key the
     group lacks). When it is not (a fork: the group before by id is on another branch) or when
     another base makes a delta no larger, the base is the better of: the first usable group up the
     chain the head ends (as the Rust tool looks), and the group Synapse made it a delta from, when
-    that one's walk is shorter than the head's (so no walk ends longer than the levels allow)."""
+    that one was planned in this chunk with a walk shorter than the levels allow the group."""
     children = Counter(edges[group] for group in groups if group in edges)
     held = Counter(member for level in levels for member in level.members)  # chains holding a group
     states: dict[int, StateMap] = {}
-    designed: dict[int, int | None] = {}  # the base the levels gave each group
-    budgets: dict[int, int] = {}  # the deltas the levels allow a group's walk
-    depths: dict[int, int] = {}  # the deltas its walk will have
+    depths: dict[int, int] = {}  # the deltas each group planned here will have on its walk
 
     def state_of(group: int) -> StateMap:
         if group not in states:
             states[group] = resolve(group)
         return states[group]
-
-    def depth_of(group: int) -> int:
-        if group not in depths:
-            depths[group] = depth(group)
-        return depths[group]
 
     def release(group: int | None) -> None:
         if group is not None and children[group] <= 0 and held[group] <= 0:
@@ -84,14 +74,13 @@ def plan_chunk(
                 held[group] += 1
         return prev, dropped
 
-    def up_the_chain(prev: int, full: StateMap) -> tuple[int, StateMap] | None:
-        """The first group from `prev` up the chain it ends whose state is a base for `full`."""
-        walk: int | None = prev
-        while walk is not None:
-            rows_now = delta(state_of(walk), full)
+    def first_usable(group: int, full: StateMap) -> tuple[int, StateMap, int] | None:
+        """The nearest group up the chain `group` was linked into whose state is a base for `full`:
+        it, the delta, and the deltas on its walk."""
+        for member, bound in chains.up_the_chain(levels, group):
+            rows_now = delta(state_of(member), full)
             if rows_now is not None:
-                return walk, rows_now
-            walk = designed.get(walk)  # None past the chunk's first groups: a full snapshot then
+                return member, rows_now, depths.get(member, bound)
         return None
 
     steps: list[Step] = []
@@ -108,25 +97,27 @@ def plan_chunk(
             release(group)
             continue
         prev, dropped = place(group)
-        designed[group] = prev
-        budgets[group] = 0 if prev is None else (budgets[prev] if prev in budgets else depth_of(prev)) + 1
+        budget = chains.budget(levels)  # the deltas the levels allow its walk
         rows_now: StateMap
         if prev is not None and prev == old_prev:
             # Same base: only the group's own rows can differ from it (the rest is the base's).
             base = state_of(prev)
             rows_now = {key: event for key, event in own.items() if base.get(key) != event}
+            depths[group] = depths.get(prev, budget - 1) + 1
         else:
-            found = up_the_chain(prev, full) if prev is not None else None
-            # Synapse's own base, when it was planned in this chunk (so neither kept nor gone) and
-            # its walk is short enough: its delta is the group's rows, at most. Preferred on a tie,
-            # as a group left as it is costs no write.
-            if old_prev is not None and old_prev in budgets and depths[old_prev] < budgets[group]:
+            found = first_usable(group, full) if prev is not None else None
+            # Synapse's own base, when planned in this chunk (so neither kept nor gone) with a walk
+            # short enough: its delta is the group's rows, at most. Preferred on a tie, as a group
+            # left as it is costs no write.
+            if old_prev is not None and old_prev in depths and depths[old_prev] < budget:
                 base = state_of(old_prev)
                 own_base = {key: event for key, event in own.items() if base.get(key) != event}
                 if found is None or len(own_base) <= len(found[1]):
-                    found = old_prev, own_base
-            prev, rows_now = found if found is not None else (None, dict(full))  # none: stored whole
-        depths[group] = 0 if prev is None else depth_of(prev) + 1
+                    found = old_prev, own_base, depths[old_prev]
+            if found is None:  # no base: stored whole
+                prev, rows_now, depths[group] = None, dict(full), 0
+            else:
+                prev, rows_now, depths[group] = found[0], found[1], found[2] + 1
         changed = prev != old_prev or rows_now != own
         steps.append(Step(group, old_prev, own, prev, rows_now, digest(full) if changed else None,
                           chains.dump(levels)))  # fmt: skip
