@@ -141,9 +141,14 @@ def test_a_forked_room_keeps_deltas_where_the_group_before_is_on_another_branch(
         assert resolve(group, new_edges, new_rows) == before[group]
         assert depth(group, new_edges) <= sum(sizes)
     # A group is stored whole only where the levels start anew, as in a room without forks: every
-    # other one finds a base up the chain or in Synapse's own.
-    levels = chains.fresh(sizes)
-    snapshots = [group for group in groups if chains.link(levels, group) is None]
+    # other one finds a base up the chain or in Synapse's own. (A leaf leaves the levels as they
+    # were, so it is not linked here either.)
+    levels, dumped = chains.fresh(sizes), chains.dump(chains.fresh(sizes))
+    snapshots = []
+    for step in steps:
+        if step.levels != dumped and chains.link(levels, step.group) is None:
+            snapshots.append(step.group)
+        dumped = step.levels
     assert [step.group for step in steps if step.prev is None] == snapshots
     if sizes[0] >= len(groups):  # one chain: every group reaches its Synapse base, so no more rows
         assert sum(len(step.rows) for step in steps) <= sum(len(rows[group]) for group in groups)
@@ -162,3 +167,32 @@ def test_a_group_whose_head_is_on_another_branch_takes_the_nearest_usable_base()
         (3, 1, rows[3]),
         (4, 3, rows[4]),
     ]
+
+
+def test_a_fork_just_after_a_chain_starts_is_a_leaf_on_synapses_base() -> None:
+    # 1 <- 2 <- 3 fill a chain of 3; 4 (+b) and 5 (+a) fork from 3, then 6 resolves them. 4 starts
+    # the next chain, a delta on 1; 5's head is 4, which holds b; up the chain, 1 would take three
+    # rows; Synapse's base 3 takes one, but its walk (2) is too long for 5 in the chains, not for
+    # the levels: 5 is left out of the chains, a delta on 3. 6 goes on from 4.
+    m1, m2 = ("m.room.member", "@m1"), ("m.room.member", "@m2")
+    a, b = ("m.room.member", "@a"), ("m.room.member", "@b")
+    create: StateMap = {("m.room.create", ""): "$create"}
+    edges = {2: 1, 3: 2, 4: 3, 5: 3, 6: 5}
+    rows: dict[int, StateMap] = {
+        1: create,
+        2: {m1: "$m1"},
+        3: {m2: "$m2"},
+        4: {b: "$b"},
+        5: {a: "$a"},
+        6: {b: "$b"},
+    }
+    steps = plan_chunk([1, 2, 3, 4, 5, 6], edges, rows, chains.fresh([3, 5]), lambda g: {})
+    assert [(step.group, step.prev, step.rows) for step in steps] == [
+        (1, None, create),
+        (2, 1, rows[2]),
+        (3, 2, rows[3]),
+        (4, 1, {m1: "$m1", m2: "$m2", b: "$b"}),
+        (5, 3, rows[5]),
+        (6, 4, rows[5]),
+    ]
+    assert steps[4].levels == steps[3].levels  # the leaf moved no chain

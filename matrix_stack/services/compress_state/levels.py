@@ -53,23 +53,43 @@ def link(levels: list[Level], group: int) -> int | None:
     return None
 
 
+def _opening(levels: list[Level]) -> int | None:
+    """The level the next group is linked on: the first with room (None: all full, a snapshot)."""
+    return next((number for number, level in enumerate(levels) if level.length < level.size), None)
+
+
 def budget(levels: list[Level]) -> int:
-    """The deltas the walk from the group linked last may have."""
+    """The deltas the walk from the head of the first of `levels` may have."""
     return sum(max(level.length - 1, 0) for level in levels)
 
 
-def up_the_chain(levels: list[Level], group: int) -> Iterator[tuple[int, int]]:
-    """The groups up the chain `group` was linked into last, nearest first, each with the deltas
-    its walk may have. Levels are only read: consume it before the next `link`."""
-    seen = {group}
-    for number, level in enumerate(levels):
-        above = budget(levels[number + 1 :])
+def next_head(levels: list[Level]) -> int | None:
+    """The group `link` will make the next group a delta from."""
+    number = _opening(levels)
+    return None if number is None else levels[number].head
+
+
+def next_budget(levels: list[Level]) -> int:
+    """The deltas `link` will allow the walk of the next group: one more than its head's."""
+    number = _opening(levels)
+    if number is None or levels[number].head is None:
+        return 0  # a snapshot
+    return budget(levels[number:]) + 1
+
+
+def up_the_chain(levels: list[Level]) -> Iterator[tuple[int, int]]:
+    """The groups up the chain the next group will be linked into, from the head `link` will give
+    it, each with the deltas its walk may have."""
+    number = _opening(levels)
+    seen: set[int] = set()
+    for above, level in enumerate(levels[number:] if number is not None else [], start=(number or 0) + 1):
+        bound = budget(levels[above:])
         unseen = level.length - len(level.members)  # the chain's first groups, before this run
         for index in range(len(level.members) - 1, -1, -1):
             member = level.members[index]
             if member not in seen:
                 seen.add(member)
-                yield member, above + unseen + index
+                yield member, bound + unseen + index
 
 
 def heads(levels: list[Level]) -> set[int]:

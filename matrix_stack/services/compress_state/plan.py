@@ -45,11 +45,20 @@ def plan_chunk(
     group lacks). When it is not (a fork: the group before by id is on another branch) or when
     another base makes a delta no larger, the base is the better of: the first usable group up the
     chain the head ends (as the Rust tool looks), and the group Synapse made it a delta from, when
-    that one was planned in this chunk with a walk shorter than the levels allow the group."""
+    that one was planned in this chunk with a walk shorter than the levels allow the group.
+
+    When the head is not usable and Synapse's base makes the smaller delta but has too long a walk
+    for the chains (a fork just after a chain starts: the groups of its branch before it are at the
+    end of the chain before), the group is left out of the chains, a delta on Synapse's base with a
+    walk up to one short of the levels' bound: a leaf, which no later group takes as a base unless
+    its walk is short enough for that group."""
     children = Counter(edges[group] for group in groups if group in edges)
     held = Counter(member for level in levels for member in level.members)  # chains holding a group
     states: dict[int, StateMap] = {}
     depths: dict[int, int] = {}  # the deltas each group planned here will have on its walk
+    # A leaf's walk: one short of the levels' bound, so that a group Synapse is about to delete,
+    # which stays a delta on its base, is within it too.
+    leaf_limit = sum(level.size for level in levels) - 1
 
     def state_of(group: int) -> StateMap:
         if group not in states:
@@ -60,10 +69,10 @@ def plan_chunk(
         if group is not None and children[group] <= 0 and held[group] <= 0:
             states.pop(group, None)
 
-    def place(group: int) -> tuple[int | None, list[int]]:
-        """The head the levels give `group`, and the groups no chain holds any more."""
+    def place(group: int) -> list[int]:
+        """Link `group` into the chains; the groups no chain holds any more."""
         before = [level.members for level in levels]
-        prev = chains.link(levels, group)
+        chains.link(levels, group)
         dropped: list[int] = []
         for old, level in zip(before, levels, strict=True):
             if level.members is not old:  # a new chain: the old one's groups are held one chain less
@@ -72,12 +81,12 @@ def plan_chunk(
                 dropped += old
             if level.members and level.members[-1] == group:
                 held[group] += 1
-        return prev, dropped
+        return dropped
 
-    def first_usable(group: int, full: StateMap) -> tuple[int, StateMap, int] | None:
-        """The nearest group up the chain `group` was linked into whose state is a base for `full`:
-        it, the delta, and the deltas on its walk."""
-        for member, bound in chains.up_the_chain(levels, group):
+    def first_usable(full: StateMap) -> tuple[int, StateMap, int] | None:
+        """The nearest group up the chain the next group goes into whose state is a base for
+        `full`: it, the delta, and the deltas on its walk."""
+        for member, bound in chains.up_the_chain(levels):
             rows_now = delta(state_of(member), full)
             if rows_now is not None:
                 return member, rows_now, depths.get(member, bound)
@@ -96,32 +105,39 @@ def plan_chunk(
             release(old_prev)
             release(group)
             continue
-        prev, dropped = place(group)
-        budget = chains.budget(levels)  # the deltas the levels allow its walk
-        rows_now: StateMap
-        if prev is not None and prev == old_prev:
+        head, budget = chains.next_head(levels), chains.next_budget(levels)
+        found: tuple[int, StateMap, int] | None
+        leaf = False
+        if head is not None and head == old_prev:
             # Same base: only the group's own rows can differ from it (the rest is the base's).
-            base = state_of(prev)
-            rows_now = {key: event for key, event in own.items() if base.get(key) != event}
-            depths[group] = depths.get(prev, budget - 1) + 1
+            base = state_of(head)
+            found = (
+                head,
+                {key: event for key, event in own.items() if base.get(key) != event},
+                depths.get(head, budget - 1),
+            )
         else:
-            found = first_usable(group, full) if prev is not None else None
-            # Synapse's own base, when planned in this chunk (so neither kept nor gone) with a walk
-            # short enough: its delta is the group's rows, at most. Preferred on a tie, as a group
-            # left as it is costs no write.
-            if old_prev is not None and old_prev in depths and depths[old_prev] < budget:
+            found = first_usable(full) if head is not None else None
+            if old_prev is not None and old_prev in depths:  # planned in this chunk: neither kept nor gone
+                # Synapse's base: its delta is the group's rows, at most. Preferred on a tie, as a
+                # group left as it is costs no write.
                 base = state_of(old_prev)
                 own_base = {key: event for key, event in own.items() if base.get(key) != event}
-                if found is None or len(own_base) <= len(found[1]):
+                better = found is None or len(own_base) <= len(found[1])
+                head_usable = found is not None and found[0] == head
+                if better and depths[old_prev] < budget:
                     found = old_prev, own_base, depths[old_prev]
-            if found is None:  # no base: stored whole
-                prev, rows_now, depths[group] = None, dict(full), 0
-            else:
-                prev, rows_now, depths[group] = found[0], found[1], found[2] + 1
+                elif better and head is not None and not head_usable and depths[old_prev] < leaf_limit:
+                    found, leaf = (old_prev, own_base, depths[old_prev]), True
+        dropped = [] if leaf else place(group)
+        prev, rows_now = (None, dict(full)) if found is None else (found[0], found[1])  # none: stored whole
+        depths[group] = 0 if found is None else found[2] + 1
         changed = prev != old_prev or rows_now != own
         steps.append(Step(group, old_prev, own, prev, rows_now, digest(full) if changed else None,
                           chains.dump(levels)))  # fmt: skip
         for stale in dropped:
             release(stale)
         release(old_prev)
+        if leaf:
+            release(group)
     return steps
