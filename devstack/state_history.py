@@ -34,43 +34,70 @@ async def _state(account: Account, room: str, kind: str, key: str, content: dict
     return str((await account.api("PUT", path, content))["event_id"])
 
 
-async def _churn(history: History, room: str, steps: int, seed: int) -> None:
+def _owner_change(
+    rng: random.Random, choice: float, step: int, seed: int, history: History, joined: set[int]
+) -> tuple[str, str, dict[str, Any]]:
+    """The owner's state change for `choice` (in [0.35, 1)): a topic, a name, power levels or a
+    custom setting."""
+    if choice < 0.5:
+        return "m.room.topic", "", {"topic": f"topic {step}"}
+    if choice < 0.6:
+        return "m.room.name", "", {"name": f"room {seed} #{step}"}
+    if choice < 0.7:
+        # (room version 12: the creator holds power by creation, not in the users map)
+        users = {history.members[i].user_id: rng.choice([0, 50]) for i in joined}
+        return "m.room.power_levels", "", {"users": users, "users_default": 0}
+    return "org.example.setting", f"key-{rng.randrange(40)}", {"value": step}
+
+
+async def _churn(history: History, room: str, steps: int, seed: int, *, concurrent: bool = False) -> None:
+    """`steps` state changes in `room`, one at a time; `concurrent`: in half the steps a member's
+    join or leave and the owner's change are sent at once. Synapse creates a room's membership
+    events and its other events under two different locks, so the two race: both are built on the
+    same state, their groups fork from one group, and a later group resolves them."""
     rng = random.Random(seed)
-    owner, members = history.owner, history.members
     joined: set[int] = set()
     sample: list[str] = []
+
+    async def membership(index: int) -> None:
+        member = history.members[index]
+        if index in joined:
+            joined.discard(index)
+            await member.api("POST", f"{_path(room)}/leave", {})
+        else:
+            joined.add(index)
+            await member.join(room)
+
     for step in range(steps):
         choice = rng.random()
-        if choice < 0.35:
-            index = rng.randrange(len(members))
-            member = members[index]
-            if index in joined:
-                await member.api("POST", f"{_path(room)}/leave", {})
-                joined.discard(index)
-            else:
-                await member.join(room)
-                joined.add(index)
+        if concurrent and choice < 0.5:
+            index = rng.randrange(len(history.members))
+            kind, key, content = _owner_change(rng, 0.35 + 0.65 * rng.random(), step, seed, history, joined)
+            _, event = await asyncio.gather(
+                membership(index), _state(history.owner, room, kind, key, content)
+            )
+        elif choice < 0.35:
+            await membership(rng.randrange(len(history.members)))
             continue
-        if choice < 0.5:
-            event = await _state(owner, room, "m.room.topic", "", {"topic": f"topic {step}"})
-        elif choice < 0.6:
-            event = await _state(owner, room, "m.room.name", "", {"name": f"room {seed} #{step}"})
-        elif choice < 0.7:
-            # (room version 12: the creator holds power by creation, not in the users map)
-            users = {members[i].user_id: rng.choice([0, 50]) for i in joined}
-            event = await _state(owner, room, "m.room.power_levels", "", {"users": users, "users_default": 0})
         else:
-            key = f"key-{rng.randrange(40)}"
-            event = await _state(owner, room, "org.example.setting", key, {"value": step})
+            kind, key, content = _owner_change(rng, choice, step, seed, history, joined)
+            event = await _state(history.owner, room, kind, key, content)
         if step % 7 == 0:
             sample.append(event)
     history.samples[room] = sample
 
 
 async def build(
-    synapse: LocalSynapse, http: httpx.AsyncClient, *, rooms: int = 4, steps: int = 600, members: int = 12
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    *,
+    rooms: int = 4,
+    steps: int = 600,
+    members: int = 12,
+    concurrent_rooms: int = 0,
 ) -> History:
-    """`rooms` rooms of `steps` state changes each, made concurrently (rooms in parallel)."""
+    """`rooms` rooms of `steps` state changes each, made concurrently (rooms in parallel); the last
+    `concurrent_rooms` of them with concurrent changes in the room too (forked state)."""
     owner = await register(synapse, http, "state-owner", "owner-password", admin=True)
     accounts = list(
         await asyncio.gather(
@@ -79,7 +106,12 @@ async def build(
     )
     room_ids = [await owner.create_room(name=f"history {n}", preset="public_chat") for n in range(rooms)]
     history = History(room_ids, owner, accounts)
-    await asyncio.gather(*(_churn(history, room, steps, seed) for seed, room in enumerate(room_ids)))
+    await asyncio.gather(
+        *(
+            _churn(history, room, steps, seed, concurrent=seed >= rooms - concurrent_rooms)
+            for seed, room in enumerate(room_ids)
+        )
+    )
     return history
 
 

@@ -39,9 +39,26 @@ def plan_chunk(
     keep: Collection[int] = (),
 ) -> list[Step]:
     """Plan `groups` (ascending) onto `levels`, which move on. `keep`: groups left exactly as they are
-    and kept out of the chains (pending deletion by Synapse)."""
+    and kept out of the chains (pending deletion by Synapse).
+
+    Each group's base is the head the levels give it when that is usable (its state holds no key the
+    group lacks). When it is not (a fork: the group before by id is on another branch) or when
+    another base makes a delta no larger, the base is the better of: the first usable group up the
+    chain the head ends (as the Rust tool looks), and the group Synapse made it a delta from, when
+    that one was planned in this chunk with a walk shorter than the levels allow the group.
+
+    When the head is not usable and Synapse's base makes the smaller delta but has too long a walk
+    for the chains (a fork just after a chain starts: the groups of its branch before it are at the
+    end of the chain before), the group is left out of the chains, a delta on Synapse's base with a
+    walk up to one short of the levels' bound: a leaf, which no later group takes as a base unless
+    its walk is short enough for that group."""
     children = Counter(edges[group] for group in groups if group in edges)
+    held = Counter(member for level in levels for member in level.members)  # chains holding a group
     states: dict[int, StateMap] = {}
+    depths: dict[int, int] = {}  # the deltas each group planned here will have on its walk
+    # A leaf's walk: one short of the levels' bound, so that a group Synapse is about to delete,
+    # which stays a delta on its base, is within it too.
+    leaf_limit = sum(level.size for level in levels) - 1
 
     def state_of(group: int) -> StateMap:
         if group not in states:
@@ -49,8 +66,31 @@ def plan_chunk(
         return states[group]
 
     def release(group: int | None) -> None:
-        if group is not None and children[group] <= 0 and group not in chains.heads(levels):
+        if group is not None and children[group] <= 0 and held[group] <= 0:
             states.pop(group, None)
+
+    def place(group: int) -> list[int]:
+        """Link `group` into the chains; the groups no chain holds any more."""
+        before = [level.members for level in levels]
+        chains.link(levels, group)
+        dropped: list[int] = []
+        for old, level in zip(before, levels, strict=True):
+            if level.members is not old:  # a new chain: the old one's groups are held one chain less
+                for member in old:
+                    held[member] -= 1
+                dropped += old
+            if level.members and level.members[-1] == group:
+                held[group] += 1
+        return dropped
+
+    def first_usable(full: StateMap) -> tuple[int, StateMap, int] | None:
+        """The nearest group up the chain the next group goes into whose state is a base for
+        `full`: it, the delta, and the deltas on its walk."""
+        for member, bound in chains.up_the_chain(levels):
+            rows_now = delta(state_of(member), full)
+            if rows_now is not None:
+                return member, rows_now, depths.get(member, bound)
+        return None
 
     steps: list[Step] = []
     for group in groups:
@@ -65,21 +105,39 @@ def plan_chunk(
             release(old_prev)
             release(group)
             continue
-        displaced = chains.heads(levels)
-        prev = chains.link(levels, group)
-        rows_now: StateMap | None
-        if prev is not None and prev == old_prev:
+        head, budget = chains.next_head(levels), chains.next_budget(levels)
+        found: tuple[int, StateMap, int] | None
+        leaf = False
+        if head is not None and head == old_prev:
             # Same base: only the group's own rows can differ from it (the rest is the base's).
-            base = state_of(prev)
-            rows_now = {key: event for key, event in own.items() if base.get(key) != event}
+            base = state_of(head)
+            found = (
+                head,
+                {key: event for key, event in own.items() if base.get(key) != event},
+                depths.get(head, budget - 1),
+            )
         else:
-            rows_now = delta(state_of(prev) if prev is not None else None, full)
-            if rows_now is None:  # the new base has an entry this state lacks: store it whole
-                prev, rows_now = None, dict(full)
+            found = first_usable(full) if head is not None else None
+            if old_prev is not None and old_prev in depths:  # planned in this chunk: neither kept nor gone
+                # Synapse's base: its delta is the group's rows, at most. Preferred on a tie, as a
+                # group left as it is costs no write.
+                base = state_of(old_prev)
+                own_base = {key: event for key, event in own.items() if base.get(key) != event}
+                better = found is None or len(own_base) <= len(found[1])
+                head_usable = found is not None and found[0] == head
+                if better and depths[old_prev] < budget:
+                    found = old_prev, own_base, depths[old_prev]
+                elif better and head is not None and not head_usable and depths[old_prev] < leaf_limit:
+                    found, leaf = (old_prev, own_base, depths[old_prev]), True
+        dropped = [] if leaf else place(group)
+        prev, rows_now = (None, dict(full)) if found is None else (found[0], found[1])  # none: stored whole
+        depths[group] = 0 if found is None else found[2] + 1
         changed = prev != old_prev or rows_now != own
         steps.append(Step(group, old_prev, own, prev, rows_now, digest(full) if changed else None,
                           chains.dump(levels)))  # fmt: skip
-        for stale in displaced:
+        for stale in dropped:
             release(stale)
         release(old_prev)
+        if leaf:
+            release(group)
     return steps
