@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from chart_models.base import Strict
 from chart_models.bridge import BridgeReadme, BridgeValues
 from chart_models.common import (
+    BridgeNetworkPolicy,
     Credential,
     HttpRoute,
     MatrixBot,
     Outbox,
     Persistence,
 )
+from matrix_stack.services.sentry_webhook.config import SentryWebhookSettings
+
+
+def _service_default(name: str) -> Any:
+    """The service's default for a setting: the chart's is the same, read from there."""
+    return SentryWebhookSettings.model_fields[name].get_default(call_default_factory=True)
+
+
+# Lists go to the service comma-separated (SENTRY_WEBHOOK_ACTIONS_*): an item cannot hold a comma.
+_Reaction = Annotated[str, Field(pattern="^[^,]+$")]
+_MatrixUser = Annotated[str, Field(pattern="^@[^,:]+:[^,]+$")]
 
 
 class Sentry(Strict):
@@ -29,7 +41,12 @@ class Sentry(Strict):
         ),
     )
     url: str = Field(
-        "https://sentry.io", pattern="^https?://", description="For links when a payload carries none."
+        _service_default("sentry_url"),
+        pattern="^https?://",
+        description=(
+            "For links when a payload carries none; with actions, the API the bot calls (its port is\n"
+            "the NetworkPolicy's egress to Sentry)."
+        ),
     )
 
 
@@ -44,6 +61,66 @@ class Routing(Strict):
 class Filters(Strict):
     environments: list[str] = Field([])
     levels: list[Literal["fatal", "error", "warning", "info", "debug", "sample"]] = Field([])
+
+
+class ActionsSentry(Strict):
+    organization: str = Field(
+        "",
+        pattern="^([a-z0-9][a-z0-9_-]*)?$",
+        description="The organization's slug for Sentry's API (sentry.url). Empty: no actions.",
+    )
+    token: Credential = Field(
+        default_factory=Credential,
+        description=(
+            "An internal integration's token with Issue & Event: Read & Write; {value: ...} "
+            "stored in the\n"
+            "chart's Secret, or {secret: NAME, secretKey: KEY}. Required with organization."
+        ),
+    )
+
+
+class Actions(Strict):
+    sentry: ActionsSentry = Field(
+        default_factory=ActionsSentry,
+        description="Sentry's API, on sentry.url; actions are on when organization is set.",
+    )
+    powerLevel: int = Field(
+        _service_default("actions_power_level"),
+        description="Room members at this power level or above may act.",
+    )
+    allowedUsers: list[_MatrixUser] = Field(
+        _service_default("actions_allowed_users"),
+        description='May act whatever their power level: ["@alice:example.org"].',
+    )
+    resolveReactions: list[_Reaction] = Field(
+        _service_default("actions_resolve_reactions"),
+        description="Reactions on an issue's message that resolve it.",
+    )
+    ignoreReactions: list[_Reaction] = Field(
+        _service_default("actions_ignore_reactions"),
+        description="Reactions on an issue's message that archive it until it escalates.",
+    )
+    userMap: dict[_MatrixUser, Annotated[str, Field(min_length=1)]] = Field(
+        _service_default("actions_user_map"),
+        description=(
+            "For `assign @user:server`: Matrix user id -> Sentry user id or e-mail.\n"
+            ' "@alice:example.org": alice@example.org'
+        ),
+        json_schema_extra={"additionalProperties": False},  # keys are Matrix user ids
+    )
+
+
+class SentryNetworkPolicy(BridgeNetworkPolicy):
+    sentryTo: list[dict[str, Any]] = Field(
+        [],
+        description=(
+            "With actions: where Sentry is, on sentry.url's port (empty: any address; sentry.io "
+            "is outside\n"
+            "the cluster). A self-hosted Sentry:\n"
+            " - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: sentry}}\n"
+            "   podSelector: {matchLabels: {app: sentry, role: web}}"
+        ),
+    )
 
 
 class SentryWebhookValues(BridgeValues):
@@ -131,4 +208,17 @@ class SentryWebhookValues(BridgeValues):
     )
     postErrors: bool = Field(
         True, description="error.created arrives once per event (Business plan): noisy, but on by default."
+    )
+    actions: Actions = Field(
+        default_factory=Actions,
+        description=(
+            "Acting on Sentry issues from the room: reactions resolve or archive, replies resolve,"
+            " ignore,\n"
+            "assign. Needs encryption.enabled (the bot follows its rooms through it). See README.md,\n"
+            '"Acting from the room".'
+        ),
+    )
+    networkPolicy: SentryNetworkPolicy = Field(
+        default_factory=SentryNetworkPolicy,
+        description=BridgeValues.model_fields["networkPolicy"].description,
     )

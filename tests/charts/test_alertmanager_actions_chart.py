@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from matrix_stack.services.alertmanager_receiver.commands import parse_duration
 from matrix_stack.services.alertmanager_receiver.config import (
     DEFAULT_REACTIONS,
     AlertmanagerReceiverSettings,
     load_file,
     settings_from_file,
 )
+from matrix_stack.shared.matrix.replies import parse_duration
 from tests.charts import helm
 
 CHART = "matrix-alertmanager-receiver"

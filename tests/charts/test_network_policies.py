@@ -240,12 +240,18 @@ def test_bridge_policy(values_file: Path) -> None:
         [database_rule] = database
         assert ports_of(database_rule) == [np.get("databasePort", 5432)]
         assert database_rule.get("to") == (np.get("databaseTo") or None)
-    # the chart's own: the receiver's Alertmanager, when it acts on alerts from the room
-    alertmanager = values.get("actions", {}).get("alertmanager", {}).get("url")
+    # the chart's own: the receiver's Alertmanager, sentry-webhook's Sentry API, when they act from
+    # the room
+    actions = values.get("actions", {})
+    alertmanager = actions.get("alertmanager", {}).get("url")
     if alertmanager:
         [alertmanager_rule] = own
         assert ports_of(alertmanager_rule) == [url_port(alertmanager)]
         assert alertmanager_rule.get("to") == (np.get("alertmanagerTo") or None)
+    elif actions.get("sentry", {}).get("organization"):
+        [sentry_rule] = own
+        assert ports_of(sentry_rule) == [url_port(values.get("sentry", {}).get("url", "https://sentry.io"))]
+        assert sentry_rule.get("to") == (np.get("sentryTo") or None)
     else:
         assert not own
 
