@@ -260,11 +260,13 @@ class PostgresStore:
         """Bring the schema to the latest version, one step per transaction under the advisory lock
         (another replica waits, then sees the step done); returns the outbox's owner. Someone else's
         outbox is not upgraded, and a newer one is refused (NotDurable)."""
+        created = False  # this open makes the outbox: its steps are routine, not upgrades
         while True:
             async with connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_BASE,))
                 found = await self._version(connection)
                 step = next_step(found, self._steps, self.description)
+                created = created or found == 0
                 if found >= 1:
                     await connection.execute(self._sql["meta_init"], ("owner", self.owner))
                     owner = await _one(await connection.execute(self._sql["meta_get"], ("owner",)))
@@ -276,7 +278,7 @@ class PostgresStore:
                     await connection.execute(statement)
                 await connection.execute(self._dialect.sql(RECORD_VERSION), (step.version, time.time()))
             log.log(
-                upgrade_level(step),
+                upgrade_level(step, created),
                 "outbox schema upgraded",
                 extra={"schema": self.schema, "version": step.version},
             )

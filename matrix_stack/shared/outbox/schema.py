@@ -176,6 +176,6 @@ def next_step(found: int, steps: Sequence[Step], where: str) -> Step | None:
     return steps[found] if found < len(steps) else None
 
 
-def upgrade_level(step: Step) -> int:
-    """How loud an applied step is logged: creating a fresh outbox (step 1) is routine."""
-    return logging.INFO if step.version > 1 else logging.DEBUG
+def upgrade_level(step: Step, created: bool) -> int:
+    """How loud an applied step is logged: the steps that create a fresh outbox are routine."""
+    return logging.DEBUG if created or step.version == 1 else logging.INFO

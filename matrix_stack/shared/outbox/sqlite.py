@@ -110,15 +110,16 @@ class _Database:
             connection.execute("PRAGMA busy_timeout=10000")  # first: another opener may hold the file
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")  # a commit is on disk when enqueue() returns
-            while self._upgrade(connection):
-                pass
+            created = False  # this open makes the outbox: its steps are routine, not upgrades
+            while step := self._upgrade(connection, created):
+                created = created or step == 1
         except BaseException:
             connection.close()
             raise
         return connection
 
-    def _upgrade(self, connection: sqlite3.Connection) -> bool:
-        """Apply the next schema step, in one transaction with its version; False when current."""
+    def _upgrade(self, connection: sqlite3.Connection, created: bool) -> int:
+        """Apply the next schema step, in one transaction with its version; its version, 0 when current."""
         connection.execute("BEGIN IMMEDIATE")  # the write lock: another opener waits, then sees it
         try:
             step = next_step(_version(connection), self._steps, str(self.path))
@@ -133,11 +134,11 @@ class _Database:
             raise
         if step is not None:
             log.log(
-                upgrade_level(step),
+                upgrade_level(step, created or step.version == 1),
                 "outbox schema upgraded",
                 extra={"path": str(self.path), "version": step.version},
             )
-        return step is not None
+        return step.version if step is not None else 0
 
     def _run(self) -> None:
         try:
