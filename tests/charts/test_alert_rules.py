@@ -380,6 +380,7 @@ def bridge_cases(chart: str) -> list[Case]:
     job = f"t-{chart}"
     a = service_pod(chart, f"{job}-7d4b9c6f5-q8x2m")
     depth, deliveries = "matrix_stack_outbox_queue_depth", "matrix_stack_outbox_deliveries_total"
+    failures = "matrix_stack_encryption_failures_total"
     dead, retry, sent = ({**a, "backend": "sqlite", "outcome": o} for o in ("dead", "retry", "sent"))
     labels = {"namespace": NS, "job": job}
     dead_summary = f"{job} ({chart}): messages went to dead letters"
@@ -407,6 +408,12 @@ def bridge_cases(chart: str) -> list[Case]:
             Alert({**labels, "severity": "critical"}, f"{job} ({chart}): no message is getting through",
                   f"{job} in ns has retried deliveries for 20 minutes without sending one: messages are kept and wait in the outbox.")]),
         Case("MatrixStackOutboxDeliveriesFailing", {s(deliveries, retry): "0+5x30", s(deliveries, sent): "0+1x30"}, "30m"),
+        # Encryption failing while plaintext rooms still deliver (the alert above stays quiet then).
+        Case("MatrixStackEncryptionFailing", {s(failures, a, reason="unavailable"): "0+2x30",
+                                              s(deliveries, sent): "0+5x30"}, "30m", [
+            Alert({**labels, "severity": "critical"}, f"{job} ({chart}): messages to encrypted rooms are held back",
+                  f"{job} in ns has failed to encrypt for 10 minutes: those messages wait in the outbox, never sent in the clear; its log says why (ERROR \"cannot encrypt\").")]),
+        Case("MatrixStackEncryptionFailing", {s(failures, a, reason="unavailable"): "3x30"}, "30m"),
     ]  # fmt: skip
 
 

@@ -122,6 +122,16 @@ increase.
     summary: '{{`{{ $labels.job }}`}} ({{ .Chart.Name }}): no message is getting through'
     description: '{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} has retried deliveries for 20 minutes without sending one: messages are kept and wait in the outbox.'
     runbook_url: {{ include "msl.rules.runbook" (dict "root" . "alert" "MatrixStackOutboxDeliveriesFailing") }}
+- alert: MatrixStackEncryptionFailing
+  expr: |-
+    sum by (namespace, job) (rate(matrix_stack_encryption_failures_total{ {{- $s }} }[10m])) > 0
+  for: 10m
+  labels:
+    severity: critical
+  annotations:
+    summary: '{{`{{ $labels.job }}`}} ({{ .Chart.Name }}): messages to encrypted rooms are held back'
+    description: '{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} has failed to encrypt for 10 minutes: those messages wait in the outbox, never sent in the clear; its log says why (ERROR "cannot encrypt").'
+    runbook_url: {{ include "msl.rules.runbook" (dict "root" . "alert" "MatrixStackEncryptionFailing") }}
 {{- end -}}
 
 {{/* A Matrix bridge's rule group: the service's rules and the outbox's. */}}
