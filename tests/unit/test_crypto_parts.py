@@ -12,7 +12,7 @@ import vodozemac
 from matrix_stack.services.notify.config import NotifySettings
 from matrix_stack.shared.matrix.crypto.canonical import add_signature, canonical, signable
 from matrix_stack.shared.matrix.crypto.devices import Device, devices_of, receives_keys
-from matrix_stack.shared.matrix.crypto.machine import Outbound
+from matrix_stack.shared.matrix.crypto.megolm import Outbound
 from matrix_stack.shared.matrix.crypto.secret import derive
 from matrix_stack.shared.matrix.crypto.state import CryptoState, RoomKey, StateUnreadable
 

@@ -9,5 +9,9 @@ cannot do; and nio lacks cross-signing, the room's rotation settings and fallbac
 - `canonical.py`: canonical JSON and Ed25519 signatures over it.
 - `devices.py`: members' devices from `/keys/query`, their signatures, who gets room keys.
 - `state.py`: what is kept (account, Olm sessions, room keys for later readers, device lists).
+- `keys.py`: the signed key objects the device publishes (device, one-time, fallback, cross-signing).
+- `olm.py`: Olm sessions with devices: room keys sealed for one device, to-device messages opened.
+- `megolm.py`: the room's sending session and its rotation, encrypted room events made and opened.
+- `rooms.py`: what the bot knows of a room from its state (encryption, members, powers), the sync filter.
 - `machine.py`: the device at work: keys uploaded, rooms tracked from `/sync`, messages encrypted.
 """

@@ -9,7 +9,6 @@ from the room's state, so nothing is ever sent in the clear to a room that has e
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -17,52 +16,36 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import vodozemac
-
 from matrix_stack.shared.kit.errors import NotDurable
-from matrix_stack.shared.matrix.crypto.canonical import add_signature, canonical, signable, unpadded, verify
+from matrix_stack.shared.matrix.crypto import megolm, olm
+from matrix_stack.shared.matrix.crypto.canonical import verify
 from matrix_stack.shared.matrix.crypto.devices import MEGOLM, OLM, Device, Sharing, devices_of, receives_keys
+from matrix_stack.shared.matrix.crypto.keys import (
+    cross_signing_upload,
+    device_keys,
+    fallback_keys,
+    one_time_keys,
+    signed_device,
+)
+from matrix_stack.shared.matrix.crypto.megolm import Outbound
 from matrix_stack.shared.matrix.crypto.metrics import CryptoMetrics
-from matrix_stack.shared.matrix.crypto.secret import DerivedKeys, SigningKey
-from matrix_stack.shared.matrix.crypto.state import CryptoState, Inbound, RoomKey, StateStore, StateUnreadable
+from matrix_stack.shared.matrix.crypto.rooms import STATE_TYPES, Room, apply_state, sync_filter
+from matrix_stack.shared.matrix.crypto.secret import DerivedKeys
+from matrix_stack.shared.matrix.crypto.state import CryptoState, StateStore, StateUnreadable
 from matrix_stack.shared.matrix.errors import HomeserverUnavailable, MatrixError
-from matrix_stack.shared.matrix.events import HEARD_TYPES, Listener, Powers, RoomEvent
+from matrix_stack.shared.matrix.events import HEARD_TYPES, Listener, RoomEvent
 
 log = logging.getLogger(__name__)
 
 OTK_TARGET = 25  # one-time keys kept on the server: half what the account holds
-ROTATION_MS = 7 * 24 * 3600 * 1000  # the spec's defaults when the room names none
-ROTATION_MSGS = 100
 # Seconds a room read as unencrypted is believed: /sync brings encryption being turned on within
 # moments, but a message sent in those moments would go out in the clear, so the state is read again.
 UNENCRYPTED_RECHECK = 1.0
 SYNC_TIMEOUT_MS = 30_000
 TO_DEVICE_CHUNK = 200  # devices per /sendToDevice request
 GAP_LIMIT = 1000  # events read back to fill a limited sync's gap
-
-_STATE = ["m.room.encryption", "m.room.member", "m.room.power_levels", "m.room.create"]
-
-
-def sync_filter(listening: bool) -> str:
-    """Only what following rooms needs: their encryption, members and powers, and (when a service
-    listens) what people send; to-device and device lists come with every sync whatever the filter."""
-    timeline = _STATE + (["m.room.encrypted", *sorted(HEARD_TYPES)] if listening else [])
-    return json.dumps(
-        {
-            "presence": {"not_types": ["*"]},
-            "account_data": {"not_types": ["*"]},
-            "room": {
-                "state": {"types": _STATE, "lazy_load_members": False},
-                "timeline": {"types": timeline, "limit": 100},
-                "ephemeral": {"not_types": ["*"]},
-                "account_data": {"not_types": ["*"]},
-            },
-        },
-        separators=(",", ":"),
-    )
 
 
 class Api(Protocol):
@@ -84,31 +67,6 @@ class CannotEncrypt(MatrixError):
 
     def __init__(self, room_id: str, reason: str) -> None:
         super().__init__(None, f"not sent: room {room_id} is encrypted and {reason}", None)
-
-
-@dataclass
-class Room:
-    encryption: dict[str, Any] | None = None
-    members: set[str] = field(default_factory=set)  # joined
-    powers: Powers = field(default_factory=Powers)
-    read_at: float = 0.0  # monotonic time of a direct read of its state (0: followed by /sync)
-    checked_at: float = 0.0  # monotonic time its encryption was last read directly
-
-
-@dataclass
-class Outbound:
-    session: vodozemac.GroupSession
-    created: float = field(default_factory=time.time)
-    count: int = 0
-    shared: set[tuple[str, str, str]] = field(default_factory=set)  # (user, device, curve25519)
-
-    def expired(self, encryption: dict[str, Any]) -> bool:
-        period_ms = encryption.get("rotation_period_ms", ROTATION_MS)
-        period_msgs = encryption.get("rotation_period_msgs", ROTATION_MSGS)
-        age_ms = (time.time() - self.created) * 1000
-        return (isinstance(period_msgs, int) and self.count >= max(period_msgs, 1)) or (
-            isinstance(period_ms, int) and age_ms >= period_ms
-        )
 
 
 def _path(*parts: str) -> str:
@@ -241,7 +199,7 @@ class Crypto:
         state = await self.api.api("GET", f"/_matrix/client/v3/rooms/{_path(room_id)}/state")
         fresh = Room(read_at=time.monotonic(), checked_at=time.monotonic())
         for event in state.get("state", state) if isinstance(state, dict) else state:
-            _apply(fresh, event)
+            apply_state(fresh, event)
         known = self._rooms.get(room_id)
         if known is not None and known.encryption is not None:
             fresh.encryption = known.encryption  # encryption is never turned off
@@ -272,11 +230,7 @@ class Crypto:
         wanted = {(d.user_id, d.device_id, d.curve25519) for d in targets}
         out = self._outbound.get(room_id)
         if out is None or out.expired(encryption) or not out.shared <= wanted:
-            out = Outbound(vodozemac.GroupSession())
-            state.room_keys[out.session.session_id] = RoomKey(
-                room_id, out.session.session_key.to_base64(), out.created, set()
-            )
-            state.changed_room_key(out.session.session_id)
+            out = megolm.new_session(state, room_id)
             self._outbound[room_id] = out
         room_key = state.room_keys[out.session.session_id]
         if not room.members <= room_key.users:  # members while it is used: their later devices get it
@@ -288,19 +242,7 @@ class Crypto:
             out.shared |= {(d.user_id, d.device_id, d.curve25519) for d in sent}
         else:
             await self._save()  # a new session's key, kept before any message uses it
-        plaintext = canonical({"type": event_type, "content": content, "room_id": room_id})
-        ciphertext = out.session.encrypt(plaintext).to_base64()
-        out.count += 1
-        encrypted: dict[str, Any] = {
-            "algorithm": MEGOLM,
-            "sender_key": state.account.curve25519_key.to_base64(),
-            "ciphertext": ciphertext,
-            "session_id": out.session.session_id,
-            "device_id": self.api.device_id,
-        }
-        relation = content.get("m.relates_to")
-        if relation is not None:  # relations stay in the clear, so servers can aggregate them
-            encrypted["m.relates_to"] = relation
+        encrypted = megolm.encrypt(state, out, self.api.device_id, room_id, event_type, content)
         if self.metrics:
             self.metrics.encrypted.inc()
         return "m.room.encrypted", encrypted
@@ -361,19 +303,8 @@ class Crypto:
             answer = await self.api.api("POST", "/_matrix/client/v3/keys/claim", {"one_time_keys": claim})
             claimed = answer.get("one_time_keys", {})
             for device in lacking:
-                for key_obj in (claimed.get(device.user_id, {}).get(device.device_id) or {}).values():
-                    if not isinstance(key_obj, dict) or not verify(
-                        key_obj, device.user_id, f"ed25519:{device.device_id}", device.ed25519
-                    ):
-                        continue
-                    session = state.account.create_outbound_session(
-                        vodozemac.Curve25519PublicKey.from_base64(device.curve25519),
-                        vodozemac.Curve25519PublicKey.from_base64(key_obj["key"]),
-                    )
-                    state.olm[device.curve25519] = [session]
-                    state.changed_olm(device.curve25519)
-                    break
-                else:
+                key_objs = (claimed.get(device.user_id, {}).get(device.device_id) or {}).values()
+                if not olm.start_session(state, device, key_objs):
                     log.warning(
                         "a device has no one-time key left: it gets this room key later",
                         extra={"user": device.user_id, "device": device.device_id},
@@ -398,8 +329,8 @@ class Crypto:
             }
             messages: dict[str, dict[str, Any]] = {}
             for device in reachable:
-                messages.setdefault(device.user_id, {})[device.device_id] = self._olm_encrypt(
-                    device, "m.room_key", content
+                messages.setdefault(device.user_id, {})[device.device_id] = olm.encrypt(
+                    state, self.api.user_id, self.api.device_id, device, "m.room_key", content
                 )
             await self._save()
         batch: list[tuple[str, str, Any]] = [(u, d, c) for u, by in messages.items() for d, c in by.items()]
@@ -416,55 +347,11 @@ class Crypto:
             self.metrics.shared.labels(why=why).inc(len(reachable))
         return reachable
 
-    def _olm_encrypt(self, device: Device, event_type: str, content: dict[str, Any]) -> dict[str, Any]:
-        state = self._state
-        assert state is not None
-        session = state.olm[device.curve25519][0]
-        payload = {
-            "type": event_type,
-            "content": content,
-            "sender": self.api.user_id,
-            "sender_device": self.api.device_id,
-            "keys": {"ed25519": state.account.ed25519_key.to_base64()},
-            "recipient": device.user_id,
-            "recipient_keys": {"ed25519": device.ed25519},
-        }
-        message_type, body = session.encrypt(canonical(payload)).to_parts()
-        state.changed_olm(device.curve25519)
-        return {
-            "algorithm": OLM,
-            "sender_key": state.account.curve25519_key.to_base64(),
-            "ciphertext": {device.curve25519: {"type": message_type, "body": unpadded(body)}},
-        }
-
     async def _save(self) -> None:
         if self._state is not None and self._store is not None:
             await self._state.save(self._store)
 
     # -- keys of the device ---------------------------------------------------------------------
-
-    def _device_keys(self) -> dict[str, Any]:
-        state = self._state
-        assert state is not None
-        device_id = self.api.device_id
-        keys: dict[str, Any] = {
-            "user_id": self.api.user_id,
-            "device_id": device_id,
-            "algorithms": [OLM, MEGOLM],
-            "keys": {
-                f"curve25519:{device_id}": state.account.curve25519_key.to_base64(),
-                f"ed25519:{device_id}": state.account.ed25519_key.to_base64(),
-            },
-        }
-        return add_signature(keys, self.api.user_id, f"ed25519:{device_id}", self._device_sign(keys))
-
-    def _device_sign(self, obj: dict[str, Any]) -> str:
-        assert self._state is not None
-        return str(self._state.account.sign(signable(obj)).to_base64())
-
-    def _signed_key(self, key: str, *, fallback: bool = False) -> dict[str, Any]:
-        obj: dict[str, Any] = {"key": key, **({"fallback": True} if fallback else {})}
-        return add_signature(obj, self.api.user_id, f"ed25519:{self.api.device_id}", self._device_sign(obj))
 
     async def _publish(self, counts: dict[str, Any] | None, fallback_types: list[str] | None) -> None:
         """Upload the device keys (once), top up one-time keys, replace a used fallback key. The
@@ -474,7 +361,7 @@ class Crypto:
         body: dict[str, Any] = {}
         if not state.published:
             await self._check_device_is_ours()
-            body["device_keys"] = self._device_keys()
+            body["device_keys"] = device_keys(state.account, self.api.user_id, self.api.device_id)
         if counts is None:  # the server's count is not known yet: ask (an empty upload answers it)
             counts = (await self.api.api("POST", "/_matrix/client/v3/keys/upload", body))[
                 "one_time_key_counts"
@@ -485,14 +372,8 @@ class Crypto:
             state.account.generate_one_time_keys(OTK_TARGET - on_server)
         if (fallback_types is not None and "signed_curve25519" not in fallback_types) or not state.published:
             state.account.generate_fallback_key()  # type: ignore[attr-defined]  # missing from its stubs
-        otks = {
-            f"signed_curve25519:{k}": self._signed_key(v.to_base64())
-            for k, v in state.account.one_time_keys.items()
-        }
-        fallback = {
-            f"signed_curve25519:{k}": self._signed_key(v.to_base64(), fallback=True)
-            for k, v in state.account.fallback_key.items()  # type: ignore[attr-defined]
-        }
+        otks = one_time_keys(state.account, self.api.user_id, self.api.device_id)
+        fallback = fallback_keys(state.account, self.api.user_id, self.api.device_id)
         if otks:
             body["one_time_keys"] = otks
         if fallback:
@@ -534,18 +415,7 @@ class Crypto:
         )
         on_server = answer.get("master_keys", {}).get(me)
         if on_server is None:
-
-            def key(usage: str, signing: SigningKey) -> dict[str, Any]:
-                return {"user_id": me, "usage": [usage], "keys": {signing.key_id: signing.public}}
-
-            master_obj = key("master", master)
-            upload = {"master_key": master_obj}
-            for name, usage, signing in (
-                ("self_signing_key", "self_signing", self_signing),
-                ("user_signing_key", "user_signing", self.keys.user_signing),
-            ):
-                obj = key(usage, signing)
-                upload[name] = add_signature(obj, me, master.key_id, master.sign(signable(obj)))
+            upload = cross_signing_upload(me, self.keys)
             await self.api.api("POST", "/_matrix/client/v3/keys/device_signing/upload", upload)
             log.info("cross-signing set up for the bot's account", extra={"master_key": master.public})
         elif on_server.get("keys", {}).get(master.key_id) != master.public:
@@ -560,10 +430,7 @@ class Crypto:
             return
         if verify(device, me, self_signing.key_id, self_signing.public):
             return
-        signature = self_signing.sign(signable(device))
-        signed = add_signature(
-            {k: v for k, v in device.items() if k != "unsigned"}, me, self_signing.key_id, signature
-        )
+        signed = signed_device(device, me, self_signing)
         result = await self.api.api(
             "POST", "/_matrix/client/v3/keys/signatures/upload", {me: {device_id: signed}}
         )
@@ -635,7 +502,7 @@ class Crypto:
         taking over hears every event the last one did not get to)."""
         missed: list[dict[str, Any]] = []
         token = prev_batch
-        types = {"types": ["m.room.encrypted", *sorted(HEARD_TYPES), *_STATE]}
+        types = {"types": ["m.room.encrypted", *sorted(HEARD_TYPES), *STATE_TYPES]}
         while token and len(missed) < GAP_LIMIT:
             page = await self.api.api(
                 "GET", f"/_matrix/client/v3/rooms/{_path(room_id)}/messages",
@@ -663,7 +530,7 @@ class Crypto:
                 events = await self._gap(room_id, str(timeline.get("prev_batch", "")), since) + events
             for event in [*joined.get("state", {}).get("events", []), *events]:
                 if room is not None:
-                    _apply(room, event)
+                    apply_state(room, event)
             if self.listener is not None:
                 heard += [(room_id, event) for event in events if "state_key" not in event]
             if room is not None and before - room.members and room_id in self._outbound:
@@ -721,7 +588,7 @@ class Crypto:
             return
         if int(raw.get("origin_server_ts", 0)) < (state.listen_since or 0):
             return  # from before the bot listened: not acted on
-        event = self._clear(room_id, raw)
+        event = megolm.in_clear(self._state, room_id, raw)
         if event is None or event.type not in HEARD_TYPES:
             return
         if room_id not in self._rooms:
@@ -733,62 +600,10 @@ class Crypto:
                 "acting on a room event failed", extra={"room": room_id, "event_id": event.event_id}
             )
 
-    def _clear(self, room_id: str, raw: dict[str, Any]) -> RoomEvent | None:
-        """A room event in the clear: decrypted with a room key the bot holds (None if it holds none)."""
-        content = raw.get("content")
-        event_id, sender = raw.get("event_id"), raw.get("sender")
-        if not isinstance(content, dict) or not isinstance(event_id, str) or not isinstance(sender, str):
-            return None
-        kind, encrypted = str(raw.get("type")), False
-        if kind == "m.room.encrypted":
-            opened = self._megolm_decrypt(room_id, content)
-            if opened is None:
-                log.warning(
-                    "an encrypted event the bot holds no key for",
-                    extra={"room": room_id, "event_id": event_id},
-                )
-                return None
-            kind, inner, encrypted = str(opened.get("type")), opened.get("content"), True
-            if not isinstance(inner, dict):
-                return None
-            if "m.relates_to" in content and "m.relates_to" not in inner:
-                inner = {**inner, "m.relates_to": content["m.relates_to"]}  # relations travel in the clear
-            content = inner
-        redacts = raw.get("redacts") or content.get("redacts")
-        return RoomEvent(room_id, event_id, sender, kind, content, int(raw.get("origin_server_ts", 0)),
-                         redacts if isinstance(redacts, str) else None, encrypted)  # fmt: skip
-
-    def _megolm_decrypt(self, room_id: str, content: dict[str, Any]) -> dict[str, Any] | None:
-        state = self._state
-        session_id = content.get("session_id")
-        if state is None or not isinstance(session_id, str) or content.get("algorithm") != MEGOLM:
-            return None
-        inbound = state.inbound.get(session_id)
-        session = inbound.session if inbound is not None and inbound.room_id == room_id else None
-        if (
-            session is None
-            and session_id in state.room_keys
-            and state.room_keys[session_id].room_id == room_id
-        ):
-            # one of the bot's own messages: its room key from the first index opens it
-            session = vodozemac.InboundGroupSession(
-                vodozemac.SessionKey(state.room_keys[session_id].session_key)
-            )
-        if session is None:
-            return None
-        try:
-            decrypted = session.decrypt(vodozemac.MegolmMessage.from_base64(str(content.get("ciphertext"))))
-        except (vodozemac.MegolmDecryptionException, vodozemac.DecodeException, ValueError):
-            return None
-        opened = json.loads(decrypted.plaintext)
-        if not isinstance(opened, dict) or opened.get("room_id") != room_id:
-            return None  # a message replayed from another room
-        return opened
-
     async def fetch_event(self, room_id: str, event_id: str) -> RoomEvent | None:
         """One event of a room, in the clear when the bot can decrypt it; None when it cannot."""
         raw = await self.api.api("GET", f"/_matrix/client/v3/rooms/{_path(room_id)}/event/{_path(event_id)}")
-        return self._clear(room_id, raw)
+        return megolm.in_clear(self._state, room_id, raw)
 
     def power_of(self, room_id: str, user: str) -> float:
         """The user's power level in a room the bot follows (0 when the room is unknown)."""
@@ -800,71 +615,12 @@ class Crypto:
         content = event.get("content", {})
         sender = event.get("sender")
         if kind == "m.room.encrypted" and content.get("algorithm") == OLM and isinstance(sender, str):
-            opened = self._olm_decrypt(sender, content)
+            assert self._state is not None
+            opened = olm.decrypt(self._state, sender, content)
             if opened is not None and opened.get("type") == "m.room_key":
-                self._keep_room_key(sender, content.get("sender_key"), opened)
+                megolm.keep_room_key(self._state, self.api.user_id, sender, content.get("sender_key"), opened)
         elif kind == "m.room_key_request" and content.get("action") == "request" and isinstance(sender, str):
             await self._answer_key_request(sender, content)
-
-    def _keep_room_key(self, sender: str, sender_key: Any, opened: dict[str, Any]) -> None:
-        """A member's device shared its room key with the bot: kept, to read what it sends."""
-        state = self._state
-        key = opened.get("content", {})
-        if state is None or not isinstance(sender_key, str) or key.get("algorithm") != MEGOLM:
-            return
-        if opened.get("sender") != sender or opened.get("recipient") != self.api.user_id:
-            return
-        session_id, room_id = key.get("session_id"), key.get("room_id")
-        if not isinstance(session_id, str) or not isinstance(room_id, str) or session_id in state.inbound:
-            return
-        try:
-            session = vodozemac.InboundGroupSession(vodozemac.SessionKey(str(key.get("session_key"))))
-        except (vodozemac.SessionKeyDecodeException, ValueError) as exc:
-            log.warning("a room key sent to the bot is malformed", extra={"user": sender, "error": str(exc)})
-            return
-        state.inbound[session_id] = Inbound(room_id, sender_key, session)
-        state.changed_inbound(session_id)
-
-    def _olm_decrypt(self, sender: str, content: dict[str, Any]) -> dict[str, Any] | None:
-        """Open an Olm message to this device (a peer starting a session with us uses a one-time
-        key: the account and session are kept). The bridges send only: what it held is logged."""
-        state = self._state
-        assert state is not None
-        mine = content.get("ciphertext", {}).get(state.account.curve25519_key.to_base64())
-        sender_key = content.get("sender_key")
-        if not isinstance(mine, dict) or not isinstance(sender_key, str):
-            return None
-        raw = _unb64(mine.get("body", ""))
-        message = vodozemac.AnyOlmMessage.from_parts(int(mine.get("type", 1)), raw)
-        sessions = state.olm.setdefault(sender_key, [])
-        plaintext: bytes | None = None
-        for session in sessions:
-            try:
-                plaintext = session.decrypt(message)
-            except vodozemac.OlmDecryptionException:
-                continue
-            state.olm[sender_key] = [session] + [s for s in sessions if s is not session]
-            break
-        pre_key = message.to_pre_key()
-        if plaintext is None and pre_key is not None:
-            try:
-                session, plaintext = state.account.create_inbound_session(
-                    vodozemac.Curve25519PublicKey.from_base64(sender_key), pre_key
-                )
-            except (vodozemac.SessionCreationException, vodozemac.KeyException) as exc:
-                log.warning(
-                    "an Olm message to the bot could not be opened", extra={"user": sender, "error": str(exc)}
-                )
-                return None
-            state.olm[sender_key] = [session, *sessions]
-            state.changed_account()
-        if plaintext is None:
-            log.warning("an Olm message to the bot could not be opened", extra={"user": sender})
-            return None
-        state.changed_olm(sender_key)
-        opened: dict[str, Any] = json.loads(plaintext)
-        log.debug("to-device message opened", extra={"user": sender, "type": opened.get("type")})
-        return opened
 
     async def _answer_key_request(self, sender: str, content: dict[str, Any]) -> None:
         """Another device asks for a room key: given to it when its owner was sent that key (a member
@@ -891,26 +647,3 @@ class Crypto:
                      extra={"user": sender, "device": device_id})  # fmt: skip
             return
         await self._send_room_key(room_key.room_id, session_id, [device], why="request")
-
-
-def _apply(room: Room, event: Any) -> None:
-    if not isinstance(event, dict) or event.get("state_key") is None:
-        return
-    kind, content = event.get("type"), event.get("content")
-    if not isinstance(content, dict):
-        return
-    if kind == "m.room.encryption" and event.get("state_key") == "" and content.get("algorithm"):
-        room.encryption = content
-    elif kind == "m.room.power_levels" and event.get("state_key") == "":
-        room.powers.levels = content
-    elif kind == "m.room.create" and event.get("state_key") == "":
-        room.powers.create = {**content, "sender": event.get("sender")}
-    elif kind == "m.room.member":
-        if content.get("membership") == "join":
-            room.members.add(event["state_key"])
-        else:
-            room.members.discard(event["state_key"])
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4))
