@@ -272,3 +272,26 @@ async def test_an_unreachable_alertmanager_gets_a_reply_not_a_traceback(
     [answer] = await until(lambda: _bodies_with(alice, room, bot.user_id, "Alertmanager is unreachable"))
     assert "nothing changed" in answer
     assert "Traceback" not in receiver.log.read_text()
+
+
+async def test_a_silence_ended_in_alertmanager_shows_on_the_alert(
+    alertmanager_with_receiver: Callable[..., Awaitable[tuple[LocalAlertmanager, LocalService, Account]]],
+    e2ee_readers: MakeReader,
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+) -> None:
+    bot = await register(synapse, http, f"ambot-{uuid.uuid4().hex[:8]}", PASSWORD)
+    alice = await e2ee_readers("alice")
+    room = await alice.create_room(encrypted=True, invite=[bot.user_id], name="on call, UI")
+    alertmanager, _, _ = await alertmanager_with_receiver(room, bot)
+    alerts = [{"labels": {"alertname": "EndedInTheUI", "severity": "warning"},
+               "startsAt": datetime.now(UTC).isoformat()}]  # fmt: skip
+    await asyncio.to_thread(alertmanager.post_alerts, alerts)
+    [alert] = await until(lambda: bot_messages(alice, room, bot.user_id))
+    await alice.reply(room, alert.event_id, "silence 1h")
+    [silence] = await until(lambda: silences(alertmanager))
+    assert await until(lambda: _bodies_with(alice, room, bot.user_id, "🔕 silenced by"))
+    async with httpx.AsyncClient(timeout=10) as client:  # what Alertmanager's UI does to expire it
+        (await client.delete(f"{alertmanager.url}/api/v2/silence/{silence['id']}")).raise_for_status()
+    shown = await until(lambda: _bodies_with(alice, room, bot.user_id, "🔔 silence ended"))
+    assert shown, "the receiver's next look notices the silence is gone and says so on the alert"

@@ -166,6 +166,7 @@ class AlertActions:
             matchers_for(labels), ends, created_by=event.sender, comment=comment, key=event.event_id
         )
         log.info("silence created from Matrix", extra=self._fields(event, silence=silence_id, alert=target))
+        self._seen[silence_id] = (event.room_id, target)  # its end is noticed even before the next look
         until = "until it resolves" if until_resolved else f"until {ends:%Y-%m-%d %H:%M} UTC"
         await self._mark(event.room_id, alert_event.content, target, f"act:{event.event_id}:edit",
                          f"🔕 silenced by {event.sender} {until} (silence {silence_id[:8]}…)")  # fmt: skip
