@@ -1,110 +1,169 @@
 """alertmanager-receiver: notifications/s for a 20-alert group (group template and outbox on) and
 acknowledge latency, against a bare starlette endpoint on the same uvicorn setup, in the same run;
-and against matrix-alertbot 0.3.3 (PyPI; Python + matrix-nio, a message per alert), configured as its
-README has users configure it, on the same Synapse and room, fed the same notification.
-
-matrix-alertbot pins nothing we share but brings its own matrix-nio and aiohttp, so it is installed
-into its own virtualenv under .local/ (with its `e2e` extra: it always turns encryption on).
+and against matrix-alertbot 0.3.3 (bench/alertbot.py), on the same Synapse, fed the same notification:
+notifications/s accepted and delivered (its messages in the room), beside Synapse's own ceiling for
+messages into one room (it posts one per alert, one after the other, before it answers); and the time
+from a 🔕 reaction on each bot's alert message to the silence in a real Alertmanager (Debian's).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import os
-import subprocess
-import sys
+import statistics
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import yaml
 
+from bench.alertbot import alertbot, alertbot_account, alertbot_command, group
+from bench.delivery import Delivery, delivered, room_ceiling
 from bench.homeserver import PASSWORD, Homeserver, durable_postgres, homeserver, serving
 from bench.loadgen import Comparison, against_bare, closed_loop
-from devstack.processes import free_port
+from bench.silence_latency import silence_latencies
+from devstack.alertmanager import LocalAlertmanager
+from devstack.processes import ENCRYPTION_KEY, free_port
 from devstack.stack import LocalService
 
-ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 2000
 CONNECTIONS = 32
 RATE = 100.0
 SECONDS = 10.0
-ALERTBOT = "matrix-alertbot[e2e]==0.3.3"
-ALERTBOT_REQUESTS = 64  # it posts 20 messages to Synapse, one after the other, before it answers
+ALERTBOT_REQUESTS = 64  # 1,280 messages: it posts 20 to Synapse, one after the other, before it answers
+OURS_REQUESTS = 640
+OURS_ALERT_MODE_REQUESTS = 32  # 640 messages, sent in order
+CEILING_MESSAGES = 640
+TRIALS = 7
 PEER_TARGET = 3.0
+BASIC = "bench-basic"
+AUTH = "Basic " + base64.b64encode(f"alertmanager:{BASIC}".encode()).decode()
 
 
-def group(size: int = 20) -> bytes:
-    alerts = [{"status": "firing", "labels": {"alertname": "HighLatency", "instance": f"api-{i}:9100",
-                                              "job": "api", "severity": "warning"},
-               "annotations": {"description": f"p99 latency over 500ms on api-{i}",
-                               "runbook": "https://runbooks/latency"},
-               "startsAt": "2026-11-28T06:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-               "generatorURL": "http://prometheus:9090/graph?g0.expr=latency", "fingerprint": f"{i:016x}"}
-              for i in range(size)]  # fmt: skip
-    return json.dumps({"receiver": "matrix", "status": "firing", "alerts": alerts,
-                       "groupLabels": {"alertname": "HighLatency"},
-                       "commonLabels": {"alertname": "HighLatency", "job": "api", "severity": "warning"},
-                       "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "version": "4",
-                       "groupKey": "{}:{alertname=\"HighLatency\"}",
-                       "truncatedAlerts": 0}).encode()  # fmt: skip
+def headers() -> dict[str, str]:
+    return {"Authorization": AUTH, "X-Request-Id": uuid.uuid4().hex}
 
 
-def alertbot_command() -> Path:
-    """Its command (installed on first use)."""
-    venv = ROOT / ".local" / "matrix-alertbot-venv"
-    command = venv / "bin" / "matrix-alertbot"
-    if not command.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", ALERTBOT], check=True)
-    return command
+def ours_service(
+    hs: Homeserver,
+    directory: Path,
+    name: str,
+    room: str,
+    sections: dict[str, Any],
+    env: dict[str, str] | None = None,
+) -> LocalService:
+    """Our receiver as the bot, `room` mapped as `ops`, with the given config sections."""
+    port = free_port()
+    config = {"http": {"address": "127.0.0.1", "port": port, "basic-password": BASIC},
+              "matrix": {"homeserver-url": hs.synapse.url, "user-id": hs.bot.user_id, "room-mapping": {"ops": room}},
+              **sections}  # fmt: skip
+    (directory / f"config-{name}.yaml").write_text(yaml.safe_dump(config))
+    return LocalService.of("alertmanager-receiver", port, {"CONFIG_PATH": str(directory / f"config-{name}.yaml"),
+                           "LOG_LEVEL": "WARNING", **(env or {})}, directory / f"ours-{name}")  # fmt: skip
 
 
-@contextlib.contextmanager
-def alertbot(command: Path, hs: Homeserver, directory: Path) -> Iterator[str]:
-    """matrix-alertbot logged in as the bot (password, its own device), allowed in the room, its
-    webhook on a free port; yields the room's webhook URL once a notification goes through. Its
-    Alertmanager is never asked: a firing alert it has no silence for is just posted."""
-    home = directory / "matrix-alertbot"
-    home.mkdir()
-    port, room = free_port(), hs.rooms[0]
-    config = {"matrix": {"accounts": [{"id": hs.bot.user_id, "password": PASSWORD, "url": hs.synapse.url,
-                                       "token_file": str(home / "token.json")}],
-                         "allowed_rooms": [room]},
-              "storage": {"path": str(home / "store")}, "cache": {"path": str(home / "cache")},
-              "alertmanager": {"url": f"http://127.0.0.1:{free_port()}"},
-              "webhook": {"address": "127.0.0.1", "port": port},
-              # 0.3.3 routes an alert to a DM when it matches every `dm.filter_labels` (vacuously so
-              # without the section, and then fails on the missing `dm.select_label`): the README's
-              # DM section, matching none of these alerts, keeps them in the room.
-              "dm": {"filter_labels": {"matrix": "dm"}, "select_label": "userid", "users": []},
-              "logging": {"console_logging": {"enabled": True, "level": "WARNING"}}}  # fmt: skip
-    (home / "config.yaml").write_text(yaml.safe_dump(config))
-    log = (home / "log").open("wb")
-    process = subprocess.Popen([str(command), str(home / "config.yaml")], cwd=home, stdout=log,
-                               stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/alerts/{room}"
+def alertmanager_to(port: int, ours_port: int, theirs_port: int, room: str) -> LocalAlertmanager:
+    """Debian's Alertmanager notifying both bots of every group (one per alert name)."""
+    webhooks = [{"url": f"http://127.0.0.1:{ours_port}/alerts/ops", "send_resolved": True,
+                 "http_config": {"basic_auth": {"username": "alertmanager", "password": BASIC}}},
+                {"url": f"http://127.0.0.1:{theirs_port}/alerts/{room}", "send_resolved": True}]  # fmt: skip
+    config = {"route": {"receiver": "bots", "group_by": ["alertname"], "group_wait": "1s", "group_interval": "1s",
+                        "repeat_interval": "1h"},
+              "receivers": [{"name": "bots", "webhook_configs": webhooks}]}  # fmt: skip
+    return LocalAlertmanager(port, config)
+
+
+def delivery_line(label: str, result: Delivery) -> str:
+    return (f"  {label:38}: accepted {result.accepted.rate:7.1f}/s (p50 "
+            f"{statistics.median(result.accepted.latencies) * 1000:6.0f} ms), delivered {result.delivered_rate:7.1f}/s "
+            f"({result.messages} messages, {result.messages / result.seconds:5.1f} messages/s), "
+            f"statuses {result.accepted.statuses}")  # fmt: skip
+
+
+async def ours_delivered(hs: Homeserver, directory: Path, room: str, body: bytes) -> dict[str, Delivery]:
+    """A fresh receiver per message mode: a message per notification (ours by default), then per alert."""
+    results = {}
+    for mode, requests, per in (("group", OURS_REQUESTS, 1), ("alert", OURS_ALERT_MODE_REQUESTS, 20)):
+        ours = ours_service(hs, directory, f"delivery-{mode}", room,
+                            {"receiver": {"message-mode": mode, "on-resolve": "new"}})  # fmt: skip
+        ours.start(hs.synapse.url, hs.bot.user_id, PASSWORD, directory / "logs")
+        try:
+            ours.wait_ready()
+            results[mode] = await delivered(f"{ours.url}/alerts/ops", body, requests=requests,
+                                            connections=CONNECTIONS, reader=hs.admin, room=room,
+                                            sender=hs.bot.user_id, per_notification=per, headers=headers)  # fmt: skip
+        finally:
+            ours.stop()
+    return results
+
+
+async def peers(directory: Path, hs: Homeserver) -> None:
+    """matrix-alertbot against ours: accepted and delivered, then reaction → silence."""
+    theirs_room, ours_room, shared_room = hs.rooms
+    command = alertbot_command()
+    account = await alertbot_account(hs, [theirs_room, shared_room])
+    body = group()
+    # Before any bot runs (after a warm-up: Synapse's first sends into a room are slower): what Synapse
+    # takes into one room, the bound for a message per alert.
+    await room_ceiling(account, theirs_room, CEILING_MESSAGES // 10, CONNECTIONS)
+    ceiling = await room_ceiling(account, theirs_room, CEILING_MESSAGES, CONNECTIONS)
+    manager_port, theirs_port = free_port(), free_port()
+    # Ours acting on reactions: its crypto device (password, key) fetches the reacted-to event.
+    actions = ours_service(hs, directory, "actions", shared_room, {
+        "receiver": {"message-mode": "group", "on-resolve": "edit"},
+        "actions": {"alertmanager-url": f"http://127.0.0.1:{manager_port}"}}, {"ENCRYPTION_KEY": ENCRYPTION_KEY})  # fmt: skip
+    manager = alertmanager_to(manager_port, actions.port, theirs_port, shared_room)
+    manager.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:  # answers 500 until its first sync has told it about the room
+        with alertbot(
+            command, hs, account, [theirs_room, shared_room], manager.url, theirs_port, directory
+        ) as base:
+            url = f"{base}/alerts/{theirs_room}"
+            await closed_loop(url, body, requests=8, connections=4)
+            # The same, with it following the room: every message wakes its /sync (full_state=True).
+            following = await room_ceiling(account, theirs_room, CEILING_MESSAGES, CONNECTIONS)
+            theirs = await delivered(url, body, requests=ALERTBOT_REQUESTS, connections=CONNECTIONS,
+                                     reader=hs.admin, room=theirs_room, sender=account.user_id, per_notification=20)  # fmt: skip
+            mine = await ours_delivered(hs, directory, ours_room, body)
+            actions.start(hs.synapse.url, hs.bot.user_id, PASSWORD, directory / "logs")
             try:
-                if httpx.post(url, content=group(1), timeout=10).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"matrix-alertbot did not start: {(home / 'log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
+                actions.wait_ready()
+                latencies = await silence_latencies(manager, hs.admin, shared_room,
+                                                    {"ours": hs.bot.user_id, "theirs": account.user_id}, TRIALS)  # fmt: skip
+            finally:
+                actions.stop()
     finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
+        manager.stop()
+    print_peers(len(body), (ceiling, following), theirs, mine, latencies)
+
+
+def print_peers(
+    size: int, ceilings: tuple[float, float], theirs: Delivery, mine: dict[str, Delivery],
+    latencies: dict[str, list[float]],
+) -> None:  # fmt: skip
+    ceiling, following = ceilings
+    print(f"alertmanager-receiver vs matrix-alertbot 0.3.3 (its own venv and account, same Synapse, the same "
+          f"{size}-byte 20-alert notification, {CONNECTIONS} connections; it answers once its 20 messages "
+          f"are sent, we once the notification is durable; delivered = every message in the room):")  # fmt: skip
+    print(f"  Synapse, one room, one unthrottled account: {ceiling:.1f} messages/s "
+          f"(= {ceiling / 20:.1f} notifications/s at a message per alert); {following:.1f} with matrix-alertbot "
+          f"following the room")  # fmt: skip
+    print(delivery_line("matrix-alertbot 0.3.3 (message per alert)", theirs))
+    for mode, result in mine.items():
+        print(delivery_line(f"alertmanager-receiver ({mode} mode)", result))
+    for mode, result in mine.items():  # the target is for ours as configured by default
+        target = f" (target >= {PEER_TARGET:g})" if mode == "group" else ""
+        print(f"  ratio ours ({mode} mode) / its: accepted {result.accepted.rate / theirs.accepted.rate:.1f}x, "
+              f"delivered {result.delivered_rate / theirs.delivered_rate:.1f}x{target}")  # fmt: skip
+    ours_median, theirs_median = (statistics.median(latencies[k]) for k in ("ours", "theirs"))
+    print(
+        f"🔕 reaction → silence in Alertmanager (Debian's {TRIALS} alerts, unencrypted room, room creator reacts):"
+    )
+    for label, values in latencies.items():
+        print(f"  {label:6}: median {statistics.median(values) * 1000:6.0f} ms  "
+              f"({', '.join(f'{v * 1000:.0f}' for v in values)} ms)")  # fmt: skip
+    print(f"  ratio its / ours: {theirs_median / ours_median:.2f}x (target >= 1: ours no slower)")
 
 
 # The fair floor: the same uvicorn setup parsing the body and committing one message to the same
@@ -114,34 +173,15 @@ FLOOR = "bare + parse + outbox commit"
 
 async def main() -> None:
     body = group()
-    command = alertbot_command()
+    alertbot_command()  # installed before Synapse starts
     with tempfile.TemporaryDirectory(prefix="bench-am-") as name, durable_postgres() as pg:
         directory = Path(name)
-        async with homeserver(directory, rooms=1) as hs:
-            auth = "Basic " + base64.b64encode(b"alertmanager:bench-basic").decode()
-
-            def headers() -> dict[str, str]:
-                return {"Authorization": auth, "X-Request-Id": uuid.uuid4().hex}
-
-            # The peer first, on a quiet Synapse (our outbox is still sending after our runs).
-            with alertbot(command, hs, directory) as theirs_url:
-                await closed_loop(theirs_url, body, requests=8, connections=4)
-                theirs = await closed_loop(
-                    theirs_url, body, requests=ALERTBOT_REQUESTS, connections=CONNECTIONS
-                )
-            rates = {}
+        async with homeserver(directory, rooms=3) as hs:
+            # The peers first, on a quiet Synapse (our floor runs leave the outbox sending).
+            await peers(directory, hs)
             for backend, url in (("sqlite", None), ("postgres", pg.create_database("am_bench"))):
-                port = free_port()
-                config = {"http": {"address": "127.0.0.1", "port": port, "basic-password": "bench-basic"},
-                          "matrix": {"homeserver-url": hs.synapse.url, "user-id": hs.bot.user_id,
-                                     "access-token": hs.bot.access_token, "room-mapping": {"ops": hs.rooms[0]}},
-                          "receiver": {"message-mode": "group", "on-resolve": "new"}}  # fmt: skip
-                (directory / f"config-{backend}.yaml").write_text(yaml.safe_dump(config))
-                ours = LocalService(
-                    "alertmanager-receiver", "matrix_stack.services.alertmanager_receiver", "ALERTMANAGER_RECEIVER_",
-                    port, {"CONFIG_PATH": str(directory / f"config-{backend}.yaml"), "LOG_LEVEL": "WARNING"},
-                    directory / f"ours-{backend}",
-                )  # fmt: skip
+                ours = ours_service(hs, directory, backend, hs.rooms[1],
+                                    {"receiver": {"message-mode": "group", "on-resolve": "new"}})  # fmt: skip
                 ours_label, floor = f"alertmanager-receiver ({backend})", f"{FLOOR} ({backend})"
                 with serving(hs, ours, directory, url) as bare:
                     targets = {ours_label: f"{ours.url}/alerts/ops", floor: f"{bare}/commit/alerts/ops"}
@@ -149,14 +189,6 @@ async def main() -> None:
                         targets["bare starlette"] = f"{bare}/alerts/ops"
                     print(f"alertmanager-receiver vs bare starlette endpoints on the {backend} outbox, "
                           f"{len(body)}-byte 20-alert group, {os.cpu_count()} cores")  # fmt: skip
-                    best = await against_bare(Comparison(ours_label, "notifications/s", 0.3, floor=floor), targets,
-                                              body, requests=REQUESTS, connections=CONNECTIONS, rate=RATE,
-                                              seconds=SECONDS, headers=headers)  # fmt: skip
-                    rates[backend] = best[ours_label]
-            print(f"alertmanager-receiver vs matrix-alertbot 0.3.3 (its own venv, same Synapse and room, same "
-                  f"{len(body)}-byte 20-alert notification; it answers once its 20 messages are sent, we once "
-                  f"the group's message is durable), notifications/s accepted, {CONNECTIONS} connections:")  # fmt: skip
-            print(f"  matrix-alertbot 0.3.3          : {theirs.summary()}")
-            for backend, rate in rates.items():
-                print(f"  alertmanager-receiver ({backend:8}): {rate:8.1f} req/s  "
-                      f"ratio {rate / theirs.rate:.1f}x (target >= {PEER_TARGET:g})")  # fmt: skip
+                    await against_bare(Comparison(ours_label, "notifications/s", 0.3, floor=floor), targets,
+                                       body, requests=REQUESTS, connections=CONNECTIONS, rate=RATE,
+                                       seconds=SECONDS, headers=headers)  # fmt: skip
