@@ -6,16 +6,25 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+REASONS = ("unavailable", "disabled", "store", "homeserver")
+
 
 @dataclass
 class CryptoMetrics:
     ready: Gauge  # 1 while this replica holds the device with its keys published
     encrypted: Counter  # events encrypted
-    failures: Counter  # labels: reason = unavailable | disabled | keys | homeserver | store
+    failures: Counter  # labels: reason, one of REASONS
     shared: Counter  # room keys sent to devices (labels: why = message | new-device | request)
 
     @classmethod
     def register(cls, registry: CollectorRegistry, namespace: str) -> CryptoMetrics:
+        metrics = cls._make(registry, namespace)
+        for reason in REASONS:  # every series from the start: a rule's rate() sees the first failure
+            metrics.failures.labels(reason=reason)
+        return metrics
+
+    @classmethod
+    def _make(cls, registry: CollectorRegistry, namespace: str) -> CryptoMetrics:
         return cls(
             ready=Gauge(
                 "encryption_ready",
