@@ -93,6 +93,11 @@ async def bodies_until(reader: Reader, room: str, last: str, timeout: float = 12
         await asyncio.sleep(0.5)
 
 
+async def sent_by(account: Account, room: str, sender: str) -> list[dict[str, Any]]:
+    """The non-state events `sender` has in the room, as the homeserver holds them, oldest first."""
+    return [e for e in await raw_events(account, room) if e["sender"] == sender and "state_key" not in e]
+
+
 def assert_nothing_in_the_clear(events: list[dict[str, Any]], bot: str) -> None:
     sent = [e for e in events if e["sender"] == bot and "state_key" not in e]
     assert sent, "the bot sent nothing"
@@ -235,9 +240,7 @@ async def test_a_later_device_reads_history_and_a_member_who_left_gets_no_new_ke
     await post_notify(http, service, "after bob left")
     assert (await bodies_until(alice, room, "after bob left"))[-1] == "after bob left"
     member = await login(synapse, http, "alice", PASSWORD)
-    events = [
-        e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e
-    ]
+    events = await sent_by(member, room, bot.user_id)
     assert_nothing_in_the_clear(events, bot.user_id)
     later_session = events[-1]["content"]["session_id"]
     assert later_session != events[-2]["content"]["session_id"], "a member left: the room key must change"
@@ -284,12 +287,7 @@ async def test_an_unreadable_crypto_state_sends_nothing_in_the_clear(
     assert any("cannot be read" in json.dumps(line) for line in errors), errors[-3:]
     member = await login(synapse, http, "alice", PASSWORD)
     assert_nothing_in_the_clear(await raw_events(member, room), bot.user_id)
-    assert (
-        len(
-            [e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e]
-        )
-        == 1
-    )
+    assert len(await sent_by(member, room, bot.user_id)) == 1
     service.stop()
 
     service.env["ENCRYPTION_KEY"] = right  # fixed: the queued message goes out, encrypted
@@ -386,7 +384,7 @@ async def test_a_room_that_turns_encryption_on_is_encrypted_from_the_next_messag
     await post_notify(http, service, "encrypted from now on")
     bodies = await bodies_until(alice, room, "encrypted from now on")
     assert bodies == ["in the clear, as the room is", "encrypted from now on"]
-    sent = [e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e]
+    sent = await sent_by(member, room, bot.user_id)
     assert [e["type"] for e in sent] == ["m.room.message", "m.room.encrypted"]
 
 
@@ -414,9 +412,7 @@ async def test_room_key_requests_are_answered_for_members_only(
     await post_notify(http, service, "sent while bob had no device")
     await bodies_until(alice, room, "sent while bob had no device")
     member = await login(synapse, http, "alice", PASSWORD)
-    [sent] = [
-        e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e
-    ]
+    [sent] = await sent_by(member, room, bot.user_id)
     keys = await member.api("POST", "/keys/query", {"device_keys": {bot.user_id: []}})
     [bot_device] = keys["device_keys"][bot.user_id]
 
@@ -498,9 +494,7 @@ async def test_a_bridge_restarted_mid_stream_delivers_every_message_decryptable(
     member = await login(synapse, http, "alice", PASSWORD)
 
     async def sent() -> int:
-        return len(
-            [e for e in await raw_events(member, room) if e["sender"] == bot.user_id and "state_key" not in e]
-        )
+        return len(await sent_by(member, room, bot.user_id))
 
     for _ in range(600):
         if await sent() >= 20:
