@@ -49,7 +49,8 @@ class MemberDevice:
         return add_signature(obj, self.user_id, f"ed25519:{self.device_id}", signature)
 
     async def upload_keys(self, one_time: int = 10) -> None:
-        """Identity keys and `one_time` signed one-time keys, as `/keys/upload` takes them."""
+        """Identity keys and `one_time` signed one-time keys, as `/keys/upload` takes them (one-time
+        keys 0: the identity keys alone, as clients do that publish one-time keys afterwards)."""
         device_keys = self._signed({
             "user_id": self.user_id,
             "device_id": self.device_id,
@@ -59,13 +60,24 @@ class MemberDevice:
                 f"ed25519:{self.device_id}": self.olm.ed25519_key.to_base64(),
             },
         })  # fmt: skip
-        self.olm.generate_one_time_keys(one_time)
-        otks = {
-            f"signed_curve25519:{key_id}": self._signed({"key": key.to_base64()})
-            for key_id, key in self.olm.one_time_keys.items()
-        }
-        await self.account.api("POST", "/keys/upload", {"device_keys": device_keys, "one_time_keys": otks})
+        body = {"device_keys": device_keys, **self._one_time(one_time)}
+        await self.account.api("POST", "/keys/upload", body)
         self.olm.mark_keys_as_published()
+
+    async def upload_one_time_keys(self, count: int = 10) -> None:
+        await self.account.api("POST", "/keys/upload", self._one_time(count))
+        self.olm.mark_keys_as_published()
+
+    def _one_time(self, count: int) -> dict[str, Any]:
+        if not count:
+            return {}
+        self.olm.generate_one_time_keys(count)
+        return {
+            "one_time_keys": {
+                f"signed_curve25519:{key_id}": self._signed({"key": key.to_base64()})
+                for key_id, key in self.olm.one_time_keys.items()
+            }
+        }
 
     async def sync_keys(self, timeout_ms: int) -> list[RoomKey]:
         """One `/sync` as this device; the room keys its to-device messages brought."""
@@ -123,7 +135,13 @@ class MemberDevice:
 
 
 async def login_device(
-    synapse: LocalSynapse, http: httpx.AsyncClient, username: str, password: str, device_id: str
+    synapse: LocalSynapse,
+    http: httpx.AsyncClient,
+    username: str,
+    password: str,
+    device_id: str,
+    *,
+    one_time: int = 10,
 ) -> MemberDevice:
     """A password login as a named device, then its keys uploaded."""
     response = await http.post(
@@ -137,5 +155,5 @@ async def login_device(
     device = MemberDevice(
         Account(synapse.url, data["user_id"], data["access_token"], http), data["device_id"]
     )
-    await device.upload_keys()
+    await device.upload_keys(one_time)
     return device

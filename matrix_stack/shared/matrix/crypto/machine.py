@@ -16,6 +16,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from matrix_stack.shared.kit.errors import NotDurable
@@ -46,6 +47,10 @@ UNENCRYPTED_RECHECK = 1.0
 SYNC_TIMEOUT_MS = 30_000
 TO_DEVICE_CHUNK = 200  # devices per /sendToDevice request
 GAP_LIMIT = 1000  # events read back to fill a limited sync's gap
+# A device with no one-time key on the server yet (Synapse announces a new device before it stores
+# the device's one-time keys) is owed its room keys: tried again after 1, 2, 4 ... 30 s, ~3 min in all.
+OWED_TRIES = 10
+OWED_MAX_DELAY = 30.0
 
 
 class Api(Protocol):
@@ -67,6 +72,16 @@ class CannotEncrypt(MatrixError):
 
     def __init__(self, room_id: str, reason: str) -> None:
         super().__init__(None, f"not sent: room {room_id} is encrypted and {reason}", None)
+
+
+@dataclass
+class Owed:
+    """Room keys a device is owed: it had no one-time key to start an Olm session with."""
+
+    device: Device
+    sessions: set[str]
+    tries: int
+    due: float  # time.monotonic()
 
 
 def _path(*parts: str) -> str:
@@ -106,6 +121,7 @@ class Crypto:
         self._outbound: dict[str, Outbound] = {}
         self._outdated: set[str] = set()
         self._room_locks: dict[str, asyncio.Lock] = {}
+        self._owed: dict[tuple[str, str], Owed] = {}
         self._lock = asyncio.Lock()  # the account, Olm sessions and device lists
         self.listener: Listener | None = None  # set by a service that acts on what people send
         self._task: asyncio.Task[None] | None = None
@@ -147,6 +163,7 @@ class Crypto:
         self._state = self._store = None
         self._outbound.clear()
         self._rooms.clear()
+        self._owed.clear()
 
     @property
     def ready(self) -> bool:
@@ -321,6 +338,9 @@ class Crypto:
         room_key = state.room_keys[session_id]
         async with self._lock:
             reachable = await self._sessions_for(devices)
+            for device in devices:
+                if device not in reachable:
+                    self._owe(device, session_id)
             content = {
                 "algorithm": MEGOLM,
                 "room_id": room_id,
@@ -347,6 +367,55 @@ class Crypto:
             self.metrics.shared.labels(why=why).inc(len(reachable))
         return reachable
 
+    def _owe(self, device: Device, session_id: str) -> None:
+        owed = self._owed.get((device.user_id, device.device_id))
+        if owed is None or owed.device.curve25519 != device.curve25519:
+            owed = Owed(device, set(), 0, time.monotonic() + 1.0)
+            self._owed[(device.user_id, device.device_id)] = owed
+        owed.sessions.add(session_id)
+
+    def _owed_wait(self) -> float | None:
+        """Seconds until an owed room key is due again; None when none is owed."""
+        if not self._owed:
+            return None
+        return max(0.0, min(o.due for o in self._owed.values()) - time.monotonic())
+
+    async def _pay_owed(self) -> None:
+        """Send the room keys owed to devices that had no one-time key when they were due."""
+        state = self._state
+        if state is None:
+            return
+        now = time.monotonic()
+        for key, owed in list(self._owed.items()):
+            if owed.due > now:
+                continue
+            del self._owed[key]
+            device = state.devices.get(owed.device.user_id, {}).get(owed.device.device_id)
+            if device is None or device.curve25519 != owed.device.curve25519:
+                continue  # gone, or replaced by a device with new keys (which is owed its own)
+            remaining = set(owed.sessions)
+            try:
+                for session_id in sorted(owed.sessions):
+                    room_key = state.room_keys.get(session_id)
+                    if room_key is None or device.user_id not in room_key.users:
+                        remaining.discard(session_id)
+                    elif await self._send_room_key(room_key.room_id, session_id, [device], why="owed"):
+                        remaining.discard(session_id)
+                        out = self._outbound.get(room_key.room_id)
+                        if out is not None and out.session.session_id == session_id:
+                            out.shared.add((device.user_id, device.device_id, device.curve25519))
+            except (HomeserverUnavailable, MatrixError) as exc:
+                log.warning("could not send an owed room key", extra={"error": str(exc)})
+            self._owed.pop(key, None)  # what _send_room_key noted again: the count goes on below
+            tries = owed.tries + 1
+            if remaining and tries < OWED_TRIES:
+                self._owed[key] = Owed(device, remaining, tries, now + min(OWED_MAX_DELAY, 2.0**tries))
+            elif remaining:
+                log.warning(
+                    "gave up sending room keys to a device with no one-time key; it can ask for them",
+                    extra={"user": device.user_id, "device": device.device_id, "keys": len(remaining)},
+                )
+
     async def _save(self) -> None:
         if self._state is not None and self._store is not None:
             await self._state.save(self._store)
@@ -361,12 +430,17 @@ class Crypto:
         body: dict[str, Any] = {}
         if not state.published:
             await self._check_device_is_ours()
-            body["device_keys"] = device_keys(state.account, self.api.user_id, self.api.device_id)
+            keys = device_keys(state.account, self.api.user_id, self.api.device_id)
+            # Signed before anyone sees it: a reader that queries the device between an upload and a
+            # later signature caches it as unsigned and hides its messages (MSC4153).
+            try:
+                if self.keys is not None and await self._identity_is_ours():
+                    keys = signed_device(keys, self.api.user_id, self.keys.self_signing)
+            except MatrixError as exc:  # published unsigned; signed afterwards when that works
+                log.error("cross-signing the bot's account failed", extra={"error": str(exc)})
+            body["device_keys"] = keys
         if counts is None:  # the server's count is not known yet: ask (an empty upload answers it)
-            counts = (await self.api.api("POST", "/_matrix/client/v3/keys/upload", body))[
-                "one_time_key_counts"
-            ]
-            body = {}
+            counts = (await self.api.api("POST", "/_matrix/client/v3/keys/upload", {}))["one_time_key_counts"]
         on_server = int(counts.get("signed_curve25519", 0))
         if on_server < OTK_TARGET:
             state.account.generate_one_time_keys(OTK_TARGET - on_server)
@@ -404,27 +478,39 @@ class Crypto:
                 " state lost?): log the bot in as a new device (remove its session) to start again",
             )
 
-    async def _cross_sign(self) -> None:
-        """Give the account its cross-signing identity (derived from the secret) and sign this
-        device with it, so clients that exclude unsigned devices (MSC4153) still read the bot."""
-        me, device_id = self.api.user_id, self.api.device_id
+    async def _identity_is_ours(self) -> bool:
+        """Give the account its cross-signing identity (derived from the secret) unless it has one;
+        whether the account's identity is the one this secret makes."""
+        me = self.api.user_id
         assert self.keys is not None
-        master, self_signing = self.keys.master, self.keys.self_signing
-        answer = await self.api.api(
-            "POST", "/_matrix/client/v3/keys/query", {"device_keys": {me: [device_id]}}
-        )
+        master = self.keys.master
+        answer = await self.api.api("POST", "/_matrix/client/v3/keys/query", {"device_keys": {me: []}})
         on_server = answer.get("master_keys", {}).get(me)
         if on_server is None:
             upload = cross_signing_upload(me, self.keys)
             await self.api.api("POST", "/_matrix/client/v3/keys/device_signing/upload", upload)
             log.info("cross-signing set up for the bot's account", extra={"master_key": master.public})
-        elif on_server.get("keys", {}).get(master.key_id) != master.public:
+            return True
+        if on_server.get("keys", {}).get(master.key_id) != master.public:
             log.error(
                 "the bot's account has a cross-signing identity this encryption key did not make; its device"
                 " stays unsigned (clients that exclude unsigned devices will not show its messages)",
                 extra={"user": me},
             )
+            return False
+        return True
+
+    async def _cross_sign(self) -> None:
+        """Sign this device with the account's identity when it is not yet (a device published
+        before it had one), so clients that exclude unsigned devices (MSC4153) still read the bot."""
+        me, device_id = self.api.user_id, self.api.device_id
+        assert self.keys is not None
+        self_signing = self.keys.self_signing
+        if not await self._identity_is_ours():
             return
+        answer = await self.api.api(
+            "POST", "/_matrix/client/v3/keys/query", {"device_keys": {me: [device_id]}}
+        )
         device = (answer.get("device_keys", {}).get(me) or {}).get(device_id)
         if device is None:
             return
@@ -463,9 +549,11 @@ class Crypto:
             try:
                 if not self._ready:
                     await self._become_ready()
+                wait = self._owed_wait()
+                timeout = SYNC_TIMEOUT_MS if wait is None else min(SYNC_TIMEOUT_MS, int(wait * 1000))
                 query = {
                     "filter": sync_filter(self.listener is not None),
-                    "timeout": str(SYNC_TIMEOUT_MS if since else 0),
+                    "timeout": str(timeout if since else 0),
                 }
                 if since:
                     query["since"] = since
@@ -473,6 +561,7 @@ class Crypto:
                     "GET", "/_matrix/client/v3/sync", query=query, timeout=SYNC_TIMEOUT_MS / 1000 + 30
                 )
                 await self._handle_sync(answer, initial=since is None, since=since)
+                await self._pay_owed()
                 if self.listener is not None:
                     try:
                         await self.listener.idle()

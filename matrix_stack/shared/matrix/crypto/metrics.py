@@ -14,7 +14,7 @@ class CryptoMetrics:
     ready: Gauge  # 1 while this replica holds the device with its keys published
     encrypted: Counter  # events encrypted
     failures: Counter  # labels: reason, one of REASONS
-    shared: Counter  # room keys sent to devices (labels: why = message | new-device | request)
+    shared: Counter  # room keys sent to devices (labels: why = message | new-device | owed | request)
 
     @classmethod
     def register(cls, registry: CollectorRegistry, namespace: str) -> CryptoMetrics:
@@ -47,7 +47,7 @@ class CryptoMetrics:
             ),
             shared=Counter(
                 "encryption_room_keys_shared",
-                "Room keys sent to devices, by why (message, new-device, request)",
+                "Room keys sent to devices, by why (message, new-device, owed, request)",
                 ["why"],
                 namespace=namespace,
                 registry=registry,
