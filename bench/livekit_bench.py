@@ -13,8 +13,9 @@ rate-limit userinfo (the federation limiter only counts authenticated origins; u
 The floor, `bench.livekit_bench:bare_app` served by uvicorn as the services are: a starlette POST
 handler doing one httpx GET of the same userinfo URL over TLS with the same CA, answering 200; no
 server-name resolution, no JWT, no CreateRoom. Twice: with one kept-alive client (the least work a
-lookup needs) and with a new client, so a new TLS connection, per request (as the service's egress
-does). The load is bench/loadgen.py, one loop per token, the loops together making the totals.
+lookup needs, and what the service's egress keeps per homeserver) and with a new client, so a new TLS
+connection, per request (what the egress did before it kept connections). The load is
+bench/loadgen.py, one loop per token, the loops together making the totals.
 """
 
 from __future__ import annotations
@@ -390,8 +391,8 @@ def report(
           f"WARNING; {len(state.bodies)} OpenID tokens of {USERS} users, reused, one load loop each")  # fmt: skip
     print("  floor: a bare starlette app on the same uvicorn setup whose POST handler does one httpx GET of "
           "the same userinfo URL over TLS with the same CA and answers 200 (no resolution, no JWT, no "
-          "CreateRoom), with one kept-alive client, and with a new client (a new TLS connection) per "
-          "request, as the service's egress makes")  # fmt: skip
+          "CreateRoom), with one kept-alive client (as the service's egress keeps connections), and with "
+          "a new client (a new TLS connection) per request")  # fmt: skip
     print(f"  note: this machine has {cores} core{'s' if cores != 1 else ''}, shared by Synapse, the target "
           "(livekit-jwt or the bare endpoint), the LiveKit stand-in and the load generator, so read the ratios, "
           "not the absolute rates; cpu: % of one core over the window; busy: % of all cores; others: CPU "

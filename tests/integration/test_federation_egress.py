@@ -1,6 +1,6 @@
 """The SSRF-safe egress and Matrix server-name resolution against real servers: TLS stand-in
-homeservers on loopback addresses (one request per connection, every accept counted) and Debian's
-dnsmasq as the DNS server, on a free loopback port."""
+homeservers on loopback addresses (one request per connection unless kept alive, every accept
+counted) and Debian's dnsmasq as the DNS server, on a free loopback port."""
 
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+import httpx
 import pytest
 
+from devstack.livekit_jwt import LocalLivekitJwt
 from devstack.tls import TlsFiles, make_tls
 from matrix_stack.services.livekit_jwt import egress, federation
+from matrix_stack.services.livekit_jwt.connections import Connections
 from matrix_stack.services.livekit_jwt.egress import AddressPolicy, EgressError, EgressRefused
 from matrix_stack.services.livekit_jwt.federation import (
     Destination,
@@ -63,13 +66,16 @@ Handler = Callable[[Seen], Reply]
 
 
 class Remote:
-    """A stand-in server: HTTP/1.1 over TLS (or plain) on one loopback address. Without a handler it
-    accepts and never says a word. Counts accepts before any TLS, so a refused request shows as none."""
+    """A stand-in server: HTTP/1.1 over TLS (or plain) on loopback addresses (one port for all). Without
+    a handler it accepts and never says a word. Counts accepts before any TLS, so a refused request
+    shows as none. With `keep_alive` it answers requests on a connection until the client closes it
+    (`open`: connections not closed yet); else one, then closes."""
 
-    def __init__(self, handler: Handler | None, tls: TlsFiles | None = None, *, ip: str = "127.0.0.1",
-                 port: int = 0) -> None:  # fmt: skip
-        self.handler, self.ip, self.port = handler, ip, port
+    def __init__(self, handler: Handler | None, tls: TlsFiles | None = None, *,
+                 ip: str | list[str] = "127.0.0.1", port: int = 0, keep_alive: bool = False) -> None:  # fmt: skip
+        self.handler, self.ip, self.port, self.keep_alive = handler, ip, port, keep_alive
         self.accepts = 0
+        self.open = 0
         self.seen: list[Seen] = []
         self._sni: dict[int, str] = {}
         self._writers: list[asyncio.StreamWriter] = []
@@ -96,6 +102,7 @@ class Remote:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepts += 1
+        self.open += 1
         self._writers.append(writer)
         try:
             if self.handler is None:
@@ -105,25 +112,45 @@ class Remote:
             if self._context is not None:
                 await writer.start_tls(self._context)
                 sni = self._sni.pop(id(writer.get_extra_info("ssl_object")), None)
-            request_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-            headers = {
-                k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)
-            }
-            seen = Seen(
-                request_line.split(" ")[1], headers.get("host"), sni, writer.get_extra_info("sockname")[0]
-            )
-            self.seen.append(seen)
-            reply = self.handler(seen)
-            head = [f"HTTP/1.1 {reply.status} Whatever", "Connection: close"]
-            head += [f"{name}: {value}" for name, value in reply.headers.items()]
-            if reply.length:
-                head.append(f"Content-Length: {len(reply.body)}")
-            writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + reply.body)
-            await writer.drain()
+            await self._answer(reader, writer, sni)
+            while self.keep_alive and await self._answer(reader, writer, sni):
+                pass
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client gave up (a failed certificate check, a size limit): what some tests want
         finally:
+            self.open -= 1
             writer.close()
+
+    async def _answer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sni: str | None
+    ) -> bool:
+        """One request answered; False when the client closed the connection instead of sending one."""
+        assert self.handler is not None
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise
+            return False
+        request_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)
+        }
+        await reader.readexactly(int(headers.get("content-length", "0")))
+        seen = Seen(
+            request_line.split(" ")[1], headers.get("host"), sni, writer.get_extra_info("sockname")[0]
+        )
+        self.seen.append(seen)
+        reply = self.handler(seen)
+        head_lines = [f"HTTP/1.1 {reply.status} Whatever"]
+        if not self.keep_alive:
+            head_lines.append("Connection: close")
+        head_lines += [f"{name}: {value}" for name, value in reply.headers.items()]
+        if reply.length:
+            head_lines.append(f"Content-Length: {len(reply.body)}")
+        writer.write(("\r\n".join(head_lines) + "\r\n\r\n").encode() + reply.body)
+        await writer.drain()
+        return True
 
 
 def userinfo(server: str | None = None) -> Handler:
@@ -446,3 +473,109 @@ async def test_redirects_are_returned_or_refused_never_followed(net: Net) -> Non
         await egress.https_get(f"http://127.0.0.1:1/?access_token={QUOTED_TOKEN}", policy=policy)
     assert refused.value.kind == "scheme"
     assert clean(refused.value)
+
+
+# -- kept connections -------------------------------------------------------------------------------
+
+
+async def settled(check: Callable[[], bool]) -> None:
+    """Until `check` holds (a connection closed by the client reaches the server a moment later)."""
+    for _ in range(100):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    assert check()
+
+
+async def test_the_service_keeps_its_connection_to_a_homeserver(net: Net, tmp_path: Path) -> None:
+    async with Remote(userinfo(), net.tls, keep_alive=True) as remote:
+        server = f"127.0.0.1:{remote.port}"
+        env = {"LIVEKIT_URL": "ws://127.0.0.1:1", "KEY": "lk-key", "SECRET": "a-livekit-secret-of-forty-bytes-or-so-kk",
+               "FULL_ACCESS_HOMESERVERS": "other.example", "FEDERATION_ALLOW": "127.0.0.1/32",
+               "FEDERATION_CA_FILE": str(net.ca)}  # fmt: skip
+        body = {"room_id": "!call:example.org", "slot_id": "m.call#ROOM",
+                "openid_token": {"access_token": TOKEN, "matrix_server_name": server},
+                "member": {"id": "m-1", "claimed_user_id": f"@alice:{server}", "claimed_device_id": "DEV"}}  # fmt: skip
+        with LocalLivekitJwt(env, directory=tmp_path) as service:
+            async with httpx.AsyncClient(timeout=30) as http:
+                for _ in range(2):
+                    answer = await http.post(service.url + "/get_token", json=body)
+                    assert answer.status_code == 200, answer.text
+        # two token requests, two userinfo lookups, one TLS connection
+        assert (remote.accepts, len(remote.seen)) == (1, 2)
+
+
+async def test_a_kept_connection_serves_only_what_it_was_checked_for(net: Net, tmp_path: Path) -> None:
+    copied_ca = tmp_path / "ca-copy.pem"  # the same CAs under another name: not the same pin either
+    copied_ca.write_bytes(net.ca.read_bytes())
+    policy = AddressPolicy(["127.0.0.0/8"])
+    ok = answer({})
+    async with Remote(lambda seen: ok, net.tls, ip=["127.0.0.1", "127.0.0.2"], port=free_ports(1)[0],
+                      keep_alive=True) as remote:  # fmt: skip
+        connections = Connections()
+
+        async def get(ip: str = "127.0.0.1", sni: str = "hs.test", host: str = "hs.test",
+                      ca: Path = net.ca, kept: Connections | None = connections) -> None:  # fmt: skip
+            response = await egress.https_get(
+                f"https://{ip}:{remote.port}/x", policy=policy, sni_hostname=sni, host_header=host, ca_file=ca,
+                connections=kept,
+            )  # fmt: skip
+            assert response.status == 200
+
+        await get()
+        await get()
+        assert remote.accepts == 1
+        others: list[dict[str, Any]] = [{"ip": "127.0.0.2"}, {"sni": "origin.test"}, {"host": "origin.test"},
+                                        {"ca": copied_ca}]  # fmt: skip
+        for other in others:
+            before = remote.accepts
+            await get(**other)
+            assert remote.accepts == before + 1, other
+        await get()  # the first is still kept
+        assert remote.accepts == 5
+        assert [(s.local_ip, s.sni, s.host) for s in remote.seen] == [
+            ("127.0.0.1", "hs.test", "hs.test"), ("127.0.0.1", "hs.test", "hs.test"),
+            ("127.0.0.2", "hs.test", "hs.test"), ("127.0.0.1", "origin.test", "hs.test"),
+            ("127.0.0.1", "hs.test", "origin.test"), ("127.0.0.1", "hs.test", "hs.test"),
+            ("127.0.0.1", "hs.test", "hs.test"),
+        ]  # fmt: skip
+        assert len(connections) == 5
+        await connections.aclose()
+        await settled(lambda: remote.open == 0)
+        # without Connections: a connection per request, closed after it
+        await get(kept=None)
+        await get(kept=None)
+        assert remote.accepts == 7
+        await settled(lambda: remote.open == 0)
+
+
+async def test_kept_connections_are_bounded_and_expire(net: Net) -> None:
+    policy = AddressPolicy(["127.0.0.0/8"])
+    ok = answer({})
+    async with Remote(lambda seen: ok, net.tls, ip=["127.0.0.1", "127.0.0.2"], port=free_ports(1)[0],
+                      keep_alive=True) as remote:  # fmt: skip
+
+        async def get(connections: Connections, ip: str) -> None:
+            response = await egress.https_get(
+                f"https://{ip}:{remote.port}/x", policy=policy, sni_hostname="hs.test", ca_file=net.ca,
+                connections=connections,
+            )  # fmt: skip
+            assert response.status == 200
+
+        one = Connections(destinations=1)
+        for ip in ("127.0.0.1", "127.0.0.2", "127.0.0.1"):
+            await get(one, ip)
+        assert (remote.accepts, len(one)) == (3, 1)
+        await settled(lambda: remote.open == 1)  # the one evicted before was closed
+        await one.aclose()
+        await settled(lambda: remote.open == 0)
+
+        brief = Connections(expiry=0.3)
+        await get(brief, "127.0.0.1")
+        await asyncio.sleep(0.4)
+        await get(brief, "127.0.0.2")  # and the expired one goes
+        assert len(brief) == 1
+        await settled(lambda: remote.open == 1)
+        await get(brief, "127.0.0.1")
+        assert remote.accepts == 6
+        await brief.aclose()

@@ -4,8 +4,9 @@
 link-local, shared, metadata, ...) unless the operator allows a network or a server name. `https_get`
 makes one GET under that policy: it resolves the host itself, checks every address, and connects to a
 checked address literally, so a DNS answer that changes between the check and the connect (rebinding)
-cannot send it elsewhere; TLS is still verified for the host name. No redirect is followed, the body is
-size-limited and the whole request has one deadline.
+cannot send it elsewhere; TLS is still verified for the host name. With `Connections` (connections.py)
+a kept connection is reused, only for the same checked address, SNI name, Host and CAs. No redirect
+is followed, the body is size-limited and the whole request has one deadline.
 
 Messages never carry a URL's query string: federation requests put an access token there.
 """
@@ -18,7 +19,6 @@ import ipaddress
 import json
 import re
 import socket
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,8 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 import httpx
+
+from matrix_stack.services.livekit_jwt.connections import Connections, Pin, one_off
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -278,16 +280,6 @@ async def resolve_addresses(
     return unique
 
 
-@functools.lru_cache(maxsize=8)
-def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """The system's CAs and, when given, those in `ca_file` as well (a private CA for internal servers)."""
-    # create_default_context(cafile=...) would trust that file alone.
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
-
-
 def describe(url: httpx.URL) -> str:
     """The URL fit for a log line: without its query, which may carry a token."""
     return f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
@@ -325,9 +317,11 @@ async def https_request(
     dns_servers: Sequence[str] = (),
     redirects: bool = False,
     json_body: Any = None,
+    connections: Connections | None = None,
 ) -> Response:
     """`method` an https URL under `policy`, within `timeout` seconds all told (with `json_body` as
-    the request's JSON body, if given).
+    the request's JSON body, if given), over a kept connection of `connections` when it has one for
+    the checked address, else a new one (kept there if given).
 
     `host_header` (default: the URL's host[:port]) is the name the request is for, and what the
     allow-list's names are matched against; `sni_hostname` is the name the certificate must be valid
@@ -357,9 +351,8 @@ async def https_request(
                         raise EgressRefused(
                             f"{where}: {shown} is {reason}; refused by the egress policy", kind
                         )
-            return await _send(
-                method, target, addresses, name, sni, max_bytes, timeout, ca_file, redirects, json_body
-            )
+            pins = [Pin(address, port, sni, name, str(ca_file) if ca_file else None) for address in addresses]
+            return await _send(method, target, pins, max_bytes, timeout, redirects, json_body, connections)
     except TimeoutError:
         raise EgressError(f"{where}: no answer within {timeout:g} s") from None
 
@@ -367,44 +360,35 @@ async def https_request(
 async def _send(
     method: str,
     target: httpx.URL,
-    addresses: list[IPAddress],
-    host_header: str,
-    sni: str | None,
+    pins: list[Pin],
     max_bytes: int,
     timeout: float,
-    ca_file: str | Path | None,
     redirects: bool,
     json_body: Any,
+    connections: Connections | None,
 ) -> Response:
     where = describe(target)
-    extensions = {"sni_hostname": sni} if sni else {}
-    # trust_env off: a proxy from the environment would connect by name, beyond the checks above.
-    client = httpx.AsyncClient(
-        verify=tls_context(str(ca_file) if ca_file else None),
-        trust_env=False,
-        follow_redirects=False,
-        timeout=httpx.Timeout(timeout),
-    )
     failures: list[str] = []
-    async with client:
-        for address in addresses:
+    for pin in pins:
+        async with one_off(pin) if connections is None else connections.client(pin) as client:
             # The checked address itself, so nothing resolves the name again.
             request = client.build_request(
                 method,
-                target.copy_with(host=str(address)),
+                target.copy_with(host=str(pin.address)),
                 # identity: a compressed answer would be inflated a whole read at a time before the
                 # size limit saw it
-                headers={"Host": host_header, "Accept-Encoding": "identity"},
-                extensions=extensions,
+                headers={"Host": pin.host_header, "Accept-Encoding": "identity"},
+                extensions={"sni_hostname": pin.sni} if pin.sni else {},
                 json=json_body,
+                timeout=httpx.Timeout(timeout),
             )
             try:
                 response = await client.send(request, stream=True)
             except httpx.ConnectError as exc:  # refused, unreachable or a TLS failure: the next address
-                failures.append(f"{address}: {_failure(exc, target)}")
+                failures.append(f"{pin.address}: {_failure(exc, target)}")
                 continue
             except httpx.HTTPError as exc:
-                raise EgressError(f"{where} ({address}): {_failure(exc, target)}") from None
+                raise EgressError(f"{where} ({pin.address}): {_failure(exc, target)}") from None
             try:
                 return await _read(response, where, max_bytes, redirects, target)
             finally:

@@ -26,6 +26,7 @@ import dns.resolver
 import httpx
 
 from matrix_stack.services.livekit_jwt import egress
+from matrix_stack.services.livekit_jwt.connections import Connections
 from matrix_stack.services.livekit_jwt.egress import AddressPolicy, EgressError, EgressRefused
 
 DEFAULT_PORT = 8448
@@ -180,6 +181,7 @@ class _Lookup:
     ca_file: str | Path | None
     dns_servers: Sequence[str]
     deadline: float
+    connections: Connections | None
 
     def remaining(self) -> float:
         return max(self.deadline - time.monotonic(), 0.001)
@@ -197,6 +199,7 @@ class _Lookup:
             ca_file=self.ca_file,
             dns_servers=self.dns_servers,
             redirects=redirects,
+            connections=self.connections,
         )
 
 
@@ -312,14 +315,16 @@ async def resolve_server_name(
     cache: WellKnownCache | None = None,
     well_known_port: int = 443,
     overrides: Mapping[str, Destination] | None = None,
+    connections: Connections | None = None,
 ) -> list[Destination]:
     """Where `server_name`'s federation API is, in the order to try. `well_known_port` is 443 but for
     tests, which cannot listen there. `overrides` fixes where some server names are reached (the
-    local homeserver inside the cluster), skipping resolution; the egress policy still applies."""
+    local homeserver inside the cluster), skipping resolution; the egress policy still applies.
+    `connections` keeps the egress's connections (the well-known's) for the next lookup."""
     name = parse_server_name(server_name)
     if overrides and (fixed := overrides.get(server_name.lower())) is not None:
         return [fixed]
-    lookup = _Lookup(policy, ca_file, dns_servers, time.monotonic() + timeout)
+    lookup = _Lookup(policy, ca_file, dns_servers, time.monotonic() + timeout, connections)
     if name.ip is not None or name.port is not None:
         return await _without_well_known(name, server_name, lookup)
     delegated = await _well_known(
@@ -363,6 +368,7 @@ async def openid_userinfo(
     cache: WellKnownCache | None = None,
     well_known_port: int = 443,
     overrides: Mapping[str, Destination] | None = None,
+    connections: Connections | None = None,
 ) -> str:
     """The Matrix user ID an OpenID access token belongs to, as `server_name`'s homeserver says.
 
@@ -386,8 +392,9 @@ async def openid_userinfo(
                 cache=cache,
                 well_known_port=well_known_port,
                 overrides=overrides,
+                connections=connections,
             )
-            lookup = _Lookup(policy, ca_file, dns_servers, deadline)
+            lookup = _Lookup(policy, ca_file, dns_servers, deadline, connections)
             for destination in destinations:
                 try:
                     response = await lookup.get(

@@ -15,6 +15,7 @@ from livekit import api
 
 from matrix_stack.services.livekit_jwt import egress, federation
 from matrix_stack.services.livekit_jwt.config import LivekitJwtSettings
+from matrix_stack.services.livekit_jwt.connections import Connections, tls_context
 from matrix_stack.services.livekit_jwt.delegation import Delegations
 from matrix_stack.services.livekit_jwt.metrics import LivekitMetrics
 from matrix_stack.services.livekit_jwt.store import JobStore, StoreError
@@ -142,6 +143,7 @@ class Issuer:
         except ValueError as exc:
             raise ValueError(f"LIVEKIT_JWT_DNS_SERVERS: {exc}") from exc
         self.well_known = federation.WellKnownCache()
+        self.connections = Connections()  # to homeservers, kept across lookups; closed in stop
         self.cs_api_overrides = cs_api_overrides(settings.cs_api_overrides)
         self.webhooks = api.WebhookReceiver(api.TokenVerifier(self.credentials.key, self.credentials.secret))
         self.delegations: Delegations | None = None
@@ -165,7 +167,7 @@ class Issuer:
         if settings.delegation:
             # for the operator's own overrides only; discovered homeservers go through the egress policy
             self._http = httpx.AsyncClient(
-                timeout=CALL_TIMEOUT, verify=egress.tls_context(settings.federation_ca_file), trust_env=False
+                timeout=CALL_TIMEOUT, verify=tls_context(settings.federation_ca_file), trust_env=False
             )
             store = job_store(settings)
             self.delegations = Delegations(
@@ -193,6 +195,7 @@ class Issuer:
         if self._rooms is not None:
             await self._rooms.aclose()
             self._rooms = None
+        await self.connections.aclose()
 
     async def ready(self) -> bool:
         return self._started
@@ -215,7 +218,7 @@ class Issuer:
             user_id: str = await federation.openid_userinfo(
                 server_name, access_token, policy=self.policy, ca_file=settings.federation_ca_file,
                 timeout=settings.federation_timeout, dns_servers=settings.dns_servers,
-                cache=self.well_known, overrides=self.overrides,
+                cache=self.well_known, overrides=self.overrides, connections=self.connections,
             )  # fmt: skip
             return user_id
         except egress.EgressRefused as exc:
@@ -256,7 +259,7 @@ class Issuer:
             answer = await egress.https_get(
                 f"https://{host}/.well-known/matrix/client", policy=self.policy, host_header=host,
                 ca_file=settings.federation_ca_file, timeout=settings.federation_timeout,
-                dns_servers=settings.dns_servers,
+                dns_servers=settings.dns_servers, connections=self.connections,
             )  # fmt: skip
             base = answer.json()["m.homeserver"]["base_url"] if answer.status == 200 else None
         except (egress.EgressError, ValueError, KeyError, TypeError) as exc:
@@ -285,6 +288,7 @@ class Issuer:
             answer = await egress.https_request(
                 "POST", url, policy=self.policy, json_body={}, max_bytes=16 * 1024, timeout=CALL_TIMEOUT,
                 ca_file=settings.federation_ca_file, dns_servers=settings.dns_servers,
+                connections=self.connections,
             )  # fmt: skip
         except egress.EgressError as exc:
             log.warning("delayed event call refused or failed", extra={"reason": str(exc)})

@@ -1,0 +1,140 @@
+"""Kept-alive HTTPS connections for the egress, each pinned to what the egress policy checked.
+
+Every token request asks the user's homeserver, so a connection per request pays a TCP and TLS
+handshake each time. `Connections` keeps one httpx client per `Pin` (the checked IP and port, the
+SNI name, the Host header, the CA file): a kept connection serves only a request checked to the
+same address, verified for the same name with the same CAs, for the same Host. One client per pin
+and not one for all: httpx pools connections by origin alone (here the IP literal), SNI aside.
+
+Bounded: at most `destinations` clients (the least recently used goes first, closed once its
+requests are done), `keepalive` idle connections each, dropped after `expiry` seconds unused. Each
+request still resolves and checks its name before it asks for a client (egress.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+DESTINATIONS = 64
+KEEPALIVE = 16  # idle connections per destination: the concurrency a busy homeserver sees from us
+EXPIRY = 30.0  # seconds; below the idle timeouts servers commonly use (nginx 75 s, Synapse longer)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What a connection was checked and verified for; it is reused for exactly the same only."""
+
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    port: int
+    sni: str | None
+    host_header: str
+    ca_file: str | None
+
+
+@functools.lru_cache(maxsize=8)
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """The system's CAs and, when given, those in `ca_file` as well (a private CA for internal servers)."""
+    # create_default_context(cafile=...) would trust that file alone.
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def new_client(ca_file: str | None, limits: httpx.Limits) -> httpx.AsyncClient:
+    # trust_env off: a proxy from the environment would connect by name, beyond the policy's checks.
+    return httpx.AsyncClient(
+        verify=tls_context(ca_file), trust_env=False, follow_redirects=False, limits=limits
+    )
+
+
+@asynccontextmanager
+async def one_off(pin: Pin) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for one request, closed after it (no `Connections` given)."""
+    async with new_client(pin.ca_file, httpx.Limits()) as client:
+        yield client
+
+
+@dataclass
+class _Kept:
+    client: httpx.AsyncClient
+    users: int = 0
+    last_used: float = 0.0
+    evicted: bool = False  # out of the table; closed by its last user
+
+
+class Connections:
+    """httpx clients by `Pin`, bounded and expiring; `aclose` at shutdown."""
+
+    def __init__(
+        self,
+        *,
+        destinations: int = DESTINATIONS,
+        keepalive: int = KEEPALIVE,
+        expiry: float = EXPIRY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kept: OrderedDict[Pin, _Kept] = OrderedDict()
+        self._destinations = max(destinations, 1)
+        self._expiry = expiry
+        self._clock = clock
+        # No bound on connections in flight: a request never waits for another's connection.
+        self._limits = httpx.Limits(
+            max_connections=None, max_keepalive_connections=keepalive, keepalive_expiry=expiry
+        )
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    @asynccontextmanager
+    async def client(self, pin: Pin) -> AsyncIterator[httpx.AsyncClient]:
+        """The client for `pin`, made if there is none; the table is tidied on the way."""
+        kept, dropped = self._take(pin)
+        try:
+            for client in dropped:
+                await client.aclose()
+            yield kept.client
+        finally:
+            kept.users -= 1
+            kept.last_used = self._clock()
+            if kept.evicted and kept.users == 0:
+                await kept.client.aclose()
+
+    def _take(self, pin: Pin) -> tuple[_Kept, list[httpx.AsyncClient]]:
+        now = self._clock()
+        # Idle past the expiry: httpx would not reuse its connections, but would hold them until asked.
+        expired = [key for key, kept in self._kept.items() if self._idle(kept, now) and key != pin]
+        dropped = [self._evict(key) for key in expired]
+        kept = self._kept.get(pin)
+        if kept is None:
+            kept = self._kept[pin] = _Kept(new_client(pin.ca_file, self._limits))
+        self._kept.move_to_end(pin)
+        kept.users += 1
+        while len(self._kept) > self._destinations:
+            dropped.append(self._evict(next(iter(self._kept))))
+        return kept, [client for client in dropped if client is not None]
+
+    def _idle(self, kept: _Kept, now: float) -> bool:
+        return kept.users == 0 and now - kept.last_used >= self._expiry
+
+    def _evict(self, pin: Pin) -> httpx.AsyncClient | None:
+        """Out of the table; the client to close now, or None when a request still uses it."""
+        kept = self._kept.pop(pin)
+        if kept.users:
+            kept.evicted = True
+            return None
+        return kept.client
+
+    async def aclose(self) -> None:
+        for client in [self._evict(pin) for pin in list(self._kept)]:
+            if client is not None:
+                await client.aclose()
