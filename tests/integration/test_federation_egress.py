@@ -72,10 +72,15 @@ class Remote:
     (`open`: connections not closed yet); else one, then closes."""
 
     def __init__(self, handler: Handler | None, tls: TlsFiles | None = None, *,
-                 ip: str | list[str] = "127.0.0.1", port: int = 0, keep_alive: bool = False) -> None:  # fmt: skip
+                 ip: str | list[str] = "127.0.0.1", port: int = 0, keep_alive: bool = False,
+                 answers_per_connection: int | None = None) -> None:  # fmt: skip
         self.handler, self.ip, self.port, self.keep_alive = handler, ip, port, keep_alive
+        # Then the next request is read and the connection closed unanswered: an idle timeout that
+        # struck as the client sent on a kept connection.
+        self.answers_per_connection = answers_per_connection
         self.accepts = 0
         self.open = 0
+        self.dropped = 0  # requests read and left unanswered (answers_per_connection)
         self.seen: list[Seen] = []
         self._sni: dict[int, str] = {}
         self._writers: list[asyncio.StreamWriter] = []
@@ -112,9 +117,14 @@ class Remote:
             if self._context is not None:
                 await writer.start_tls(self._context)
                 sni = self._sni.pop(id(writer.get_extra_info("ssl_object")), None)
-            await self._answer(reader, writer, sni)
-            while self.keep_alive and await self._answer(reader, writer, sni):
-                pass
+            answered = 1 if await self._answer(reader, writer, sni) else 0
+            while self.keep_alive and answered != self.answers_per_connection:
+                if not await self._answer(reader, writer, sni):
+                    break
+                answered += 1
+            if self.answers_per_connection is not None:
+                await reader.readuntil(b"\r\n\r\n")
+                self.dropped += 1
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client gave up (a failed certificate check, a size limit): what some tests want
         finally:
@@ -547,6 +557,29 @@ async def test_a_kept_connection_serves_only_what_it_was_checked_for(net: Net, t
         await get(kept=None)
         assert remote.accepts == 7
         await settled(lambda: remote.open == 0)
+
+
+async def test_a_get_on_a_connection_the_server_just_closed_is_asked_again(net: Net) -> None:
+    policy = AddressPolicy(["127.0.0.0/8"])
+    ok = answer({})
+    async with Remote(lambda seen: ok, net.tls, port=free_ports(1)[0], keep_alive=True,
+                      answers_per_connection=1) as remote:  # fmt: skip
+        connections = Connections()
+
+        async def request(method: str) -> egress.Response:
+            return await egress.https_request(
+                method, f"https://127.0.0.1:{remote.port}/x", policy=policy, sni_hostname="hs.test",
+                ca_file=net.ca, connections=connections, json_body={} if method == "POST" else None,
+            )  # fmt: skip
+
+        assert (await request("GET")).status == 200
+        assert (await request("GET")).status == 200  # its kept connection closed unanswered: asked again
+        assert (remote.accepts, remote.dropped, len(remote.seen)) == (2, 1, 2)
+        # a POST may have been acted on: never sent twice
+        with pytest.raises(egress.EgressError, match="Server disconnected"):
+            await request("POST")
+        assert (remote.accepts, remote.dropped, len(remote.seen)) == (2, 2, 2)
+        await connections.aclose()
 
 
 async def test_kept_connections_are_bounded_and_expire(net: Net) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import ipaddress
 import json
+import logging
 import re
 import socket
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ import dns.resolver
 import httpx
 
 from matrix_stack.services.livekit_jwt.connections import Connections, Pin, one_off
+
+log = logging.getLogger("matrix_stack.livekit_jwt.egress")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -357,6 +360,10 @@ async def https_request(
         raise EgressError(f"{where}: no answer within {timeout:g} s") from None
 
 
+# What a request on a kept connection meets when the server closed it just before (idle timeout).
+_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 async def _send(
     method: str,
     target: httpx.URL,
@@ -383,7 +390,16 @@ async def _send(
                 timeout=httpx.Timeout(timeout),
             )
             try:
-                response = await client.send(request, stream=True)
+                try:
+                    response = await client.send(request, stream=True)
+                except _STALE as exc:
+                    # A kept connection the server closed as we sent on it: a GET is asked again, on a
+                    # new connection (httpx dropped the closed one), as browsers do.
+                    if connections is None or method != "GET":
+                        raise
+                    log.info("a kept connection was closed by the server; asking again",
+                             extra={"url": where, "error": _failure(exc, target)})  # fmt: skip
+                    response = await client.send(request, stream=True)
             except httpx.ConnectError as exc:  # refused, unreachable or a TLS failure: the next address
                 failures.append(f"{pin.address}: {_failure(exc, target)}")
                 continue
