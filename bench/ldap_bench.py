@@ -9,11 +9,15 @@ flight spread over `LDAP_BENCH_PROCESSES` processes, `LDAP_BENCH_SECONDS` per ta
   - haproxy: Debian's HAProxy in TCP mode with `option ldap-check` in front of two slapds;
   - ldap-proxy: ours, through its console entry point, in front of the same two slapds, balancing
     `LDAP_BENCH_BALANCE` (round_robin, haproxy's roundrobin; or first), anonymous-bind checks every
-    second, otherwise its defaults (bind audit lines included; LDAP_BENCH_PROXY_AUDIT=0 turns them off);
+    second, otherwise its defaults (its workers: two processes, as haproxy runs two threads here;
+    bind audit lines included, LDAP_BENCH_PROXY_AUDIT=0 turns them off);
   - like for like: haproxy-log, the same haproxy writing a tcplog line per connection (the work of
-    the proxy's audit line); haproxy-1t, on one thread (`nbthread 1`: the proxy is one process);
-    proxy-noaudit, the proxy without its audit line (the first haproxy logs nothing).
-The proxy's resident memory is read from /proc before any load and after its own.
+    the proxy's audit line); haproxy-1t, on one thread (`nbthread 1`), and proxy-1w, the proxy in one
+    process (`workers: 1`); proxy-noaudit, the proxy without its audit line (the first haproxy logs
+    nothing).
+The CPU of a proxy is its processes' together. Its memory is read from /proc before any load and after
+its own: the proportional share (PSS) of all its processes, which counts the pages they share once,
+as the pod's memory does, and each one's resident set.
 """
 
 from __future__ import annotations
@@ -58,10 +62,44 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system time of a process so far (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14 and 15
+def pss_mb(pid: int) -> float:
+    """A process's proportional share of the memory it maps: the pages it shares with the proxy's
+    other workers (the interpreter, its libraries) counted once over them all, as the pod's memory
+    counts them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no Pss for process {pid}")
+
+
+@dataclass
+class Memory:
+    pss: float  # MiB, all the processes together
+    rss: list[float]  # MiB, each process
+
+    @classmethod
+    def of(cls, pids: list[int]) -> Memory:
+        return cls(sum(pss_mb(pid) for pid in pids), [rss_mb(pid) for pid in pids])
+
+    def show(self) -> str:
+        return f"{self.pss:.1f} MiB (RSS {' + '.join(f'{rss:.1f}' for rss in self.rss)})"
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (the proxy's other workers)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return [pid, *children]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system time of processes so far (their threads included)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15
+    return total / CLOCK_TICKS
 
 
 def machine_ticks() -> dict[str, int]:
@@ -84,7 +122,7 @@ def version(command: list[str]) -> str:
 class Target:
     label: str
     ports: list[int]  # load process n dials ports[n % len(ports)]
-    processes: dict[str, int]  # the servers whose CPU is counted: name -> pid
+    processes: dict[str, list[int]]  # the servers whose CPU is counted: name -> their pids
 
 
 @dataclass
@@ -113,10 +151,10 @@ async def measure(target: Target) -> Measured:
             workers.append(await asyncio.create_subprocess_exec(*command, cwd=ROOT, stdout=pipe, stderr=pipe))
         outputs = asyncio.gather(*(worker.communicate() for worker in workers))
         await asyncio.sleep(max(0.0, start_at + WARMUP - time.time()))
-        before = {name: cpu_seconds(pid) for name, pid in target.processes.items()}
+        before = {name: cpu_seconds(pids) for name, pids in target.processes.items()}
         ticks_before = machine_ticks()
         await asyncio.sleep(max(0.0, start_at + WARMUP + SECONDS - time.time()))
-        after = {name: cpu_seconds(pid) for name, pid in target.processes.items()}
+        after = {name: cpu_seconds(pids) for name, pids in target.processes.items()}
         ticks_after = machine_ticks()
         results = []
         for worker, (stdout, stderr) in zip(workers, await outputs, strict=True):
@@ -161,10 +199,11 @@ async def main() -> None:
             raise SystemExit(f"the ldap benchmark needs {name} ({hint}; `make bench` installs it)")
     slapds = [LocalSlapd(users=USERS), LocalSlapd(users=USERS)]
     balancer: LocalHaproxy | None = None
-    single: LocalHaproxy | None = None  # haproxy on one thread, as the proxy is one process
+    single: LocalHaproxy | None = None  # haproxy on one thread, like the proxy with one worker
     logging_balancer: LocalHaproxy | None = None  # haproxy writing a line per connection
     proxy: LocalLdapProxy | None = None
     quiet: LocalLdapProxy | None = None  # the proxy without its audit line: haproxy's logging here
+    alone: LocalLdapProxy | None = None  # the proxy in one process (workers 1), like haproxy-1t
     measured: dict[str, Measured] = {}
     keep_proxy_log = True  # until the proxy's run is known clean
     try:
@@ -189,42 +228,42 @@ async def main() -> None:
         proxy.start()
         quiet = LocalLdapProxy(proxy.backends, settings={**proxy.settings, "audit_binds": False})
         quiet.start()
+        alone = LocalLdapProxy(proxy.backends, settings={**proxy.settings, "workers": 1})
+        alone.start()
         assert single.process is not None
         assert logging_balancer.process is not None
         assert quiet.process is not None
+        assert alone.process is not None
         assert balancer.process is not None
         assert proxy.process is not None
         up = proxy
         wait_for("both backends up in ldap-proxy", lambda: set(up.backends_state().values()) == {"up"})
-        also = quiet
-        wait_for(
-            "both backends up in the second ldap-proxy", lambda: set(also.backends_state().values()) == {"up"}
-        )
+        for other in (quiet, alone):
+            wait_for("both backends up in the other ldap-proxies",
+                     lambda other=other: set(other.backends_state().values()) == {"up"})  # fmt: skip
         await asyncio.sleep(1.0)  # a check round or two, then idle
-        proxy_idle = rss_mb(proxy.process.pid)
+        proxy_idle = Memory.of(family(proxy.process.pid))
         haproxy_idle = rss_mb(balancer.process.pid)
-        slapd_pids = {"slapd-a": a.process.pid, "slapd-b": b.process.pid}
+        slapd_pids = {"slapd-a": [a.process.pid], "slapd-b": [b.process.pid]}
         targets = [
             # the floor for the same work: both directories, the load split between them (what a
             # client with a list of servers does), no middle
             Target("direct", [a.port, b.port], slapd_pids),
-            Target("haproxy", [balancer.port], {**slapd_pids, "haproxy": balancer.process.pid}),
-            Target("ldap-proxy", [proxy.port], {**slapd_pids, "ldap-proxy": proxy.process.pid}),
-            Target("haproxy-1t", [single.port], {**slapd_pids, "haproxy": single.process.pid}),
-            Target(
-                "haproxy-log",
-                [logging_balancer.port],
-                {**slapd_pids, "haproxy": logging_balancer.process.pid},
-            ),
-            Target("proxy-noaudit", [quiet.port], {**slapd_pids, "ldap-proxy": quiet.process.pid}),
-        ]
+            Target("haproxy", [balancer.port], {**slapd_pids, "haproxy": [balancer.process.pid]}),
+            Target("ldap-proxy", [proxy.port], {**slapd_pids, "ldap-proxy": family(proxy.process.pid)}),
+            Target("haproxy-1t", [single.port], {**slapd_pids, "haproxy": [single.process.pid]}),
+            Target("proxy-1w", [alone.port], {**slapd_pids, "ldap-proxy": family(alone.process.pid)}),
+            Target("haproxy-log", [logging_balancer.port],
+                   {**slapd_pids, "haproxy": [logging_balancer.process.pid]}),
+            Target("proxy-noaudit", [quiet.port], {**slapd_pids, "ldap-proxy": family(quiet.process.pid)}),
+        ]  # fmt: skip
         for target in targets:
             for port in target.ports:
                 check_logins(target.label, port)
         proxy_binds_before = proxy.metric("matrix_stack_ldap_binds_total", result="success")
         for target in targets:
             measured[target.label] = await measure(target)
-        proxy_after = rss_mb(proxy.process.pid)
+        proxy_after = Memory.of(family(proxy.process.pid))
         proxy_binds = proxy.metric("matrix_stack_ldap_binds_total", result="success") - proxy_binds_before
         proxy_states = proxy.backends_state()
         keep_proxy_log = bool(measured["ldap-proxy"].load.failed)
@@ -239,7 +278,7 @@ async def main() -> None:
         raise
     finally:
         closers: list[Callable[[], None]] = [slapd.close for slapd in slapds]
-        for extra in (balancer, single, logging_balancer, quiet):
+        for extra in (balancer, single, logging_balancer, quiet, alone):
             if extra is not None:
                 closers.insert(0, extra.close)
         if proxy is not None:
@@ -256,8 +295,8 @@ async def main() -> None:
 
 def report(
     measured: dict[str, Measured],
-    proxy_idle: float,
-    proxy_after: float,
+    proxy_idle: Memory,
+    proxy_after: Memory,
     haproxy_idle: float,
     proxy_binds: float,
     proxy_states: dict[str, str],
@@ -298,9 +337,9 @@ def report(
           f"proxy/direct {rate['ldap-proxy'] / rate['direct']:.2f}x")  # fmt: skip
     print(f"  like for like: proxy/haproxy-log (a log line per login each) "
           f"{rate['ldap-proxy'] / rate['haproxy-log']:.2f}x  "
-          f"proxy/haproxy-1t (one thread each) {rate['ldap-proxy'] / rate['haproxy-1t']:.2f}x  "
-          f"proxy-noaudit/haproxy (no per-login log line) {rate['proxy-noaudit'] / rate['haproxy']:.2f}x  "
-          f"proxy-noaudit/haproxy-1t {rate['proxy-noaudit'] / rate['haproxy-1t']:.2f}x")  # fmt: skip
+          f"proxy-1w/haproxy-1t (one thread each) {rate['proxy-1w'] / rate['haproxy-1t']:.2f}x  "
+          f"proxy/proxy-1w (what the second worker brings) {rate['ldap-proxy'] / rate['proxy-1w']:.2f}x  "
+          f"proxy-noaudit/haproxy (no per-login log line) {rate['proxy-noaudit'] / rate['haproxy']:.2f}x")  # fmt: skip
     # What the load on the machine moves least: the work per login. Per CPU-second of the middle
     # (the proxy or haproxy), and the directories' CPU per 1000 logins (a middle that reuses backend
     # connections saves them work; one that wins only by taking their CPU would not show it here).
@@ -319,11 +358,12 @@ def report(
     if "ldap-proxy" in efficiency and "haproxy" in efficiency:
         print(f"  per middle CPU-second: proxy/haproxy {efficiency['ldap-proxy'] / efficiency['haproxy']:.2f}x  "
               f"proxy/haproxy-log {efficiency['ldap-proxy'] / efficiency['haproxy-log']:.2f}x  "
-              f"proxy/haproxy-1t {efficiency['ldap-proxy'] / efficiency['haproxy-1t']:.2f}x  "
+              f"proxy-1w/haproxy-1t {efficiency['proxy-1w'] / efficiency['haproxy-1t']:.2f}x  "
               f"proxy-noaudit/haproxy {efficiency['proxy-noaudit'] / efficiency['haproxy']:.2f}x")  # fmt: skip
-    verdict = "ok" if proxy_idle < RSS_TARGET_MB else "OVER TARGET"
-    print(f"  ldap-proxy RSS: idle {proxy_idle:.1f} MiB (target < {RSS_TARGET_MB:.0f} MiB: {verdict}), "
-          f"after load {proxy_after:.1f} MiB; haproxy idle {haproxy_idle:.1f} MiB")  # fmt: skip
+    verdict = "ok" if proxy_idle.pss < RSS_TARGET_MB else "OVER TARGET"
+    print(f"  ldap-proxy memory (PSS of its {len(proxy_idle.rss)} processes): idle {proxy_idle.show()} "
+          f"(target < {RSS_TARGET_MB:.0f} MiB: {verdict}), after load {proxy_after.show()}; haproxy idle "
+          f"RSS {haproxy_idle:.1f} MiB")  # fmt: skip
     proxy_load = measured["ldap-proxy"].load
     print(f"  ldap-proxy counted {proxy_binds:.0f} successful binds during its run (load generator: "
           f"{proxy_load.total_ok}); backends after load: {proxy_states}; "

@@ -250,7 +250,8 @@ def test_round_robin_turns_go_to_requests_not_to_probes(
     directories: tuple[LocalSlapd, LocalSlapd], proxies: list[LocalLdapProxy]
 ) -> None:
     a, b = directories
-    proxy = start_proxy(proxies, [plain(a, "a"), plain(b, "b")], balance="round_robin")
+    # one worker: each worker takes its own turns (the kernel spreads connections over them)
+    proxy = start_proxy(proxies, [plain(a, "a"), plain(b, "b")], balance="round_robin", workers=1)
     for _ in range(4):
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=5):
             pass  # what ldap3's ServerPool does before each real connection: connect, close
@@ -751,6 +752,104 @@ def test_proxy_protocol_v2_header_is_accepted_by_haproxy(
         stop(process)
 
 
+# --- workers: processes sharing the ports --------------------------------------------------------
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The main process's children: the other workers."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return children
+
+
+def gone(pid: int) -> bool:
+    """Exited and reaped, or a zombie waiting for its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_share_the_ports_and_one_control_plane_counts_them_all(
+    directories: tuple[LocalSlapd, LocalSlapd], proxies: list[LocalLdapProxy]
+) -> None:
+    a, b = directories
+    proxy = start_proxy(proxies, [plain(a, "a"), plain(b, "b")], workers=3, balance="round_robin")
+    assert proxy.process is not None
+    assert len(worker_pids(proxy.process.pid)) == 2
+    dn = a.user_dn("alice")
+    assert [ldap_bind(proxy.port, dn, ALICE.password) for _ in range(60)] == [0] * 60
+    assert ldap_bind(proxy.port, dn, "wrong") == 49
+    workers = httpx.get(proxy.control + "/backends").json()["workers"]
+    assert [worker["worker"] for worker in workers] == [0, 1, 2]
+    assert all(worker["accepted"] > 0 for worker in workers), workers  # the kernel spread the connections
+    assert sum(worker["accepted"] for worker in workers) == 61
+    # the counts of all three, as of the scrape
+    assert proxy.metric("matrix_stack_ldap_binds_total", result="success") == 60
+    assert proxy.metric("matrix_stack_ldap_binds_total", result="invalidCredentials") == 1
+    assert proxy.metric("matrix_stack_ldap_connections_total", listener="ldap") == 61
+    assert len(bind_lines(proxy, 61)) == 61  # every worker's audit lines, whole, in the one log
+    assert_clean(proxy)
+
+
+def test_a_worker_that_dies_is_replaced_and_what_it_counted_is_kept(
+    directories: tuple[LocalSlapd, LocalSlapd], proxies: list[LocalLdapProxy]
+) -> None:
+    a, _ = directories
+    proxy = start_proxy(proxies, [plain(a)], workers=2)
+    assert proxy.process is not None
+    dn = a.user_dn("alice")
+    assert [ldap_bind(proxy.port, dn, ALICE.password) for _ in range(30)] == [0] * 30
+    assert proxy.metric("matrix_stack_ldap_binds_total", result="success") == 30
+    [worker] = worker_pids(proxy.process.pid)
+    os.kill(worker, 9)
+    deadline = time.monotonic() + 15
+    while not gone(worker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The kernel closes a dead process's sockets a moment after it exits; until then its listener
+    # still takes its share of new connections, and they are reset (a crash's cost with SO_REUSEPORT).
+    time.sleep(0.2)
+    assert [ldap_bind(proxy.port, dn, ALICE.password) for _ in range(10)] == [0] * 10  # the main one serves
+    while worker_pids(proxy.process.pid) in ([], [worker]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [replacement] = worker_pids(proxy.process.pid)
+    assert replacement != worker
+    while len(httpx.get(proxy.control + "/backends").json()["workers"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [ldap_bind(proxy.port, dn, ALICE.password) for _ in range(30)] == [0] * 30
+    assert proxy.metric("matrix_stack_ldap_binds_total", result="success") == 70
+    exited = [
+        line for line in proxy.log_lines() if line.get("msg") == "an LDAP worker exited; starting another"
+    ]
+    assert [(line["level"], line["code"]) for line in exited] == [("ERROR", -9)]
+
+
+def test_the_workers_end_with_the_main_process(
+    directories: tuple[LocalSlapd, LocalSlapd], proxies: list[LocalLdapProxy]
+) -> None:
+    """Stopped, the main process stops its workers (each drains); killed, its workers see the channel
+    close, drain and exit: none is left serving on its own."""
+    a, _ = directories
+    for how in ("stop", "kill"):
+        proxy = start_proxy(proxies, [plain(a)], workers=3)
+        assert proxy.process is not None
+        main, workers = proxy.process, worker_pids(proxy.process.pid)
+        assert len(workers) == 2
+        assert ldap_bind(proxy.port, a.user_dn("alice"), ALICE.password) == 0
+        if how == "stop":
+            proxy.stop()
+            assert main.returncode == 0
+        else:
+            main.kill()
+            main.wait()
+        deadline = time.monotonic() + 10
+        while not all(gone(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(gone(pid) for pid in workers), how
+        assert not port_open(proxy.port), how
+
+
 # --- control plane, config ------------------------------------------------------------------------
 
 
@@ -814,6 +913,11 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"LDAP_PROXY_BACKENDS": '[{"name": "a", "host": "h"}]', "LDAP_PROXY_CHECK_TYPE": "bind"},
          "config error: LDAP_PROXY_CHECK_TYPE=bind needs LDAP_PROXY_CHECK_BIND_DN and LDAP_PROXY_CHECK_PASSWORD "
          "(or LDAP_PROXY_CHECK_PASSWORD_FILE)"),
+        ({"LDAP_PROXY_BACKENDS": '[{"name": "a", "host": "h"}]', "LDAP_PROXY_WORKERS": "2",
+          "LDAP_PROXY_BIND_FAILURE_LIMIT": "5"},
+         "config error: LDAP_PROXY_WORKERS above 1 with LDAP_PROXY_BIND_FAILURE_LIMIT: the limit counts a DN's "
+         "failures in one process, and each worker would allow as many; leave workers unset (1 with the limit) "
+         "or set it to 1"),
         ({"LDAP_PROXY_BACKENDS": '[{"name": "a", "host": "h"}]', "LDAP_PROXY_CHECK_PASSWORD_FILE": "/nonexistent"},
          "config error: LDAP_PROXY_CHECK_PASSWORD_FILE: cannot read /nonexistent: No such file or directory"),
         ({"LDAP_PROXY_BACKENDS": '[{"name": "a", "host": "h"}]', "LDAP_PROXY_TLS_CERT_FILE": "/nonexistent",

@@ -134,3 +134,39 @@ def test_in_a_loop_hot_lines_share_a_write_and_an_ordinary_line_brings_them_out(
         return seen
 
     assert asyncio.run(run()) == [[], ["bind1", "bind2"], ["bind3", "ordinary"]]
+
+
+class Writes(io.StringIO):
+    """A stream that keeps each write apart, as a pipe takes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_lines_reach_the_stream_in_writes_a_pipe_never_splits(stream: io.StringIO) -> None:
+    """Many lines in one turn (ldap-proxy's workers each write their audit lines to the one stderr):
+    writes of at most PIPE_BUF bytes, each a run of whole lines, none lost or reordered."""
+    kit_only()
+    out = Writes()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logs.LoopBatchingHandler)
+    handler.setStream(out)
+    logger = logging.getLogger("matrix_stack.test.piped")
+
+    async def run() -> None:
+        for n in range(400):
+            logs.HotLines(logger).info("bind", {"n": n, "dn": "uid=émile,ou=people" if n % 7 else "x" * 5000})
+        await asyncio.sleep(logs.HOT_WAIT * 2)
+
+    asyncio.run(run())
+    assert len(out.writes) > 10
+    for piece in out.writes:
+        assert piece.endswith("\n")
+        pieces_lines = piece.splitlines()
+        assert len(piece.encode()) <= logs.PIPE_BUF or len(pieces_lines) == 1  # a long line alone
+    assert [line["n"] for line in lines(out)] == list(range(400))

@@ -45,7 +45,7 @@ async def directory_port() -> AsyncIterator[int]:
 def settings(*backends: dict[str, Any]) -> LdapProxySettings:
     return LdapProxySettings(
         listen_host="127.0.0.1", listen_port=free_port(), backends=list(backends), check_interval=60,
-        check_timeout=2, log_json=False,
+        check_timeout=2, log_json=False, workers=1,  # one process: this tier runs in-process
     )  # fmt: skip
 
 

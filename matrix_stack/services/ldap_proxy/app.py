@@ -12,6 +12,6 @@ from matrix_stack.services.ldap_proxy.proxy import LdapProxy
 
 def routes(settings: LdapProxySettings, proxy: LdapProxy) -> list[BaseRoute]:
     async def backends(request: Request) -> Response:
-        return JSONResponse(proxy.describe())
+        return JSONResponse(await proxy.describe())
 
     return [Route("/backends", backends, methods=["GET"])]

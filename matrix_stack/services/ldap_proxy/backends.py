@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ class BackendState:
     # Idle connections, newest last, for sessions that begin with a bind (which resets whatever the
     # connection was bound as): no TCP or TLS set-up per login, for the proxy or the directory.
     idle: list[tuple[asyncio.Transport, UpstreamSide, float]] = field(default_factory=list)
+    limit: int = 0  # this process's share of the backend's max_connections (0: none)
 
     def __post_init__(self) -> None:
         self.context = client_context(self.config)
@@ -45,12 +47,12 @@ class BackendState:
 
     def full(self) -> bool:
         """At the backend's limit, counting idle connections (they are connections to it too)."""
-        limit = self.config.max_connections
+        limit = self.limit
         return bool(limit) and self.active + len(self.idle) >= limit
 
     def drop_one_idle(self) -> bool:
         """Make room under the limit by closing the oldest idle connection, if there is one."""
-        if not self.idle or (self.config.max_connections and self.active >= self.config.max_connections):
+        if not self.idle or (self.limit and self.active >= self.limit):
             return False
         transport, _, _ = self.idle.pop(0)
         transport.close()
@@ -66,9 +68,7 @@ class BackendState:
         return None
 
     def park(self, transport: asyncio.Transport, protocol: UpstreamSide, now: float, limit: int) -> bool:
-        over = (
-            bool(self.config.max_connections) and self.active + len(self.idle) > self.config.max_connections
-        )
+        over = bool(self.limit) and self.active + len(self.idle) > self.limit
         if len(self.idle) >= limit or not self.up or over:
             return False
         self.idle.append((transport, protocol, now))
@@ -108,15 +108,19 @@ class Pool:
     def __init__(self, settings: LdapProxySettings, metrics: LdapMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.backends = [BackendState(backend) for backend in settings.backends]
+        self.backends = [BackendState(backend, limit=settings.share(backend.max_connections))
+                         for backend in settings.backends]  # fmt: skip
+        self.by_name = {state.name: state for state in self.backends}
+        # With workers: the main process's checks tell the others when a backend goes up or down
+        # (`changed`), and the others hand their failed connects to it (`failed_elsewhere`).
+        self.changed: Callable[[], None] = lambda: None
+        self.failed_elsewhere: Callable[[BackendState], None] | None = None
         password = settings.check_password.get_secret_value() if settings.check_password else ""
         self.request = CheckRequest(settings.check_type, settings.check_bind_dn or "", password)
         self._turns = [0, 0]  # primaries, backups: each group takes its own turns
         self._usable: tuple[BackendState, ...] | None = None
-        self._primaries: list[BackendState] = []
-        self._backups: list[BackendState] = []
-        self._slots: list[BackendState] = []
-        self._backup_slots: list[BackendState] = []
+        # each group's (primaries, backups) order for each turn, from the usable states
+        self._orders: tuple[list[list[BackendState]], list[list[BackendState]]] = ([[]], [[]])
         self._tasks: list[asyncio.Task[None]] = []
         metrics.tallies.backends = lambda: [(state.name, state.active) for state in self.backends]
         for state in self.backends:
@@ -128,28 +132,34 @@ class Pool:
         return any(state.up for state in self.backends)
 
     def candidates(self) -> list[BackendState]:
-        """Where to try a new connection, in order; empty when nothing is up."""
+        """Where to try a new connection, in order; empty when nothing is up. Not for changing: the
+        orders are worked out when the states change, not for every connection."""
         usable = tuple(s for s in self.backends if s.up and not s.full())
-        if usable != self._usable:  # the orders change only with the states: computed then
+        if usable != self._usable:
             self._usable = usable
-            primaries = [s for s in usable if not s.config.backup]
-            backups = [s for s in usable if s.config.backup]
-            self._primaries, self._backups = primaries, backups
-            self._slots = [s for s in primaries for _ in range(s.config.weight)]
-            self._backup_slots = [s for s in backups for _ in range(s.config.weight)]
-        return self._order(self._primaries, self._slots, 0) + self._order(
-            self._backups, self._backup_slots, 1
-        )
+            self._orders = (self._turn_orders([s for s in usable if not s.config.backup]),
+                            self._turn_orders([s for s in usable if s.config.backup]))  # fmt: skip
+        primaries = self._order(0)
+        backups = self._order(1)
+        return primaries + backups if backups else primaries
 
-    def _order(self, states: list[BackendState], slots: list[BackendState], group: int) -> list[BackendState]:
-        balance = self.settings.balance
-        if balance is Balance.first or len(states) < 2:
-            return states
-        if balance is Balance.least_conn:
+    def _turn_orders(self, states: list[BackendState]) -> list[list[BackendState]]:
+        """A group's order for each turn: one for `first` and `least_conn` (sorted when used), one per
+        weighted slot for `round_robin`."""
+        if self.settings.balance is not Balance.round_robin or len(states) < 2:
+            return [states]
+        slots = [s for s in states for _ in range(s.config.weight)]
+        return [list(dict.fromkeys(slots[turn:] + slots[:turn])) for turn in range(len(slots))]
+
+    def _order(self, group: int) -> list[BackendState]:
+        orders = self._orders[group]
+        if len(orders) > 1:  # round robin: the next turn
+            turn = self._turns[group] = (self._turns[group] + 1) % len(orders)
+            return orders[turn]
+        states = orders[0]
+        if self.settings.balance is Balance.least_conn and len(states) > 1:
             return sorted(states, key=lambda s: s.active / s.config.weight)  # stable: ties keep order
-        turn = self._turns[group] = (self._turns[group] + 1) % len(slots)  # weighted round robin
-        rotated = slots[turn:] + slots[:turn]
-        return list(dict.fromkeys(rotated))
+        return states
 
     def opened(self, state: BackendState) -> None:
         state.active += 1
@@ -158,7 +168,10 @@ class Pool:
         state.active -= 1
 
     def connect_failed(self, state: BackendState) -> None:
-        """Check again now rather than at the next interval."""
+        """Check again now rather than at the next interval (where the checks run)."""
+        if self.failed_elsewhere is not None:
+            self.failed_elsewhere(state)
+            return
         self.metrics.connect_failures.labels(state.name).inc()
         now = time.monotonic()
         if now - state.woken_at >= RECHECK_AFTER_FAILURE_SECONDS:
@@ -189,6 +202,22 @@ class Pool:
         if not state.up:
             state.drop_idle()
         self.metrics.backend_up.labels(state.name).set(1 if state.up else 0)
+        if state.up != was_up:
+            self.changed()
+
+    def states(self) -> dict[str, bool]:
+        """Which backends are up, by name (what the main process tells the other workers)."""
+        return {state.name: state.up for state in self.backends}
+
+    def take_states(self, up: dict[str, bool]) -> None:
+        """The main process's view of the backends, in a worker that runs no checks."""
+        for name, is_up in up.items():
+            state = self.by_name.get(name)
+            if state is None:
+                continue
+            state.up, state.checked = is_up, True
+            if not is_up:
+                state.drop_idle()
 
     async def check_once(self, state: BackendState) -> None:
         settings = self.settings

@@ -102,6 +102,14 @@ def pdu_length(buf: bytes | bytearray | memoryview, start: int = 0) -> int:
     return 2 + octets + length
 
 
+def whole_pdu(buf: bytes) -> bool:
+    """`buf` is exactly one LDAPMessage, as far as its length says (never raises: garbage is False)."""
+    try:
+        return pdu_length(buf) == len(buf)
+    except BerError:
+        return False
+
+
 def read_tlv(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int, int]:
     """(tag, value start, value end) of the element at `pos`, which must lie before `end`."""
     if pos + 2 > end:
@@ -124,7 +132,7 @@ def read_tlv(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int, int
     return tag, pos, pos + length
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to make, and one is made per PDU
 class Envelope:
     message_id: int
     op: int  # the protocolOp tag
@@ -134,6 +142,24 @@ class Envelope:
 
 def envelope(pdu: bytes | memoryview) -> Envelope:
     """Message id and operation of one framed PDU."""
+    size = len(pdu)
+    # The usual request (short lengths, a message id of 1 to 4 octets, no controls) is read in place:
+    # a fraction of the calls and tuples below. Any other goes the long way, which names what is wrong.
+    if 7 <= size <= 0x81 and pdu[0] == SEQUENCE and pdu[1] == size - 2 and pdu[2] == INTEGER:
+        op_at = 4 + pdu[3]
+        if (
+            5 <= op_at <= 8
+            and op_at + 2 <= size
+            and pdu[op_at + 1] == size - op_at - 2
+            and pdu[op_at] & 0x1F != 0x1F
+        ):
+            message_id = int.from_bytes(pdu[4:op_at], "big", signed=True)
+            if message_id >= 0:
+                return Envelope(message_id, pdu[op_at], op_at + 2, size)
+    return _envelope(pdu)
+
+
+def _envelope(pdu: bytes | memoryview) -> Envelope:
     tag, start, end = read_tlv(pdu, 0, len(pdu))
     if tag != SEQUENCE or end != len(pdu):
         raise BerError("not a single LDAPMessage")
@@ -147,7 +173,7 @@ def envelope(pdu: bytes | memoryview) -> Envelope:
     return Envelope(message_id, op, op_start, op_end)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BindRequest:
     version: int
     name: str
@@ -156,6 +182,21 @@ class BindRequest:
 
 
 def bind_request(pdu: bytes, env: Envelope) -> BindRequest:
+    start, end = env.op_start, env.op_end
+    # The usual bind (a one-octet version, a DN and a simple password of short lengths) is read in place.
+    if end - start >= 7 and pdu[start] == INTEGER and pdu[start + 1] == 1 and pdu[start + 3] == OCTET_STRING:
+        auth = start + 5 + pdu[start + 4]
+        if (
+            auth + 2 <= end
+            and pdu[auth] == 0x80
+            and pdu[start + 4] < 0x80
+            and pdu[auth + 1] == end - auth - 2 < 0x80
+        ):
+            return BindRequest(pdu[start + 2], _dn(pdu[start + 5 : auth]), True, auth + 2 < end)
+    return _bind_request(pdu, env)
+
+
+def _bind_request(pdu: bytes, env: Envelope) -> BindRequest:
     tag, start, end = read_tlv(pdu, env.op_start, env.op_end)
     if tag != INTEGER or end - start != 1:
         raise BerError("bind version")
@@ -163,16 +204,20 @@ def bind_request(pdu: bytes, env: Envelope) -> BindRequest:
     tag, start, end = read_tlv(pdu, end, env.op_end)
     if tag != OCTET_STRING:
         raise BerError("bind name")
-    try:
-        name = pdu[start:end].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BerError("a bind DN that is not UTF-8") from exc
+    name = _dn(pdu[start:end])
     tag, start, end = read_tlv(pdu, end, env.op_end)
     if tag == 0x80:
         return BindRequest(version, name, True, end > start)
     if tag == 0xA3:
         return BindRequest(version, name, False, True)
     raise BerError(f"bind authentication choice 0x{tag:02x}")
+
+
+def _dn(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BerError("a bind DN that is not UTF-8") from exc
 
 
 def extended_request_oid(pdu: bytes, env: Envelope) -> str:
@@ -291,6 +336,18 @@ def _head(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int, int] | 
 def peek(buf: bytes | bytearray) -> tuple[int, int, int, int | None] | None:
     """(total length, message id, operation, result code) from the head of a response, before the
     rest of it has arrived; None while the head is incomplete. The code is read for final responses."""
+    # The usual answer (short lengths, a one-octet message id and result code) is read in place.
+    length = buf[1] if len(buf) >= 10 else 0
+    if 8 <= length < 0x80 and buf[0] == SEQUENCE and buf[2] == INTEGER and buf[3] == 1 and buf[6] < 0x80:
+        op = buf[5]
+        if op not in FINAL_RESPONSES:
+            return length + 2, buf[4], op, None
+        if buf[7] == ENUMERATED and buf[8] == 1:
+            return length + 2, buf[4], op, buf[9]
+    return _peek(buf)
+
+
+def _peek(buf: bytes | bytearray) -> tuple[int, int, int, int | None] | None:
     total = pdu_length(buf)
     if total < 0:
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -13,6 +13,10 @@ from pydantic_settings import SettingsConfigDict
 from matrix_stack.shared.kit.settings import CommaList, KitSettings
 
 STARTTLS_OID = "1.3.6.1.4.1.1466.20037"
+# Two processes serving LDAP: in the ldap benchmark on a shared machine, one process is as fast while
+# the machine is quiet and falls to 0.7x haproxy when other work queues for the CPUs (it gets one
+# thread's share of them, haproxy two); two keep 1.3-1.6x. One more process of ~35 MiB.
+DEFAULT_WORKERS = 2
 WHOAMI_OID = "1.3.6.1.4.1.4203.1.11.3"
 
 
@@ -104,6 +108,11 @@ class LdapProxySettings(KitSettings):
     bind_failure_limit: int = Field(default=0, ge=0, description="Failed binds per DN per window; 0: off")
     bind_failure_window: float = Field(default=300.0, gt=0)
     audit_binds: bool = True
+    workers: int | None = Field(
+        default=None, ge=1, le=64,
+        description=f"Processes serving LDAP on the same ports (SO_REUSEPORT); default {DEFAULT_WORKERS}, "
+        "1 with the failed-bind limit (it counts a DN's failures in one process)",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _consistent(self) -> LdapProxySettings:
@@ -133,6 +142,12 @@ class LdapProxySettings(KitSettings):
                 "LDAP_PROXY_CHECK_TYPE=bind needs LDAP_PROXY_CHECK_BIND_DN and LDAP_PROXY_CHECK_PASSWORD "
                 "(or LDAP_PROXY_CHECK_PASSWORD_FILE)"
             )
+        if self.workers is not None and self.workers > 1 and self.bind_failure_limit:
+            raise ValueError(
+                "LDAP_PROXY_WORKERS above 1 with LDAP_PROXY_BIND_FAILURE_LIMIT: the limit counts a DN's "
+                "failures in one process, and each worker would allow as many; leave workers unset (1 with "
+                "the limit) or set it to 1"
+            )
         if self.check_timeout >= self.check_interval:
             raise ValueError("LDAP_PROXY_CHECK_TIMEOUT must be shorter than LDAP_PROXY_CHECK_INTERVAL")
         if self.listen_port in (self.port, self.ldaps_port) or self.port == self.ldaps_port:
@@ -140,6 +155,25 @@ class LdapProxySettings(KitSettings):
                 "LDAP_PROXY_LISTEN_PORT, LDAP_PROXY_LDAPS_PORT and LDAP_PROXY_PORT (HTTP) must differ"
             )
         return self
+
+    def for_workers(self) -> dict[str, Any]:
+        """Every field as plain JSON, secrets included: what the main process hands the other workers
+        (over their socketpair), so they serve exactly its settings however it got them."""
+        values = self.model_dump(mode="json")
+        for name in type(self).model_fields:
+            if isinstance(secret := getattr(self, name), SecretStr):
+                values[name] = secret.get_secret_value()
+        return values
+
+    @property
+    def worker_count(self) -> int:
+        """Processes serving LDAP: as set, else the measured default (1 with the failed-bind limit)."""
+        return self.workers or (1 if self.bind_failure_limit else DEFAULT_WORKERS)
+
+    def share(self, limit: int) -> int:
+        """One worker's part of a limit for the whole proxy (connections): the connections the kernel
+        spreads over the workers' listeners meet one worker's limit each (0: no limit stays none)."""
+        return -(-limit // self.worker_count)
 
     @property
     def starttls_mode(self) -> Literal["terminate", "passthrough", "off"]:

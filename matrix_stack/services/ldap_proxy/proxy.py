@@ -10,13 +10,15 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from matrix_stack.services.ldap_proxy.backends import Pool
 from matrix_stack.services.ldap_proxy.bind_limit import BindLimiter
 from matrix_stack.services.ldap_proxy.config import LdapProxySettings
-from matrix_stack.services.ldap_proxy.metrics import LdapMetrics
+from matrix_stack.services.ldap_proxy.metrics import LdapMetrics, Snapshot
 from matrix_stack.services.ldap_proxy.session import ClientConnection
+from matrix_stack.services.ldap_proxy.workers import Workers
 from matrix_stack.shared.kit.errors import StartupError
 
 log = logging.getLogger("matrix_stack.ldap_proxy")
@@ -41,8 +43,15 @@ def server_context(settings: LdapProxySettings) -> ssl.SSLContext | None:
 
 
 class LdapProxy:
-    def __init__(self, settings: LdapProxySettings, metrics: LdapMetrics | None = None) -> None:
+    """The main process (`main`: it runs the checks, and starts the other workers if there are to be
+    any), or one of the other workers (its backends' states from the main one, `report` its tallies'
+    way there)."""
+
+    def __init__(
+        self, settings: LdapProxySettings, metrics: LdapMetrics | None = None, *, main: bool = True
+    ) -> None:
         self._settings = settings
+        self.main = main
         self._metrics = metrics or LdapMetrics()
         self.server_context = server_context(settings)
         self.pool = Pool(settings, self._metrics)
@@ -55,13 +64,22 @@ class LdapProxy:
         self._pruned_at = time.monotonic()
         self._tallies = self._metrics.tallies
         self._tallies.active = lambda: len(self.sessions)
+        self._tallies.idle = lambda: [(state.name, len(state.idle)) for state in self.pool.backends]
+        self._max_sessions = settings.share(settings.max_connections)
+        self.workers: Workers | None = None  # the other workers, in the main process
+        self.report: Callable[[Snapshot], None] | None = None  # in another worker: to the main process
+        if main and settings.worker_count > 1:
+            self.workers = Workers(settings, self.pool, settings.worker_count - 1)
+            self._tallies.peers = self.workers.snapshots
+            self._metrics.ask_peers = self.workers.refresh
+            self.pool.changed = self.workers.broadcast
 
     # --- the sessions' Registry (per connection: the fields, not the properties, save a call) -------
 
     def admit(self, session: ClientConnection) -> bool:
         self.sessions.add(session)
         self._tallies.accepted[session.listener] += 1
-        return len(self.sessions) <= self._settings.max_connections
+        return len(self.sessions) <= self._max_sessions
 
     def forget(self, session: ClientConnection) -> None:
         session.count_bytes()
@@ -79,8 +97,8 @@ class LdapProxy:
 
     async def start(self) -> None:
         settings = self.settings
-        # Check first, so the listener opens knowing which backends are up.
-        await self.pool.check_all()
+        if self.main:  # check first, so the listener opens knowing which backends are up
+            await self.pool.check_all()
         listeners: list[tuple[str, int, ssl.SSLContext | None]] = [("ldap", settings.listen_port, None)]
         if settings.ldaps_port is not None:
             listeners.append(("ldaps", settings.ldaps_port, self.server_context))
@@ -93,6 +111,7 @@ class LdapProxy:
                 server = await loop.create_server(
                     session,
                     settings.listen_host, port, ssl=context, backlog=1024, reuse_address=True,
+                    reuse_port=settings.worker_count > 1,
                     ssl_handshake_timeout=settings.connect_timeout if context else None,
                 )  # fmt: skip
             except OSError as exc:
@@ -100,13 +119,22 @@ class LdapProxy:
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
                 raise StartupError(f"cannot listen on {settings.listen_host}:{port}: {reason}") from exc
             self._servers.append(server)
-        self.pool.start()
+        if self.main:
+            self.pool.start()
+        if self.workers is not None:
+            try:
+                await self.workers.start()
+            except StartupError:
+                await self._close_servers()
+                await self.pool.stop()
+                raise
         self._sweeper = asyncio.create_task(self._sweep(), name="ldap-sweep")
         self._started = True
         up = [state.name for state in self.pool.backends if state.up]
         log.info("listening", extra={
             "ldap": f"{settings.listen_host}:{settings.listen_port}", "ldaps": settings.ldaps_port,
             "backends_up": up, "starttls": settings.starttls_mode, "read_only": settings.read_only,
+            "workers": settings.worker_count if self.main else None,
         })  # fmt: skip
 
     async def _close_servers(self) -> None:
@@ -122,18 +150,26 @@ class LdapProxy:
         self._started = False
         for server in self._servers:
             server.close()
-        if self.sessions:  # let logins in flight finish
-            self._drained.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), self.settings.shutdown_drain_seconds)
-        for session in list(self.sessions):
-            session.close()
+        drain = self.settings.shutdown_drain_seconds
+        if self.workers is not None:
+            await asyncio.gather(self._drain(drain), self.workers.stop(drain))
+        else:
+            await self._drain(drain)
         await self._close_servers()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.pool.stop()
+
+    async def _drain(self, seconds: float) -> None:
+        """Let logins in flight finish, then close what is left."""
+        if self.sessions:
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), seconds)
+        for session in list(self.sessions):
+            session.close()
 
     async def ready(self) -> bool:
         return self._started and self.pool.any_up()
@@ -145,9 +181,26 @@ class LdapProxy:
     def secrets(self) -> list[str]:
         return self.settings.secrets()
 
-    def describe(self) -> dict[str, Any]:
-        return {"balance": self.settings.balance.value, "connections": len(self.sessions),
-                "backends": [state.describe() for state in self.pool.backends]}  # fmt: skip
+    def snapshot(self) -> Snapshot:
+        """This process's tallies as of now, its sessions' bytes so far included."""
+        for session in self.sessions:
+            session.count_bytes()
+        return self._tallies.snapshot()
+
+    async def describe(self) -> dict[str, Any]:
+        """What /backends shows; the connections are all the workers', as of now."""
+        await self._metrics.refresh()
+        now = self._tallies.merged()
+        backends = [state.describe() for state in self.pool.backends]
+        for backend in backends:
+            backend["connections"] = now["backends"].get(backend["name"], 0)
+            backend["idle_connections"] = now["idle"].get(backend["name"], 0)
+        accepted = sum(self._tallies.accepted.values())
+        workers = [{"worker": 0, "pid": os.getpid(), "accepted": accepted}]
+        if self.workers is not None:
+            workers += self.workers.describe()
+        return {"balance": self.settings.balance.value, "connections": now["totals"]["active"],
+                "workers": workers, "backends": backends}  # fmt: skip
 
     def _certificate_stamp(self) -> tuple[float, ...]:
         files = (self.settings.tls_cert_file, self.settings.tls_key_file)
@@ -197,4 +250,6 @@ class LdapProxy:
         for session in list(self.sessions):
             session.count_bytes()  # long sessions show their traffic as it goes
             session.expire(now)
+        if self.report is not None:
+            self.report(self._tallies.snapshot())  # the sessions' bytes were just counted
         return stamp, stamp_checked

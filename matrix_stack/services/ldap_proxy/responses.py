@@ -27,6 +27,11 @@ class ResponseHeads:
             self._skip -= len(data)
             return
         head = self._head
+        if not head and not self._skip:  # the usual read, one whole response: its head read in place
+            peeked = ber.peek(data)
+            if peeked is not None and peeked[0] == len(data):
+                seen(peeked[1], peeked[2], peeked[3])
+                return
         head += memoryview(data)[self._skip :]
         self._skip = 0
         while head:

@@ -139,8 +139,11 @@ class ClientConnection(asyncio.Protocol):
             self._send_up(data)
             return
         buf = self.buffer
-        buf += data
         limit = self.settings.max_pdu_bytes
+        if not buf and self.state is OPEN and ber.whole_pdu(data) and len(data) <= limit:
+            self._request(data)  # the usual read, one whole request: used as it came, not copied
+            return
+        buf += data
         while buf and self.state is OPEN:
             try:
                 length = ber.pdu_length(buf)
@@ -289,7 +292,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _answer(self, response: bytes, reason: str, operation: str) -> None:
         """A response the proxy gives itself, instead of forwarding the request."""
-        self.metrics.refusals.labels(reason).inc()
+        self.metrics.tallies.refused(reason)
         log.info("answered by the proxy", extra={"operation": operation, "reason": reason,
                                                  "client": _show(self.peer)})  # fmt: skip
         self._to_client(response)
@@ -365,7 +368,7 @@ class ClientConnection(asyncio.Protocol):
                 ssl_handshake_timeout=self.settings.connect_timeout,
             )  # fmt: skip
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            self.metrics.refusals.labels("tls_handshake").inc()
+            self.metrics.tallies.refused("tls_handshake")
             log.warning("connection closed", extra={"reason": "tls_handshake", "detail": f"StartTLS: {exc}",
                                                     "client": _show(self.peer)})  # fmt: skip
             self.transport.abort()
@@ -582,14 +585,14 @@ class ClientConnection(asyncio.Protocol):
 
     def refuse(self, reason: str, code: int, message: str) -> None:
         """Tell the client why (a notice of disconnection) and close: it never waits on a dead end."""
-        self.metrics.refusals.labels(reason).inc()
+        self.metrics.tallies.refused(reason)
         log.warning("connection refused", extra={"reason": reason, "client": _show(self.peer)})
         self._to_client(ber.notice_of_disconnection(code, message))
         self.close()
 
     def fail(self, reason: str, detail: str) -> None:
         """Bad input: one log line and this connection closed; nothing else is touched."""
-        self.metrics.refusals.labels(reason).inc()
+        self.metrics.tallies.refused(reason)
         log.warning("connection closed", extra={"reason": reason, "detail": detail,
                                                 "client": _show(self.peer)})  # fmt: skip
         self._to_client(ber.notice_of_disconnection(ber.PROTOCOL_ERROR, detail))

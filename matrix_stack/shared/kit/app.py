@@ -38,6 +38,7 @@ def health_routes(component: Component) -> list[BaseRoute]:
         return JSONResponse({"status": "not ready", **component.readiness()}, status_code=503)
 
     async def metrics(request: Request) -> Response:
+        await component.metrics.refresh()
         return Response(generate_latest(component.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return [

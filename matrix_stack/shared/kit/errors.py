@@ -3,7 +3,10 @@ the kit's app or server."""
 
 from __future__ import annotations
 
-from starlette.responses import Response
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a type only: processes without HTTP (ldap-proxy's workers) need no starlette
+    from starlette.responses import Response
 
 
 class StartupError(Exception):

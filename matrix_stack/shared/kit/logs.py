@@ -8,7 +8,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TextIO
 
 import orjson
@@ -28,6 +28,7 @@ _TOKEN_PATTERNS = [
 ]
 
 
+PIPE_BUF = 4096  # POSIX's least; Linux's own
 HOT_WAIT = 0.05  # seconds a hot path's line may wait to share a write: ~20 writes a second of them
 # Each token pattern needs one of these words; a line without them cannot match.
 _TOKEN_WORDS = ("access_token", "bearer", "password", "secret", "token")
@@ -156,8 +157,9 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._lines:
             lines, self._lines = self._lines, []
             try:
-                self.stream.write("\n".join(lines) + "\n")
-                self.stream.flush()
+                for piece in _pieces(lines):
+                    self.stream.write(piece)
+                    self.stream.flush()
             except Exception:
                 self.handleError(logging.makeLogRecord({"msg": "writing log lines failed"}))
 
@@ -165,6 +167,23 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             self._write()
             super().flush()
+
+
+def _pieces(lines: list[str]) -> Iterator[str]:
+    """The lines in writes of at most PIPE_BUF bytes, cut between lines (a longer line alone): the
+    kernel never splits such a write to a pipe, so processes sharing one (ldap-proxy's workers, a
+    container's stderr) never cut into each other's lines."""
+    piece: list[str] = []
+    size = 0
+    for line in lines:
+        length = (len(line) if line.isascii() else len(line.encode())) + 1
+        if piece and size + length > PIPE_BUF:
+            yield "\n".join(piece) + "\n"
+            piece, size = [], 0
+        piece.append(line)
+        size += length
+    if piece:
+        yield "\n".join(piece) + "\n"
 
 
 class HotLines:

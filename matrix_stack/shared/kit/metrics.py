@@ -26,3 +26,6 @@ class HttpMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
         )
+
+    async def refresh(self) -> None:
+        """Before a scrape: bring in what is counted elsewhere (ldap-proxy's other workers)."""
