@@ -252,6 +252,15 @@ class LdapValues(PodSpecValues, ProbedValues, PodRuntimeValues, ReplicatedValues
         description="Failed binds allowed per DN per window (seconds); 0: off.",
     )
     auditBinds: bool = Field(True)
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description=(
+            "Processes serving LDAP in each pod, on the same ports (see the README). null: 2 (1 with\n"
+            "bindFailureLimit, which counts a DN's failures in one process). Each is ~40 MiB more."
+        ),
+    )
     podAntiAffinity: Literal["", "soft", "hard"] = Field(
         "soft",
         description=(

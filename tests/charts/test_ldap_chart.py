@@ -200,6 +200,18 @@ def test_starttls_mode_is_what_the_service_decides(
     assert settings.starttls_mode == mode
 
 
+@pytest.mark.parametrize(
+    ("values", "workers"),
+    [({}, 2), ({"workers": 3}, 3), ({"workers": 1}, 1), ({"bindFailureLimit": {"limit": 5}}, 1)],
+    ids=["default", "three", "one", "bind-limit"],
+)
+def test_workers_are_what_the_service_decides(
+    values: dict[str, Any], workers: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, _ = _settings_from_chart(MINIMAL, tmp_path, monkeypatch, values=values)
+    assert settings.worker_count == workers
+
+
 def test_existing_secrets_are_referenced_and_not_created(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -292,6 +304,8 @@ def test_invalid_values_fail_with_a_clear_message() -> None:
         ({"tls": {"starttls": "passthrough"}}, "past readOnly, the bind audit and bindFailureLimit"),
         ({"healthCheck": {"type": "bind", "bindDN": "cn=check"}}, "needs healthCheck.bindDN and"),
         ({"healthCheck": {"interval": 2, "timeout": 2}}, "timeout must be shorter"),
+        ({"workers": 2, "bindFailureLimit": {"limit": 5}}, "workers above 1 with bindFailureLimit"),
+        ({"workers": 0}, "workers"),
         ({"backends": [ca_none]}, "ca is only used with tls starttls or ldaps, not none"),
         ({"backends": [{"name": "a", "host": "h", "tls": "weird"}]}, "backends/0/tls"),
         ({"backends": [ca_twice]}, "backends/0/ca"),

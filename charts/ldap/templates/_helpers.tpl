@@ -138,6 +138,9 @@ password reaches the service as LDAP_PROXY_CHECK_PASSWORD_FILE, the key only as 
 {{- if and (eq $check.type "bind") (not (and $check.bindDN (include "msl.credential.set" $check.password))) -}}
 {{- fail "healthCheck.type bind needs healthCheck.bindDN and healthCheck.password" -}}
 {{- end -}}
+{{- if and (not (kindIs "invalid" $v.workers)) (gt (int $v.workers) 1) (gt (int $v.bindFailureLimit.limit) 0) -}}
+{{- fail "workers above 1 with bindFailureLimit: the limit counts a DN's failures in one process, and each worker would allow as many; leave workers null (1 with the limit) or set it to 1" -}}
+{{- end -}}
 {{- if ge (float64 $check.timeout) (float64 $check.interval) -}}
 {{- fail "healthCheck.timeout must be shorter than healthCheck.interval" -}}
 {{- end -}}
@@ -169,6 +172,7 @@ password reaches the service as LDAP_PROXY_CHECK_PASSWORD_FILE, the key only as 
 {{- end -}}
 {{- if $v.tls.ldaps.enabled }}{{ $_ := set $config "ldaps_port" (int (include "ldap.ldapsPort" .)) }}{{ end -}}
 {{- with $check.bindDN }}{{ $_ := set $config "check_bind_dn" . }}{{ end -}}
+{{- if not (kindIs "invalid" $v.workers) }}{{ $_ := set $config "workers" (int $v.workers) }}{{ end -}}
 {{- if not (kindIs "invalid" $v.allowedExtendedOps) }}{{ $_ := set $config "allowed_extended_ops" $v.allowedExtendedOps }}{{ end -}}
 {{- toYaml $config -}}
 {{- end -}}
