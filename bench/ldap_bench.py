@@ -4,7 +4,9 @@ A login is what Synapse's LDAP provider does per password check: a new TCP conne
 as a real user with the right password, the bindResponse, an unbind, a close. The load is
 bench/ldap_load.py, the same for every target: closed loop, `LDAP_BENCH_CONCURRENCY` logins in
 flight spread over `LDAP_BENCH_PROCESSES` processes, `LDAP_BENCH_SECONDS` per target after
-`LDAP_BENCH_WARMUP` seconds of warm-up. Targets:
+`LDAP_BENCH_WARMUP` seconds of warm-up, in `LDAP_BENCH_ROUNDS` rounds (2): each target measured once
+per round, the rounds' order alternating (forward, backward), so that what else the machine runs,
+which changes over the minutes of a run, weighs on every target alike. Targets:
   - direct: the two real slapds (Debian's) themselves, the load split between them;
   - haproxy: Debian's HAProxy in TCP mode with `option ldap-check` in front of two slapds;
   - ldap-proxy: ours, through its console entry point, in front of the same two slapds, balancing
@@ -42,6 +44,7 @@ from devstack.slapd import LdapUser, LocalSlapd, ldap_bind
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("LDAP_BENCH_SECONDS", "10"))
 WARMUP = float(os.environ.get("LDAP_BENCH_WARMUP", "1"))
+ROUNDS = int(os.environ.get("LDAP_BENCH_ROUNDS", "2"))
 CONCURRENCY = int(os.environ.get("LDAP_BENCH_CONCURRENCY", "32"))
 PROCESSES = int(os.environ.get("LDAP_BENCH_PROCESSES", "2"))
 BALANCE = os.environ.get("LDAP_BENCH_BALANCE", "round_robin")
@@ -132,7 +135,7 @@ class Measured:
     machine: dict[str, float]  # idle, softirq, steal: share of all cores over the window
 
 
-async def measure(target: Target) -> Measured:
+async def measure(target: Target, seconds: float) -> Measured:
     """Start the load processes together, sample the servers' CPU over the same window, merge."""
     start_at = time.time() + START_DELAY
     per_process = [CONCURRENCY // PROCESSES + (1 if n < CONCURRENCY % PROCESSES else 0)
@@ -145,7 +148,7 @@ async def measure(target: Target) -> Measured:
         for n, concurrency in enumerate(per_process):
             port = target.ports[n % len(target.ports)]
             command = [sys.executable, "-m", "bench.ldap_load", "--port", str(port), *users,
-                       "--concurrency", str(concurrency), "--seconds", str(SECONDS), "--warmup", str(WARMUP),
+                       "--concurrency", str(concurrency), "--seconds", str(seconds), "--warmup", str(WARMUP),
                        "--start-at", str(start_at), "--timeout", str(TIMEOUT)]  # fmt: skip
             pipe = asyncio.subprocess.PIPE
             workers.append(await asyncio.create_subprocess_exec(*command, cwd=ROOT, stdout=pipe, stderr=pipe))
@@ -153,7 +156,7 @@ async def measure(target: Target) -> Measured:
         await asyncio.sleep(max(0.0, start_at + WARMUP - time.time()))
         before = {name: cpu_seconds(pids) for name, pids in target.processes.items()}
         ticks_before = machine_ticks()
-        await asyncio.sleep(max(0.0, start_at + WARMUP + SECONDS - time.time()))
+        await asyncio.sleep(max(0.0, start_at + WARMUP + seconds - time.time()))
         after = {name: cpu_seconds(pids) for name, pids in target.processes.items()}
         ticks_after = machine_ticks()
         results = []
@@ -166,11 +169,25 @@ async def measure(target: Target) -> Measured:
             if worker.returncode is None:
                 worker.kill()
                 await worker.wait()
-    cpu = {name: (after[name] - before[name]) / SECONDS for name in before}
+    cpu = {name: (after[name] - before[name]) / seconds for name in before}
     spent = {kind: ticks_after[kind] - ticks_before[kind] for kind in ticks_before}
     total = sum(spent.values()) or 1
     machine = {kind: spent[kind] / total for kind in ("idle", "softirq", "steal")}
     return Measured(merge(results), cpu, machine)
+
+
+def combine(parts: list[Measured]) -> Measured:
+    """A target's rounds as one measurement: their logins together, CPU shares averaged."""
+    load = LoadResult(seconds=sum(part.load.seconds for part in parts), processes=parts[0].load.processes)
+    for part in parts:
+        load.latencies_us += part.load.latencies_us
+        load.total_ok += part.load.total_ok
+        load.cpu_seconds += part.load.cpu_seconds
+        for kind, count in part.load.failures.items():
+            load.failures[kind] = load.failures.get(kind, 0) + count
+    cpu = {name: sum(part.cpu[name] for part in parts) / len(parts) for name in parts[0].cpu}
+    machine = {kind: sum(part.machine[kind] for part in parts) / len(parts) for kind in parts[0].machine}
+    return Measured(load, cpu, machine)
 
 
 def check_logins(label: str, port: int) -> None:
@@ -261,8 +278,11 @@ async def main() -> None:
             for port in target.ports:
                 check_logins(target.label, port)
         proxy_binds_before = proxy.metric("matrix_stack_ldap_binds_total", result="success")
-        for target in targets:
-            measured[target.label] = await measure(target)
+        rounds: dict[str, list[Measured]] = {target.label: [] for target in targets}
+        for turn in range(ROUNDS):
+            for target in targets if turn % 2 == 0 else targets[::-1]:
+                rounds[target.label].append(await measure(target, SECONDS / ROUNDS))
+        measured = {label: combine(parts) for label, parts in rounds.items()}
         proxy_after = Memory.of(family(proxy.process.pid))
         proxy_binds = proxy.metric("matrix_stack_ldap_binds_total", result="success") - proxy_binds_before
         proxy_states = proxy.backends_state()
@@ -306,7 +326,8 @@ def report(
     per = CONCURRENCY // PROCESSES
     print(f"ldap: logins/s, a login = new TCP connection + simple bind as a user + bindResponse + unbind + "
           f"close (Synapse's LDAP provider); {CONCURRENCY} concurrent logins ({PROCESSES} load processes x "
-          f"~{per}, raw sockets + epoll), {SECONDS:g} s per target after {WARMUP:g} s warm-up, "
+          f"~{per}, raw sockets + epoll), {SECONDS:g} s per target in {ROUNDS} rounds (order alternating) "
+          f"after {WARMUP:g} s warm-up each, "
           f"{len(USERS)} users in turn")  # fmt: skip
     print(f"  {version([local_slapd.binary() or 'slapd', '-VV'])}")
     print(f"  {version([local_haproxy.binary() or 'haproxy', '-v'])}")

@@ -13,9 +13,10 @@ from pydantic_settings import SettingsConfigDict
 from matrix_stack.shared.kit.settings import CommaList, KitSettings
 
 STARTTLS_OID = "1.3.6.1.4.1.1466.20037"
-# Two processes serving LDAP: in the ldap benchmark on a shared machine, one process is as fast while
-# the machine is quiet and falls to 0.7x haproxy when other work queues for the CPUs (it gets one
-# thread's share of them, haproxy two); two keep 1.3-1.6x. One more process of ~35 MiB.
+# Two processes serving LDAP. In the ldap benchmark (2 cores), with 3-4 busy loops queued beside it,
+# one process got 0.74-1.04x haproxy's logins/s (one thread's share of the CPUs, haproxy two), two
+# 1.27-1.61x; under the machine's usual load they tie, the second costing ~10-15% more CPU per login
+# and ~40 MiB.
 DEFAULT_WORKERS = 2
 WHOAMI_OID = "1.3.6.1.4.1.4203.1.11.3"
 

@@ -1,8 +1,9 @@
 """Several processes serving LDAP on the same ports (SO_REUSEPORT: the kernel spreads new connections
 over their listeners). One process is the main one: it alone runs the health checks and the control
-plane (/metrics, /backends, /readyz), tells the others which backends are up, and adds their tallies,
-reported every second, to its own; they hand it their failed connects, which wake its checks. A
-worker that dies is started again; one that loses the main process drains and exits.
+plane (/metrics, /backends, /readyz), hands the others its settings and tells them which backends are
+up, and adds their tallies (reported every second, and asked for afresh before a scrape) to its own;
+they hand it their failed connects, which wake its checks. A worker that dies is started again; one
+that loses the main process drains and exits.
 
 One process's share of the CPUs is one thread's: when other work queues for them, a single process
 in the middle of every login becomes the queue (see config.DEFAULT_WORKERS).
@@ -19,7 +20,7 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -34,7 +35,7 @@ START_SECONDS = 20.0  # for a worker to start and listen
 RESTART_SECONDS = 1.0  # between a worker's death and its replacement
 ASK_SECONDS = 0.5  # for the workers' reports before a scrape
 GAUGES = ("backends", "idle")  # parts of a snapshot that are open now, not counted so far
-MAX_LINE = 1024 * 1024
+MAX_LINE = 1024 * 1024  # a message longer than this is not one of ours
 
 
 class Channel(asyncio.Protocol):
@@ -47,7 +48,7 @@ class Channel(asyncio.Protocol):
         self.buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
