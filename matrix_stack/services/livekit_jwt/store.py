@@ -38,6 +38,7 @@ from matrix_stack.services.livekit_jwt.schema import (
     postgres_dialect,
 )
 from matrix_stack.shared.outbox.conninfo import first_line, passwords
+from matrix_stack.shared.outbox.sqlite import enable_wal
 
 log = logging.getLogger("matrix_stack.livekit_jwt.store")
 # Serialises schema upgrades across replicas ("mxs-lkjw" folded into a bigint).
@@ -110,9 +111,9 @@ class _Sqlite:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it consistent; a crash loses a moment
             self._db.execute("PRAGMA busy_timeout=5000")
+            enable_wal(self._db, 5.0)
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it consistent; a crash loses a moment
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
 

@@ -66,6 +66,22 @@ def delivery_values(row: NewDelivery) -> tuple[Any, ...]:
             row.created)  # fmt: skip
 
 
+def enable_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL, waiting up to `timeout` seconds for another opener of the same file.
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without its
+    busy handler, while another connection creates the file or switches it too (replicas starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class _Database:
     """One SQLite connection on its own thread; queued operations share transactions."""
 
@@ -108,7 +124,7 @@ class _Database:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             connection.execute("PRAGMA busy_timeout=10000")  # first: another opener may hold the file
-            connection.execute("PRAGMA journal_mode=WAL")
+            enable_wal(connection, 10.0)
             connection.execute("PRAGMA synchronous=FULL")  # a commit is on disk when enqueue() returns
             created = False  # this open makes the outbox: its steps are routine, not upgrades
             while step := self._upgrade(connection, created):
