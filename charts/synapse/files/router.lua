@@ -21,14 +21,14 @@ local function tag(s)
 end
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+local DIGIT = { [("+"):byte()] = 62, [("/"):byte()] = 63 } -- standard base64 read as url-safe
+for i = 1, #B64 do DIGIT[B64:byte(i)] = i - 1 end
 local function b64url_decode(s)
   local out, value, bits = {}, 0, 0
   for i = 1, #s do
-    local c = s:sub(i, i)
-    if c == "+" then c = "-" elseif c == "/" then c = "_" end
-    local index = B64:find(c, 1, true)
-    if index == nil then return nil end
-    value = value * 64 + (index - 1)
+    local digit = DIGIT[s:byte(i)]
+    if digit == nil then return nil end
+    value = value * 64 + digit
     bits = bits + 6
     if bits >= 8 then
       bits = bits - 8
@@ -38,6 +38,18 @@ local function b64url_decode(s)
     end
   end
   return table.concat(out)
+end
+
+-- A token's localpart, decoded once per worker (false: not a localpart); a user's tokens share it.
+local localparts, localparts_size = {}, 0
+local function localpart_of(encoded)
+  local known = localparts[encoded]
+  if known ~= nil then return known end
+  local localpart = b64url_decode(encoded)
+  if localpart == nil or #localpart == 0 then localpart = false end
+  if localparts_size >= CACHE_MAX then localparts, localparts_size = {}, 0 end
+  localparts[encoded], localparts_size = localpart, localparts_size + 1
+  return localpart
 end
 
 -- The room: the path segment after /rooms/, /join/ or /knock/, percent-decoded, whole (room
@@ -81,8 +93,8 @@ local function user_key(handle)
   if token == nil then return nil end
   local encoded = token:match("^syt_([^_]+)_")
   if encoded then
-    local localpart = b64url_decode(encoded)
-    if localpart and #localpart > 0 then return localpart end
+    local localpart = localpart_of(encoded)
+    if localpart then return localpart end
   end
   local now = os.time()
   local hit = cache[token]
@@ -119,7 +131,7 @@ end
 
 function envoy_on_request(handle)
   local headers = handle:headers()
-  headers:remove(HASH_HEADER) -- only the router sets it
+  headers:remove(HASH_HEADER) -- only the router sets it (every copy a client sent)
   local metadata = handle:metadata()
   local max_bytes = metadata:get("max_bytes")
   local limit = max_bytes and tonumber(max_bytes)

@@ -81,6 +81,10 @@ static_resources:
                   - name: envoy.filters.http.lua
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+                      # Lua changes only the hash header, which no route matches on: the route it
+                      # runs on stays the route (by default every header change makes Envoy match
+                      # the whole table again, as many route matches as the request took first).
+                      clear_route_cache: false
                       default_source_code:
                         inline_string: |
                           {{- include "synapse.router.lua" . | nindent 26 }}
