@@ -368,7 +368,7 @@ async def test_purged_history_and_deleted_rooms_do_not_block_later_runs(built: B
 
     await _until(deleted_by_synapse, 150, "Synapse deleting the purged state groups")
     heads = [h for (levels,) in sql(postgres, SOURCE, "SELECT levels FROM matrix_stack_compress_state_rooms"
-                                    " WHERE room_id = %s", purged) for _, _, h in levels if h]  # fmt: skip
+                                    " WHERE room_id = %s", purged) for level in levels if (h := level[2])]  # fmt: skip
     rust_heads = [h for (h,) in sql(postgres, SOURCE, "SELECT current_head FROM state_compressor_state"
                                     " WHERE room_id = %s AND current_head IS NOT NULL", purged)]  # fmt: skip
     gone = set(heads + rust_heads) - {g for (g,) in sql(postgres, SOURCE, "SELECT id FROM state_groups")}

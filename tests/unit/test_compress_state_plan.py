@@ -6,12 +6,14 @@ test homeserver does not make."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matrix_stack.services.compress_state import levels as chains
-from matrix_stack.services.compress_state.plan import plan_chunk
+from matrix_stack.services.compress_state.plan import Step, plan_chunk
 from matrix_stack.services.compress_state.statemap import StateMap
 
 Key = tuple[str, str]
@@ -99,6 +101,64 @@ def test_planned_chains_keep_every_state_and_bound_every_walk(
             walk, hops = new_edges[walk], hops + 1
         if walk not in keep:  # a kept group keeps its old chain (Synapse deletes it soon)
             assert hops <= sum(sizes)
+
+
+def apply(steps: list[Step], edges: dict[int, int], rows: dict[int, StateMap]) -> None:
+    for step in steps:
+        edges.pop(step.group, None)
+        if step.prev is not None:
+            edges[step.group] = step.prev
+        rows[step.group] = step.rows
+
+
+def saved(levels: list[chains.Level], sizes: list[int]) -> list[chains.Level]:
+    """The levels as the next run loads them from the progress table."""
+    loaded = chains.load(json.loads(json.dumps(chains.dump(levels))), sizes)
+    assert loaded is not None
+    return loaded
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    histories(),
+    st.sampled_from([[100, 50, 25], [3, 2], [5], [2, 2, 2]]),
+    st.sampled_from([500, 60, 7]),
+    st.data(),
+)
+def test_a_run_stopped_in_a_chunk_ends_as_one_that_was_not(
+    history: tuple[list[int], dict[int, int], dict[int, StateMap]],
+    sizes: list[int],
+    chunk: int,
+    data: st.DataObject,
+) -> None:
+    """Stopped after any rewrite, the next run plans the chunk again from its start with the bases
+    Synapse had given the groups already rewritten: the same plan, so the same tables and chains as
+    a run that went on; and a run that continues a room after a finished chunk plans as one that had
+    carried its chains over."""
+    groups, edges, rows = history
+    whole_edges, whole_rows, whole_levels = dict(edges), dict(rows), chains.fresh(sizes)
+    cut_edges, cut_rows, cut_levels = dict(edges), dict(rows), chains.fresh(sizes)
+    for start in range(0, len(groups), chunk):
+        part = groups[start : start + chunk]
+        steps = plan_chunk(
+            part, whole_edges, whole_rows, whole_levels, lambda g: resolve(g, whole_edges, whole_rows)
+        )
+        apply(steps, whole_edges, whole_rows)
+
+        at_start = saved(cut_levels, sizes)  # saved with each rewrite, as the chunk started
+        first = plan_chunk(part, cut_edges, cut_rows, cut_levels, lambda g: resolve(g, cut_edges, cut_rows))
+        written = [step for step in first if step.changed]
+        stop = data.draw(st.integers(min_value=0, max_value=len(written)))
+        apply(written[:stop], cut_edges, cut_rows)
+        bases = {step.group: step.old_prev for step in written[:stop]}
+        cut_levels = at_start
+        again = plan_chunk(part, cut_edges, cut_rows, cut_levels, lambda g: resolve(g, cut_edges, cut_rows),
+                           bases=bases)  # fmt: skip
+        assert not any(step.changed for step in again if step.group in bases)
+        apply(again, cut_edges, cut_rows)
+        assert (cut_edges, cut_rows) == (whole_edges, whole_rows)
+        assert chains.dump(cut_levels) == chains.dump(whole_levels)
+        cut_levels = saved(cut_levels, sizes)  # the chunk finished: the next one may be another run's
 
 
 def forked_room(

@@ -111,22 +111,22 @@ class Compressor:
             return False
         self._rooms_seen.add(room)
         self.summary.chunks += 1
-        heads = chains.heads(state.levels)
-        if heads:
-            usable = db.existing(self.connection, heads) - self._pending(heads)
-            if usable != heads:
-                log.info("chain heads %s of %s are gone or pending deletion (purged history?): its chains"
-                         " start anew", sorted(heads - usable), room, extra={"room_id": room})  # fmt: skip
-                state.levels = chains.fresh(self.settings.levels)
+        held = chains.held(state.levels)
+        if held:
+            usable = db.existing(self.connection, held) - self._pending(held)
+            if usable != held:
+                log.info("chain groups %s of %s are gone or pending deletion (purged history?): its chains"
+                         " start anew", sorted(held - usable), room, extra={"room_id": room})  # fmt: skip
+                state.levels, state.rewritten = chains.fresh(self.settings.levels), {}
         before = copy.deepcopy(state.levels)
+        start = state.last_group, chains.dump(state.levels)  # saved with each rewrite until the chunk ends
         # Every read of the chunk in one snapshot: a deletion committing between them (de-deltaing a
         # group whose old base goes) cannot make the plan mix two versions of the tables.
         with db.snapshot(self.connection):
             edges, rows = db.load(self.connection, groups)
             pending = self._pending(groups)
-            steps = plan_chunk(
-                groups, edges, rows, state.levels, lambda g: db.resolve(self.connection, g), keep=pending
-            )
+            steps = plan_chunk(groups, edges, rows, state.levels, lambda g: db.resolve(self.connection, g),
+                               keep=pending, bases=state.rewritten)  # fmt: skip
         if pending:
             log.info("leaving %d state groups of %s that Synapse is about to delete", len(pending), room,
                      extra={"room_id": room})  # fmt: skip
@@ -136,7 +136,8 @@ class Compressor:
         new_rows = sum(len(step.rows) for step in steps) + sum(len(rows[g]) for g in pending)
         changed = [step for step in steps if step.changed]
         self.summary.rows_before += old_rows
-        if not changed or new_rows >= old_rows:
+        resumed = bool(state.rewritten)  # a chunk a stopped run began to write: decided then
+        if not changed or (new_rows >= old_rows and not resumed):
             if new_rows >= old_rows and changed:
                 # Nothing written: the chains go on from where they were, not from groups left with
                 # Synapse's own (up to 100-delta) chains, which would lengthen every later walk.
@@ -160,14 +161,14 @@ class Compressor:
             if self.stopping:
                 # Each rewrite saved the room's progress with it: the rest is planned again next run.
                 return True
-            if step.group not in failed and self._write(room, step):
+            if step.group not in failed and self._write(room, step, start, state.rewritten):
                 self.summary.rows_after -= len(step.old) - len(step.rows)
         self._finish_chunk(room, rooms, state, groups[-1])
         return True
 
     def _finish_chunk(self, room: str, rooms: dict[str, progress.RoomProgress],
                       state: progress.RoomProgress, last: int) -> None:  # fmt: skip
-        state.last_group = last
+        state.last_group, state.rewritten = last, {}
         rooms[room] = state
         if not self.settings.dry_run:
             progress.save_room(self.connection, room, last, chains.dump(state.levels))
@@ -194,8 +195,12 @@ class Compressor:
             time.sleep(wait)
         self._last_write = time.monotonic()
 
-    def _write(self, room: str, step: Step) -> bool:
-        """One group in one transaction; True when it committed."""
+    def _write(
+        self, room: str, step: Step, start: tuple[int, list[list[Any]]], rewritten: dict[int, int | None]
+    ) -> bool:
+        """One group in one transaction, with the room's progress: the chunk's start and the groups it
+        has rewritten (each with Synapse's base; a run stopped here plans the chunk again on them);
+        True when it committed, and then `rewritten` has the group."""
         self._pace()
         assert step.digest is not None  # only changed steps are written
         wanted = [step.group] if step.prev is None else [step.group, step.prev]
@@ -212,7 +217,8 @@ class Compressor:
                     if after != step.digest:
                         raise VerificationFailed(f"after the rewrite it resolves to {after[0]} entries,"
                                                  f" not the {step.digest[0]} it had")  # fmt: skip
-                progress.save_room(cursor, room, step.group, step.levels)
+                done = {**rewritten, step.group: rewritten.get(step.group, step.old_prev)}
+                progress.save_room(cursor, room, *start, done)
         except VerificationFailed as exc:
             self._mismatch(step.group, str(exc))
             return False
@@ -226,6 +232,7 @@ class Compressor:
             log.warning("state group %d of %s left as it was: %s", step.group, room, type(exc).__name__,
                         extra={"state_group": step.group, "room_id": room})  # fmt: skip
             return False
+        rewritten.setdefault(step.group, step.old_prev)
         self.summary.rewritten += 1
         if self.settings.verify:
             self.summary.verified += 1

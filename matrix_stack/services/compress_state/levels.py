@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -92,24 +93,38 @@ def up_the_chain(levels: list[Level]) -> Iterator[tuple[int, int]]:
                 yield member, bound + unseen + index
 
 
-def heads(levels: list[Level]) -> set[int]:
-    return {level.head for level in levels if level.head is not None}
+def held(levels: list[Level]) -> set[int]:
+    """Every group the chains hold: each must still exist for them to go on."""
+    return {member for level in levels for member in level.members} | {
+        level.head for level in levels if level.head is not None
+    }
 
 
-def dump(levels: list[Level]) -> list[list[int | None]]:
-    return [[level.size, level.length, level.head] for level in levels]
+def dump(levels: list[Level]) -> list[list[Any]]:
+    """Each level as [size, length, head, members]: the members too, so that a run continuing a room
+    looks up the same chain as one that had gone on (a resumed chunk is planned as it was)."""
+    return [[level.size, level.length, level.head, list(level.members)] for level in levels]
 
 
 def load(saved: object, sizes: list[int]) -> list[Level] | None:
-    """Saved levels, if they are for these sizes and well formed; else None (start fresh)."""
+    """Saved levels, if they are for these sizes and well formed; else None (start fresh). Without
+    members (the Rust tool's, and ours before 2026-12) a chain starts with its head."""
     if not isinstance(saved, list) or len(saved) != len(sizes):
         return None
     levels: list[Level] = []
     for item, size in zip(saved, sizes, strict=True):
-        if not (isinstance(item, list) and len(item) == 3 and item[0] == size):
+        if not (isinstance(item, list) and len(item) in (3, 4) and item[0] == size):
             return None
-        _, length, head = item
+        length, head = item[1], item[2]
         if not (isinstance(length, int) and 0 <= length <= size and (head is None or isinstance(head, int))):
             return None
-        levels.append(Level(size, length, head, [] if head is None else [head]))
+        members = item[3] if len(item) == 4 else ([] if head is None else [head])
+        if not (
+            isinstance(members, list)
+            and all(isinstance(member, int) for member in members)
+            and len(members) <= length
+            and (members[-1:] == [head] if head is not None else not members)
+        ):
+            return None
+        levels.append(Level(size, length, head, members))
     return levels

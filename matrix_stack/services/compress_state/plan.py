@@ -37,9 +37,13 @@ def plan_chunk(
     resolve: Callable[[int], StateMap],
     *,
     keep: Collection[int] = (),
+    bases: Mapping[int, int | None] | None = None,
 ) -> list[Step]:
     """Plan `groups` (ascending) onto `levels`, which move on. `keep`: groups left exactly as they are
-    and kept out of the chains (pending deletion by Synapse).
+    and kept out of the chains (pending deletion by Synapse). `bases`: the base Synapse had given each
+    group an interrupted run of this chunk rewrote; choices are made on it, as they were then, so the
+    chunk is planned as that run planned it (its rewrites come out unchanged, the rest as it would
+    have written them).
 
     Each group's base is the head the levels give it when that is usable (its state holds no key the
     group lacks). When it is not (a fork: the group before by id is on another branch) or when
@@ -92,12 +96,22 @@ def plan_chunk(
                 return member, rows_now, depths.get(member, bound)
         return None
 
+    def own_rows(base: int, synapse_base: int | None, own: StateMap, full: StateMap) -> StateMap:
+        """The rows of a group on the base Synapse gave it: only its own rows can differ from it."""
+        if base == synapse_base:
+            state = state_of(base)
+            return {key: event for key, event in own.items() if state.get(key) != event}
+        rows_on = delta(state_of(base), full)  # a group rewritten since: the same, from its state
+        assert rows_on is not None  # Synapse's base is a base of the group's state
+        return rows_on
+
     steps: list[Step] = []
     for group in groups:
         old_prev = edges.get(group)
         own = rows.get(group, {})
         full = dict(state_of(old_prev)) if old_prev is not None else {}
         full.update(own)
+        synapse_base = bases[group] if bases and group in bases else old_prev
         if old_prev is not None:
             children[old_prev] -= 1
         states[group] = full
@@ -108,27 +122,20 @@ def plan_chunk(
         head, budget = chains.next_head(levels), chains.next_budget(levels)
         found: tuple[int, StateMap, int] | None
         leaf = False
-        if head is not None and head == old_prev:
-            # Same base: only the group's own rows can differ from it (the rest is the base's).
-            base = state_of(head)
-            found = (
-                head,
-                {key: event for key, event in own.items() if base.get(key) != event},
-                depths.get(head, budget - 1),
-            )
+        if head is not None and head == synapse_base:
+            found = head, own_rows(head, old_prev, own, full), depths.get(head, budget - 1)
         else:
             found = first_usable(full) if head is not None else None
-            if old_prev is not None and old_prev in depths:  # planned in this chunk: neither kept nor gone
+            if synapse_base is not None and synapse_base in depths:  # planned here: neither kept nor gone
                 # Synapse's base: its delta is the group's rows, at most. Preferred on a tie, as a
                 # group left as it is costs no write.
-                base = state_of(old_prev)
-                own_base = {key: event for key, event in own.items() if base.get(key) != event}
+                own_base = own_rows(synapse_base, old_prev, own, full)
                 better = found is None or len(own_base) <= len(found[1])
                 head_usable = found is not None and found[0] == head
-                if better and depths[old_prev] < budget:
-                    found = old_prev, own_base, depths[old_prev]
-                elif better and head is not None and not head_usable and depths[old_prev] < leaf_limit:
-                    found, leaf = (old_prev, own_base, depths[old_prev]), True
+                if better and depths[synapse_base] < budget:
+                    found = synapse_base, own_base, depths[synapse_base]
+                elif better and head is not None and not head_usable and depths[synapse_base] < leaf_limit:
+                    found, leaf = (synapse_base, own_base, depths[synapse_base]), True
         dropped = [] if leaf else place(group)
         prev, rows_now = (None, dict(full)) if found is None else (found[0], found[1])  # none: stored whole
         depths[group] = 0 if found is None else found[2] + 1

@@ -6,7 +6,7 @@ chains instead of failing the run."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS {ROOMS} (
     levels JSONB NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- A chunk in progress: last_group and levels are where it started, and this maps each group it has
+-- rewritten to the base Synapse had given it, so the next run plans the chunk again as it was.
+ALTER TABLE {ROOMS} ADD COLUMN IF NOT EXISTS rewritten JSONB NOT NULL DEFAULT '{{}}';
 CREATE TABLE IF NOT EXISTS {CURSOR} (
     only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
     lowest_group BIGINT NOT NULL
@@ -34,9 +37,9 @@ CREATE TABLE IF NOT EXISTS {CURSOR} (
 """
 
 SAVE_SQL = (
-    f"INSERT INTO {ROOMS} (room_id, last_group, levels) VALUES (%s, %s, %s)"
+    f"INSERT INTO {ROOMS} (room_id, last_group, levels, rewritten) VALUES (%s, %s, %s, %s)"
     " ON CONFLICT (room_id) DO UPDATE SET last_group = excluded.last_group, levels = excluded.levels,"
-    " updated_at = now()"
+    " rewritten = excluded.rewritten, updated_at = now()"
 )
 
 
@@ -44,6 +47,9 @@ SAVE_SQL = (
 class RoomProgress:
     last_group: int  # every group of the room up to this one is done
     levels: list[chains.Level]
+    # Of the chunk after last_group, the groups a run stopped in it had rewritten, each with the base
+    # Synapse had given it.
+    rewritten: dict[int, int | None] = field(default_factory=dict)
 
 
 def create(connection: psycopg.Connection[Any]) -> None:
@@ -78,12 +84,15 @@ def load_rooms(
     rooms = rust_rooms(connection, sizes) if rust else {}
     if rooms:
         log.info("resuming %d rooms from the Rust compressor's progress", len(rooms))
-    for room, last, saved in connection.execute(f"SELECT room_id, last_group, levels FROM {ROOMS}"):
+    query = f"SELECT room_id, last_group, levels, rewritten FROM {ROOMS}"
+    for room, last, saved, rewritten in connection.execute(query):
         loaded = chains.load(saved, sizes)
         if loaded is None:
             log.info("levels changed since %s was last compressed: its chains start anew", room,
                      extra={"room_id": room})  # fmt: skip
-        rooms[room] = RoomProgress(int(last), loaded or chains.fresh(sizes))
+            rewritten = {}  # a chunk planned on other levels cannot be planned again as it was
+        rooms[room] = RoomProgress(int(last), loaded or chains.fresh(sizes),
+                                   {int(group): base for group, base in rewritten.items()})  # fmt: skip
     return rooms
 
 
@@ -104,10 +113,13 @@ def save_room(
     executor: psycopg.Connection[Any] | psycopg.Cursor[Any],
     room: str,
     last_group: int,
-    levels: list[list[int | None]],
+    levels: list[list[Any]],
+    rewritten: dict[int, int | None] | None = None,
 ) -> None:
-    """With a rewrite (in its transaction, on its cursor) or at the end of a chunk."""
-    executor.execute(SAVE_SQL, (room, last_group, Jsonb(levels)))
+    """At the end of a chunk; or with a rewrite (in its transaction, on its cursor): the chunk's
+    start and what it has rewritten so far."""
+    done = {str(group): base for group, base in (rewritten or {}).items()}
+    executor.execute(SAVE_SQL, (room, last_group, Jsonb(levels), Jsonb(done)))
 
 
 def forget_vanished_rooms(connection: psycopg.Connection[Any]) -> int:
