@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from matrix_stack.shared.route.processes import free_ports
 
 # The stand-ins that serve HTTP in-process keep idle connections longer than their clients do, as the
 # kit's services do (KitSettings.keep_alive_seconds): with equal timeouts a reused connection can be
@@ -17,9 +18,12 @@ STAND_IN_KEEP_ALIVE = 75
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port this process has not handed out lately, below the ephemeral range.
+
+    The kernel's own choice (bind to port 0) can hand the same port to two callers in a row, and any
+    outgoing connection may take it before the server binds it: two livekit-jwt replicas once got
+    one port, the second failed to bind and the first answered its readiness check."""
+    return free_ports(1)[0]
 
 
 def metric_sum(url: str, name: str, **labels: str) -> float:
