@@ -204,6 +204,7 @@ class Compressor:
         self._pace()
         assert step.digest is not None  # only changed steps are written
         wanted = [step.group] if step.prev is None else [step.group, step.prev]
+        synapse_base = rewritten.get(step.group, step.old_prev)  # rewritten again: still Synapse's
         try:
             with self.connection.transaction(), self.connection.cursor() as cursor:
                 present, pending = db.lock_for_rewrite(cursor, wanted, self._pending_table)
@@ -217,8 +218,7 @@ class Compressor:
                     if after != step.digest:
                         raise VerificationFailed(f"after the rewrite it resolves to {after[0]} entries,"
                                                  f" not the {step.digest[0]} it had")  # fmt: skip
-                done = {**rewritten, step.group: rewritten.get(step.group, step.old_prev)}
-                progress.save_room(cursor, room, *start, done)
+                progress.save_room(cursor, room, *start, {**rewritten, step.group: synapse_base})
         except VerificationFailed as exc:
             self._mismatch(step.group, str(exc))
             return False
@@ -232,7 +232,7 @@ class Compressor:
             log.warning("state group %d of %s left as it was: %s", step.group, room, type(exc).__name__,
                         extra={"state_group": step.group, "room_id": room})  # fmt: skip
             return False
-        rewritten.setdefault(step.group, step.old_prev)
+        rewritten[step.group] = synapse_base
         self.summary.rewritten += 1
         if self.settings.verify:
             self.summary.verified += 1

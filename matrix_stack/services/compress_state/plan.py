@@ -96,14 +96,15 @@ def plan_chunk(
                 return member, rows_now, depths.get(member, bound)
         return None
 
-    def own_rows(base: int, synapse_base: int | None, own: StateMap, full: StateMap) -> StateMap:
-        """The rows of a group on the base Synapse gave it: only its own rows can differ from it."""
-        if base == synapse_base:
+    def rows_on(base: int, current: int | None, own: StateMap, full: StateMap) -> StateMap:
+        """A group's rows as a delta on `base`, one of its own bases (Synapse's, or the one it has
+        now: `current`, on which `own` is the delta)."""
+        if base == current:  # only the group's own rows can differ from it
             state = state_of(base)
             return {key: event for key, event in own.items() if state.get(key) != event}
-        rows_on = delta(state_of(base), full)  # a group rewritten since: the same, from its state
-        assert rows_on is not None  # Synapse's base is a base of the group's state
-        return rows_on
+        rows = delta(state_of(base), full)  # a group rewritten since: the same, from its state
+        assert rows is not None  # Synapse's base is a base of the group's state
+        return rows
 
     steps: list[Step] = []
     for group in groups:
@@ -123,13 +124,13 @@ def plan_chunk(
         found: tuple[int, StateMap, int] | None
         leaf = False
         if head is not None and head == synapse_base:
-            found = head, own_rows(head, old_prev, own, full), depths.get(head, budget - 1)
+            found = head, rows_on(head, old_prev, own, full), depths.get(head, budget - 1)
         else:
             found = first_usable(full) if head is not None else None
             if synapse_base is not None and synapse_base in depths:  # planned here: neither kept nor gone
                 # Synapse's base: its delta is the group's rows, at most. Preferred on a tie, as a
                 # group left as it is costs no write.
-                own_base = own_rows(synapse_base, old_prev, own, full)
+                own_base = rows_on(synapse_base, old_prev, own, full)
                 better = found is None or len(own_base) <= len(found[1])
                 head_usable = found is not None and found[0] == head
                 if better and depths[synapse_base] < budget:
