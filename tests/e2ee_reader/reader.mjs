@@ -30,7 +30,7 @@ const RETRY_MS = 2_000;
 
 let client = null;
 let password = null;
-const traffic = { sent: [], received: [], synced: [] };
+const traffic = { sent: [], received: [], synced: [], paged: [] };
 
 // -- protocol ------------------------------------------------------------------------------------
 
@@ -105,6 +105,8 @@ async function tracingFetch(input, init) {
         const to = Object.fromEntries(Object.entries(messages).map(([user, devices]) => [user, Object.keys(devices)]));
         const contents = Object.values(messages).flatMap((devices) => Object.values(devices));
         traffic.sent.push({ type, to, status: response.status, plain: type === "m.room.encrypted" ? null : contents });
+    } else if (path.endsWith("/messages")) {
+        traffic.paged.push({ dir: url.searchParams.get("dir"), from: url.searchParams.has("from") });
     } else if (path.endsWith("/sync") && response.ok) {
         const body = await response.clone().json();
         for (const event of body.to_device?.events ?? []) {
@@ -285,7 +287,9 @@ async function redact(args) {
 // The room's whole timeline, oldest first: back-paginated to the room's creation (or as far as
 // the server lets this user see), so the answer covers every event, not just the sync window. A
 // gappy (limited) sync starts a new live timeline; back-pagination links it to the older ones, so
-// the events are collected along that chain.
+// the events are collected along that chain. A timeline whose backward token is null is at the
+// room's start: js-sdk would page it from the room's *end* (no `from`), putting events that the
+// sync has not delivered yet at the front (seen once: the newest message listed first).
 async function wholeTimeline(room) {
     const backwards = sdk.EventTimeline.BACKWARDS;
     const chain = [room.getLiveTimeline()];
@@ -293,6 +297,7 @@ async function wholeTimeline(room) {
         const oldest = chain[chain.length - 1];
         const older = oldest.getNeighbouringTimeline(backwards);
         if (older) chain.push(older);
+        else if (oldest.getPaginationToken(backwards) === null) break;
         else if (!(await client.paginateEventTimeline(oldest, { backwards: true, limit: 100 }))) break;
     }
     return chain.reverse().flatMap((timeline) => timeline.getEvents());

@@ -361,7 +361,7 @@ class Reader:
         """To-device traffic so far: `sent` [{type, to: {user: [devices]}, status, plain}] (plain:
         the contents when not Olm-encrypted), `synced` [{type, sender, sender_key}] as the server
         delivered them, `received` [{type, sender, wire_type, room_id, session_id, content_keys}]
-        after decryption."""
+        after decryption; and `paged` [{dir, from}], the /messages requests (from: a token given)."""
         result: dict[str, list[dict[str, Any]]] = await self.call("traffic")
         return result
 

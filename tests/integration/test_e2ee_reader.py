@@ -149,3 +149,20 @@ async def test_a_late_device_lists_every_event_before_its_sync_window(e2ee_reade
     assert {e.event_id for e in view.messages} == set(sent)
     assert not any(e.encrypted for e in view.events)
     assert view.events[0].type == "m.room.create"
+
+
+async def test_reading_a_room_again_never_pages_from_its_end(e2ee_readers: MakeReader) -> None:
+    """Once a timeline is paged back to the room's start, its token is null, and js-sdk would page
+    it again from the room's end (no `from`): an event the sync had not delivered yet landed at
+    the front, listing the newest message first (CI, once). Every page starts from a token."""
+    (alice_name,) = _names("alice")
+    alice = await e2ee_readers(alice_name)
+    room = await alice.create_room(encrypted=False)
+    first = await alice.send(room, "first")
+    assert [e.event_id for e in (await alice.events(room, wait_for=1)).messages] == [first]
+    second = await alice.send(room, "second")
+    view = await alice.events(room, wait_for=2)
+    assert [e.event_id for e in view.messages] == [first, second]
+    paged = (await alice.traffic())["paged"]
+    assert paged
+    assert all(page["from"] for page in paged), paged
