@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import ssl
@@ -51,6 +50,8 @@ from starlette.routing import Route
 from bench.loadgen import Result, closed_loop, open_loop
 from devstack.livekit_jwt import LocalLivekitJwt
 from devstack.synapse import LocalSynapse, openid_token, register
+from matrix_stack.services.livekit_jwt import hashing
+from matrix_stack.services.livekit_jwt.config import LivekitJwtSettings
 from matrix_stack.shared.route.processes import free_ports, port_open, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +77,8 @@ CA_ENV = "LIVEKIT_BENCH_CA_FILE"
 CLIENT_ENV = "LIVEKIT_BENCH_CLIENT"  # keep-alive: one client for every request; otherwise one per request
 SFU_ENV = "LIVEKIT_BENCH_SFU_URL"  # set: CreateRoom there after the userinfo (the full-access floor)
 ROOM_SERVICE = "/twirp/livekit.RoomService/CreateRoom"
+# The service's defaults, so the floor names and creates the rooms the service does.
+_DEFAULTS = {name: field.default for name, field in LivekitJwtSettings.model_fields.items()}
 
 
 # -- the bare endpoint --------------------------------------------------------------------------------
@@ -98,7 +101,8 @@ class _Floor:
     async def create_room(self, name: str) -> bool:
         assert self.sfu is not None
         token = AccessToken(KEY, SECRET).with_grants(VideoGrants(room_create=True)).to_jwt()
-        request = livekit_room.CreateRoomRequest(name=name, empty_timeout=300, departure_timeout=20)
+        request = livekit_room.CreateRoomRequest(name=name, empty_timeout=_DEFAULTS["room_empty_timeout"],
+                                                 departure_timeout=_DEFAULTS["room_departure_timeout"])  # fmt: skip
         answer = await self.sfu.post(ROOM_SERVICE, content=request.SerializeToString(), headers={
             "Authorization": f"Bearer {token}", "Content-Type": "application/protobuf"})  # fmt: skip
         return answer.status_code == 200
@@ -130,9 +134,7 @@ async def _get_token(request: Request) -> Response:
     answer = await floor.userinfo(body["openid_token"]["access_token"])
     ok = answer.status_code == 200
     if ok and floor.sfu is not None:
-        ok = await floor.create_room(
-            hashlib.sha256(f"{body['room_id']}|{body['slot_id']}".encode()).hexdigest()
-        )
+        ok = await floor.create_room(hashing.room(_DEFAULTS["hash_scheme"], body["room_id"], body["slot_id"]))
     return Response(answer.content, 200 if ok else 502, media_type="application/json")
 
 
