@@ -18,6 +18,9 @@ connection, per request (what the egress did before it kept connections). Full a
 second call, CreateRoom on the SFU, that neither of those makes: its floor is a third bare endpoint
 making both calls, userinfo then a CreateRoom (protobuf, a bearer JWT signed per call with the
 roomCreate grant, as livekit-api signs them) to the same stand-in, each over its kept-alive client.
+The one-call and two-call floors run once with httpx (the targets are set against these) and once with
+aiohttp, the client the service makes both calls with since it left httpx for its CPU cost: the same
+handler, the same calls, so the ratio to them is the service's own work alone.
 The load is bench/loadgen.py, one loop per token, the loops together making the totals.
 """
 
@@ -39,6 +42,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from livekit.api.access_token import AccessToken, VideoGrants
 from livekit.protocol import room as livekit_room
@@ -90,22 +94,34 @@ class _Floor:
     verify: ssl.SSLContext
     shared: httpx.AsyncClient | None
     sfu: httpx.AsyncClient | None  # the full-access floor's second call
+    session: aiohttp.ClientSession | None = None  # both calls over aiohttp instead, as the service makes them
+    sfu_url: str = ""
 
-    async def userinfo(self, access_token: str) -> httpx.Response:
+    async def userinfo(self, access_token: str) -> tuple[int, bytes]:
         params = {"access_token": access_token}
+        if self.session is not None:
+            async with self.session.get(self.url, params=params, ssl=self.verify) as answer:
+                return answer.status, await answer.read()
         if self.shared is not None:
-            return await self.shared.get(self.url, params=params)
-        async with _client(self.verify) as client:
-            return await client.get(self.url, params=params)
+            response = await self.shared.get(self.url, params=params)
+        else:
+            async with _client(self.verify) as client:
+                response = await client.get(self.url, params=params)
+        return response.status_code, response.content
 
     async def create_room(self, name: str) -> bool:
-        assert self.sfu is not None
         token = AccessToken(KEY, SECRET).with_grants(VideoGrants(room_create=True)).to_jwt()
         request = livekit_room.CreateRoomRequest(name=name, empty_timeout=_DEFAULTS["room_empty_timeout"],
                                                  departure_timeout=_DEFAULTS["room_departure_timeout"])  # fmt: skip
-        answer = await self.sfu.post(ROOM_SERVICE, content=request.SerializeToString(), headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/protobuf"})  # fmt: skip
-        return answer.status_code == 200
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/protobuf"}
+        if self.session is not None:
+            url = self.sfu_url + ROOM_SERVICE
+            async with self.session.post(url, data=request.SerializeToString(), headers=headers) as answer:
+                await answer.read()
+                return answer.status == 200
+        assert self.sfu is not None
+        response = await self.sfu.post(ROOM_SERVICE, content=request.SerializeToString(), headers=headers)
+        return response.status_code == 200
 
 
 def _client(verify: ssl.SSLContext) -> httpx.AsyncClient:
@@ -116,26 +132,30 @@ def _client(verify: ssl.SSLContext) -> httpx.AsyncClient:
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     verify = ssl.create_default_context()  # the system's CAs and the homeserver's, as the service's
     verify.load_verify_locations(cafile=os.environ[CA_ENV])
-    shared = _client(verify) if os.environ.get(CLIENT_ENV) == "keep-alive" else None
+    kind = os.environ.get(CLIENT_ENV)
+    shared = _client(verify) if kind == "keep-alive" else None
     sfu_url = os.environ.get(SFU_ENV)
-    sfu = httpx.AsyncClient(base_url=sfu_url, trust_env=False, timeout=10.0) if sfu_url else None
-    app.state.floor = _Floor(os.environ[URL_ENV], verify, shared, sfu)
+    sfu = httpx.AsyncClient(base_url=sfu_url, trust_env=False, timeout=10.0) if sfu_url and shared else None
+    session = aiohttp.ClientSession(trust_env=False) if kind == "keep-alive-aiohttp" else None
+    app.state.floor = _Floor(os.environ[URL_ENV], verify, shared, sfu, session, sfu_url or "")
     try:
         yield
     finally:
         for client in (shared, sfu):
             if client is not None:
                 await client.aclose()
+        if session is not None:
+            await session.close()
 
 
 async def _get_token(request: Request) -> Response:
     floor: _Floor = request.app.state.floor
     body = json.loads(await request.body())
-    answer = await floor.userinfo(body["openid_token"]["access_token"])
-    ok = answer.status_code == 200
-    if ok and floor.sfu is not None:
+    status, content = await floor.userinfo(body["openid_token"]["access_token"])
+    ok = status == 200
+    if ok and floor.sfu_url:
         ok = await floor.create_room(hashing.room(_DEFAULTS["hash_scheme"], body["room_id"], body["slot_id"]))
-    return Response(answer.content, 200 if ok else 502, media_type="application/json")
+    return Response(content, 200 if ok else 502, media_type="application/json")
 
 
 bare_app = Starlette(routes=[Route("/get_token", _get_token, methods=["POST"])], lifespan=_lifespan)
@@ -318,9 +338,9 @@ async def main() -> None:
 
 
 async def run(directory: Path) -> None:
-    port, federation_port, sfu_port, full_port, restricted_port, kept_port, fresh_port, two_port = free_ports(
-        8
-    )
+    ports = free_ports(10)
+    port, federation_port, sfu_port, full_port, restricted_port, kept_port, fresh_port, two_port = ports[:8]
+    aio_port, aio_two_port = ports[8:]
     synapse = LocalSynapse.federating(directory / "synapse", port, federation_port)
     sfu: subprocess.Popen[bytes] | None = None
     bares: list[subprocess.Popen[bytes]] = []
@@ -347,6 +367,10 @@ async def run(directory: Path) -> None:
                                     directory / f"bare-{client}.log"))  # fmt: skip
         bares.append(start_bare(two_port, "keep-alive", userinfo_url, synapse.federation_tls.ca,
                                 directory / "bare-two-calls.log", f"http://127.0.0.1:{sfu_port}"))  # fmt: skip
+        bares.append(start_bare(aio_port, "keep-alive-aiohttp", userinfo_url, synapse.federation_tls.ca,
+                                directory / "bare-aiohttp.log"))  # fmt: skip
+        bares.append(start_bare(aio_two_port, "keep-alive-aiohttp", userinfo_url, synapse.federation_tls.ca,
+                                directory / "bare-two-calls-aiohttp.log", f"http://127.0.0.1:{sfu_port}"))  # fmt: skip
         await asyncio.sleep(2.0)  # settled, no request yet
         assert full.process is not None
         assert restricted.process is not None
@@ -372,6 +396,9 @@ async def run(directory: Path) -> None:
             Target(one_call, f"http://127.0.0.1:{kept_port}/get_token", bares[0].pid, False),
             Target("bare, new client per request", f"http://127.0.0.1:{fresh_port}/get_token", bares[1].pid, False),
             Target(two_calls, f"http://127.0.0.1:{two_port}/get_token", bares[2].pid, False, True),
+            Target("bare, kept-alive aiohttp", f"http://127.0.0.1:{aio_port}/get_token", bares[3].pid, False),
+            Target("bare, two calls, aiohttp", f"http://127.0.0.1:{aio_two_port}/get_token", bares[4].pid, False,
+                   True),
             Target("livekit-jwt, full access", f"{full.url}/get_token", full.process.pid, True, True, two_calls),
             Target("livekit-jwt, restricted", f"{restricted.url}/get_token", restricted.process.pid, True, False,
                    one_call),
@@ -430,7 +457,8 @@ def report(
           "the same userinfo URL over TLS with the same CA and answers 200 (no resolution, no JWT, no "
           "CreateRoom), with one kept-alive client (as the service's egress keeps connections), and with "
           "a new client (a new TLS connection) per request; for full access, the same handler then making "
-          "the CreateRoom call too (a JWT signed per call, protobuf, a kept-alive client)")  # fmt: skip
+          "the CreateRoom call too (a JWT signed per call, protobuf, a kept-alive client); and both again "
+          "with aiohttp instead of httpx, the client the service uses for both calls")  # fmt: skip
     print(f"  note: this machine has {cores} core{'s' if cores != 1 else ''}, shared by Synapse, the target "
           "(livekit-jwt or the bare endpoint), the LiveKit stand-in and the load generator, so read the ratios, "
           "not the absolute rates; cpu: % of one core over the window; busy: % of all cores; others: CPU "

@@ -303,7 +303,7 @@ async def test_a_name_with_an_internal_address_is_refused(net: Net) -> None:
 
 
 async def test_the_connection_goes_to_the_checked_address(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
-    # DNS rebinding needs a second lookup between the check and the connect. There is none: httpx is
+    # DNS rebinding needs a second lookup between the check and the connect. There is none: the client is
     # handed the checked address, so no getaddrinfo ever sees the name (the system resolver does not
     # even know it; only dnsmasq does).
     looked_up: list[object] = []

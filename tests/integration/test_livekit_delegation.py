@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -264,10 +265,12 @@ def webhook_body(event: str, room: str, identity: str | None = None) -> bytes:
     return json_format.MessageToJson(message).encode()
 
 
-def signature(body: bytes, key: str = KEY, secret: str = SECRET) -> str:
+def signature(
+    body: bytes, key: str = KEY, secret: str = SECRET, *, ttl: timedelta = timedelta(minutes=5)
+) -> str:
     """livekit-server's Authorization header: a JWT of the API key whose `sha256` claim is the body's."""
     digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-    return str(api.AccessToken(key, secret).with_sha256(digest).to_jwt())
+    return str(api.AccessToken(key, secret).with_sha256(digest).with_ttl(ttl).to_jwt())
 
 
 async def post(url: str, **options: Any) -> httpx.Response:
@@ -375,6 +378,8 @@ async def test_a_webhook_without_a_good_signature_is_401(service: LocalLivekitJw
         {"Authorization": signature(body, secret="not-" + SECRET)},  # another secret
         {"Authorization": signature(body, key="another-key")},  # an unknown key
         {"Authorization": signature(other_body)},  # signed, but for another body
+        {"Authorization": signature(body, ttl=timedelta(minutes=-5))},  # expired, past the leeway
+        {"Authorization": str(api.AccessToken(KEY, SECRET).to_jwt())},  # signed, but for no body
         {"Authorization": "not-a-jwt"},
     ):
         answer = await post(service.url + "/sfu_webhook", content=body,

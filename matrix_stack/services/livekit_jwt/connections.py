@@ -1,14 +1,18 @@
 """Kept-alive HTTPS connections for the egress, each pinned to what the egress policy checked.
 
 Every token request asks the user's homeserver, so a connection per request pays a TCP and TLS
-handshake each time. `Connections` keeps one httpx client per `Pin` (the checked IP and port, the
+handshake each time. `Connections` keeps one aiohttp session per `Pin` (the checked IP and port, the
 SNI name, the Host header, the CA file): a kept connection serves only a request checked to the
-same address, verified for the same name with the same CAs, for the same Host. One client per pin
-and not one for all: httpx pools connections by origin alone (here the IP literal), SNI aside.
+same address, verified for the same name with the same CAs, for the same Host. One session per pin
+and not one for all: a connection pool keys connections by origin (here the IP literal), SNI aside.
 
-Bounded: at most `destinations` clients (the least recently used goes first, closed once its
-requests are done), `keepalive` idle connections each, dropped after `expiry` seconds unused. Each
-request still resolves and checks its name before it asks for a client (egress.py).
+aiohttp rather than httpx here: this is the service's hot path, and a kept-alive request costs
+about a sixth of the CPU (measured ~80 against ~500 µs per GET on this machine).
+
+Bounded: at most `destinations` sessions (the least recently used goes first, closed once its
+requests are done); a session's idle connections are closed after `expiry` seconds unused, and a
+session unused that long goes with them. Each request still resolves and checks its name before it
+asks for a session (egress.py).
 """
 
 from __future__ import annotations
@@ -22,10 +26,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 DESTINATIONS = 64
-KEEPALIVE = 16  # idle connections per destination: the concurrency a busy homeserver sees from us
 EXPIRY = 30.0  # seconds; below the idle timeouts servers commonly use (nginx 75 s, Synapse longer)
 
 
@@ -50,36 +53,43 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     return context
 
 
-def new_client(ca_file: str | None, limits: httpx.Limits) -> httpx.AsyncClient:
-    # trust_env off: a proxy from the environment would connect by name, beyond the policy's checks.
-    return httpx.AsyncClient(
-        verify=tls_context(ca_file), trust_env=False, follow_redirects=False, limits=limits
-    )
+def new_client(ca_file: str | None, expiry: float | None) -> aiohttp.ClientSession:
+    """A session that connects only where its request's URL says (an address the egress checked):
+    no proxy from the environment (it would connect by name, beyond the policy's checks), no
+    cookies, the body as sent (the egress asks for identity and limits the size itself). No bound on
+    connections in flight: a request never waits for another's connection. `expiry` None: one use."""
+    connector = aiohttp.TCPConnector(
+        ssl=tls_context(ca_file), limit=0, limit_per_host=0, use_dns_cache=False,
+        force_close=expiry is None, keepalive_timeout=expiry if expiry is not None else None,
+    )  # fmt: skip
+    return aiohttp.ClientSession(
+        connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+        raise_for_status=False,
+    )  # fmt: skip
 
 
 @asynccontextmanager
-async def one_off(pin: Pin) -> AsyncIterator[httpx.AsyncClient]:
-    """A client for one request, closed after it (no `Connections` given)."""
-    async with new_client(pin.ca_file, httpx.Limits()) as client:
+async def one_off(pin: Pin) -> AsyncIterator[aiohttp.ClientSession]:
+    """A session for one request, closed after it (no `Connections` given)."""
+    async with new_client(pin.ca_file, None) as client:
         yield client
 
 
 @dataclass
 class _Kept:
-    client: httpx.AsyncClient
+    client: aiohttp.ClientSession
     users: int = 0
     last_used: float = 0.0
     evicted: bool = False  # out of the table; closed by its last user
 
 
 class Connections:
-    """httpx clients by `Pin`, bounded and expiring; `aclose` at shutdown."""
+    """aiohttp sessions by `Pin`, bounded and expiring; `aclose` at shutdown."""
 
     def __init__(
         self,
         *,
         destinations: int = DESTINATIONS,
-        keepalive: int = KEEPALIVE,
         expiry: float = EXPIRY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -87,36 +97,32 @@ class Connections:
         self._destinations = max(destinations, 1)
         self._expiry = expiry
         self._clock = clock
-        # No bound on connections in flight: a request never waits for another's connection.
-        self._limits = httpx.Limits(
-            max_connections=None, max_keepalive_connections=keepalive, keepalive_expiry=expiry
-        )
 
     def __len__(self) -> int:
         return len(self._kept)
 
     @asynccontextmanager
-    async def client(self, pin: Pin) -> AsyncIterator[httpx.AsyncClient]:
-        """The client for `pin`, made if there is none; the table is tidied on the way."""
+    async def client(self, pin: Pin) -> AsyncIterator[aiohttp.ClientSession]:
+        """The session for `pin`, made if there is none; the table is tidied on the way."""
         kept, dropped = self._take(pin)
         try:
             for client in dropped:
-                await client.aclose()
+                await client.close()
             yield kept.client
         finally:
             kept.users -= 1
             kept.last_used = self._clock()
             if kept.evicted and kept.users == 0:
-                await kept.client.aclose()
+                await kept.client.close()
 
-    def _take(self, pin: Pin) -> tuple[_Kept, list[httpx.AsyncClient]]:
+    def _take(self, pin: Pin) -> tuple[_Kept, list[aiohttp.ClientSession]]:
         now = self._clock()
-        # Idle past the expiry: httpx would not reuse its connections, but would hold them until asked.
+        # Idle past the expiry: its connections are closed by now; the session goes too.
         expired = [key for key, kept in self._kept.items() if self._idle(kept, now) and key != pin]
         dropped = [self._evict(key) for key in expired]
         kept = self._kept.get(pin)
         if kept is None:
-            kept = self._kept[pin] = _Kept(new_client(pin.ca_file, self._limits))
+            kept = self._kept[pin] = _Kept(new_client(pin.ca_file, self._expiry))
         self._kept.move_to_end(pin)
         kept.users += 1
         while len(self._kept) > self._destinations:
@@ -126,7 +132,7 @@ class Connections:
     def _idle(self, kept: _Kept, now: float) -> bool:
         return kept.users == 0 and now - kept.last_used >= self._expiry
 
-    def _evict(self, pin: Pin) -> httpx.AsyncClient | None:
+    def _evict(self, pin: Pin) -> aiohttp.ClientSession | None:
         """Out of the table; the client to close now, or None when a request still uses it."""
         kept = self._kept.pop(pin)
         if kept.users:
@@ -137,4 +143,4 @@ class Connections:
     async def aclose(self) -> None:
         for client in [self._evict(pin) for pin in list(self._kept)]:
             if client is not None:
-                await client.aclose()
+                await client.close()

@@ -20,17 +20,19 @@ import json
 import logging
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import dns.asyncresolver
 import dns.exception
 import dns.nameserver
 import dns.resolver
 import httpx
+import yarl
 
 from matrix_stack.services.livekit_jwt.connections import Connections, Pin, one_off
 
@@ -194,7 +196,7 @@ class AddressPolicy:
 @dataclass(frozen=True)
 class Response:
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]  # case-insensitive names
     body: bytes
 
     def json(self) -> Any:
@@ -361,7 +363,7 @@ async def https_request(
 
 
 # What a request on a kept connection meets when the server closed it just before (idle timeout).
-_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+_STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 async def _send(
@@ -378,44 +380,46 @@ async def _send(
     failures: list[str] = []
     for pin in pins:
         async with one_off(pin) if connections is None else connections.client(pin) as client:
-            # The checked address itself, so nothing resolves the name again.
-            request = client.build_request(
-                method,
-                target.copy_with(host=str(pin.address)),
+            # The checked address itself, so nothing resolves the name again; the URL as it is, so
+            # nothing re-encodes its query.
+            url = yarl.URL(str(target.copy_with(host=str(pin.address))), encoded=True)
+            options: dict[str, Any] = {
                 # identity: a compressed answer would be inflated a whole read at a time before the
                 # size limit saw it
-                headers={"Host": pin.host_header, "Accept-Encoding": "identity"},
-                extensions={"sni_hostname": pin.sni} if pin.sni else {},
-                json=json_body,
-                timeout=httpx.Timeout(timeout),
-            )
+                "headers": {"Host": pin.host_header, "Accept-Encoding": "identity"},
+                # the name the certificate must be valid for; none: the IP literal, and no SNI
+                "server_hostname": pin.sni,
+                "json": json_body,
+                "allow_redirects": False,
+                "timeout": aiohttp.ClientTimeout(total=timeout),
+            }
             try:
                 try:
-                    response = await client.send(request, stream=True)
+                    response = await client.request(method, url, **options)
+                except aiohttp.ClientConnectorError:
+                    raise
                 except _STALE as exc:
                     # A kept connection the server closed as we sent on it: a GET is asked again, on a
-                    # new connection (httpx dropped the closed one), as browsers do.
+                    # new connection (the closed one is dropped), as browsers do.
                     if connections is None or method != "GET":
                         raise
                     log.info("a kept connection was closed by the server; asking again",
                              extra={"url": where, "error": _failure(exc, target)})  # fmt: skip
-                    response = await client.send(request, stream=True)
-            except httpx.ConnectError as exc:  # refused, unreachable or a TLS failure: the next address
+                    response = await client.request(method, url, **options)
+            except aiohttp.ClientConnectorError as exc:  # refused, unreachable, TLS failed: the next address
                 failures.append(f"{pin.address}: {_failure(exc, target)}")
                 continue
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 raise EgressError(f"{where} ({pin.address}): {_failure(exc, target)}") from None
-            try:
+            async with response:
                 return await _read(response, where, max_bytes, redirects, target)
-            finally:
-                await response.aclose()
     raise EgressError(f"{where}: cannot connect: {'; '.join(failures)}")
 
 
 async def _read(
-    response: httpx.Response, where: str, max_bytes: int, redirects: bool, url: httpx.URL
+    response: aiohttp.ClientResponse, where: str, max_bytes: int, redirects: bool, url: httpx.URL
 ) -> Response:
-    status = response.status_code
+    status = response.status
     if 300 <= status < 400 and not redirects:
         raise EgressError(f"{where}: answered {status}, a redirect, which is not followed")
     declared = response.headers.get("content-length", "")
@@ -427,10 +431,10 @@ async def _read(
         )
     body = bytearray()
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.content.iter_any():
             body += chunk
             if len(body) > max_bytes:
                 raise EgressError(f"{where}: response over the limit of {max_bytes} bytes")
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         raise EgressError(f"{where}: {_failure(exc, url)}") from None
     return Response(status, response.headers, bytes(body))

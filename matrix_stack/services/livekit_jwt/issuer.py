@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from livekit import api
+from google.protobuf import json_format
+from livekit.protocol.webhook import WebhookEvent
 
-from matrix_stack.services.livekit_jwt import egress, federation
+from matrix_stack.services.livekit_jwt import egress, federation, tokens
 from matrix_stack.services.livekit_jwt.config import LivekitJwtSettings
 from matrix_stack.services.livekit_jwt.connections import Connections, tls_context
 from matrix_stack.services.livekit_jwt.delegation import Delegations
 from matrix_stack.services.livekit_jwt.metrics import LivekitMetrics
+from matrix_stack.services.livekit_jwt.sfu import RoomService, TwirpError
 from matrix_stack.services.livekit_jwt.store import JobStore, StoreError
 from matrix_stack.shared.kit.errors import NotDurable, StartupError
 
@@ -92,13 +94,13 @@ def job_store(settings: LivekitJwtSettings) -> JobStore:
 class RoomServiceSfu:
     """The SFU's RoomService (the same credentials as room creation: they carry roomAdmin)."""
 
-    def __init__(self, rooms: api.LiveKitAPI) -> None:
+    def __init__(self, rooms: RoomService) -> None:
         self._rooms = rooms
 
     async def present(self, room: str, identity: str) -> bool | None:
         try:
-            await self._rooms.room.get_participant(api.RoomParticipantIdentity(room=room, identity=identity))
-        except api.TwirpError as exc:
+            await self._rooms.get_participant(room, identity)
+        except TwirpError as exc:
             if exc.code == "not_found":
                 return False
             log.warning("participant lookup failed", extra={"reason": str(exc)})
@@ -110,8 +112,8 @@ class RoomServiceSfu:
 
     async def participants(self, room: str) -> set[str] | None:
         try:
-            answer = await self._rooms.room.list_participants(api.ListParticipantsRequest(room=room))
-        except api.TwirpError as exc:
+            answer = await self._rooms.list_participants(room)
+        except TwirpError as exc:
             if exc.code == "not_found":  # the room is gone, and everyone with it
                 return set()
             log.warning("participant list failed", extra={"reason": str(exc)})
@@ -145,11 +147,10 @@ class Issuer:
         self.well_known = federation.WellKnownCache()
         self.connections = Connections()  # to homeservers, kept across lookups; closed in stop
         self.cs_api_overrides = cs_api_overrides(settings.cs_api_overrides)
-        self.webhooks = api.WebhookReceiver(api.TokenVerifier(self.credentials.key, self.credentials.secret))
         self.delegations: Delegations | None = None
         self._http: httpx.AsyncClient | None = None
         self.full_access = set(settings.full_access_homeservers)
-        self._rooms: api.LiveKitAPI | None = None
+        self._rooms: RoomService | None = None
         self._started = False
 
     @property
@@ -161,9 +162,8 @@ class Issuer:
         return self._metrics
 
     async def start(self) -> None:
-        # livekit-api's client opens an aiohttp session: made inside the running loop, closed in stop
         settings = self.settings
-        self._rooms = api.LiveKitAPI(api_url(settings), self.credentials.key, self.credentials.secret)
+        self._rooms = RoomService(api_url(settings), self.credentials.key, self.credentials.secret)
         if settings.delegation:
             # for the operator's own overrides only; discovered homeservers go through the egress policy
             self._http = httpx.AsyncClient(
@@ -235,14 +235,13 @@ class Issuer:
         """Idempotent on the SFU: an existing room is returned as it is."""
         assert self._rooms is not None
         settings = self.settings
-        request = api.CreateRoomRequest(
-            name=name,
-            empty_timeout=settings.room_empty_timeout,
-            departure_timeout=settings.room_departure_timeout,
-        )
         try:
-            await self._rooms.room.create_room(request)
-        except Exception:
+            await self._rooms.create_room(
+                name,
+                empty_timeout=settings.room_empty_timeout,
+                departure_timeout=settings.room_departure_timeout,
+            )
+        except TwirpError:
             self.metrics.rooms.labels("failed").inc()
             raise
         self.metrics.rooms.labels("ok").inc()
@@ -309,10 +308,12 @@ class Issuer:
 
     async def webhook(self, body: bytes, authorization: str) -> None:
         """A LiveKit webhook: participants joining and leaving drive the delegations."""
+        key, secret = self.credentials.key, self.credentials.secret
         try:
-            event = self.webhooks.receive(body.decode(), authorization)
-        except Exception as exc:  # livekit-api raises plain exceptions for every verification failure
-            raise BadWebhook(str(exc)) from exc
+            tokens.check_webhook(key, secret, body, authorization)
+            event = json_format.Parse(body, WebhookEvent(), ignore_unknown_fields=True)
+        except (tokens.BadSignature, json_format.ParseError) as exc:
+            raise BadWebhook(str(exc)) from None
         if self.delegations is None:
             return
         room = event.room.name
