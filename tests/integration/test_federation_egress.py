@@ -117,7 +117,10 @@ class Remote:
             if self._context is not None:
                 await writer.start_tls(self._context)
                 sni = self._sni.pop(id(writer.get_extra_info("ssl_object")), None)
-            answered = 1 if await self._answer(reader, writer, sni) else 0
+            # answers_per_connection 0: every request is read and left unanswered
+            answered = (
+                1 if self.answers_per_connection != 0 and await self._answer(reader, writer, sni) else 0
+            )
             while self.keep_alive and answered != self.answers_per_connection:
                 if not await self._answer(reader, writer, sni):
                     break
@@ -582,6 +585,25 @@ async def test_a_get_on_a_connection_the_server_just_closed_is_asked_again(net: 
         await connections.aclose()
 
 
+async def test_a_request_a_server_drops_is_sent_at_most_twice_and_a_post_once(net: Net) -> None:
+    # Each request carries a caller's token to a server a stranger named: a GET is asked once more
+    # (the connection may have been a kept one, closed just then), never more; a POST never again.
+    policy = AddressPolicy(["127.0.0.0/8"])
+    async with Remote(lambda seen: answer({}), net.tls, port=free_ports(1)[0], keep_alive=True,
+                      answers_per_connection=0) as remote:  # fmt: skip
+        connections = Connections()
+        for kept, method, sent in ((connections, "GET", 2), (None, "GET", 2), (connections, "POST", 1)):
+            before = remote.dropped
+            with pytest.raises(egress.EgressError, match="Server disconnected"):
+                await egress.https_request(
+                    method, f"https://127.0.0.1:{remote.port}/x", policy=policy, sni_hostname="hs.test",
+                    ca_file=net.ca, connections=kept, json_body={} if method == "POST" else None,
+                )  # fmt: skip
+            await settled(lambda: remote.open == 0)
+            assert remote.dropped - before == sent, (method, kept)
+        await connections.aclose()
+
+
 async def test_kept_connections_are_bounded_and_expire(net: Net) -> None:
     policy = AddressPolicy(["127.0.0.0/8"])
     ok = answer({})
@@ -603,6 +625,15 @@ async def test_kept_connections_are_bounded_and_expire(net: Net) -> None:
         await one.aclose()
         await settled(lambda: remote.open == 0)
 
+        # at most per_destination connections to one pin, in use or idle: the rest wait their turn
+        few = Connections(per_destination=4)
+        before = remote.accepts
+        await asyncio.gather(*(get(few, "127.0.0.1") for _ in range(20)))
+        assert 1 <= remote.accepts - before <= 4
+        await few.aclose()
+        await settled(lambda: remote.open == 0)
+
+        before = remote.accepts
         brief = Connections(expiry=0.3)
         await get(brief, "127.0.0.1")
         await asyncio.sleep(0.4)
@@ -610,5 +641,5 @@ async def test_kept_connections_are_bounded_and_expire(net: Net) -> None:
         assert len(brief) == 1
         await settled(lambda: remote.open == 1)
         await get(brief, "127.0.0.1")
-        assert remote.accepts == 6
+        assert remote.accepts - before == 3
         await brief.aclose()

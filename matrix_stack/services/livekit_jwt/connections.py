@@ -4,14 +4,16 @@ Every token request asks the user's homeserver, so a connection per request pays
 handshake each time. `Connections` keeps one aiohttp session per `Pin` (the checked IP and port, the
 SNI name, the Host header, the CA file): a kept connection serves only a request checked to the
 same address, verified for the same name with the same CAs, for the same Host. One session per pin
-and not one for all: a connection pool keys connections by origin (here the IP literal), SNI aside.
+and not one for all: a pool keys its connections by address and SNI name, not by Host or CA file.
 
 aiohttp rather than httpx here: this is the service's hot path, and a kept-alive request costs
 about a sixth of the CPU (measured ~80 against ~500 µs per GET on this machine).
 
 Bounded: at most `destinations` sessions (the least recently used goes first, closed once its
-requests are done); a session's idle connections are closed after `expiry` seconds unused, and a
-session unused that long goes with them. Each request still resolves and checks its name before it
+requests are done), at most `per_destination` connections each, in use or idle (a request past
+that waits for one, within its deadline: a homeserver that holds its connections open delays only
+lookups to itself); idle connections are closed after `expiry` seconds unused, and a session unused
+that long goes with them. Each request still resolves and checks its name before it
 asks for a session (egress.py).
 """
 
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 import aiohttp
 
 DESTINATIONS = 64
+PER_DESTINATION = 32  # connections to one pin: the concurrency a busy homeserver sees from us
 EXPIRY = 30.0  # seconds; below the idle timeouts servers commonly use (nginx 75 s, Synapse longer)
 
 
@@ -53,13 +56,15 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     return context
 
 
-def new_client(ca_file: str | None, expiry: float | None) -> aiohttp.ClientSession:
+def new_client(
+    ca_file: str | None, expiry: float | None, limit: int = PER_DESTINATION
+) -> aiohttp.ClientSession:
     """A session that connects only where its request's URL says (an address the egress checked):
     no proxy from the environment (it would connect by name, beyond the policy's checks), no
-    cookies, the body as sent (the egress asks for identity and limits the size itself). No bound on
-    connections in flight: a request never waits for another's connection. `expiry` None: one use."""
+    cookies, the body as sent (the egress asks for identity and limits the size itself); at most
+    `limit` connections. `expiry` None: each connection used once."""
     connector = aiohttp.TCPConnector(
-        ssl=tls_context(ca_file), limit=0, limit_per_host=0, use_dns_cache=False,
+        ssl=tls_context(ca_file), limit=limit, limit_per_host=0, use_dns_cache=False,
         force_close=expiry is None, keepalive_timeout=expiry if expiry is not None else None,
     )  # fmt: skip
     return aiohttp.ClientSession(
@@ -90,6 +95,7 @@ class Connections:
         self,
         *,
         destinations: int = DESTINATIONS,
+        per_destination: int = PER_DESTINATION,
         expiry: float = EXPIRY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -97,6 +103,7 @@ class Connections:
         self._destinations = max(destinations, 1)
         self._expiry = expiry
         self._clock = clock
+        self._per_destination = max(per_destination, 1)
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -122,7 +129,7 @@ class Connections:
         dropped = [self._evict(key) for key in expired]
         kept = self._kept.get(pin)
         if kept is None:
-            kept = self._kept[pin] = _Kept(new_client(pin.ca_file, self._expiry))
+            kept = self._kept[pin] = _Kept(new_client(pin.ca_file, self._expiry, self._per_destination))
         self._kept.move_to_end(pin)
         kept.users += 1
         while len(self._kept) > self._destinations:

@@ -17,7 +17,6 @@ import asyncio
 import functools
 import ipaddress
 import json
-import logging
 import re
 import socket
 from collections.abc import Mapping, Sequence
@@ -35,8 +34,6 @@ import httpx
 import yarl
 
 from matrix_stack.services.livekit_jwt.connections import Connections, Pin, one_off
-
-log = logging.getLogger("matrix_stack.livekit_jwt.egress")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -362,10 +359,6 @@ async def https_request(
         raise EgressError(f"{where}: no answer within {timeout:g} s") from None
 
 
-# What a request on a kept connection meets when the server closed it just before (idle timeout).
-_STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-
-
 async def _send(
     method: str,
     target: httpx.URL,
@@ -394,18 +387,10 @@ async def _send(
                 "timeout": aiohttp.ClientTimeout(total=timeout),
             }
             try:
-                try:
-                    response = await client.request(method, url, **options)
-                except aiohttp.ClientConnectorError:
-                    raise
-                except _STALE as exc:
-                    # A kept connection the server closed as we sent on it: a GET is asked again, on a
-                    # new connection (the closed one is dropped), as browsers do.
-                    if connections is None or method != "GET":
-                        raise
-                    log.info("a kept connection was closed by the server; asking again",
-                             extra={"url": where, "error": _failure(exc, target)})  # fmt: skip
-                    response = await client.request(method, url, **options)
+                # A connection the server closed as we sent on it (a kept one past its idle timeout):
+                # aiohttp itself asks a GET once more, on a new connection, as browsers do; a POST,
+                # which may have been acted on, never.
+                response = await client.request(method, url, **options)
             except aiohttp.ClientConnectorError as exc:  # refused, unreachable, TLS failed: the next address
                 failures.append(f"{pin.address}: {_failure(exc, target)}")
                 continue

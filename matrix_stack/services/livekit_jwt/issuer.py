@@ -312,7 +312,7 @@ class Issuer:
         try:
             tokens.check_webhook(key, secret, body, authorization)
             event = json_format.Parse(body, WebhookEvent(), ignore_unknown_fields=True)
-        except (tokens.BadSignature, json_format.ParseError) as exc:
+        except (tokens.BadSignature, json_format.ParseError, UnicodeDecodeError) as exc:
             raise BadWebhook(str(exc)) from None
         if self.delegations is None:
             return

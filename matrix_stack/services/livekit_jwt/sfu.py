@@ -65,7 +65,9 @@ class RoomService:
             ) as response:
                 status, content = response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TwirpError("unavailable", f"{type(exc).__name__}: {exc}") from None
+            raise TwirpError(
+                "unavailable", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            ) from None
         if status != 200:
             raise _error(status, content)
         message = answer()
