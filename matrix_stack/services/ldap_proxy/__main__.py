@@ -5,12 +5,10 @@ from __future__ import annotations
 from matrix_stack.services.ldap_proxy.app import routes
 from matrix_stack.services.ldap_proxy.config import LdapProxySettings
 from matrix_stack.services.ldap_proxy.proxy import LdapProxy
-from matrix_stack.services.ldap_proxy.worker import use_uvloop
 from matrix_stack.shared.kit.server import main_for
 
 
 def main() -> None:
-    use_uvloop()
     main_for(LdapProxySettings, LdapProxy, routes)
 
 

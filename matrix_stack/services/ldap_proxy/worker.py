@@ -15,17 +15,9 @@ from matrix_stack.services.ldap_proxy.proxy import LdapProxy
 from matrix_stack.services.ldap_proxy.workers import Channel, worker_channel
 from matrix_stack.shared.kit import logs
 from matrix_stack.shared.kit.errors import StartupError
+from matrix_stack.shared.kit.loop import use_uvloop
 
 log = logging.getLogger("matrix_stack.ldap_proxy")
-
-
-def use_uvloop() -> None:
-    try:  # uvloop (with uvicorn[standard]) roughly halves the relay's cost per connection
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
 
 
 class Follower:

@@ -22,6 +22,7 @@ from matrix_stack.shared.kit import logs, responses
 from matrix_stack.shared.kit.app import NotDurableResponse, create_app
 from matrix_stack.shared.kit.component import Component
 from matrix_stack.shared.kit.errors import StartupError
+from matrix_stack.shared.kit.loop import use_uvloop
 from matrix_stack.shared.kit.settings import KitSettings, load_or_exit
 
 log = logging.getLogger(__name__)
@@ -103,4 +104,5 @@ def main_for(
         sys.exit(2)
     # the component may hold secrets the settings never saw (a keys file): redact those too
     logs.configure(settings.log_level, json_lines=settings.log_json, secrets=component.secrets())
+    use_uvloop()
     sys.exit(asyncio.run(serve(app, settings)))
