@@ -19,8 +19,9 @@ second call, CreateRoom on the SFU, that neither of those makes: its floor is a 
 making both calls, userinfo then a CreateRoom (protobuf, a bearer JWT signed per call with the
 roomCreate grant, as livekit-api signs them) to the same stand-in, each over its kept-alive client.
 The one-call and two-call floors run once with httpx (the targets are set against these) and once with
-aiohttp, the client the service makes both calls with since it left httpx for its CPU cost: the same
-handler, the same calls, so the ratio to them is the service's own work alone.
+aiohttp, the client the service makes both calls with since it left httpx for its CPU cost (there the
+CreateRoom is the service's own RoomService client): the same handler, the same calls, so the ratio
+to them is the service's own work alone.
 The load is bench/loadgen.py, one loop per token, the loops together making the totals.
 """
 
@@ -56,6 +57,7 @@ from devstack.livekit_jwt import LocalLivekitJwt
 from devstack.synapse import LocalSynapse, openid_token, register
 from matrix_stack.services.livekit_jwt import hashing
 from matrix_stack.services.livekit_jwt.config import LivekitJwtSettings
+from matrix_stack.services.livekit_jwt.sfu import RoomService, TwirpError
 from matrix_stack.shared.route.processes import free_ports, port_open, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,8 +96,8 @@ class _Floor:
     verify: ssl.SSLContext
     shared: httpx.AsyncClient | None
     sfu: httpx.AsyncClient | None  # the full-access floor's second call
-    session: aiohttp.ClientSession | None = None  # both calls over aiohttp instead, as the service makes them
-    sfu_url: str = ""
+    session: aiohttp.ClientSession | None = None  # the userinfo over aiohttp instead, as the service asks it
+    rooms: RoomService | None = None  # and CreateRoom with the service's own client (aiohttp)
 
     async def userinfo(self, access_token: str) -> tuple[int, bytes]:
         params = {"access_token": access_token}
@@ -110,15 +112,17 @@ class _Floor:
         return response.status_code, response.content
 
     async def create_room(self, name: str) -> bool:
+        timeouts = {"empty_timeout": _DEFAULTS["room_empty_timeout"],
+                    "departure_timeout": _DEFAULTS["room_departure_timeout"]}  # fmt: skip
+        if self.rooms is not None:
+            try:
+                await self.rooms.create_room(name, **timeouts)
+            except TwirpError:
+                return False
+            return True
         token = AccessToken(KEY, SECRET).with_grants(VideoGrants(room_create=True)).to_jwt()
-        request = livekit_room.CreateRoomRequest(name=name, empty_timeout=_DEFAULTS["room_empty_timeout"],
-                                                 departure_timeout=_DEFAULTS["room_departure_timeout"])  # fmt: skip
+        request = livekit_room.CreateRoomRequest(name=name, **timeouts)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/protobuf"}
-        if self.session is not None:
-            url = self.sfu_url + ROOM_SERVICE
-            async with self.session.post(url, data=request.SerializeToString(), headers=headers) as answer:
-                await answer.read()
-                return answer.status == 200
         assert self.sfu is not None
         response = await self.sfu.post(ROOM_SERVICE, content=request.SerializeToString(), headers=headers)
         return response.status_code == 200
@@ -137,7 +141,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     sfu_url = os.environ.get(SFU_ENV)
     sfu = httpx.AsyncClient(base_url=sfu_url, trust_env=False, timeout=10.0) if sfu_url and shared else None
     session = aiohttp.ClientSession(trust_env=False) if kind == "keep-alive-aiohttp" else None
-    app.state.floor = _Floor(os.environ[URL_ENV], verify, shared, sfu, session, sfu_url or "")
+    rooms = RoomService(sfu_url, KEY, SECRET) if sfu_url and session else None
+    app.state.floor = _Floor(os.environ[URL_ENV], verify, shared, sfu, session, rooms)
     try:
         yield
     finally:
@@ -146,6 +151,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
                 await client.aclose()
         if session is not None:
             await session.close()
+        if rooms is not None:
+            await rooms.aclose()
 
 
 async def _get_token(request: Request) -> Response:
@@ -153,7 +160,7 @@ async def _get_token(request: Request) -> Response:
     body = json.loads(await request.body())
     status, content = await floor.userinfo(body["openid_token"]["access_token"])
     ok = status == 200
-    if ok and floor.sfu_url:
+    if ok and (floor.sfu is not None or floor.rooms is not None):
         ok = await floor.create_room(hashing.room(_DEFAULTS["hash_scheme"], body["room_id"], body["slot_id"]))
     return Response(content, 200 if ok else 502, media_type="application/json")
 

@@ -8,7 +8,6 @@ client for three methods would load its whole SDK, its failover and regions (Liv
 from __future__ import annotations
 
 import json
-import logging
 from typing import TypeVar
 
 import aiohttp
@@ -18,7 +17,6 @@ from livekit.protocol import room as rooms
 
 from matrix_stack.services.livekit_jwt import tokens
 
-log = logging.getLogger("matrix_stack.livekit_jwt")
 PREFIX = "/twirp/livekit.RoomService/"
 TIMEOUT = aiohttp.ClientTimeout(total=10.0, connect=5.0)  # a CreateRoom holds up a token request
 M = TypeVar("M", bound=Message)
