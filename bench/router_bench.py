@@ -10,10 +10,21 @@ only the route table differs:
     its own route with `^` prepended, the same hashing per route group, 404 for anything unmatched;
   - ceiling: one route, `prefix: /`, to the main pool with our main route's action (no hashing, so
     the Lua filter skipped as there): no table can match and forward for less;
+  - matching: our table exactly, every route forwarding with the ceiling's action (to main, no
+    hashing, so no Lua): what matching our table costs by itself, so the gap to the ceiling splits
+    into matching (ceiling -> matching) and what the routes then do (matching -> ours);
   - spread: the ceiling's route sending each request to one of our clusters at random, in the
     proportions the mix reaches them: what forwarding to many pools costs (more upstream
     connections, on both sides) with no matching and no hashing, so how much of the gap to the
     ceiling any table that routes to these pools has to pay.
+With ROUTER_BENCH_PIN=1 (two cores or more), each router runs one worker on core 0 and wrk and
+the upstreams share core 1: the router is then the bottleneck (the other core stays partly idle, the
+busy share is printed) and its CPU per request is not disturbed by the others' threads, which makes
+the ratios between tables steadier; without it, all share both cores as the issue's numbers do.
+With ROUTER_BENCH_INSTRUCTIONS=1, each configuration also runs once more under valgrind's callgrind
+(one worker): the instructions it executes per request over the same mix, after a warm-up. Cache
+misses and the kernel are not in it, so it is not the time, but it is the same in every run: a
+change of a few percent shows in it where the timings' noise (often 10% run to run here) hides it.
 Upstreams are a second Envoy answering every request directly with the name of its pool: no work
 but HTTP, yet it shares the machine with the router and wrk (about half the router's CPU per
 request, more with more upstream connections), so besides req/s each configuration's router CPU
@@ -25,6 +36,7 @@ reached compared with the pool Synapse's docs and code require (tests/data/routi
 from __future__ import annotations
 
 import copy
+import http.client
 import os
 import re
 import shutil
@@ -49,6 +61,9 @@ DURATION = int(os.environ.get("ROUTER_BENCH_SECONDS", "8"))
 ROUNDS = int(os.environ.get("ROUTER_BENCH_ROUNDS", "3"))
 CEILING_POOL = "main"
 CEILING_TARGET = 0.9
+PIN = os.environ.get("ROUTER_BENCH_PIN") == "1"
+INSTRUCTIONS = os.environ.get("ROUTER_BENCH_INSTRUCTIONS") == "1"
+ROUTER_CORE, LOAD_CORE = "0", "1"  # with PIN: the router's core; wrk's and the upstreams'
 
 # The reference's route groups in the order its Envoy template emits them (defaults: MAS on,
 # MSC4306 off), with the pool each group's cluster stands for and the hashing it applies.
@@ -149,6 +164,21 @@ def ceiling_config(ours: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def matching_config(ours: dict[str, Any]) -> dict[str, Any]:
+    """Ours with every forwarding route's action replaced by the ceiling's (main's route: no hashing,
+    the Lua filter skipped); matches, names and order untouched."""
+    config = copy.deepcopy(ours)
+    routes = _manager(config)["route_config"]["virtual_hosts"][0]["routes"]
+    main = next(r for r in routes if r.get("route", {}).get("cluster") == CEILING_POOL)
+    action = {key: main[key] for key in ("route", "metadata", "typed_per_filter_config", "request_headers_to_remove")
+              if key in main}  # fmt: skip
+    for route in routes:
+        if "route" in route:
+            route.pop("metadata", None)
+            route.update(copy.deepcopy(action))
+    return config
+
+
 def spread_config(ours: dict[str, Any], requests: list[tuple[str, str, str]]) -> dict[str, Any]:
     """The ceiling's route, each request to a cluster drawn in the proportions the mix reaches ours."""
     config = ceiling_config(ours)
@@ -203,8 +233,9 @@ def cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
 
 
 def run_wrk(url: str, script: Path) -> float:
+    pin = ["taskset", "-c", LOAD_CORE] if PIN else []
     result = subprocess.run(
-        ["wrk", "-t1", "-c32", f"-d{DURATION}s", "-s", str(script), url],
+        [*pin, "wrk", "-t1", "-c32", f"-d{DURATION}s", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     match = re.search(r"Requests/sec:\s+([0-9.]+)", result.stdout)
@@ -220,25 +251,34 @@ async def main() -> None:
         )
     if not REFERENCE_VALUES.exists():
         raise SystemExit(f"reference values not found at {REFERENCE_VALUES}")
+    if INSTRUCTIONS and shutil.which("callgrind_control") is None:
+        raise SystemExit("ROUTER_BENCH_INSTRUCTIONS=1 needs valgrind (Debian: apt-get install valgrind)")
+    if PIN and ((os.cpu_count() or 1) < 2 or shutil.which("taskset") is None):
+        raise SystemExit("ROUTER_BENCH_PIN=1 needs two cores and taskset (util-linux)")
     requests = mix()
     ours = our_config()
     reference = reference_config(ours)
     ceiling = ceiling_config(ours)
+    matching = matching_config(ours)
     spread = spread_config(ours, requests)
     pools = sorted(set(local_envoy.pools_of(ours)) | {pool for _, pool, _ in REFERENCE_ORDER})
     stub_config, stub_ports = local_envoy.stub_upstreams(pools)
     stubs = local_envoy.LocalEnvoy(stub_config)
     stubs.start()
+    if PIN:
+        _pin(stubs, LOAD_CORE)
     directory = Path(tempfile.mkdtemp(prefix="router-bench-"))
     script = wrk_script(requests, directory)
     endpoints = {pool: [("127.0.0.1", port)] for pool, port in stub_ports.items()}
-    names = ("ours", "reference", "ceiling", "spread")
+    names = ("ours", "reference", "matching", "ceiling", "spread")
+    busy: list[float] = []  # with PIN: the load core's busy share while wrk ran
     results: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}  # router CPU seconds per request
     misroutes: dict[str, list[tuple[str, str, str, str]]] = {}
+    instructions: dict[str, float] = {}
     try:
         routers = {}
-        for name, config in zip(names, (ours, reference, ceiling, spread), strict=True):
+        for name, config in zip(names, (ours, reference, matching, ceiling, spread), strict=True):
             for cluster in config["static_resources"]["clusters"]:
                 if cluster["name"] not in ("admin", *endpoints):
                     raise RuntimeError(f"cluster {cluster['name']} has no stub")
@@ -251,18 +291,26 @@ async def main() -> None:
             routers[name] = local_envoy.LocalEnvoy(
                 local_envoy.localize(config, endpoints, port=port, metrics_port=metrics, admin_port=admin)
             )
+            if PIN:
+                routers[name].concurrency = 1
         for router in routers.values():
             router.start()
+            if PIN:
+                _pin(router, ROUTER_CORE)
         for name, router in routers.items():
             reached = routed_pools(router.url, requests)
             misroutes[name] = [(m, p, want, reached[(m, p)]) for m, p, want in dict.fromkeys(requests)
                                if not _reached_right(name, want, reached[(m, p)], set(stub_ports))]  # fmt: skip
         for _ in range(ROUNDS):  # alternate, so drift in the machine's speed hits all alike
             for name, router in routers.items():
-                before = cpu_seconds(router.process)
+                before, load_before = cpu_seconds(router.process), _core_ticks(LOAD_CORE) if PIN else None
                 rate = run_wrk(router.url, script)
+                if load_before is not None:
+                    busy.append(_busy_share(load_before, _core_ticks(LOAD_CORE)))
                 results[name].append(rate)
                 cpu[name].append((cpu_seconds(router.process) - before) / (rate * DURATION))
+        for name, router in routers.items() if INSTRUCTIONS else ():
+            instructions[name] = instructions_per_request(router.config, requests, directory / name)
     finally:
         for router in locals().get("routers", {}).values():
             router.stop()
@@ -270,13 +318,19 @@ async def main() -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
     kinds = len(dict.fromkeys(requests))
+    placement = (
+        f"pinned: each router 1 worker on core {ROUTER_CORE}, wrk and upstreams on core {LOAD_CORE} "
+        f"(busy {statistics.median(busy):.0%} of it, median)"
+        if PIN
+        else f"Envoy --concurrency {min(2, os.cpu_count() or 1)}, all sharing every core"
+    )
     print(f"router: {len(requests)} requests per mix cycle ({kinds} kinds), wrk 1 thread x 32 connections, "
-          f"{DURATION}s x {ROUNDS} rounds, Envoy --concurrency {min(2, os.cpu_count() or 1)}")  # fmt: skip
+          f"{DURATION}s x {ROUNDS} rounds; {placement}")  # fmt: skip
     median = {name: statistics.median(rates) for name, rates in results.items()}
     for name in names:
         weighted = sum(requests.count((m, p, w)) for m, p, w, _ in misroutes[name])
         rounds = ", ".join(f"{r:.0f}" for r in results[name])
-        if name == "ceiling":
+        if name in ("ceiling", "matching"):
             outcome = f"kinds not reaching {CEILING_POOL}: {len(misroutes[name])} of {kinds}"
         elif name == "spread":
             outcome = f"kinds not proxied: {len(misroutes[name])} of {kinds}"
@@ -288,13 +342,20 @@ async def main() -> None:
     print(f"  ratio ours/ceiling: {median['ours'] / median['ceiling']:.2f}x (target >= {CEILING_TARGET}, 0 misroutes); "
           f"reference/ceiling: {median['reference'] / median['ceiling']:.2f}x; "
           f"spread/ceiling: {median['spread'] / median['ceiling']:.2f}x; ours/spread: {median['ours'] / median['spread']:.2f}x")  # fmt: skip
+    print(f"  split of the gap: matching/ceiling {median['matching'] / median['ceiling']:.2f}x (our table's matching alone), "
+          f"ours/matching {median['ours'] / median['matching']:.2f}x (what our routes then do: hashing, Lua, pools)")  # fmt: skip
     print("  router CPU per request against the ceiling's: "
           + ", ".join(f"{name} {statistics.median(cpu[name]) / statistics.median(cpu['ceiling']):.2f}x"
                       for name in names if name != "ceiling"))  # fmt: skip
+    if instructions:
+        print("  instructions per request (callgrind, 1 worker; the same in every run): "
+              + ", ".join(f"{name} {instructions[name]:,.0f} ({instructions[name] / instructions['ceiling']:.3f}x the ceiling)"
+                          for name in names))  # fmt: skip
     for method, path, _, got in misroutes["spread"]:
         print(f"    SPREAD DID NOT PROXY: {method} {path} -> {got}")
-    for method, path, _, got in misroutes["ceiling"]:
-        print(f"    CEILING DID NOT PROXY: {method} {path} -> {got}")
+    for name in ("ceiling", "matching"):
+        for method, path, _, got in misroutes[name]:
+            print(f"    {name.upper()} DID NOT REACH {CEILING_POOL}: {method} {path} -> {got}")
     for method, path, want, got in misroutes["reference"]:
         print(f"    reference misroute: {method} {path} -> {got} (should reach {want})")
     for method, path, want, got in misroutes["ours"]:
@@ -302,9 +363,10 @@ async def main() -> None:
 
 
 def _reached_right(name: str, want: str, got: str, pools: set[str]) -> bool:
-    """The ceiling routes nothing: every kind must reach its one pool (so it proxies, never 404s);
-    the spread, some pool; the tables, the pool Synapse requires."""
-    if name == "ceiling":
+    """The ceiling routes nothing and the matching line sends every route to main: every kind must
+    reach main (so it proxies, never 404s); the spread, some pool; the tables, the pool Synapse
+    requires."""
+    if name in ("ceiling", "matching"):
         return got == CEILING_POOL
     if name == "spread":
         return got in pools
@@ -322,3 +384,75 @@ def _cluster_for(template: dict[str, Any], pool: str) -> dict[str, Any]:
     endpoint["metadata"] = {"filter_metadata": {"matrix_stack": {"pool": pool}}}
     cluster["load_assignment"] = {"cluster_name": pool, "endpoints": [{"lb_endpoints": [endpoint]}]}
     return cluster
+
+
+def instructions_per_request(
+    config: dict[str, Any], requests: list[tuple[str, str, str]], out: Path
+) -> float:
+    """Instructions a router executes per request of the mix, counted by callgrind: the mix twice
+    to warm it (caches, RE2's lazily built automata), counters zeroed, then the mix ROUNDS times on
+    four kept-alive connections."""
+    local = copy.deepcopy(config)
+    port, metrics, admin = local_envoy.local_ports()
+    local["admin"]["address"]["socket_address"]["port_value"] = admin
+    for listener in local["static_resources"]["listeners"]:
+        listener["address"]["socket_address"]["port_value"] = (
+            port if listener["name"] == "matrix" else metrics
+        )
+    out.mkdir(parents=True)
+    counts = out / "callgrind.out"
+    router = local_envoy.LocalEnvoy(
+        local, concurrency=1, wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}"]
+    )
+    router.start(timeout=300)
+    assert router.process is not None
+    try:
+        _send_mix(port, requests, 2)
+        subprocess.run(["callgrind_control", "-z", str(router.process.pid)], check=True, capture_output=True)
+        sent = _send_mix(port, requests, ROUNDS)
+        subprocess.run(["callgrind_control", "-d", str(router.process.pid)], check=True, capture_output=True)
+    finally:
+        router.stop()
+    for dump in out.glob("callgrind.out*"):
+        text = dump.read_text(errors="replace")
+        if "Trigger: dump" in text:
+            totals = re.search(r"^totals: (\d+)", text, re.MULTILINE)
+            if totals:
+                return int(totals.group(1)) / sent
+    raise RuntimeError(f"no callgrind dump in {out}")
+
+
+def _send_mix(port: int, requests: list[tuple[str, str, str]], rounds: int) -> int:
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=120) for _ in range(4)]
+    sent = 0
+    try:
+        for _ in range(rounds):
+            for i, (method, path, _) in enumerate(requests):
+                connection = connections[i % len(connections)]
+                connection.request(method, path, headers={"Content-Length": "0"})
+                connection.getresponse().read()
+                sent += 1
+    finally:
+        for connection in connections:
+            connection.close()
+    return sent
+
+
+def _pin(envoy: local_envoy.LocalEnvoy, core: str) -> None:
+    """Every thread of a running Envoy onto one core."""
+    assert envoy.process is not None
+    subprocess.run(["taskset", "-a", "-pc", core, str(envoy.process.pid)], check=True, capture_output=True)
+
+
+def _core_ticks(core: str) -> tuple[int, int]:
+    """(busy, total) clock ticks of one core so far, from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in line.split()[1:9])
+            busy = user + nice + system + irq + softirq + steal
+            return busy, busy + idle + iowait
+    raise RuntimeError(f"core {core} not in /proc/stat")
+
+
+def _busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    return (after[0] - before[0]) / max(1, after[1] - before[1])

@@ -167,6 +167,8 @@ class LocalEnvoy:
     access_log: Path | None = None  # where `localize` was told to write it, for readers
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="envoy-")))
     process: subprocess.Popen[bytes] | None = None
+    concurrency: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))  # worker threads
+    wrapper: list[str] = field(default_factory=list)  # a command to run Envoy under (a profiler)
 
     @property
     def port(self) -> int:
@@ -193,6 +195,7 @@ class LocalEnvoy:
         with log.open("ab") as output:
             self.process = subprocess.Popen(
                 [
+                    *self.wrapper,
                     envoy_binary(),
                     "--config-path",
                     str(path),
@@ -202,7 +205,7 @@ class LocalEnvoy:
                     "--file-flush-interval-msec",
                     "100",
                     "--concurrency",
-                    str(min(2, os.cpu_count() or 1)),
+                    str(self.concurrency),
                 ],
                 stdout=output,
                 stderr=subprocess.STDOUT,
