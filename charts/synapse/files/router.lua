@@ -6,6 +6,7 @@ local HASH_HEADER = "x-matrix-stack-hash"
 local cache, cache_size = {}, 0
 
 local function unescape(s)
+  if not s:find("%", 1, true) then return s end -- the usual case: nothing to decode
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
@@ -55,7 +56,8 @@ end
 -- The room: the path segment after /rooms/, /join/ or /knock/, percent-decoded, whole (room
 -- version 12 ids have no server part), for every version prefix.
 local function room_key(path)
-  local p = path:gsub("%?.*$", "")
+  local query = path:find("?", 1, true)
+  local p = query and path:sub(1, query - 1) or path
   local segment = p:match("^/_matrix/client/.-/rooms/([^/]+)")
     or p:match("^/_matrix/client/.-/join/([^/]+)")
     or p:match("^/_matrix/client/.-/knock/([^/]+)")
@@ -129,27 +131,29 @@ local function origin_key(handle)
   return address:match("^%[(.+)%]:%d+$") or address:match("^(.+):%d+$") or address
 end
 
+-- A route either hashes or takes media, never both (the chart refuses an entry with both), so the
+-- common case, a hashed route, reads one metadata field and no body length.
 function envoy_on_request(handle)
   local headers = handle:headers()
-  headers:remove(HASH_HEADER) -- only the router sets it (every copy a client sent)
   local metadata = handle:metadata()
-  local max_bytes = metadata:get("max_bytes")
-  local limit = max_bytes and tonumber(max_bytes)
-  local length = tonumber(headers:get("content-length") or "0")
-  if limit and length and length > limit then
-    handle:respond({ [":status"] = "413", ["content-type"] = "application/json" },
-      '{"errcode":"M_TOO_LARGE","error":"Request body too large"}')
-    return
-  end
   local hash = metadata:get("hash")
   local key = nil
   if hash == "room" then
     key = room_key(headers:get(":path") or "")
   elseif hash == "user" then
     key = user_key(handle)
+    headers = handle:headers() -- again: handles taken before an httpCall (whoami) are invalid after it
   elseif hash == "origin" then
     key = origin_key(handle)
+  else
+    local limit = tonumber(metadata:get("max_bytes") or "")
+    local length = tonumber(headers:get("content-length") or "0")
+    if limit and length and length > limit then
+      handle:respond({ [":status"] = "413", ["content-type"] = "application/json" },
+        '{"errcode":"M_TOO_LARGE","error":"Request body too large"}')
+      return
+    end
   end
-  -- Fetched again: header handles taken before an httpCall (whoami) are invalid after it.
-  if key then handle:headers():replace(HASH_HEADER, key) end
+  -- Only the router sets the hash header: replace drops every copy a client sent, as remove does.
+  if key then headers:replace(HASH_HEADER, key) else headers:remove(HASH_HEADER) end
 end

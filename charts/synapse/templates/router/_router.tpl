@@ -52,6 +52,7 @@ its fallbacks' (files/kinds.yaml), else main's, which then holds the role; mas t
 {{- $regexes := list -}}
 {{- range $entry.regex }}{{ $regexes = append $regexes (printf "(?:%s)" .) }}{{ end -}}
 {{- $cluster := required (printf "route %s: target %q is no pool kind" $entry.name $entry.target) (get $targets $entry.target) -}}
+{{- if and $entry.hash $entry.media }}{{ fail (printf "route %s: hash and media together: the router's Lua does one or the other" $entry.name) }}{{ end -}}
 {{- $routes = append $routes (merge (dict "cluster" $cluster "pattern" (join "|" $regexes)) (omit $entry "regex" "when")) -}}
 {{- end -}}
 {{- end -}}
