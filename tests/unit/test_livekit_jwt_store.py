@@ -4,6 +4,8 @@ upgraded with its jobs, leases pass between holders, and a newer store is refuse
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,24 @@ async def test_an_unwritable_place_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(StoreError, match="cannot open"):
         await JobStore.sqlite(tmp_path / "file" / "jobs.sqlite3", holder="a", lease_seconds=5).open()
+
+
+def test_a_pod_on_sqlite_never_loads_psycopg(tmp_path: Path) -> None:
+    """psycopg and libpq cost a pod about 9 MiB: only a store on PostgreSQL imports them."""
+
+    def loaded(make_store: str) -> str:
+        code = (
+            "import asyncio, sys\n"
+            "from pathlib import Path\n"
+            "import matrix_stack.services.livekit_jwt.app\n"
+            "from matrix_stack.services.livekit_jwt.store import JobStore\n"
+            f"{make_store}\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('psycopg')}))\n"
+        )
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+    path = tmp_path / "jobs.sqlite3"
+    on_sqlite = f"asyncio.run(JobStore.sqlite(Path({str(path)!r}), holder='a', lease_seconds=5).open())"
+    assert loaded(on_sqlite).strip() == "[]"
+    # the check sees psycopg where it is loaded
+    assert "psycopg" in loaded("JobStore.postgres('postgresql://h/db', 's', holder='a', lease_seconds=5)")

@@ -1,5 +1,5 @@
 """Where delegation jobs live, and who drives each: an embedded SQLite file for one pod, PostgreSQL
-for every replica (the bridges' outbox makes the same choice, and the same lease).
+(postgres_backend.py) for every replica (the bridges' outbox makes the same choice, and the same lease).
 
 Each job row carries a lease: a holder, a generation and an expiry on the database's clock. Only
 its holder restarts the delayed event, looks the participant up on the SFU and sends the leave;
@@ -23,9 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import psycopg
-import psycopg_pool
-
 from matrix_stack.services.livekit_jwt.schema import (
     RECORD_VERSION,
     SQLITE,
@@ -35,14 +32,10 @@ from matrix_stack.services.livekit_jwt.schema import (
     VERSION_TABLE,
     Dialect,
     next_step,
-    postgres_dialect,
 )
-from matrix_stack.shared.outbox.conninfo import first_line, passwords
 from matrix_stack.shared.outbox.sqlite import enable_wal
 
 log = logging.getLogger("matrix_stack.livekit_jwt.store")
-# Serialises schema upgrades across replicas ("mxs-lkjw" folded into a bigint).
-_LOCK = int.from_bytes(b"mxs-lkjw", "big") & 0x7FFF_FFFF_FFFF_FFFF
 _COLUMNS = "cs_api, delay_id, room, identity, timeout_ms, joined, leaving, generation"
 _AGES = "{now} - created, {now} - left_at"
 
@@ -86,7 +79,7 @@ def _row(values: Sequence[Any]) -> Row:
     )  # fmt: skip
 
 
-class _Backend(Protocol):
+class Backend(Protocol):
     dialect: Dialect
     description: str
 
@@ -163,88 +156,10 @@ def _version_sync(db: sqlite3.Connection, d: Dialect) -> int:
     return int(db.execute(d.sql(VERSION)).fetchone()[0])
 
 
-class _Postgres:
-    """A small pool; autocommit, each statement its own transaction (none needs more)."""
-
-    def __init__(self, url: str, schema: str, *, holder: str, connect_timeout: float = 5.0) -> None:
-        self._secrets = passwords(url)  # ValueError for a malformed string, without echoing it
-        self.schema = schema
-        self.dialect = postgres_dialect(schema)
-        info = psycopg.conninfo.conninfo_to_dict(url)
-        where = f"{info.get('host') or 'local'}/{info.get('dbname') or ''}"
-        self.description = f"postgresql {where} schema {schema}"
-        self._timeout = connect_timeout
-        self._pool = psycopg_pool.AsyncConnectionPool(
-            url, min_size=1, max_size=3, open=False, timeout=connect_timeout,
-            kwargs={"autocommit": True, "connect_timeout": max(int(connect_timeout), 1),
-                    "application_name": f"livekit-jwt {holder}"},
-        )  # fmt: skip
-
-    def _error(self, exc: BaseException) -> StoreError:
-        return StoreError(f"{self.description}: {first_line(exc, self._secrets)}")
-
-    async def open(self) -> None:
-        try:
-            await self._pool.open(wait=True, timeout=self._timeout)
-        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
-            await self._pool.close()
-            raise self._error(exc) from exc
-
-    async def close(self) -> None:
-        await self._pool.close()
-
-    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        # a connection the server dropped fails once: the pool hands a fresh one the second time
-        for attempt in (1, 2):
-            try:
-                async with self._pool.connection() as connection:
-                    cursor = await connection.execute(sql, tuple(params))
-                    return await cursor.fetchall() if cursor.description else []
-            except psycopg.OperationalError as exc:
-                if attempt == 2:
-                    raise self._error(exc) from exc
-            except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
-                raise self._error(exc) from exc
-        raise AssertionError("unreachable")
-
-    async def upgrade(self) -> None:
-        """One step per transaction under an advisory lock: replicas starting together apply each once."""
-        try:
-            async with self._pool.connection() as connection:
-                while (step := await self._step(connection)) is not None:
-                    log.info("delegation store upgraded", extra={"schema": self.schema, "version": step})
-        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
-            raise self._error(exc) from exc
-
-    async def _step(self, connection: psycopg.AsyncConnection[Any]) -> int | None:
-        """Apply the next step, if any; its version."""
-        d = self.dialect
-        async with connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-            # a schema made beforehand (and granted) must not need CREATE on the database
-            found = await connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
-            if await found.fetchone() is None:
-                await connection.execute(f'CREATE SCHEMA "{self.schema}"')
-            if not await _one(connection, d.exists, (d.table + "schema_version",)):
-                await connection.execute(d.sql(VERSION_TABLE))
-            step = next_step(int(await _one(connection, d.sql(VERSION))), STEPS, self.description)
-            if step is not None:
-                for statement in STEPS[step - 1]:
-                    await connection.execute(d.sql(statement))
-                await connection.execute(d.sql(RECORD_VERSION), (step,))
-            return step
-
-
-async def _one(connection: psycopg.AsyncConnection[Any], sql: str, params: Sequence[Any] = ()) -> Any:
-    row = await (await connection.execute(sql, tuple(params))).fetchone()
-    assert row is not None
-    return row[0]
-
-
 class JobStore:
     """The jobs and their leases, whichever database holds them. `holder` names this replica."""
 
-    def __init__(self, backend: _Backend, *, holder: str, lease_seconds: float) -> None:
+    def __init__(self, backend: Backend, *, holder: str, lease_seconds: float) -> None:
         self._backend = backend
         self.holder = holder
         self.lease_seconds = lease_seconds
@@ -298,7 +213,11 @@ class JobStore:
 
     @classmethod
     def postgres(cls, url: str, schema: str, *, holder: str, lease_seconds: float) -> JobStore:
-        return cls(_Postgres(url, schema, holder=holder), holder=holder, lease_seconds=lease_seconds)
+        # imported here: a pod on SQLite never loads psycopg and libpq (about 9 MiB)
+        from matrix_stack.services.livekit_jwt.postgres_backend import PostgresBackend
+
+        backend = PostgresBackend(url, schema, holder=holder)
+        return cls(backend, holder=holder, lease_seconds=lease_seconds)
 
     async def open(self) -> None:
         await self._backend.open()

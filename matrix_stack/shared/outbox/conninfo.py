@@ -6,9 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import psycopg
-import psycopg.conninfo
-
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
@@ -23,6 +20,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def passwords(conninfo: str) -> list[str]:
     """The passwords a connection string holds; ValueError (without echoing it) when it is malformed."""
+    import psycopg.conninfo  # here: importing this module (redact, first_line) must not load libpq
+
     try:
         parsed = psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.Error:
