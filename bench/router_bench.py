@@ -17,14 +17,17 @@ only the route table differs:
     proportions the mix reaches them: what forwarding to many pools costs (more upstream
     connections, on both sides) with no matching and no hashing, so how much of the gap to the
     ceiling any table that routes to these pools has to pay.
-With ROUTER_BENCH_PIN=1 (two cores or more), each router runs one worker on core 0 and wrk and
-the upstreams share core 1: the router is then the bottleneck (the other core stays partly idle, the
+With ROUTER_BENCH_PIN=1 (two cores or more), the routers run one worker each on one core (measured
+one at a time; the idle ones only health-check) and wrk and the upstreams share another: the router
+under load is then the bottleneck (the other core stays partly idle, the
 busy share is printed) and its CPU per request is not disturbed by the others' threads, which makes
 the ratios between tables steadier; without it, all share both cores as the issue's numbers do.
 With ROUTER_BENCH_INSTRUCTIONS=1, each configuration also runs once more under valgrind's callgrind
-(one worker): the instructions it executes per request over the same mix, after a warm-up. Cache
-misses and the kernel are not in it, so it is not the time, but it is the same in every run: a
-change of a few percent shows in it where the timings' noise (often 10% run to run here) hides it.
+(one worker): the instructions its worker thread executes per request over the same mix, after a
+warm-up (the main thread's timers, health checks and stats, are left out: they grow with the wall
+time, which valgrind stretches). Cache misses and the kernel are not in it, so it is not the time,
+but it repeats from run to run: a change of a few percent shows in it where the timings' noise
+(often 10% run to run here) hides it.
 Upstreams are a second Envoy answering every request directly with the name of its pool: no work
 but HTTP, yet it shares the machine with the router and wrk (about half the router's CPU per
 request, more with more upstream connections), so besides req/s each configuration's router CPU
@@ -63,7 +66,11 @@ CEILING_POOL = "main"
 CEILING_TARGET = 0.9
 PIN = os.environ.get("ROUTER_BENCH_PIN") == "1"
 INSTRUCTIONS = os.environ.get("ROUTER_BENCH_INSTRUCTIONS") == "1"
-ROUTER_CORE, LOAD_CORE = "0", "1"  # with PIN: the router's core; wrk's and the upstreams'
+_ALLOWED = sorted(os.sched_getaffinity(0))  # the cores this process may use (a container's share)
+ROUTER_CORE, LOAD_CORE = (
+    str(_ALLOWED[0]),
+    str(_ALLOWED[-1]),
+)  # with PIN: the routers'; wrk's and the upstreams'
 
 # The reference's route groups in the order its Envoy template emits them (defaults: MAS on,
 # MSC4306 off), with the pool each group's cluster stands for and the hashing it applies.
@@ -253,7 +260,7 @@ async def main() -> None:
         raise SystemExit(f"reference values not found at {REFERENCE_VALUES}")
     if INSTRUCTIONS and shutil.which("callgrind_control") is None:
         raise SystemExit("ROUTER_BENCH_INSTRUCTIONS=1 needs valgrind (Debian: apt-get install valgrind)")
-    if PIN and ((os.cpu_count() or 1) < 2 or shutil.which("taskset") is None):
+    if PIN and (len(_ALLOWED) < 2 or shutil.which("taskset") is None):
         raise SystemExit("ROUTER_BENCH_PIN=1 needs two cores and taskset (util-linux)")
     requests = mix()
     ours = our_config()
@@ -348,7 +355,7 @@ async def main() -> None:
           + ", ".join(f"{name} {statistics.median(cpu[name]) / statistics.median(cpu['ceiling']):.2f}x"
                       for name in names if name != "ceiling"))  # fmt: skip
     if instructions:
-        print("  instructions per request (callgrind, 1 worker; the same in every run): "
+        print("  instructions per request (callgrind, the worker thread; repeats from run to run): "
               + ", ".join(f"{name} {instructions[name]:,.0f} ({instructions[name] / instructions['ceiling']:.3f}x the ceiling)"
                           for name in names))  # fmt: skip
     for method, path, _, got in misroutes["spread"]:
@@ -395,6 +402,10 @@ def instructions_per_request(
     local = copy.deepcopy(config)
     port, metrics, admin = local_envoy.local_ports()
     local["admin"]["address"]["socket_address"]["port_value"] = admin
+    for cluster in local["static_resources"]["clusters"]:
+        if cluster["name"] == "admin":  # the metrics listener's way to this router's admin
+            endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            endpoint["address"]["socket_address"]["port_value"] = admin
     for listener in local["static_resources"]["listeners"]:
         listener["address"]["socket_address"]["port_value"] = (
             port if listener["name"] == "matrix" else metrics
@@ -402,7 +413,9 @@ def instructions_per_request(
     out.mkdir(parents=True)
     counts = out / "callgrind.out"
     router = local_envoy.LocalEnvoy(
-        local, concurrency=1, wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}"]
+        local,
+        concurrency=1,
+        wrapper=["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={counts}"],
     )
     router.start(timeout=300)
     assert router.process is not None
@@ -413,13 +426,16 @@ def instructions_per_request(
         subprocess.run(["callgrind_control", "-d", str(router.process.pid)], check=True, capture_output=True)
     finally:
         router.stop()
-    for dump in out.glob("callgrind.out*"):
-        text = dump.read_text(errors="replace")
-        if "Trigger: dump" in text:
-            totals = re.search(r"^totals: (\d+)", text, re.MULTILINE)
-            if totals:
-                return int(totals.group(1)) / sent
-    raise RuntimeError(f"no callgrind dump in {out}")
+    # one dump per thread: the worker's is the one that served the requests, by far the largest
+    per_thread = [
+        int(totals.group(1))
+        for dump in out.glob("callgrind.out*")
+        if "Trigger: dump" in (text := dump.read_text(errors="replace"))
+        and (totals := re.search(r"^totals: (\d+)", text, re.MULTILINE))
+    ]
+    if not per_thread:
+        raise RuntimeError(f"no callgrind dump in {out}")
+    return max(per_thread) / sent
 
 
 def _send_mix(port: int, requests: list[tuple[str, str, str]], rounds: int) -> int:

@@ -135,6 +135,9 @@ end
 -- common case, a hashed route, reads one metadata field and no body length.
 function envoy_on_request(handle)
   local headers = handle:headers()
+  -- Only the router sets the hash header: every copy a client sent goes first, so that not even an
+  -- error further down (Envoy then lets the request on) can pass one to the ring hash.
+  headers:remove(HASH_HEADER)
   local metadata = handle:metadata()
   local hash = metadata:get("hash")
   local key = nil
@@ -154,6 +157,5 @@ function envoy_on_request(handle)
       return
     end
   end
-  -- Only the router sets the hash header: replace drops every copy a client sent, as remove does.
-  if key then headers:replace(HASH_HEADER, key) else headers:remove(HASH_HEADER) end
+  if key then headers:replace(HASH_HEADER, key) end
 end
