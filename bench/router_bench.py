@@ -283,9 +283,10 @@ async def main() -> None:
     cpu: dict[str, list[float]] = {name: [] for name in names}  # router CPU seconds per request
     misroutes: dict[str, list[tuple[str, str, str, str]]] = {}
     instructions: dict[str, float] = {}
+    configs = dict(zip(names, (ours, reference, matching, ceiling, spread), strict=True))
     try:
         routers = {}
-        for name, config in zip(names, (ours, reference, matching, ceiling, spread), strict=True):
+        for name, config in configs.items():
             for cluster in config["static_resources"]["clusters"]:
                 if cluster["name"] not in ("admin", *endpoints):
                     raise RuntimeError(f"cluster {cluster['name']} has no stub")
@@ -316,8 +317,10 @@ async def main() -> None:
                     busy.append(_busy_share(load_before, _core_ticks(LOAD_CORE)))
                 results[name].append(rate)
                 cpu[name].append((cpu_seconds(router.process) - before) / (rate * DURATION))
-        for name, router in routers.items() if INSTRUCTIONS else ():
-            instructions[name] = instructions_per_request(router.config, requests, directory / name)
+        for name in configs if INSTRUCTIONS else ():
+            instructions[name] = instructions_per_request(
+                configs[name], endpoints, requests, directory / name
+            )
     finally:
         for router in locals().get("routers", {}).values():
             router.stop()
@@ -329,7 +332,7 @@ async def main() -> None:
         f"pinned: each router 1 worker on core {ROUTER_CORE}, wrk and upstreams on core {LOAD_CORE} "
         f"(busy {statistics.median(busy):.0%} of it, median)"
         if PIN
-        else f"Envoy --concurrency {min(2, os.cpu_count() or 1)}, all sharing every core"
+        else f"Envoy --concurrency {routers['ours'].concurrency}, all sharing every core"
     )
     print(f"router: {len(requests)} requests per mix cycle ({kinds} kinds), wrk 1 thread x 32 connections, "
           f"{DURATION}s x {ROUNDS} rounds; {placement}")  # fmt: skip
@@ -394,22 +397,16 @@ def _cluster_for(template: dict[str, Any], pool: str) -> dict[str, Any]:
 
 
 def instructions_per_request(
-    config: dict[str, Any], requests: list[tuple[str, str, str]], out: Path
+    config: dict[str, Any],
+    endpoints: dict[str, list[tuple[str, int]]],
+    requests: list[tuple[str, str, str]],
+    out: Path,
 ) -> float:
     """Instructions a router executes per request of the mix, counted by callgrind: the mix twice
     to warm it (caches, RE2's lazily built automata), counters zeroed, then the mix ROUNDS times on
     four kept-alive connections."""
-    local = copy.deepcopy(config)
     port, metrics, admin = local_envoy.local_ports()
-    local["admin"]["address"]["socket_address"]["port_value"] = admin
-    for cluster in local["static_resources"]["clusters"]:
-        if cluster["name"] == "admin":  # the metrics listener's way to this router's admin
-            endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-            endpoint["address"]["socket_address"]["port_value"] = admin
-    for listener in local["static_resources"]["listeners"]:
-        listener["address"]["socket_address"]["port_value"] = (
-            port if listener["name"] == "matrix" else metrics
-        )
+    local = local_envoy.localize(config, endpoints, port=port, metrics_port=metrics, admin_port=admin)
     out.mkdir(parents=True)
     counts = out / "callgrind.out"
     router = local_envoy.LocalEnvoy(
